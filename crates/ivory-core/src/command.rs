@@ -1,0 +1,226 @@
+//! Commands (the log entries) and their results.
+//!
+//! A [`Batch`] is one Raft log entry: the commands of one client request for one shard, stamped with
+//! the leader's clock. [`crate::Shard::apply`] turns a batch into one [`CmdResult`] per command, in
+//! order. Business refusals (not enough stock, unknown reservation, conflicting replay) are results,
+//! never errors: a log entry always applies.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Cell, MeasureRef, PartitionKey, Quantities};
+use crate::qty::Qty;
+
+/// IV caps bulk bodies at 512 records; a batch is at most one bulk's worth for one shard.
+pub const BATCH_COMMANDS_MAX: usize = 512;
+
+/// One log entry: commands for one shard, stamped by the leader that proposed it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    /// Milliseconds since the Unix epoch on the leader when it proposed the entry. The state
+    /// machine's clock is the maximum of these; replicas never read their own clock.
+    pub ts_ms: u64,
+    pub commands: Vec<Command>,
+}
+
+/// What a reservation's availability check does (`ifCheckAvailForReserv`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Availability {
+    /// Refuse unless the gating calculated measure covers the quantity (IV's default).
+    Checked,
+    /// Always apply; availability may go negative (oversell), or a negative quantity cancels.
+    Unchecked,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Adds deltas to physical measures (`POST /onhand`).
+    OnHandChange(OnHandChange),
+    /// Overwrites the listed physical measures (`POST /setonhand/{system}/bulk`).
+    SetOnHand(SetOnHand),
+    /// A soft reservation on a physical measure gated by a calculated one (`/onhand/reserve`).
+    Reserve(Reserve),
+    /// Offsets a reservation by id (`/onhand/unreserve`).
+    Unreserve(Unreserve),
+    /// Replaces an environment's configuration on this shard (`/configuration/hardupdate`).
+    PutConfig {
+        environment: String,
+        /// The document in IV's JSON shape; validated again by `apply`.
+        config_json: String,
+    },
+    /// Deletes stock, reservations and remembered ids of partitions of an environment
+    /// (`/cleanupalldata`); `None` deletes every partition of the environment in this shard.
+    CleanUp {
+        environment: String,
+        partitions: Option<Vec<PartitionKey>>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OnHandChange {
+    pub id: String,
+    pub partition: PartitionKey,
+    pub cell: Cell,
+    pub quantities: Quantities,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SetOnHand {
+    pub id: String,
+    pub partition: PartitionKey,
+    pub cell: Cell,
+    pub quantities: Quantities,
+    /// `modifiedDateTimeUTC` in ms; a set older than the last one applied to a cell is ignored.
+    pub modified_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reserve {
+    pub id: String,
+    pub partition: PartitionKey,
+    pub cell: Cell,
+    /// The physical measure that holds the reservation, e.g. `iv.softreservphysical`.
+    pub measure: MeasureRef,
+    pub quantity: Qty,
+    pub availability: Availability,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Unreserve {
+    pub id: String,
+    pub partition: PartitionKey,
+    pub reservation_id: String,
+    pub offset: Qty,
+}
+
+/// The operation code of a command: the prefix of its result id (`ohre~<id>`), and part of its
+/// idempotency key, so that one client id may be used once per kind of operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum OpCode {
+    OnHandChange,
+    SetOnHand,
+    Reserve,
+    Unreserve,
+}
+
+impl OpCode {
+    /// IV's result id prefix (api/iv-api.md §2.7).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            OpCode::OnHandChange => "ohe",
+            OpCode::SetOnHand => "ohse",
+            OpCode::Reserve => "ohre",
+            OpCode::Unreserve => "ohoe",
+        }
+    }
+}
+
+impl Command {
+    /// The partition this command touches, if it touches exactly one.
+    pub fn partition(&self) -> Option<&PartitionKey> {
+        match self {
+            Command::OnHandChange(c) => Some(&c.partition),
+            Command::SetOnHand(c) => Some(&c.partition),
+            Command::Reserve(c) => Some(&c.partition),
+            Command::Unreserve(c) => Some(&c.partition),
+            Command::PutConfig { .. } | Command::CleanUp { .. } => None,
+        }
+    }
+
+    /// The client's event id and operation, for commands that are idempotent by id.
+    pub fn event(&self) -> Option<(OpCode, &str)> {
+        match self {
+            Command::OnHandChange(c) => Some((OpCode::OnHandChange, &c.id)),
+            Command::SetOnHand(c) => Some((OpCode::SetOnHand, &c.id)),
+            Command::Reserve(c) => Some((OpCode::Reserve, &c.id)),
+            Command::Unreserve(c) => Some((OpCode::Unreserve, &c.id)),
+            Command::PutConfig { .. } | Command::CleanUp { .. } => None,
+        }
+    }
+}
+
+/// How a command ended. Maps to IV's `processingStatus`, body `statusCode` and bulk bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Success,
+    /// An unreserve that offset more than was reserved: applied up to what there was.
+    PartialSuccess,
+    /// Availability check failed: IV's body `statusCode` 500, HTTP 409 in Ivory.
+    Insufficient,
+    /// Unknown reservation id: 404.
+    NotFound,
+    /// The same event id was already used with a different body: 409.
+    Conflict,
+    /// The command breaks a rule of the configuration (unknown measure, bad dimensions): 400.
+    Invalid,
+}
+
+impl Outcome {
+    /// IV's `processingStatus`.
+    pub fn processing_status(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::PartialSuccess => "partialSuccess",
+            _ => "failure",
+        }
+    }
+
+    /// IV's body `statusCode`.
+    pub fn iv_status_code(self) -> u16 {
+        match self {
+            Outcome::Success | Outcome::PartialSuccess => 200,
+            Outcome::Insufficient => 500,
+            Outcome::NotFound => 404,
+            Outcome::Conflict => 409,
+            Outcome::Invalid => 400,
+        }
+    }
+
+    /// IV's bulk bucket.
+    pub fn bucket(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::PartialSuccess => "partialSuccess",
+            Outcome::NotFound => "notFound",
+            Outcome::Conflict => "conflict",
+            Outcome::Insufficient | Outcome::Invalid => "failure",
+        }
+    }
+
+    pub fn applied(self) -> bool {
+        matches!(self, Outcome::Success | Outcome::PartialSuccess)
+    }
+}
+
+/// The result of one command. A replay of an event id returns the stored copy of this.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CmdResult {
+    pub outcome: Outcome,
+    /// Empty on success; otherwise says what was wrong, naming the field or measure.
+    pub message: String,
+    /// Reserve and unreserve: the reservation (product + dimensions + measure) id.
+    pub reservation_id: Option<String>,
+    /// Unreserve: the part of `OffsetQty` beyond what was reserved
+    /// (`totalInvalidOffsetQtyByReservId`).
+    pub invalid_offset: Option<Qty>,
+}
+
+impl CmdResult {
+    pub fn success() -> CmdResult {
+        CmdResult {
+            outcome: Outcome::Success,
+            message: String::new(),
+            reservation_id: None,
+            invalid_offset: None,
+        }
+    }
+
+    pub fn refused(outcome: Outcome, message: impl Into<String>) -> CmdResult {
+        debug_assert!(!outcome.applied());
+        CmdResult {
+            outcome,
+            message: message.into(),
+            reservation_id: None,
+            invalid_offset: None,
+        }
+    }
+}

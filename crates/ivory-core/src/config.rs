@@ -1,0 +1,707 @@
+//! An environment's configuration, in IV's own JSON shape (api/iv-api.md §3.1), and its rules.
+//!
+//! [`ConfigDoc`] is the document clients read and write (`GET /configuration`,
+//! `POST /configuration/hardupdate`); [`Config`] is the validated, compiled form that `apply` and
+//! queries use. [`Config::from_json`] accepts keys in any case and names the bad field in every
+//! error.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::json::KeyCanon;
+use crate::model::{
+    BASE_DIMENSIONS, Dims, LOCATION_ID, MeasureRef, NAME_LEN_MAX, SITE_ID, base_dimension, canonical_name,
+};
+
+/// IV's allocation hierarchy has Group0..Group7.
+pub const ALLOCATION_GROUPS_MAX: usize = 8;
+/// IV's 180-day ATP mode caps the schedule period.
+pub const SCHEDULE_PERIOD_DAYS_MAX: u32 = 180;
+/// IV: the ATP measures together name fewer than 9 distinct physical measures.
+pub const ATP_PHYSICAL_MEASURES_MAX: usize = 8;
+
+const DEFAULT_CONFIG_JSON: &str = include_str!("default_config.json");
+
+/// Known field names of the document, in canonical spelling; any other key is a name.
+const DOC_FIELDS: &[&str] = &[
+    "indexConfiguration",
+    "partitionKeyAttributes",
+    "setNumber",
+    "keys",
+    "indexAttributeSets",
+    "inventorySystemConfigurations",
+    "dataSourceName",
+    "dimensionMappings",
+    "physicalMeasures",
+    "calculatedMeasures",
+    "additionModifiers",
+    "subtractionModifiers",
+    "reservMappings",
+    "scheduleConfiguration",
+    "atpCalculatedMeasures",
+    "schedulePeriodInDays",
+    "isScheduleV2",
+    "isEnabled",
+    "reservConfiguration",
+    "isReservEnabled",
+    "version",
+    "allocationConfiguration",
+    "groups",
+    "groupsOrder",
+    "availableToAllocateCalculation",
+    "partitionConfiguration",
+    "useProductId",
+    "useDimensions",
+    "cachePartitionIdVersion",
+];
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigDoc {
+    #[serde(default)]
+    pub index_configuration: IndexConfigDoc,
+    #[serde(default)]
+    pub inventory_system_configurations: BTreeMap<String, DataSourceDoc>,
+    #[serde(default)]
+    pub schedule_configuration: ScheduleConfigDoc,
+    #[serde(default)]
+    pub reserv_configuration: ReservConfigDoc,
+    #[serde(default)]
+    pub allocation_configuration: AllocationConfigDoc,
+    #[serde(default)]
+    pub partition_configuration: PartitionConfigDoc,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_partition_id_version: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AttributeSetDoc {
+    #[serde(default)]
+    pub set_number: u32,
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IndexConfigDoc {
+    #[serde(default)]
+    pub partition_key_attributes: AttributeSetDoc,
+    #[serde(default)]
+    pub index_attribute_sets: Vec<AttributeSetDoc>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataSourceDoc {
+    #[serde(default)]
+    pub data_source_name: String,
+    #[serde(default)]
+    pub dimension_mappings: BTreeMap<String, String>,
+    #[serde(default)]
+    pub physical_measures: Vec<String>,
+    #[serde(default)]
+    pub calculated_measures: BTreeMap<String, FormulaDoc>,
+    #[serde(default)]
+    pub reserv_mappings: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FormulaDoc {
+    #[serde(default)]
+    pub addition_modifiers: Vec<String>,
+    #[serde(default)]
+    pub subtraction_modifiers: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScheduleConfigDoc {
+    #[serde(default)]
+    pub index_attribute_sets: Vec<AttributeSetDoc>,
+    #[serde(default)]
+    pub atp_calculated_measures: BTreeMap<String, BTreeMap<String, u32>>,
+    #[serde(default)]
+    pub schedule_period_in_days: u32,
+    #[serde(default, rename = "isScheduleV2")]
+    pub is_schedule_v2: bool,
+    #[serde(default)]
+    pub is_enabled: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReservConfigDoc {
+    #[serde(default)]
+    pub is_reserv_enabled: bool,
+    #[serde(default)]
+    pub version: u32,
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AllocationConfigDoc {
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub groups_order: BTreeMap<String, String>,
+    #[serde(default)]
+    pub available_to_allocate_calculation: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PartitionConfigDoc {
+    #[serde(default)]
+    pub use_product_id: bool,
+    #[serde(default)]
+    pub use_dimensions: bool,
+}
+
+/// A configuration rule that a document breaks, with the path of the field that breaks it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+fn bad(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// A calculated measure: the sum of its addition terms minus the sum of its subtraction terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Formula {
+    pub add: Vec<MeasureRef>,
+    pub sub: Vec<MeasureRef>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataSource {
+    /// Data-source dimension name -> base dimension, both lower case.
+    pub dimension_mappings: BTreeMap<String, String>,
+    pub physical: BTreeSet<String>,
+}
+
+/// A validated configuration, every name lower case.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub doc: ConfigDoc,
+    pub data_sources: BTreeMap<String, DataSource>,
+    pub calculated: BTreeMap<MeasureRef, Formula>,
+    /// Physical measure that holds a reservation -> calculated measure that gates it.
+    pub reserv_mappings: BTreeMap<MeasureRef, MeasureRef>,
+    pub index_sets: Vec<Vec<String>>,
+    /// Reservation hierarchy below the partition dimensions (site and location dropped).
+    pub reservation_hierarchy: Vec<String>,
+    /// `reservConfiguration.version`: 0 refuses reservation dimensions outside the hierarchy,
+    /// 1 accepts them.
+    pub reservation_version: u32,
+    pub reservation_enabled: bool,
+    pub schedule_period_days: u32,
+    pub allocation_groups: Vec<String>,
+}
+
+impl Config {
+    /// IV's documented defaults with Ivory's `@iv` measures (DESIGN.md §5).
+    pub fn default_config() -> Config {
+        // The embedded document is part of the build and has a test; failing here is a bug.
+        Config::from_json(DEFAULT_CONFIG_JSON).expect("the built-in default configuration is valid")
+    }
+
+    /// Parses and validates a document in IV's JSON shape; keys may be in any case.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first field that is malformed or breaks a rule.
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| bad("(body)", format!("not valid JSON: {e}")))?;
+        let value = KeyCanon::new(DOC_FIELDS).apply(value).map_err(|e| bad("(body)", e))?;
+        let doc: ConfigDoc = serde_json::from_value(value).map_err(|e| bad("(body)", e.to_string()))?;
+        Config::compile(doc)
+    }
+
+    /// The document as JSON text, in IV's canonical spelling.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.doc).unwrap_or_else(|_| "{}".to_string())
+    }
+
+    /// Validates a document and builds the compiled form.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first field that breaks a rule.
+    pub fn compile(doc: ConfigDoc) -> Result<Config, ConfigError> {
+        let data_sources = compile_data_sources(&doc)?;
+        let calculated = compile_calculated(&doc, &data_sources)?;
+        let reserv_mappings = compile_reserv_mappings(&doc, &data_sources, &calculated)?;
+        compile_partition_keys(&doc)?;
+        let index_sets = compile_index_sets(
+            "indexConfiguration.indexAttributeSets",
+            &doc.index_configuration.index_attribute_sets,
+        )?;
+        let reservation_hierarchy = compile_reservation_hierarchy(&doc)?;
+        let schedule_period_days = compile_schedule(&doc, &calculated)?;
+        let allocation_groups = compile_allocation(&doc)?;
+        Ok(Config {
+            reservation_version: doc.reserv_configuration.version,
+            reservation_enabled: doc.reserv_configuration.is_reserv_enabled,
+            doc,
+            data_sources,
+            calculated,
+            reserv_mappings,
+            index_sets,
+            reservation_hierarchy,
+            schedule_period_days,
+            allocation_groups,
+        })
+    }
+
+    /// Whether `(data source, measure)` is a configured physical measure.
+    pub fn is_physical(&self, measure: &MeasureRef) -> bool {
+        self.data_sources
+            .get(&measure.data_source)
+            .is_some_and(|ds| ds.physical.contains(&measure.measure))
+    }
+
+    /// A readable list of the physical measures of a data source (or of the data sources), for
+    /// error messages that say what is configured.
+    pub fn describe_physical(&self, data_source: &str) -> String {
+        match self.data_sources.get(data_source) {
+            Some(ds) => format!(
+                "data source '{data_source}' has physical measures: {}",
+                ds.physical.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+            None => format!(
+                "configured data sources: {}",
+                self.data_sources.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+
+    /// Maps request dimensions to base dimensions: names of `data_source`'s own dimensions are
+    /// translated through its `dimensionMappings`, base names pass through, empty values are
+    /// dropped (IV: `""` means "no value"). Returns (site, location, the other dimensions).
+    ///
+    /// # Errors
+    /// A message naming the dimension that is neither mapped nor a base dimension, or a missing
+    /// siteId / locationId.
+    pub fn normalize_dimensions<'a>(
+        &self,
+        data_source: Option<&str>,
+        dims: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(String, String, Dims), String> {
+        let mappings = match data_source.map(canonical_name).filter(|s| !s.is_empty()) {
+            Some(ds) => Some(
+                &self
+                    .data_sources
+                    .get(&ds)
+                    .ok_or_else(|| {
+                        format!(
+                            "dimensionDataSource '{ds}' is not configured; {}",
+                            self.describe_physical("")
+                        )
+                    })?
+                    .dimension_mappings,
+            ),
+            None => None,
+        };
+        let mut base = Dims::new();
+        for (name, value) in dims {
+            let lower = canonical_name(name);
+            let mapped = mappings.and_then(|m| m.get(&lower)).cloned();
+            let dim = match mapped.or_else(|| base_dimension(&lower).map(str::to_string)) {
+                Some(d) => d,
+                None => {
+                    return Err(format!(
+                        "dimensions.{name}: not a base dimension and not mapped by the data source"
+                    ));
+                }
+            };
+            check_name(&format!("dimensions.{name}"), value).map_err(|e| e.to_string())?;
+            if value.is_empty() {
+                continue;
+            }
+            if base.insert(dim.clone(), value.to_string()).is_some() {
+                return Err(format!("dimensions.{name}: dimension '{dim}' is given twice"));
+            }
+        }
+        let site = base
+            .remove(SITE_ID)
+            .ok_or_else(|| "dimensions.siteId is required (partitions are by location)".to_string())?;
+        let location = base
+            .remove(LOCATION_ID)
+            .ok_or_else(|| "dimensions.locationId is required (partitions are by location)".to_string())?;
+        Ok((site, location, base))
+    }
+}
+
+fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
+    if name.len() > NAME_LEN_MAX {
+        return Err(bad(field, format!("longer than {NAME_LEN_MAX} bytes")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(bad(field, "contains control characters"));
+    }
+    Ok(())
+}
+
+fn compile_data_sources(doc: &ConfigDoc) -> Result<BTreeMap<String, DataSource>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (key, ds) in &doc.inventory_system_configurations {
+        let field = format!("inventorySystemConfigurations.{key}");
+        let name = canonical_name(key);
+        if name.is_empty() {
+            return Err(bad(field, "a data source needs a name"));
+        }
+        check_name(&field, &name)?;
+        if name.starts_with('@') && name != "@iv" {
+            return Err(bad(field, "names starting with '@' are reserved (only '@iv' exists)"));
+        }
+        if !ds.data_source_name.is_empty() && canonical_name(&ds.data_source_name) != name {
+            return Err(bad(
+                format!("{field}.dataSourceName"),
+                format!("'{}' differs from the key '{name}'", ds.data_source_name),
+            ));
+        }
+        let mut dimension_mappings = BTreeMap::new();
+        for (from, to) in &ds.dimension_mappings {
+            let to_base = base_dimension(to).ok_or_else(|| {
+                bad(
+                    format!("{field}.dimensionMappings.{from}"),
+                    format!(
+                        "'{to}' is not a base dimension; base dimensions: {}",
+                        BASE_DIMENSIONS.join(", ")
+                    ),
+                )
+            })?;
+            dimension_mappings.insert(canonical_name(from), to_base.to_string());
+        }
+        let mut physical = BTreeSet::new();
+        for (i, m) in ds.physical_measures.iter().enumerate() {
+            let m = canonical_name(m);
+            let mfield = format!("{field}.physicalMeasures[{i}]");
+            if m.is_empty() {
+                return Err(bad(mfield, "a measure needs a name"));
+            }
+            check_name(&mfield, &m)?;
+            if m.starts_with('@') != name.starts_with('@') {
+                return Err(bad(mfield, "'@' measures belong to the '@iv' data source only"));
+            }
+            if !physical.insert(m.clone()) {
+                return Err(bad(mfield, format!("'{m}' is listed twice")));
+            }
+        }
+        out.insert(
+            name,
+            DataSource {
+                dimension_mappings,
+                physical,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn compile_calculated(
+    doc: &ConfigDoc,
+    data_sources: &BTreeMap<String, DataSource>,
+) -> Result<BTreeMap<MeasureRef, Formula>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (ds_key, ds) in &doc.inventory_system_configurations {
+        let ds_name = canonical_name(ds_key);
+        for (calc_key, formula) in &ds.calculated_measures {
+            let field = format!("inventorySystemConfigurations.{ds_key}.calculatedMeasures.{calc_key}");
+            let calc = MeasureRef::new(&ds_name, calc_key);
+            if data_sources
+                .get(&ds_name)
+                .is_some_and(|d| d.physical.contains(&calc.measure))
+            {
+                return Err(bad(
+                    field,
+                    "a calculated measure cannot share a physical measure's name",
+                ));
+            }
+            let mut seen = BTreeSet::new();
+            let mut terms = |list: &[String], which: &str| -> Result<Vec<MeasureRef>, ConfigError> {
+                let mut refs = Vec::with_capacity(list.len());
+                for (i, term) in list.iter().enumerate() {
+                    let tfield = format!("{field}.{which}[{i}]");
+                    let m = MeasureRef::parse(term)
+                        .ok_or_else(|| bad(&tfield, format!("'{term}' is not of the form dataSource.measure")))?;
+                    let known = data_sources
+                        .get(&m.data_source)
+                        .is_some_and(|d| d.physical.contains(&m.measure));
+                    if !known {
+                        return Err(bad(
+                            &tfield,
+                            format!("'{m}' is not a configured physical measure (calculated measures do not nest)"),
+                        ));
+                    }
+                    if !seen.insert(m.clone()) {
+                        return Err(bad(&tfield, format!("'{m}' appears twice in the formula")));
+                    }
+                    refs.push(m);
+                }
+                Ok(refs)
+            };
+            let add = terms(&formula.addition_modifiers, "additionModifiers")?;
+            let sub = terms(&formula.subtraction_modifiers, "subtractionModifiers")?;
+            out.insert(calc, Formula { add, sub });
+        }
+    }
+    Ok(out)
+}
+
+fn compile_reserv_mappings(
+    doc: &ConfigDoc,
+    data_sources: &BTreeMap<String, DataSource>,
+    calculated: &BTreeMap<MeasureRef, Formula>,
+) -> Result<BTreeMap<MeasureRef, MeasureRef>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (ds_key, ds) in &doc.inventory_system_configurations {
+        let ds_name = canonical_name(ds_key);
+        for (physical, gate) in &ds.reserv_mappings {
+            let field = format!("inventorySystemConfigurations.{ds_key}.reservMappings.{physical}");
+            let held = MeasureRef::new(&ds_name, physical);
+            if !data_sources
+                .get(&ds_name)
+                .is_some_and(|d| d.physical.contains(&held.measure))
+            {
+                return Err(bad(field, format!("'{held}' is not a physical measure of '{ds_name}'")));
+            }
+            let gate_ref = MeasureRef::parse(gate)
+                .ok_or_else(|| bad(&field, format!("'{gate}' is not of the form dataSource.measure")))?;
+            if !calculated.contains_key(&gate_ref) {
+                return Err(bad(
+                    field,
+                    format!("'{gate_ref}' is not a configured calculated measure"),
+                ));
+            }
+            out.insert(held, gate_ref);
+        }
+    }
+    Ok(out)
+}
+
+fn compile_partition_keys(doc: &ConfigDoc) -> Result<(), ConfigError> {
+    let keys: Vec<String> = doc
+        .index_configuration
+        .partition_key_attributes
+        .keys
+        .iter()
+        .map(|k| canonical_name(k))
+        .collect();
+    if !keys.is_empty() && keys != [SITE_ID, LOCATION_ID] {
+        return Err(bad(
+            "indexConfiguration.partitionKeyAttributes.keys",
+            "Ivory partitions by location: the keys must be [\"siteid\", \"locationid\"]",
+        ));
+    }
+    Ok(())
+}
+
+fn compile_index_sets(field: &str, sets: &[AttributeSetDoc]) -> Result<Vec<Vec<String>>, ConfigError> {
+    let mut out = Vec::with_capacity(sets.len());
+    for (i, set) in sets.iter().enumerate() {
+        let mut keys = Vec::with_capacity(set.keys.len());
+        for (j, key) in set.keys.iter().enumerate() {
+            let kfield = format!("{field}[{i}].keys[{j}]");
+            let dim = base_dimension(key).ok_or_else(|| bad(&kfield, format!("'{key}' is not a base dimension")))?;
+            if dim == SITE_ID || dim == LOCATION_ID {
+                return Err(bad(kfield, "partition dimensions must not appear in an index set"));
+            }
+            if keys.iter().any(|k| k == dim) {
+                return Err(bad(kfield, format!("'{dim}' is listed twice")));
+            }
+            keys.push(dim.to_string());
+        }
+        out.push(keys);
+    }
+    Ok(out)
+}
+
+fn compile_reservation_hierarchy(doc: &ConfigDoc) -> Result<Vec<String>, ConfigError> {
+    let field = "reservConfiguration.keys";
+    let mut dims = Vec::new();
+    for (i, key) in doc.reserv_configuration.keys.iter().enumerate() {
+        let dim = base_dimension(key)
+            .ok_or_else(|| bad(format!("{field}[{i}]"), format!("'{key}' is not a base dimension")))?;
+        if dims.iter().any(|d| d == dim) {
+            return Err(bad(format!("{field}[{i}]"), format!("'{dim}' is listed twice")));
+        }
+        dims.push(dim.to_string());
+    }
+    if dims.is_empty() {
+        return Ok(dims);
+    }
+    if dims.len() < 2 || dims[0] != SITE_ID || dims[1] != LOCATION_ID {
+        return Err(bad(
+            field,
+            "the reservation hierarchy must start with siteid, locationid",
+        ));
+    }
+    Ok(dims.split_off(2))
+}
+
+fn compile_schedule(doc: &ConfigDoc, calculated: &BTreeMap<MeasureRef, Formula>) -> Result<u32, ConfigError> {
+    let schedule = &doc.schedule_configuration;
+    let period = match schedule.schedule_period_in_days {
+        0 => 7,
+        p if p > SCHEDULE_PERIOD_DAYS_MAX => {
+            return Err(bad(
+                "scheduleConfiguration.schedulePeriodInDays",
+                format!("{p} is above the maximum of {SCHEDULE_PERIOD_DAYS_MAX} days"),
+            ));
+        }
+        p => p,
+    };
+    compile_index_sets(
+        "scheduleConfiguration.indexAttributeSets",
+        &schedule.index_attribute_sets,
+    )?;
+    let mut physical = BTreeSet::new();
+    for (ds, measures) in &schedule.atp_calculated_measures {
+        for name in measures.keys() {
+            let m = MeasureRef::new(ds, name);
+            let formula = calculated.get(&m).ok_or_else(|| {
+                bad(
+                    format!("scheduleConfiguration.atpCalculatedMeasures.{ds}.{name}"),
+                    format!("'{m}' is not a configured calculated measure"),
+                )
+            })?;
+            physical.extend(formula.add.iter().chain(&formula.sub).cloned());
+        }
+    }
+    if physical.len() > ATP_PHYSICAL_MEASURES_MAX {
+        return Err(bad(
+            "scheduleConfiguration.atpCalculatedMeasures",
+            format!(
+                "ATP measures name {} distinct physical measures; at most {ATP_PHYSICAL_MEASURES_MAX} are allowed",
+                physical.len()
+            ),
+        ));
+    }
+    Ok(period)
+}
+
+fn compile_allocation(doc: &ConfigDoc) -> Result<Vec<String>, ConfigError> {
+    let groups: Vec<String> = doc
+        .allocation_configuration
+        .groups
+        .iter()
+        .map(|g| canonical_name(g))
+        .collect();
+    if groups.len() > ALLOCATION_GROUPS_MAX {
+        return Err(bad(
+            "allocationConfiguration.groups",
+            format!(
+                "{} groups; at most {ALLOCATION_GROUPS_MAX} levels are allowed",
+                groups.len()
+            ),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for (i, g) in groups.iter().enumerate() {
+        if g.is_empty() || !seen.insert(g) {
+            return Err(bad(
+                format!("allocationConfiguration.groups[{i}]"),
+                "group names must be non-empty and distinct",
+            ));
+        }
+    }
+    Ok(groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid_and_has_the_documented_measures() {
+        let c = Config::default_config();
+        let afr = &c.calculated[&MeasureRef::new("iv", "availabletoreserve")];
+        assert_eq!(afr.add.len(), 7);
+        assert_eq!(afr.sub.len(), 8);
+        assert_eq!(
+            c.reserv_mappings[&MeasureRef::new("@iv", "@softreserved")],
+            MeasureRef::new("@iv", "@available_to_reserve")
+        );
+        assert_eq!(c.reservation_hierarchy, ["colorid", "sizeid", "styleid"]);
+        // The document round-trips through its own JSON.
+        assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
+    }
+
+    fn with(edit: impl FnOnce(&mut serde_json::Value)) -> Result<Config, ConfigError> {
+        let mut v: serde_json::Value = serde_json::from_str(DEFAULT_CONFIG_JSON).unwrap();
+        edit(&mut v);
+        Config::from_json(&v.to_string())
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = with(|v| {
+            v["inventorySystemConfigurations"]["iv"]["calculatedMeasures"]["availabletoreserve"]["additionModifiers"]
+                [1] = "iv.nosuch".into()
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.field,
+            "inventorySystemConfigurations.iv.calculatedMeasures.availabletoreserve.additionModifiers[1]"
+        );
+        let e = with(|v| v["reservConfiguration"]["keys"] = serde_json::json!(["colorid", "siteid"])).unwrap_err();
+        assert_eq!(e.field, "reservConfiguration.keys");
+        let e = with(|v| v["scheduleConfiguration"]["schedulePeriodInDays"] = 181.into()).unwrap_err();
+        assert_eq!(e.field, "scheduleConfiguration.schedulePeriodInDays");
+        let e = with(|v| v["inventorySystemConfigurations"]["iv"]["reservMappings"]["onhand"] = "iv.nosuch".into())
+            .unwrap_err();
+        assert_eq!(e.field, "inventorySystemConfigurations.iv.reservMappings.onhand");
+        let e = with(|v| v["bogus"] = 1.into()).unwrap_err();
+        assert!(e.message.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn keys_in_any_case() {
+        let mut v: serde_json::Value = serde_json::from_str(DEFAULT_CONFIG_JSON).unwrap();
+        let ds = v["inventorySystemConfigurations"]["pos"].take();
+        v["INVENTORYSYSTEMCONFIGURATIONS"] = v["inventorySystemConfigurations"].take();
+        v.as_object_mut().unwrap().remove("inventorySystemConfigurations");
+        v["INVENTORYSYSTEMCONFIGURATIONS"]["POS"] = ds;
+        let c = Config::from_json(&v.to_string()).unwrap();
+        assert!(c.is_physical(&MeasureRef::new("pos", "inbound")));
+    }
+
+    #[test]
+    fn dimensions_map_through_the_data_source() {
+        let mut v: serde_json::Value = serde_json::from_str(DEFAULT_CONFIG_JSON).unwrap();
+        v["inventorySystemConfigurations"]["pos"]["dimensionMappings"] = serde_json::json!({"MyColorId": "ColorId"});
+        let c = Config::from_json(&v.to_string()).unwrap();
+        let (site, loc, dims) = c
+            .normalize_dimensions(
+                Some("POS"),
+                [
+                    ("SiteId", "1"),
+                    ("locationid", "11"),
+                    ("mycolorid", "red"),
+                    ("SizeId", ""),
+                ],
+            )
+            .unwrap();
+        assert_eq!((site.as_str(), loc.as_str()), ("1", "11"));
+        assert_eq!(dims, Dims::from([("colorid".to_string(), "red".to_string())]));
+        let e = c.normalize_dimensions(None, [("siteid", "1")]).unwrap_err();
+        assert!(e.contains("locationId"), "{e}");
+        let e = c
+            .normalize_dimensions(None, [("siteid", "1"), ("locationid", "1"), ("shade", "x")])
+            .unwrap_err();
+        assert!(e.contains("dimensions.shade"), "{e}");
+    }
+}

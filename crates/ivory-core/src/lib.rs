@@ -1,0 +1,26 @@
+//! Ivory's stock rules, and nothing else: no I/O, no async, no clock, no randomness.
+//!
+//! Read in this order: [`model`] (where stock lives), [`config`] (an environment's data sources,
+//! measures and hierarchies, in IV's JSON shape), [`command`] (the log entries and their results),
+//! [`Shard::apply`] (the deterministic state machine), [`query`] (reads). Every rule about stock
+//! is in this crate; the layers above only move commands and answers.
+
+pub mod command;
+pub mod config;
+pub mod json;
+pub mod model;
+pub mod qty;
+pub mod query;
+mod shard;
+mod stock;
+
+pub use command::{
+    Availability, BATCH_COMMANDS_MAX, Batch, CmdResult, Command, OnHandChange, OpCode, Outcome, Reserve, SetOnHand,
+    Unreserve,
+};
+pub use config::{Config, ConfigError};
+pub use model::{Cell, Dims, MeasureRef, PartitionKey, Quantities};
+pub use qty::{Qty, QtyError};
+pub use query::{ExactFilter, Query, ReadRequest, ReadResponse, Record};
+pub use shard::{EVENT_RETENTION_MS_DEFAULT, Shard, SnapshotError};
+pub use stock::reservation_id;

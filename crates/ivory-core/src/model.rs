@@ -1,0 +1,196 @@
+//! Where stock lives: environments, partitions, products and dimensions.
+//!
+//! A partition is (environment, organization, siteId, locationId): every quantity, reservation and
+//! hold line lives in exactly one, and one partition is owned by exactly one shard. Inside a
+//! partition a [`Cell`] is a product plus the base dimensions below site and location. Names of
+//! dimensions, data sources and measures are compared in lower case, as IV clients send any case.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The partition dimensions, in IV's lower-case spelling.
+pub const SITE_ID: &str = "siteid";
+pub const LOCATION_ID: &str = "locationid";
+
+/// Longest id, name or dimension value accepted. Ids are keys in replicated state: a bound keeps
+/// one client from bloating every replica's memory.
+pub const NAME_LEN_MAX: usize = 256;
+
+/// IV's base dimensions (api/iv-api.md §3.2), lower case. Data-source dimensions map onto these.
+pub const BASE_DIMENSIONS: &[&str] = &[
+    "colorid",
+    "sizeid",
+    "styleid",
+    "configid",
+    "batchid",
+    "serialid",
+    "siteid",
+    "locationid",
+    "statusid",
+    "wmslocationid",
+    "wmspalletid",
+    "licenseplateid",
+    "versionid",
+    "inventdimension1",
+    "inventdimension2",
+    "inventdimension3",
+    "inventdimension4",
+    "inventdimension5",
+    "inventdimension6",
+    "inventdimension7",
+    "inventdimension8",
+    "inventdimension9",
+    "inventdimension10",
+    "inventdimension11",
+    "inventdimension12",
+    "extendeddimension1",
+    "extendeddimension2",
+    "extendeddimension3",
+    "extendeddimension4",
+    "extendeddimension5",
+    "extendeddimension6",
+    "extendeddimension7",
+    "extendeddimension8",
+    "empty",
+];
+
+/// Lower-cases a name the way every lookup in Ivory expects it.
+pub fn canonical_name(name: &str) -> String {
+    name.trim().to_ascii_lowercase()
+}
+
+/// Whether `name` (already lower case) is a base dimension. `customdimensionN` is IV's alias of
+/// `inventdimensionN` and is resolved by [`base_dimension`].
+pub fn base_dimension(name: &str) -> Option<&'static str> {
+    let name = canonical_name(name);
+    let name = match name.strip_prefix("customdimension") {
+        Some(n) => format!("inventdimension{n}"),
+        None => name,
+    };
+    BASE_DIMENSIONS.iter().copied().find(|d| *d == name)
+}
+
+/// The unit of placement: one partition is owned by one shard and never moves.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PartitionKey {
+    pub environment: String,
+    pub organization: String,
+    pub site: String,
+    pub location: String,
+}
+
+impl PartitionKey {
+    pub fn new(
+        environment: impl Into<String>,
+        organization: impl Into<String>,
+        site: impl Into<String>,
+        location: impl Into<String>,
+    ) -> PartitionKey {
+        PartitionKey {
+            environment: environment.into(),
+            organization: organization.into(),
+            site: site.into(),
+            location: location.into(),
+        }
+    }
+
+    /// A canonical byte string (length-prefixed fields) that hashing and placement use: it never
+    /// depends on a Rust `Hash` impl, so a toolchain change cannot move a partition.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        for field in [&self.environment, &self.organization, &self.site, &self.location] {
+            out.extend_from_slice(&(field.len() as u32).to_be_bytes());
+            out.extend_from_slice(field.as_bytes());
+        }
+        out
+    }
+
+    /// IV's partition id text: `<org>~<site>~<location>`, as `/allpartitionids` lists it.
+    pub fn partition_id(&self) -> String {
+        format!("{}~{}~{}", self.organization, self.site, self.location)
+    }
+}
+
+impl fmt::Debug for PartitionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}/{}",
+            self.environment, self.organization, self.site, self.location
+        )
+    }
+}
+
+/// Base dimensions below the partition (site and location excluded), lower-case names, values
+/// as sent. An empty value means "no value" and is never stored.
+pub type Dims = BTreeMap<String, String>;
+
+/// One stock cell inside a partition: a product at a set of base dimensions.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Cell {
+    pub product: String,
+    pub dims: Dims,
+}
+
+/// Quantities of physical measures: data source -> measure -> quantity (lower-case names).
+pub type Quantities = BTreeMap<String, BTreeMap<String, crate::Qty>>;
+
+/// A `(data source, measure)` pair such as `iv.softreservphysical`, lower case.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MeasureRef {
+    pub data_source: String,
+    pub measure: String,
+}
+
+impl MeasureRef {
+    pub fn new(data_source: &str, measure: &str) -> MeasureRef {
+        MeasureRef {
+            data_source: canonical_name(data_source),
+            measure: canonical_name(measure),
+        }
+    }
+
+    /// Parses `ds.measure`; `@iv.@allocated` splits at the first dot.
+    pub fn parse(text: &str) -> Option<MeasureRef> {
+        let (ds, measure) = text.trim().split_once('.')?;
+        if ds.is_empty() || measure.is_empty() {
+            return None;
+        }
+        Some(MeasureRef::new(ds, measure))
+    }
+}
+
+impl fmt::Display for MeasureRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.data_source, self.measure)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_dimensions_any_case_and_alias() {
+        assert_eq!(base_dimension("ColorId"), Some("colorid"));
+        assert_eq!(base_dimension("CustomDimension3"), Some("inventdimension3"));
+        assert_eq!(base_dimension("MyColorId"), None);
+        assert_eq!(BASE_DIMENSIONS.len(), 34);
+    }
+
+    #[test]
+    fn canonical_bytes_are_length_prefixed() {
+        let a = PartitionKey::new("e", "o", "1", "11");
+        let b = PartitionKey::new("e", "o", "11", "1");
+        assert_ne!(a.canonical_bytes(), b.canonical_bytes());
+    }
+
+    #[test]
+    fn measure_refs() {
+        let m = MeasureRef::parse("@IV.@Allocated").unwrap();
+        assert_eq!(m.to_string(), "@iv.@allocated");
+        assert!(MeasureRef::parse("nodot").is_none());
+    }
+}

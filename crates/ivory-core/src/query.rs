@@ -1,0 +1,195 @@
+//! Reads: index and exact queries over the partitions of one shard, and admin reads.
+//!
+//! Records aggregate cells to (product, site, location, group-by dimensions) and carry every
+//! configured physical measure and every calculated one, as IV's records do (api/iv-api.md §2.6).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::model::{Dims, LOCATION_ID, PartitionKey, Quantities, SITE_ID};
+use crate::qty::Qty;
+use crate::shard::{CellState, PartitionState};
+
+/// IV: at most 5,000 product ids per query.
+pub const QUERY_PRODUCTS_MAX: usize = 5_000;
+/// IV v1: NumOf(siteId) x NumOf(locationId) <= 100.
+pub const QUERY_LOCATIONS_MAX: usize = 100;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ReadRequest {
+    Query(Query),
+    /// The environment's configuration document (JSON).
+    Config {
+        environment: String,
+    },
+    /// The partitions of an environment that hold data in this shard.
+    Partitions {
+        environment: String,
+    },
+    StateHash,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ReadResponse {
+    Records(Vec<Record>),
+    Config(String),
+    Partitions(Vec<PartitionKey>),
+    StateHash([u8; 32]),
+}
+
+/// Exact query: the cell's values of `dims` must equal one of `tuples`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExactFilter {
+    /// Base dimension names, lower case; may include `siteid` and `locationid`.
+    pub dims: Vec<String>,
+    pub tuples: Vec<Vec<String>>,
+}
+
+/// A query over the partitions of one environment and organization in one shard.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Query {
+    pub environment: String,
+    pub organization: String,
+    /// (site, location) pairs; `None` = every partition of the organization.
+    pub locations: Option<Vec<(String, String)>>,
+    /// Product ids; empty = every product.
+    pub products: Vec<String>,
+    /// Base dimension (lower case, not site or location) -> accepted values; `""` accepts cells
+    /// without that dimension.
+    pub filters: BTreeMap<String, Vec<String>>,
+    pub exact: Option<ExactFilter>,
+    /// Base dimensions to aggregate by, lower case; site and location are always kept.
+    pub group_by: Vec<String>,
+    pub return_negative: bool,
+}
+
+/// One aggregated row of a query answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub product: String,
+    pub site: String,
+    pub location: String,
+    /// The group-by dimensions that the aggregated cells have.
+    pub dims: Dims,
+    /// Physical and calculated measures side by side, every configured data source.
+    pub quantities: Quantities,
+}
+
+fn dim_value<'a>(partition: &'a PartitionKey, dims: &'a Dims, name: &str) -> Option<&'a str> {
+    match name {
+        SITE_ID => Some(&partition.site),
+        LOCATION_ID => Some(&partition.location),
+        _ => dims.get(name).map(String::as_str),
+    }
+}
+
+fn cell_matches(q: &Query, partition: &PartitionKey, dims: &Dims) -> bool {
+    let filters_ok = q.filters.iter().all(|(name, values)| {
+        let have = dim_value(partition, dims, name).unwrap_or("");
+        values.iter().any(|v| v == have)
+    });
+    filters_ok
+        && q.exact.as_ref().is_none_or(|exact| {
+            exact.tuples.iter().any(|tuple| {
+                exact
+                    .dims
+                    .iter()
+                    .zip(tuple)
+                    .all(|(name, want)| dim_value(partition, dims, name).unwrap_or("") == want)
+            })
+        })
+}
+
+fn selected<'a>(
+    partitions: &'a BTreeMap<PartitionKey, PartitionState>,
+    q: &'a Query,
+) -> impl Iterator<Item = (&'a PartitionKey, &'a PartitionState)> + 'a {
+    let lo = PartitionKey::new(q.environment.clone(), q.organization.clone(), "", "");
+    partitions
+        .range(lo..)
+        .take_while(|(p, _)| p.environment == q.environment && p.organization == q.organization)
+        .filter(|(p, _)| {
+            q.locations
+                .as_ref()
+                .is_none_or(|list| list.iter().any(|(s, l)| *s == p.site && *l == p.location))
+        })
+}
+
+/// Evaluates a query on one shard's partitions. Records come sorted by (location key, product,
+/// group values), so the gateway's merge of shard answers is deterministic.
+pub(crate) fn evaluate(partitions: &BTreeMap<PartitionKey, PartitionState>, config: &Config, q: &Query) -> Vec<Record> {
+    let mut group_by: Vec<&str> = q.group_by.iter().map(String::as_str).collect();
+    if let Some(exact) = &q.exact {
+        group_by.extend(exact.dims.iter().map(String::as_str));
+    }
+    group_by.retain(|d| *d != SITE_ID && *d != LOCATION_ID);
+    group_by.sort_unstable();
+    group_by.dedup();
+
+    let mut out = Vec::new();
+    for (partition, state) in selected(partitions, q) {
+        let products: Box<dyn Iterator<Item = (&String, &BTreeMap<Dims, CellState>)>> = if q.products.is_empty() {
+            Box::new(state.products.iter())
+        } else {
+            Box::new(q.products.iter().filter_map(|p| state.products.get_key_value(p)))
+        };
+        for (product, cells) in products {
+            let mut groups: BTreeMap<Dims, Quantities> = BTreeMap::new();
+            for (dims, cell) in cells {
+                if !cell_matches(q, partition, dims) {
+                    continue;
+                }
+                let key: Dims = group_by
+                    .iter()
+                    .filter_map(|d| dims.get_key_value(*d))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let sums = groups.entry(key).or_default();
+                for (ds, measures) in &cell.quantities {
+                    let into = sums.entry(ds.clone()).or_default();
+                    for (m, v) in measures {
+                        let slot = into.entry(m.clone()).or_insert(Qty::ZERO);
+                        *slot = *slot + *v;
+                    }
+                }
+            }
+            for (dims, physical) in groups {
+                out.push(Record {
+                    product: product.clone(),
+                    site: partition.site.clone(),
+                    location: partition.location.clone(),
+                    dims,
+                    quantities: with_all_measures(config, &physical, q.return_negative),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Every configured physical measure (0 where absent) and every calculated measure.
+pub(crate) fn with_all_measures(config: &Config, physical: &Quantities, return_negative: bool) -> Quantities {
+    let get = |ds: &str, m: &str| physical.get(ds).and_then(|x| x.get(m)).copied().unwrap_or(Qty::ZERO);
+    let mut out = Quantities::new();
+    for (ds, source) in &config.data_sources {
+        let slot = out.entry(ds.clone()).or_default();
+        for m in &source.physical {
+            slot.insert(m.clone(), get(ds, m));
+        }
+    }
+    for (calc, formula) in &config.calculated {
+        let add: Qty = formula.add.iter().map(|m| get(&m.data_source, &m.measure)).sum();
+        let sub: Qty = formula.sub.iter().map(|m| get(&m.data_source, &m.measure)).sum();
+        out.entry(calc.data_source.clone())
+            .or_default()
+            .insert(calc.measure.clone(), add - sub);
+    }
+    if !return_negative {
+        for measures in out.values_mut() {
+            measures.retain(|_, v| !v.is_negative());
+        }
+    }
+    out
+}

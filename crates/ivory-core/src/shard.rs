@@ -1,0 +1,305 @@
+//! The shard state machine: every partition a shard owns, its remembered event ids, and the
+//! environments' configurations. `apply` is a pure function of (state, batch).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::command::{Batch, CmdResult, Command, OpCode, Outcome};
+use crate::config::Config;
+use crate::model::{Dims, MeasureRef, PartitionKey, Quantities};
+use crate::qty::Qty;
+use crate::query::{ReadRequest, ReadResponse};
+
+/// How long an event id is remembered (by command timestamps): IV clients retry within hours,
+/// order systems replay a day's events after an outage.
+pub const EVENT_RETENTION_MS_DEFAULT: u64 = 7 * 24 * 3600 * 1000;
+
+/// Expired event ids forgotten per batch: bounds the cost any one entry pays for clean-up.
+const EVENT_PRUNE_PER_BATCH_MAX: usize = 1024;
+
+/// State of one stock cell.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CellState {
+    pub quantities: Quantities,
+    /// Per physical measure, the `modifiedDateTimeUTC` of the last set-on-hand applied.
+    pub set_modified_ms: BTreeMap<MeasureRef, u64>,
+}
+
+impl CellState {
+    pub fn get(&self, m: &MeasureRef) -> Qty {
+        self.quantities
+            .get(&m.data_source)
+            .and_then(|ds| ds.get(&m.measure))
+            .copied()
+            .unwrap_or(Qty::ZERO)
+    }
+
+    pub fn set(&mut self, m: &MeasureRef, q: Qty) {
+        self.quantities
+            .entry(m.data_source.clone())
+            .or_default()
+            .insert(m.measure.clone(), q);
+    }
+}
+
+/// A reservation: a product + dimensions + holding measure, with its open quantity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Reservation {
+    pub product: String,
+    pub dims: Dims,
+    pub measure: MeasureRef,
+    pub quantity: Qty,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PartitionState {
+    /// product -> dimensions -> cell
+    pub products: BTreeMap<String, BTreeMap<Dims, CellState>>,
+    pub reservations: BTreeMap<String, Reservation>,
+}
+
+/// Idempotency key: one client id per partition and kind of operation.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct EventKey {
+    partition: PartitionKey,
+    op: OpCode,
+    id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct EventRecord {
+    fingerprint: [u8; 16],
+    ts_ms: u64,
+    result: CmdResult,
+}
+
+/// Everything that is replicated, serialised as is into snapshots; BTreeMaps only, so the bytes
+/// (and the state hash) depend on the contents alone.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct ShardState {
+    clock_ms: u64,
+    event_retention_ms: u64,
+    /// environment -> configuration document (JSON); absent = the default configuration.
+    configs: BTreeMap<String, String>,
+    partitions: BTreeMap<PartitionKey, PartitionState>,
+    events: BTreeMap<EventKey, EventRecord>,
+    events_by_time: BTreeSet<(u64, EventKey)>,
+}
+
+/// Why a snapshot could not be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot is not a valid shard state: {0}")]
+    Decode(String),
+    #[error("snapshot holds an invalid configuration for environment {environment}: {message}")]
+    Config { environment: String, message: String },
+}
+
+/// One shard's state machine.
+///
+/// ```
+/// use ivory_core::*;
+/// let mut shard = Shard::new(EVENT_RETENTION_MS_DEFAULT);
+/// let p = PartitionKey::new("env", "usmf", "1", "11");
+/// let cell = Cell { product: "T-shirt".into(), dims: Dims::new() };
+/// let stock = Command::OnHandChange(OnHandChange {
+///     id: "e1".into(), partition: p.clone(), cell: cell.clone(),
+///     quantities: [("iv".to_string(), [("onhand".to_string(), Qty::from_i64(5))].into())].into(),
+/// });
+/// let reserve = Command::Reserve(Reserve {
+///     id: "r1".into(), partition: p, cell, measure: MeasureRef::new("iv", "softreservphysical"),
+///     quantity: Qty::from_i64(6), availability: Availability::Checked,
+/// });
+/// let results = shard.apply(&Batch { ts_ms: 1, commands: vec![stock, reserve] });
+/// assert_eq!(results[0].outcome, Outcome::Success);
+/// assert_eq!(results[1].outcome, Outcome::Insufficient);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Shard {
+    state: ShardState,
+    /// Compiled configurations, rebuilt from `state.configs`; not part of the snapshot.
+    compiled: BTreeMap<String, Arc<Config>>,
+    default_config: Arc<Config>,
+}
+
+impl Shard {
+    pub fn new(event_retention_ms: u64) -> Shard {
+        Shard {
+            state: ShardState {
+                event_retention_ms,
+                ..ShardState::default()
+            },
+            compiled: BTreeMap::new(),
+            default_config: Arc::new(Config::default_config()),
+        }
+    }
+
+    /// The state machine's clock: the largest leader timestamp applied so far.
+    pub fn clock_ms(&self) -> u64 {
+        self.state.clock_ms
+    }
+
+    /// The configuration in force for an environment.
+    pub fn config(&self, environment: &str) -> &Arc<Config> {
+        self.compiled.get(environment).unwrap_or(&self.default_config)
+    }
+
+    /// Applies one log entry: one result per command, in order.
+    pub fn apply(&mut self, batch: &Batch) -> Vec<CmdResult> {
+        self.state.clock_ms = self.state.clock_ms.max(batch.ts_ms);
+        self.prune_events();
+        batch.commands.iter().map(|c| self.apply_one(c)).collect()
+    }
+
+    fn apply_one(&mut self, command: &Command) -> CmdResult {
+        let (Some((op, id)), Some(partition)) = (command.event(), command.partition()) else {
+            return self.apply_admin(command);
+        };
+        let key = EventKey {
+            partition: partition.clone(),
+            op,
+            id: id.to_string(),
+        };
+        let fingerprint = fingerprint(command);
+        if let Some(seen) = self.state.events.get(&key) {
+            if seen.fingerprint == fingerprint {
+                return seen.result.clone();
+            }
+            return CmdResult::refused(
+                Outcome::Conflict,
+                format!(
+                    "event id '{id}' was already used for a different {} request",
+                    op.prefix()
+                ),
+            );
+        }
+        let config = Arc::clone(self.config(&partition.environment));
+        let result = crate::stock::apply_stock(&mut self.state.partitions, &config, command);
+        // Refusals for bad input are not remembered: the client may fix the body and reuse the id.
+        if result.outcome != Outcome::Invalid {
+            let ts_ms = self.state.clock_ms;
+            self.state.events_by_time.insert((ts_ms, key.clone()));
+            self.state.events.insert(
+                key,
+                EventRecord {
+                    fingerprint,
+                    ts_ms,
+                    result: result.clone(),
+                },
+            );
+        }
+        result
+    }
+
+    fn apply_admin(&mut self, command: &Command) -> CmdResult {
+        match command {
+            Command::PutConfig {
+                environment,
+                config_json,
+            } => match Config::from_json(config_json) {
+                Ok(config) => {
+                    self.state.configs.insert(environment.clone(), config_json.clone());
+                    self.compiled.insert(environment.clone(), Arc::new(config));
+                    CmdResult::success()
+                }
+                Err(e) => CmdResult::refused(Outcome::Invalid, e.to_string()),
+            },
+            Command::CleanUp {
+                environment,
+                partitions,
+            } => {
+                let doomed = |p: &PartitionKey| {
+                    p.environment == *environment && partitions.as_ref().is_none_or(|list| list.contains(p))
+                };
+                self.state.partitions.retain(|p, _| !doomed(p));
+                self.state.events.retain(|k, _| !doomed(&k.partition));
+                self.state.events_by_time.retain(|(_, k)| !doomed(&k.partition));
+                CmdResult::success()
+            }
+            // Stock commands always carry an event id and a partition.
+            _ => CmdResult::refused(Outcome::Invalid, "command without an event id or partition"),
+        }
+    }
+
+    fn prune_events(&mut self) {
+        let horizon = self.state.clock_ms.saturating_sub(self.state.event_retention_ms);
+        for _ in 0..EVENT_PRUNE_PER_BATCH_MAX {
+            match self.state.events_by_time.first() {
+                Some((ts, _)) if *ts < horizon => {}
+                _ => break,
+            }
+            if let Some((_, key)) = self.state.events_by_time.pop_first() {
+                self.state.events.remove(&key);
+            }
+        }
+    }
+
+    /// Answers a read from this shard's state.
+    pub fn read(&self, request: &ReadRequest) -> ReadResponse {
+        match request {
+            ReadRequest::Query(q) => ReadResponse::Records(crate::query::evaluate(
+                &self.state.partitions,
+                self.config(&q.environment),
+                q,
+            )),
+            ReadRequest::Config { environment } => ReadResponse::Config(self.config(environment).to_json()),
+            ReadRequest::Partitions { environment } => ReadResponse::Partitions(
+                self.state
+                    .partitions
+                    .keys()
+                    .filter(|p| p.environment == *environment)
+                    .cloned()
+                    .collect(),
+            ),
+            ReadRequest::StateHash => ReadResponse::StateHash(self.state_hash()),
+        }
+    }
+
+    /// The deterministic encoding of the whole state: equal states give equal bytes.
+    pub fn snapshot(&self) -> Vec<u8> {
+        // Serialising plain BTreeMaps of owned data into a Vec cannot fail.
+        postcard::to_stdvec(&self.state).unwrap_or_default()
+    }
+
+    /// Rebuilds a shard from [`Shard::snapshot`] bytes.
+    ///
+    /// # Errors
+    /// [`SnapshotError`] when the bytes do not decode or hold an invalid configuration.
+    pub fn restore(bytes: &[u8]) -> Result<Shard, SnapshotError> {
+        let state: ShardState = postcard::from_bytes(bytes).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        let mut compiled = BTreeMap::new();
+        for (environment, json) in &state.configs {
+            let config = Config::from_json(json).map_err(|e| SnapshotError::Config {
+                environment: environment.clone(),
+                message: e.to_string(),
+            })?;
+            compiled.insert(environment.clone(), Arc::new(config));
+        }
+        Ok(Shard {
+            state,
+            compiled,
+            default_config: Arc::new(Config::default_config()),
+        })
+    }
+
+    /// SHA-256 of the snapshot: replicas that applied the same log have the same hash.
+    pub fn state_hash(&self) -> [u8; 32] {
+        Sha256::digest(self.snapshot()).into()
+    }
+
+    /// Number of remembered event ids (for metrics and tests of retention).
+    pub fn remembered_events(&self) -> usize {
+        self.state.events.len()
+    }
+}
+
+fn fingerprint(command: &Command) -> [u8; 16] {
+    let bytes = postcard::to_stdvec(command).unwrap_or_default();
+    let digest = Sha256::digest(bytes);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
