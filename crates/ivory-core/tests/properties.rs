@@ -165,11 +165,12 @@ impl Model {
 }
 
 fn apply_one(shard: &mut Shard, ts_ms: u64, command: Command) -> CmdResult {
-    shard.apply(&Batch {
-        ts_ms,
-        commands: vec![command],
-    })
-    .remove(0)
+    shard
+        .apply(&Batch {
+            ts_ms,
+            commands: vec![command],
+        })
+        .remove(0)
 }
 
 /// iv.availabletoreserve of the cells under `filter`, as the shard's query reports it.

@@ -25,11 +25,12 @@ fn qty(ds: &str, measure: &str, q: i64) -> Quantities {
 }
 
 fn one(shard: &mut Shard, ts_ms: u64, command: Command) -> CmdResult {
-    shard.apply(&Batch {
-        ts_ms,
-        commands: vec![command],
-    })
-    .remove(0)
+    shard
+        .apply(&Batch {
+            ts_ms,
+            commands: vec![command],
+        })
+        .remove(0)
 }
 
 fn query(shard: &Shard, site: &str, location: &str, products: &[&str], group_by: &[&str]) -> Vec<Record> {
@@ -66,17 +67,50 @@ fn change(id: &str, p: PartitionKey, c: Cell, quantities: Quantities) -> Command
 #[test]
 fn t_shirt_events() {
     let mut shard = Shard::new(EVENT_RETENTION_MS_DEFAULT);
-    let pos_dims = [("siteId", "1"), ("locationId", "11"), ("posMachineId", "0001"), ("colorId", "red")];
+    let pos_dims = [
+        ("siteId", "1"),
+        ("locationId", "11"),
+        ("posMachineId", "0001"),
+        ("colorId", "red"),
+    ];
     let (p, red_at_machine) = cell(&shard, Some("pos"), "T-shirt", &pos_dims);
-    let r = one(&mut shard, 1, change("Test201", p.clone(), red_at_machine.clone(), qty("pos", "inbound", 1)));
+    let r = one(
+        &mut shard,
+        1,
+        change("Test201", p.clone(), red_at_machine.clone(), qty("pos", "inbound", 1)),
+    );
     assert_eq!(r.outcome, Outcome::Success);
-    let (_, red) = cell(&shard, None, "T-shirt", &[("siteId", "1"), ("locationId", "11"), ("colorId", "red")]);
-    let r = one(&mut shard, 2, change("Test202", p.clone(), red.clone(), qty("pos", "inbound", 1)));
+    let (_, red) = cell(
+        &shard,
+        None,
+        "T-shirt",
+        &[("siteId", "1"), ("locationId", "11"), ("colorId", "red")],
+    );
+    let r = one(
+        &mut shard,
+        2,
+        change("Test202", p.clone(), red.clone(), qty("pos", "inbound", 1)),
+    );
     assert_eq!(r.outcome, Outcome::Success);
 
     // The bulk: Test203 names site "Site1", another partition; Test204 sells 3 black.
-    let (p_site1, red_site1) = cell(&shard, Some("pos"), "T-shirt", &[("SiteId", "Site1"), ("LocationId", "11"), ("posMachineId", "0001"), ("colorId", "red")]);
-    let (_, black) = cell(&shard, None, "T-shirt", &[("siteId", "1"), ("locationId", "11"), ("colorId", "black")]);
+    let (p_site1, red_site1) = cell(
+        &shard,
+        Some("pos"),
+        "T-shirt",
+        &[
+            ("SiteId", "Site1"),
+            ("LocationId", "11"),
+            ("posMachineId", "0001"),
+            ("colorId", "red"),
+        ],
+    );
+    let (_, black) = cell(
+        &shard,
+        None,
+        "T-shirt",
+        &[("siteId", "1"), ("locationId", "11"), ("colorId", "black")],
+    );
     let results = shard.apply(&Batch {
         ts_ms: 3,
         commands: vec![
@@ -108,7 +142,11 @@ fn t_shirt_events() {
     assert_eq!(one(&mut shard, 4, set).outcome, Outcome::Success);
     let by_color = query(&shard, "1", "11", &["T-shirt"], &["colorid"]);
     let red = by_color.iter().find(|r| r.dims["colorid"] == "red").unwrap();
-    assert_eq!(measure(red, "pos", "inbound"), Qty::from_i64(101), "100 at the machine + 1 without");
+    assert_eq!(
+        measure(red, "pos", "inbound"),
+        Qty::from_i64(101),
+        "100 at the machine + 1 without"
+    );
 
     // A count older than the last one applied is ignored.
     let stale = Command::SetOnHand(SetOnHand {
@@ -141,39 +179,79 @@ fn reserve(id: &str, p: &PartitionKey, c: &Cell, q: i64, availability: Availabil
 #[test]
 fn d0002_cabinet_reservation() {
     let mut shard = Shard::new(EVENT_RETENTION_MS_DEFAULT);
-    let dims = [("SiteId", "1"), ("LocationId", "11"), ("ColorId", "red"), ("SizeId", "small")];
+    let dims = [
+        ("SiteId", "1"),
+        ("LocationId", "11"),
+        ("ColorId", "red"),
+        ("SizeId", "small"),
+    ];
     let (p, cabinet) = cell(&shard, None, "D0002", &dims);
 
-    let r = one(&mut shard, 1, reserve("Testrequest-0005", &p, &cabinet, 1, Availability::Checked));
+    let r = one(
+        &mut shard,
+        1,
+        reserve("Testrequest-0005", &p, &cabinet, 1, Availability::Checked),
+    );
     assert_eq!(r.outcome, Outcome::Insufficient, "no stock yet");
     assert_eq!(r.outcome.iv_status_code(), 500);
 
-    one(&mut shard, 2, change("stock-1", p.clone(), cabinet.clone(), qty("fno", "physicalinvent", 3)));
-    let r = one(&mut shard, 3, reserve("Testrequest-0006", &p, &cabinet, 1, Availability::Checked));
+    one(
+        &mut shard,
+        2,
+        change("stock-1", p.clone(), cabinet.clone(), qty("fno", "physicalinvent", 3)),
+    );
+    let r = one(
+        &mut shard,
+        3,
+        reserve("Testrequest-0006", &p, &cabinet, 1, Availability::Checked),
+    );
     assert_eq!(r.outcome, Outcome::Success);
     let reservation = r.reservation_id.clone().expect("a reservation id");
-    assert_eq!(reservation, reservation_id(&p, &cabinet, &MeasureRef::new("iv", "softreservphysical")));
+    assert_eq!(
+        reservation,
+        reservation_id(&p, &cabinet, &MeasureRef::new("iv", "softreservphysical"))
+    );
 
     let rec = &query(&shard, "1", "11", &["D0002"], &["colorid", "sizeid"])[0];
     assert_eq!(measure(rec, "iv", "softreservphysical"), Qty::ONE);
     assert_eq!(measure(rec, "iv", "availabletoreserve"), Qty::from_i64(2));
 
     // The id names product + dimensions, not the request: a second reserve gets the same id.
-    let r2 = one(&mut shard, 4, reserve("Testrequest-0007", &p, &cabinet, 2, Availability::Checked));
+    let r2 = one(
+        &mut shard,
+        4,
+        reserve("Testrequest-0007", &p, &cabinet, 2, Availability::Checked),
+    );
     assert_eq!(r2.reservation_id.as_deref(), Some(reservation.as_str()));
-    let r3 = one(&mut shard, 5, reserve("Testrequest-0008", &p, &cabinet, 1, Availability::Checked));
+    let r3 = one(
+        &mut shard,
+        5,
+        reserve("Testrequest-0008", &p, &cabinet, 1, Availability::Checked),
+    );
     assert_eq!(r3.outcome, Outcome::Insufficient, "3 on hand, 3 reserved");
 
     // Cancel with a negative quantity and the check off.
-    let r = one(&mut shard, 6, reserve("Testrequest-0009", &p, &cabinet, -2, Availability::Unchecked));
+    let r = one(
+        &mut shard,
+        6,
+        reserve("Testrequest-0009", &p, &cabinet, -2, Availability::Unchecked),
+    );
     assert_eq!(r.outcome, Outcome::Success);
     let rec = &query(&shard, "1", "11", &["D0002"], &[])[0];
     assert_eq!(measure(rec, "iv", "softreservphysical"), Qty::ONE);
     // A negative quantity with the check on is refused, whatever is available.
-    let r = one(&mut shard, 7, reserve("Testrequest-0010", &p, &cabinet, -1, Availability::Checked));
+    let r = one(
+        &mut shard,
+        7,
+        reserve("Testrequest-0010", &p, &cabinet, -1, Availability::Checked),
+    );
     assert_eq!(r.outcome, Outcome::Insufficient);
     // With the check off a reservation always applies, and may oversell.
-    let r = one(&mut shard, 8, reserve("Testrequest-0011", &p, &cabinet, 10, Availability::Unchecked));
+    let r = one(
+        &mut shard,
+        8,
+        reserve("Testrequest-0011", &p, &cabinet, 10, Availability::Unchecked),
+    );
     assert_eq!(r.outcome, Outcome::Success);
     let rec = &query(&shard, "1", "11", &["D0002"], &[])[0];
     assert_eq!(measure(rec, "iv", "availabletoreserve"), Qty::from_i64(-8));
@@ -184,7 +262,11 @@ fn d0002_cabinet_reservation() {
 fn unreserve_more_than_reserved_is_partial_success() {
     let mut shard = Shard::new(EVENT_RETENTION_MS_DEFAULT);
     let (p, c) = cell(&shard, None, "P1", &[("siteId", "1"), ("locationId", "11")]);
-    one(&mut shard, 1, change("s", p.clone(), c.clone(), qty("iv", "onhand", 10)));
+    one(
+        &mut shard,
+        1,
+        change("s", p.clone(), c.clone(), qty("iv", "onhand", 10)),
+    );
     let id = one(&mut shard, 2, reserve("r", &p, &c, 10, Availability::Checked))
         .reservation_id
         .unwrap();
@@ -230,7 +312,10 @@ fn replays_return_the_first_result_and_conflicts_change_nothing() {
     one(&mut shard, 1, change("s", p.clone(), c.clone(), qty("iv", "onhand", 1)));
     let first = one(&mut shard, 2, reserve("r", &p, &c, 1, Availability::Checked));
     let hash = shard.state_hash();
-    assert_eq!(one(&mut shard, 3, reserve("r", &p, &c, 1, Availability::Checked)), first);
+    assert_eq!(
+        one(&mut shard, 3, reserve("r", &p, &c, 1, Availability::Checked)),
+        first
+    );
     let conflict = one(&mut shard, 4, reserve("r", &p, &c, 2, Availability::Checked));
     assert_eq!(conflict.outcome, Outcome::Conflict);
     // Only the clock moved.
@@ -248,7 +333,11 @@ fn event_ids_are_forgotten_after_the_retention_window() {
     let (p, c) = cell(&shard, None, "P1", &[("siteId", "1"), ("locationId", "11")]);
     one(&mut shard, 1, change("s", p.clone(), c.clone(), qty("iv", "onhand", 1)));
     assert_eq!(shard.remembered_events(), 1);
-    one(&mut shard, 500, change("s", p.clone(), c.clone(), qty("iv", "onhand", 1)));
+    one(
+        &mut shard,
+        500,
+        change("s", p.clone(), c.clone(), qty("iv", "onhand", 1)),
+    );
     assert_eq!(shard.remembered_events(), 1, "a replay inside the window");
     one(&mut shard, 2_000, change("t", p, c, qty("iv", "onhand", 1)));
     assert_eq!(shard.remembered_events(), 1, "'s' expired, 't' is new");
@@ -257,7 +346,12 @@ fn event_ids_are_forgotten_after_the_retention_window() {
 #[test]
 fn bad_commands_are_refused_and_change_nothing() {
     let mut shard = Shard::new(EVENT_RETENTION_MS_DEFAULT);
-    let (p, c) = cell(&shard, None, "P1", &[("siteId", "1"), ("locationId", "11"), ("colorid", "red")]);
+    let (p, c) = cell(
+        &shard,
+        None,
+        "P1",
+        &[("siteId", "1"), ("locationId", "11"), ("colorid", "red")],
+    );
     let before = shard.snapshot();
     let cases = [
         change("a", p.clone(), c.clone(), qty("nosuch", "onhand", 1)),
@@ -296,8 +390,16 @@ fn bad_commands_are_refused_and_change_nothing() {
     }
     assert_eq!(shard.snapshot(), before);
     // Overflow is refused too: the limit is 10^15.
-    one(&mut shard, 0, change("h", p.clone(), c.clone(), qty("iv", "onhand", 900_000_000_000_000)));
-    let r = one(&mut shard, 0, change("i", p, c, qty("iv", "onhand", 200_000_000_000_000)));
+    one(
+        &mut shard,
+        0,
+        change("h", p.clone(), c.clone(), qty("iv", "onhand", 900_000_000_000_000)),
+    );
+    let r = one(
+        &mut shard,
+        0,
+        change("i", p, c, qty("iv", "onhand", 200_000_000_000_000)),
+    );
     assert_eq!(r.outcome, Outcome::Invalid);
 }
 
@@ -306,9 +408,26 @@ fn bad_commands_are_refused_and_change_nothing() {
 #[test]
 fn exact_query_matches_tuples_only() {
     let mut shard = Shard::new(EVENT_RETENTION_MS_DEFAULT);
-    for (i, (color, size)) in [("red", "s"), ("red", "m"), ("blue", "s"), ("blue", "m")].into_iter().enumerate() {
-        let (p, c) = cell(&shard, None, "P1", &[("siteId", "1"), ("locationId", "11"), ("colorid", color), ("sizeid", size)]);
-        one(&mut shard, 1, change(&format!("e{i}"), p, c, qty("iv", "onhand", i as i64 + 1)));
+    for (i, (color, size)) in [("red", "s"), ("red", "m"), ("blue", "s"), ("blue", "m")]
+        .into_iter()
+        .enumerate()
+    {
+        let (p, c) = cell(
+            &shard,
+            None,
+            "P1",
+            &[
+                ("siteId", "1"),
+                ("locationId", "11"),
+                ("colorid", color),
+                ("sizeid", size),
+            ],
+        );
+        one(
+            &mut shard,
+            1,
+            change(&format!("e{i}"), p, c, qty("iv", "onhand", i as i64 + 1)),
+        );
     }
     let base = Query {
         environment: ENV.into(),
@@ -324,7 +443,9 @@ fn exact_query_matches_tuples_only() {
         group_by: vec!["colorid".into(), "sizeid".into()],
         return_negative: true,
     };
-    let ReadResponse::Records(index) = shard.read(&ReadRequest::Query(base.clone())) else { panic!() };
+    let ReadResponse::Records(index) = shard.read(&ReadRequest::Query(base.clone())) else {
+        panic!()
+    };
     assert_eq!(index.len(), 2, "red/s and blue/s");
     let exact = Query {
         filters: Default::default(),
@@ -335,7 +456,9 @@ fn exact_query_matches_tuples_only() {
         group_by: vec![],
         ..base
     };
-    let ReadResponse::Records(rows) = shard.read(&ReadRequest::Query(exact)) else { panic!() };
+    let ReadResponse::Records(rows) = shard.read(&ReadRequest::Query(exact)) else {
+        panic!()
+    };
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].dims["colorid"], "red");
     assert_eq!(rows[0].dims["sizeid"], "m");
@@ -346,9 +469,34 @@ fn exact_query_matches_tuples_only() {
 #[test]
 fn every_level_of_the_hierarchy_is_checked() {
     let mut shard = Shard::new(EVENT_RETENTION_MS_DEFAULT);
-    let (p, red_m) = cell(&shard, None, "P1", &[("siteId", "1"), ("locationId", "11"), ("colorid", "red"), ("sizeid", "m")]);
-    let (_, red) = cell(&shard, None, "P1", &[("siteId", "1"), ("locationId", "11"), ("colorid", "red")]);
-    one(&mut shard, 1, change("s", p.clone(), red_m.clone(), qty("iv", "onhand", 1)));
-    assert_eq!(one(&mut shard, 2, reserve("r1", &p, &red, 1, Availability::Checked)).outcome, Outcome::Success);
-    assert_eq!(one(&mut shard, 3, reserve("r2", &p, &red_m, 1, Availability::Checked)).outcome, Outcome::Insufficient);
+    let (p, red_m) = cell(
+        &shard,
+        None,
+        "P1",
+        &[
+            ("siteId", "1"),
+            ("locationId", "11"),
+            ("colorid", "red"),
+            ("sizeid", "m"),
+        ],
+    );
+    let (_, red) = cell(
+        &shard,
+        None,
+        "P1",
+        &[("siteId", "1"), ("locationId", "11"), ("colorid", "red")],
+    );
+    one(
+        &mut shard,
+        1,
+        change("s", p.clone(), red_m.clone(), qty("iv", "onhand", 1)),
+    );
+    assert_eq!(
+        one(&mut shard, 2, reserve("r1", &p, &red, 1, Availability::Checked)).outcome,
+        Outcome::Success
+    );
+    assert_eq!(
+        one(&mut shard, 3, reserve("r2", &p, &red_m, 1, Availability::Checked)).outcome,
+        Outcome::Insufficient
+    );
 }
