@@ -1,1 +1,318 @@
-//! placeholder
+//! Black-box harness: real `ivory` processes on 127.0.0.1, free ports, a temp directory each, killed
+//! and cleaned up on drop; an HTTP client that speaks the public REST API with a token.
+//!
+//! The process-level tests themselves live in `crates/ivory/tests`, where Cargo hands them the
+//! path of the freshly built binary (`CARGO_BIN_EXE_ivory`).
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const CLIENT_ID: &str = "ivory-test";
+pub const CLIENT_SECRET: &str = "test-secret-0123456789abcdef";
+
+/// A port that was free a moment ago. Another process could take it before the node binds it;
+/// starting then fails loudly, never silently.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("the OS hands out a free loopback port")
+}
+
+/// One `ivory` process.
+pub struct Proc {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn spawn(&mut self, bin: &Path) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.with_extension("log"))
+            .expect("log file in the test's temp dir");
+        let child = Command::new(bin)
+            .args(&self.args)
+            .env("IVORY_CLIENT_ID", CLIENT_ID)
+            .env("IVORY_CLIENT_SECRET", CLIENT_SECRET)
+            .env("RUST_LOG", "info,openraft=warn,sled=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("the ivory binary starts");
+        self.child = Some(child);
+    }
+
+    /// kill -9: no shutdown, no flush beyond what was acknowledged.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A local cluster of `ivory` processes in a temp directory.
+pub struct Cluster {
+    bin: PathBuf,
+    pub nodes: Vec<Proc>,
+    // Dropped last: the processes die before their directories go.
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// `ivory serve`: one node, every shard on it.
+    pub fn single(bin: &Path, shards: u32) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let data = dir.path().join("node1");
+        let args = vec![
+            "serve".into(),
+            "--listen".into(),
+            addr.to_string(),
+            "--data".into(),
+            data.display().to_string(),
+            "--shards".into(),
+            shards.to_string(),
+        ];
+        let mut node = Proc {
+            id: 1,
+            addr,
+            data,
+            args,
+            child: None,
+        };
+        node.spawn(bin);
+        Cluster {
+            bin: bin.to_path_buf(),
+            nodes: vec![node],
+            _dir: dir,
+        }
+    }
+
+    /// `ivory node` x n, replication factor min(n, 3).
+    pub fn nodes(bin: &Path, n: u64, shards: u32) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let addrs: Vec<SocketAddr> = (0..n)
+            .map(|_| format!("127.0.0.1:{}", free_port()).parse().expect("addr"))
+            .collect();
+        let members = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                let id = i as u64 + 1;
+                let data = dir.path().join(format!("node{id}"));
+                let args = vec![
+                    "node".into(),
+                    "--id".into(),
+                    id.to_string(),
+                    "--listen".into(),
+                    addr.to_string(),
+                    "--data".into(),
+                    data.display().to_string(),
+                    "--initial-cluster".into(),
+                    members.clone(),
+                    "--shards".into(),
+                    shards.to_string(),
+                    "--replicas".into(),
+                    n.min(3).to_string(),
+                ];
+                let mut node = Proc {
+                    id,
+                    addr: *addr,
+                    data,
+                    args,
+                    child: None,
+                };
+                node.spawn(bin);
+                node
+            })
+            .collect();
+        Cluster {
+            bin: bin.to_path_buf(),
+            nodes,
+            _dir: dir,
+        }
+    }
+
+    pub fn restart(&mut self, i: usize) {
+        let bin = self.bin.clone();
+        let node = &mut self.nodes[i];
+        node.kill9();
+        node.spawn(&bin);
+    }
+
+    /// Every node's log, for a failing test's message.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("==== node {} ====\n{}", n.id, tail(&n.log(), 60)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Waits until every running node answers /healthz with 200.
+    pub async fn wait_healthy(&self, timeout: Duration) {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + timeout;
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            loop {
+                let ok = http
+                    .get(format!("http://{}/healthz", node.addr))
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false);
+                if ok {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    panic!("node {} not healthy within {timeout:?}\n{}", node.id, self.logs());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    pub async fn client(&self, i: usize, environment: &str) -> Client {
+        Client::connect(self.nodes[i].addr, environment).await
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// An HTTP answer: status and JSON body (Null when the body is not JSON).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+/// A REST client of one node, holding a token for one environment.
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub environment: String,
+    pub token: String,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr, environment: &str) -> Client {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("http client");
+        let base = format!("http://{addr}");
+        let answer = http
+            .post(format!("{base}/token"))
+            .json(&json!({"grant_type": "client_credentials", "client_id": CLIENT_ID,
+                          "client_secret": CLIENT_SECRET, "context": environment}))
+            .send()
+            .await
+            .expect("token request");
+        let body: Value = answer.json().await.expect("token JSON");
+        let token = body["access_token"].as_str().expect("access_token").to_string();
+        Client {
+            http,
+            base,
+            environment: environment.to_string(),
+            token,
+        }
+    }
+
+    /// `/api/environment/{env}/{path}`.
+    pub fn api(&self, path: &str) -> String {
+        format!(
+            "{}/api/environment/{}/{}",
+            self.base,
+            self.environment,
+            path.trim_start_matches('/')
+        )
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Answer, reqwest::Error> {
+        let r = self
+            .http
+            .post(self.api(path))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await?;
+        Ok(answer(r).await)
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> Result<Answer, reqwest::Error> {
+        let r = self
+            .http
+            .get(self.api(path_and_query))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        Ok(answer(r).await)
+    }
+
+    /// `POST` that must succeed at the HTTP level (2xx); panics with the answer otherwise.
+    pub async fn post_ok(&self, path: &str, body: &Value) -> Value {
+        let a = self.post(path, body).await.expect("request sent");
+        assert!((200..300).contains(&a.status), "POST {path} -> {} {}", a.status, a.body);
+        a.body
+    }
+}
+
+async fn answer(r: reqwest::Response) -> Answer {
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap_or_default();
+    Answer {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        headers,
+    }
+}
+
+/// Sum of one measure over a query answer's records.
+pub fn sum_measure(records: &Value, data_source: &str, measure: &str) -> f64 {
+    records
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .filter_map(|r| r["quantities"][data_source][measure].as_f64())
+                .sum()
+        })
+        .unwrap_or(0.0)
+}

@@ -17,6 +17,10 @@ use crate::query::{ReadRequest, ReadResponse};
 /// order systems replay a day's events after an outage.
 pub const EVENT_RETENTION_MS_DEFAULT: u64 = 7 * 24 * 3600 * 1000;
 
+/// The environment name under which a cluster-wide default configuration is stored: environments
+/// without a configuration of their own use it (`ivory serve --config FILE`), else the built-in one.
+pub const DEFAULT_ENVIRONMENT: &str = "*";
+
 /// Expired event ids forgotten per batch: bounds the cost any one entry pays for clean-up.
 const EVENT_PRUNE_PER_BATCH_MAX: usize = 1024;
 
@@ -144,7 +148,10 @@ impl Shard {
 
     /// The configuration in force for an environment.
     pub fn config(&self, environment: &str) -> &Arc<Config> {
-        self.compiled.get(environment).unwrap_or(&self.default_config)
+        self.compiled
+            .get(environment)
+            .or_else(|| self.compiled.get(DEFAULT_ENVIRONMENT))
+            .unwrap_or(&self.default_config)
     }
 
     /// Applies one log entry: one result per command, in order.

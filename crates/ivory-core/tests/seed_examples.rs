@@ -500,3 +500,28 @@ fn every_level_of_the_hierarchy_is_checked() {
         Outcome::Insufficient
     );
 }
+
+#[test]
+fn a_default_configuration_applies_to_environments_without_their_own() {
+    let mut shard = Shard::new(EVENT_RETENTION_MS_DEFAULT);
+    let mut doc: serde_json::Value = serde_json::from_str(&shard.config(ENV).to_json()).unwrap();
+    doc["inventorySystemConfigurations"]["iv"]["physicalMeasures"]
+        .as_array_mut()
+        .unwrap()
+        .push("returned".into());
+    let put = |env: &str, json: String| Command::PutConfig {
+        environment: env.into(),
+        config_json: json,
+    };
+    assert_eq!(
+        one(&mut shard, 1, put(DEFAULT_ENVIRONMENT, doc.to_string())).outcome,
+        Outcome::Success
+    );
+    let returned = MeasureRef::new("iv", "returned");
+    assert!(shard.config(ENV).is_physical(&returned));
+    // An environment's own configuration wins over the default.
+    let builtin = Config::default_config().to_json();
+    assert_eq!(one(&mut shard, 2, put(ENV, builtin)).outcome, Outcome::Success);
+    assert!(!shard.config(ENV).is_physical(&returned));
+    assert!(shard.config("other").is_physical(&returned));
+}
