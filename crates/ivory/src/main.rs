@@ -1,1 +1,264 @@
-fn main() {}
+//! The one binary: `ivory serve` (one node), `ivory node` (a member of a cluster). It only wires:
+//! the node (raft groups on sled, gRPC), the REST gateway, metrics and tracing.
+
+mod backend;
+mod credentials;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use ivory_cluster::{Layout, SHARDS_DEFAULT, ShardRing};
+use ivory_node::{Node, NodeConfig};
+use tracing::{info, warn};
+
+#[derive(Parser)]
+#[command(
+    name = "ivory",
+    version,
+    about = "Ivory: a distributed inventory reservation cluster with an IV-compatible REST API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One node holding every shard (replication factor 1): the embedded default.
+    Serve(ServeArgs),
+    /// One member of a multi-node cluster; any node answers any REST call.
+    Node(NodeArgs),
+}
+
+#[derive(Args)]
+struct Common {
+    /// Where REST and gRPC listen (one port for both).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The sled data directory.
+    #[arg(long, default_value = "./ivory-data")]
+    data: PathBuf,
+    /// Shards (Raft groups); fixed when the cluster is created.
+    #[arg(long, default_value_t = SHARDS_DEFAULT)]
+    shards: u32,
+    /// A configuration document in IV's JSON shape, the default for every environment.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct NodeArgs {
+    /// This node's id (a positive integer, never reused).
+    #[arg(long)]
+    id: u64,
+    /// Every member: `1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003`.
+    #[arg(long, value_parser = parse_members)]
+    initial_cluster: BTreeMap<u64, String>,
+    /// Replicas per shard.
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn parse_members(text: &str) -> Result<BTreeMap<u64, String>, String> {
+    let mut members = BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("'{part}' is not of the form ID=HOST:PORT"))?;
+        let id: u64 = id.trim().parse().map_err(|_| format!("'{id}' is not a node id"))?;
+        addr.trim()
+            .parse::<SocketAddr>()
+            .map_err(|_| format!("'{addr}' is not a HOST:PORT address"))?;
+        if members.insert(id, addr.trim().to_string()).is_some() {
+            return Err(format!("node {id} is listed twice"));
+        }
+    }
+    if members.is_empty() {
+        return Err("at least one member is required".into());
+    }
+    Ok(members)
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn,sled=warn,h2=warn,tower=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ivory: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => {
+                let listen = args.common.listen;
+                run(1, BTreeMap::from([(1, listen.to_string())]), 1, args.common).await
+            }
+            Command::Node(args) => {
+                let Some(own) = args.initial_cluster.get(&args.id) else {
+                    return Err(format!("--initial-cluster does not list this node's id {}", args.id));
+                };
+                if own.parse::<SocketAddr>().ok() != Some(args.common.listen) {
+                    warn!(listen = %args.common.listen, member = %own, "--listen differs from this node's --initial-cluster address");
+                }
+                run(args.id, args.initial_cluster, args.replicas, args.common).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ivory: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The layout is fixed when a data directory is first used; a later start with another shard count
+/// would move partitions between shards, so it is refused.
+fn load_or_store_layout(data: &Path, shards: u32) -> Result<Layout, String> {
+    let path = data.join("layout.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let layout: Layout =
+                serde_json::from_str(&text).map_err(|e| format!("{} is not a valid layout: {e}", path.display()))?;
+            layout.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+            if layout.shard_count != shards {
+                return Err(format!(
+                    "{} was created with {} shards; --shards {shards} would move partitions between shards",
+                    data.display(),
+                    layout.shard_count
+                ));
+            }
+            Ok(layout)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let layout = Layout::new(shards);
+            layout.validate().map_err(|e| e.to_string())?;
+            let text = serde_json::to_string_pretty(&layout).map_err(|e| e.to_string())?;
+            std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(layout)
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+async fn run(id: u64, peers: BTreeMap<u64, String>, replicas: usize, common: Common) -> Result<(), String> {
+    std::fs::create_dir_all(&common.data).map_err(|e| format!("cannot create {}: {e}", common.data.display()))?;
+    let layout = load_or_store_layout(&common.data, common.shards)?;
+    let ring = ShardRing::new(&layout).map_err(|e| e.to_string())?;
+    let default_config = match &common.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read --config {}: {e}", path.display()))?;
+            ivory_core::Config::from_json(&text).map_err(|e| format!("--config {}: {e}", path.display()))?;
+            Some(text)
+        }
+        None => None,
+    };
+    let credentials = credentials::load_or_create(&common.data, common.listen)?;
+
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+
+    let listener = tokio::net::TcpListener::bind(common.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", common.listen))?;
+    let node = Node::start(NodeConfig {
+        id,
+        listen: common.listen,
+        data_dir: common.data.join("sled"),
+        peers,
+        shard_count: layout.shard_count,
+        replicas,
+    })
+    .await
+    .map_err(|e| format!("cannot start node {id}: {e}"))?;
+
+    let backend = Arc::new(backend::NodeBackend::new(node.clone(), ring));
+    let gateway = ivory_gateway::router(
+        backend.clone(),
+        ivory_gateway::GatewayConfig {
+            metrics: Some(metrics),
+            ..credentials.gateway_config()
+        },
+    );
+    let app = gateway.merge(node.grpc_router());
+    if let Some(json) = default_config {
+        tokio::spawn(backend::put_default_config(backend.clone(), json));
+    }
+    info!(node = id, listen = %common.listen, shards = layout.shard_count, "ivory is listening");
+
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        // Nagle's delay costs about 5x latency on small replicated writes (STACK.md §6).
+        let _ = tcp.set_nodelay(true);
+    });
+    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    let served = serve.await.map_err(|e| format!("server failed: {e}"));
+    node.shutdown().await;
+    served
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_parse_and_refuse_garbage() {
+        let m = parse_members("1=127.0.0.1:7001, 2=127.0.0.1:7002").unwrap();
+        assert_eq!(m[&2], "127.0.0.1:7002");
+        assert!(parse_members("1=nowhere").is_err());
+        assert!(parse_members("x=127.0.0.1:1").is_err());
+        assert!(parse_members("1=127.0.0.1:1,1=127.0.0.1:2").is_err());
+    }
+
+    #[test]
+    fn a_data_dir_keeps_its_shard_count() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_or_store_layout(dir.path(), 8).unwrap().shard_count, 8);
+        assert!(
+            load_or_store_layout(dir.path(), 16)
+                .unwrap_err()
+                .contains("created with 8 shards")
+        );
+        assert_eq!(load_or_store_layout(dir.path(), 8).unwrap().shard_count, 8);
+    }
+}
