@@ -671,7 +671,7 @@ mod tests {
     #[test]
     fn keys_in_any_case() {
         let mut v: serde_json::Value = serde_json::from_str(DEFAULT_CONFIG_JSON).unwrap();
-        let ds = v["inventorySystemConfigurations"].as_object_mut().unwrap().remove("pos").unwrap();
+        let ds = v["inventorySystemConfigurations"]["pos"].take();
         v["INVENTORYSYSTEMCONFIGURATIONS"] = v["inventorySystemConfigurations"].take();
         v.as_object_mut().unwrap().remove("inventorySystemConfigurations");
         v["INVENTORYSYSTEMCONFIGURATIONS"]["POS"] = ds;

@@ -51,8 +51,12 @@ pub(crate) async fn hard_update(
     let bytes = match body {
         Ok(b) => b,
         Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body.too_large", "the request body is over the size limit")
-                .into_response();
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body.too_large",
+                "the request body is over the size limit",
+            )
+            .into_response();
         }
         Err(r) => return ApiError::bad_request("body.unreadable", r.to_string()).into_response(),
     };
@@ -62,7 +66,11 @@ pub(crate) async fn hard_update(
     let config = match Config::from_json(text) {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.field == "(body)" { "body.malformed" } else { "config.invalid" };
+            let code = if e.field == "(body)" {
+                "body.malformed"
+            } else {
+                "config.invalid"
+            };
             return ApiError::bad_request(code, e.to_string()).into_response();
         }
     };
@@ -148,7 +156,10 @@ pub(crate) async fn clean_up(
     )
     .await
     {
-        Ok(()) => json_response(StatusCode::OK, json!({"processingStatus": "success", "message": "", "statusCode": 200})),
+        Ok(()) => json_response(
+            StatusCode::OK,
+            json!({"processingStatus": "success", "message": "", "statusCode": 200}),
+        ),
         Err(e) => e.into_response(),
     }
 }
@@ -174,7 +185,11 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
             handle.render(),
         )
             .into_response(),
-        None => ApiError::new(StatusCode::NOT_FOUND, "metrics.disabled", "no metrics recorder is configured")
-            .into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "metrics.disabled",
+            "no metrics recorder is configured",
+        )
+        .into_response(),
     }
 }

@@ -122,7 +122,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 pub(crate) async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let environment = request.uri().path().split('/').nth(3).unwrap_or("").to_string();
     let Some(token) = bearer(request.headers()) else {
-        return unauthorized("auth.missing_token", "Authorization: Bearer <token> is required (POST /token)");
+        return unauthorized(
+            "auth.missing_token",
+            "Authorization: Bearer <token> is required (POST /token)",
+        );
     };
     match verify_token(&state.config.signing_key, token, &environment, now_s()) {
         Ok(()) => next.run(request).await,
@@ -205,7 +208,8 @@ pub(crate) async fn token(State(state): State<AppState>, headers: HeaderMap, bod
     };
     let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let Some(environment) = get("context").filter(|c| !c.is_empty()) else {
-        return ApiError::bad_request("token.missing_context", "context: the environment id is required").into_response();
+        return ApiError::bad_request("token.missing_context", "context: the environment id is required")
+            .into_response();
     };
     if environment.len() > ivory_core::model::NAME_LEN_MAX || environment.contains('/') {
         return ApiError::bad_request("token.bad_context", "context: not a valid environment id").into_response();

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
-use ivory_core::{Batch, CmdResult, Command, EVENT_RETENTION_MS_DEFAULT, PartitionKey, ReadRequest, ReadResponse, Shard};
+use ivory_core::{
+    Batch, CmdResult, Command, EVENT_RETENTION_MS_DEFAULT, PartitionKey, ReadRequest, ReadResponse, Shard,
+};
 
 use crate::{Backend, BackendError};
 
@@ -24,7 +26,9 @@ impl LocalBackend {
     pub fn new(shard_count: u32) -> LocalBackend {
         assert!(shard_count > 0);
         LocalBackend {
-            shards: (0..shard_count).map(|_| Mutex::new(Shard::new(EVENT_RETENTION_MS_DEFAULT))).collect(),
+            shards: (0..shard_count)
+                .map(|_| Mutex::new(Shard::new(EVENT_RETENTION_MS_DEFAULT)))
+                .collect(),
             fail_retryable: AtomicU32::new(0),
             proposals: AtomicU32::new(0),
         }
@@ -63,9 +67,9 @@ fn poisoned() -> BackendError {
 
 /// FNV-1a over the partition's canonical bytes.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl Backend for LocalBackend {

@@ -47,9 +47,16 @@ pub(crate) const FIELDS: &[&str] = &[
 pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     let bytes = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body.too_large", "the request body is over the size limit")
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body.too_large",
+                "the request body is over the size limit",
+            )
         } else {
-            ApiError::bad_request("body.unreadable", format!("the request body could not be read: {rejection}"))
+            ApiError::bad_request(
+                "body.unreadable",
+                format!("the request body could not be read: {rejection}"),
+            )
         }
     })?;
     let value: Value = serde_json::from_slice(&bytes)
@@ -76,7 +83,12 @@ pub(crate) fn text_value(value: &Value, field: &str) -> Result<String, ApiError>
     let text = match value {
         Value::String(s) => s.trim().to_string(),
         Value::Number(n) => n.to_string(),
-        _ => return Err(ApiError::bad_request("field.bad_type", format!("{field}: must be a string"))),
+        _ => {
+            return Err(ApiError::bad_request(
+                "field.bad_type",
+                format!("{field}: must be a string"),
+            ));
+        }
     };
     if text.len() > NAME_LEN_MAX {
         return Err(ApiError::bad_request(
@@ -85,16 +97,25 @@ pub(crate) fn text_value(value: &Value, field: &str) -> Result<String, ApiError>
         ));
     }
     if text.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("field.bad_value", format!("{field}: contains control characters")));
+        return Err(ApiError::bad_request(
+            "field.bad_value",
+            format!("{field}: contains control characters"),
+        ));
     }
     Ok(text)
 }
 
 pub(crate) fn required_text(obj: &Map<String, Value>, field: &str, path: &str) -> Result<String, ApiError> {
-    let value = obj.get(field).filter(|v| !v.is_null()).ok_or_else(|| missing(path, field))?;
+    let value = obj
+        .get(field)
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| missing(path, field))?;
     let text = text_value(value, &join(path, field))?;
     if text.is_empty() {
-        return Err(ApiError::bad_request("field.empty", format!("{}: must not be empty", join(path, field))));
+        return Err(ApiError::bad_request(
+            "field.empty",
+            format!("{}: must not be empty", join(path, field)),
+        ));
     }
     Ok(text)
 }
@@ -110,7 +131,12 @@ pub(crate) fn qty_value(value: &Value, field: &str) -> Result<Qty, ApiError> {
     let text = match value {
         Value::Number(n) => n.to_string(),
         Value::String(s) => s.clone(),
-        _ => return Err(ApiError::bad_request("field.bad_number", format!("{field}: must be a number"))),
+        _ => {
+            return Err(ApiError::bad_request(
+                "field.bad_number",
+                format!("{field}: must be a number"),
+            ));
+        }
     };
     Qty::parse(&text).map_err(|e| ApiError::bad_request("field.bad_number", format!("{field}: {e}")))
 }
@@ -121,7 +147,10 @@ pub(crate) fn bool_value(value: Option<&Value>, field: &str, default: bool) -> R
         Some(Value::Bool(b)) => Ok(*b),
         Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("true") => Ok(true),
         Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("false") => Ok(false),
-        Some(_) => Err(ApiError::bad_request("field.bad_type", format!("{field}: must be true or false"))),
+        Some(_) => Err(ApiError::bad_request(
+            "field.bad_type",
+            format!("{field}: must be true or false"),
+        )),
     }
 }
 
@@ -132,11 +161,18 @@ fn dimension_pairs(obj: &Map<String, Value>, path: &str) -> Result<Vec<(String, 
         return Err(missing(path, "dimensions"));
     };
     let Value::Object(map) = value else {
-        return Err(ApiError::bad_request("field.bad_type", format!("{field}: must be an object")));
+        return Err(ApiError::bad_request(
+            "field.bad_type",
+            format!("{field}: must be an object"),
+        ));
     };
     map.iter()
         .map(|(k, v)| {
-            let text = if v.is_null() { String::new() } else { text_value(v, &format!("{field}.{k}"))? };
+            let text = if v.is_null() {
+                String::new()
+            } else {
+                text_value(v, &format!("{field}.{k}"))?
+            };
             Ok((k.clone(), text))
         })
         .collect()
@@ -162,7 +198,10 @@ fn quantities(obj: &Map<String, Value>, path: &str) -> Result<Quantities, ApiErr
         for (m, v) in measures {
             let q = qty_value(v, &format!("{field}.{ds}.{m}"))?;
             if slot.insert(canonical_name(m), q).is_some() {
-                return Err(ApiError::bad_request("field.duplicate", format!("{field}.{ds}.{m}: given twice")));
+                return Err(ApiError::bad_request(
+                    "field.duplicate",
+                    format!("{field}.{ds}.{m}: given twice"),
+                ));
             }
         }
     }
@@ -238,8 +277,16 @@ fn partition_and_cell(
     let data_source = optional_text(obj, "dimensionDataSource", path)?;
     let pairs = dimension_pairs(obj, path)?;
     let (site, location, dims) = config
-        .normalize_dimensions(data_source.as_deref(), pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .map_err(|m| ApiError::bad_request("field.bad_dimensions", if path.is_empty() { m } else { format!("{path}.{m}") }))?;
+        .normalize_dimensions(
+            data_source.as_deref(),
+            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .map_err(|m| {
+            ApiError::bad_request(
+                "field.bad_dimensions",
+                if path.is_empty() { m } else { format!("{path}.{m}") },
+            )
+        })?;
     Ok((
         PartitionKey::new(environment, organization, site, location),
         Cell { product, dims },
@@ -259,7 +306,10 @@ pub(crate) fn write_command(
 ) -> Result<Command, ApiError> {
     let Value::Object(obj) = value else {
         let field = if path.is_empty() { "body" } else { path };
-        return Err(ApiError::bad_request("body.not_object", format!("{field}: must be a JSON object")));
+        return Err(ApiError::bad_request(
+            "body.not_object",
+            format!("{field}: must be a JSON object"),
+        ));
     };
     let id = required_text(obj, "id", path)?;
     match kind {
@@ -297,14 +347,22 @@ pub(crate) fn write_command(
                 None | Some(Value::Null) => return Err(missing(path, "quantity")),
                 Some(v) => qty_value(v, &join(path, "quantity"))?,
             };
-            let checked = bool_value(obj.get("ifCheckAvailForReserv"), &join(path, "ifCheckAvailForReserv"), true)?;
+            let checked = bool_value(
+                obj.get("ifCheckAvailForReserv"),
+                &join(path, "ifCheckAvailForReserv"),
+                true,
+            )?;
             Ok(Command::Reserve(Reserve {
                 id,
                 partition,
                 cell,
                 measure,
                 quantity,
-                availability: if checked { Availability::Checked } else { Availability::Unchecked },
+                availability: if checked {
+                    Availability::Checked
+                } else {
+                    Availability::Unchecked
+                },
             }))
         }
         WriteKind::Unreserve => {
@@ -349,11 +407,25 @@ pub(crate) fn timestamp_ms(value: &Value, field: &str) -> Result<u64, ApiError> 
         _ => return Err(bad()),
     };
     let b = text.as_bytes();
-    if b.len() < 19 || !text.is_ascii() || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 19
+        || !text.is_ascii()
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return Err(bad());
     }
     let num = |r: std::ops::Range<usize>| text[r].parse::<i64>().map_err(|_| bad());
-    let (y, mo, d, h, mi, s) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, s) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
         return Err(bad());
     }

@@ -39,7 +39,10 @@ fn api_version(headers: &HeaderMap) -> Result<ApiVersion, ApiError> {
     match value.to_str().map(|v| v.trim().trim_matches('"')) {
         Ok("1.0" | "1") => Ok(ApiVersion::V1),
         Ok("2.0" | "2") => Ok(ApiVersion::V2),
-        _ => Err(ApiError::bad_request("header.api_version", "Api-Version: must be 1.0 or 2.0")),
+        _ => Err(ApiError::bad_request(
+            "header.api_version",
+            "Api-Version: must be 1.0 or 2.0",
+        )),
     }
 }
 
@@ -66,7 +69,13 @@ fn string_list(obj: &Map<String, Value>, field: &str, path: &str) -> Result<Vec<
         Some(Value::Array(items)) => items
             .iter()
             .enumerate()
-            .map(|(i, v)| if v.is_null() { Ok(String::new()) } else { text_value(v, &format!("{name}[{i}]")) })
+            .map(|(i, v)| {
+                if v.is_null() {
+                    Ok(String::new())
+                } else {
+                    text_value(v, &format!("{name}[{i}]"))
+                }
+            })
             .collect(),
         Some(v) => Ok(vec![text_value(v, &name)?]),
     }
@@ -77,12 +86,14 @@ fn map_dim(config: &Config, data_source: Option<&str>, name: &str, field: &str) 
     let mapped = data_source
         .and_then(|ds| config.data_sources.get(&canonical_name(ds)))
         .and_then(|ds| ds.dimension_mappings.get(&lower).cloned());
-    mapped.or_else(|| base_dimension(&lower).map(str::to_string)).ok_or_else(|| {
-        ApiError::bad_request(
-            "field.bad_dimension",
-            format!("{field}: '{name}' is not a base dimension and not mapped by the data source"),
-        )
-    })
+    mapped
+        .or_else(|| base_dimension(&lower).map(str::to_string))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "field.bad_dimension",
+                format!("{field}: '{name}' is not a base dimension and not mapped by the data source"),
+            )
+        })
 }
 
 fn sorted_unique(mut v: Vec<String>) -> Vec<String> {
@@ -95,7 +106,10 @@ fn check_products(products: &[String]) -> Result<(), ApiError> {
     if products.len() > QUERY_PRODUCTS_MAX {
         return Err(ApiError::bad_request(
             "limit.products",
-            format!("filters.productId: {} ids, at most {QUERY_PRODUCTS_MAX} per query", products.len()),
+            format!(
+                "filters.productId: {} ids, at most {QUERY_PRODUCTS_MAX} per query",
+                products.len()
+            ),
         ));
     }
     Ok(())
@@ -103,7 +117,10 @@ fn check_products(products: &[String]) -> Result<(), ApiError> {
 
 fn check_atp(obj: &Map<String, Value>) -> Result<(), ApiError> {
     if bool_value(obj.get("QueryATP"), "QueryATP", false)? {
-        return Err(ApiError::bad_request("unsupported.atp", "QueryATP: ATP queries are not supported yet"));
+        return Err(ApiError::bad_request(
+            "unsupported.atp",
+            "QueryATP: ATP queries are not supported yet",
+        ));
     }
     Ok(())
 }
@@ -117,11 +134,16 @@ fn group_by(
         .into_iter()
         .enumerate()
         .filter(|(_, name)| !name.is_empty())
-        .map(|(i, name)| Ok((map_dim(config, data_source, &name, &format!("groupByValues[{i}]"))?, name)))
+        .map(|(i, name)| {
+            Ok((
+                map_dim(config, data_source, &name, &format!("groupByValues[{i}]"))?,
+                name,
+            ))
+        })
         .collect()
 }
 
-fn filters_object<'a>(obj: &'a Map<String, Value>) -> Result<&'a Map<String, Value>, ApiError> {
+fn filters_object(obj: &Map<String, Value>) -> Result<&Map<String, Value>, ApiError> {
     match obj.get("filters") {
         Some(Value::Object(f)) => Ok(f),
         Some(_) => Err(ApiError::bad_request("field.bad_type", "filters: must be an object")),
@@ -132,12 +154,18 @@ fn filters_object<'a>(obj: &'a Map<String, Value>) -> Result<&'a Map<String, Val
 fn organizations(filters: &Map<String, Value>, version: ApiVersion) -> Result<Vec<String>, ApiError> {
     let orgs = sorted_unique(string_list(filters, "organizationId", "filters")?);
     if orgs.is_empty() || orgs.iter().any(String::is_empty) {
-        return Err(ApiError::bad_request("field.missing", "filters.organizationId: one value is required"));
+        return Err(ApiError::bad_request(
+            "field.missing",
+            "filters.organizationId: one value is required",
+        ));
     }
     if version == ApiVersion::V1 && orgs.len() != 1 {
         return Err(ApiError::bad_request(
             "limit.organizations",
-            format!("filters.organizationId: {} values; Api-Version 1.0 takes exactly one", orgs.len()),
+            format!(
+                "filters.organizationId: {} values; Api-Version 1.0 takes exactly one",
+                orgs.len()
+            ),
         ));
     }
     Ok(orgs)
@@ -187,7 +215,11 @@ fn index_plans(
         }
         (false, false) => {
             let count = sites.len().saturating_mul(locations.len());
-            let max = if version == ApiVersion::V1 { QUERY_LOCATIONS_MAX } else { QUERY_LOCATIONS_V2_MAX };
+            let max = if version == ApiVersion::V1 {
+                QUERY_LOCATIONS_MAX
+            } else {
+                QUERY_LOCATIONS_V2_MAX
+            };
             if count > max {
                 return Err(ApiError::bad_request(
                     "limit.locations",
@@ -205,8 +237,18 @@ fn index_plans(
                     .collect::<Vec<_>>(),
             )
         }
-        (true, false) => return Err(ApiError::bad_request("field.missing", "filters.siteId: required with filters.locationId")),
-        (false, true) => return Err(ApiError::bad_request("field.missing", "filters.locationId: required with filters.siteId")),
+        (true, false) => {
+            return Err(ApiError::bad_request(
+                "field.missing",
+                "filters.siteId: required with filters.locationId",
+            ));
+        }
+        (false, true) => {
+            return Err(ApiError::bad_request(
+                "field.missing",
+                "filters.locationId: required with filters.siteId",
+            ));
+        }
     };
     let common = Common {
         products,
@@ -239,10 +281,17 @@ fn exact_plans(
     let raw_products = string_list(filters, "productId", "filters")?;
     check_products(&raw_products)?;
     let products = sorted_unique(raw_products.into_iter().filter(|p| !p.is_empty()).collect());
-    let names_field = if version == ApiVersion::V2 && filters.contains_key("keys") { "keys" } else { "dimensions" };
+    let names_field = if version == ApiVersion::V2 && filters.contains_key("keys") {
+        "keys"
+    } else {
+        "dimensions"
+    };
     let names = string_list(filters, names_field, "filters")?;
     if names.is_empty() {
-        return Err(ApiError::bad_request("field.missing", format!("filters.{names_field}: is required")));
+        return Err(ApiError::bad_request(
+            "field.missing",
+            format!("filters.{names_field}: is required"),
+        ));
     }
     let org_column = names.iter().position(|n| n.eq_ignore_ascii_case("organizationId"));
     if org_column.is_some() && version == ApiVersion::V1 {
@@ -270,17 +319,26 @@ fn exact_plans(
         ));
     };
     if BTreeSet::from_iter(dims.iter()).len() != dims.len() {
-        return Err(ApiError::bad_request("field.duplicate", format!("filters.{names_field}: a dimension is named twice")));
+        return Err(ApiError::bad_request(
+            "field.duplicate",
+            format!("filters.{names_field}: a dimension is named twice"),
+        ));
     }
     let orgs = match org_column {
         Some(_) => Vec::new(),
         None => organizations(filters, version)?,
     };
     let Some(Value::Array(rows)) = filters.get("values") else {
-        return Err(ApiError::bad_request("field.missing", "filters.values: an array of value tuples is required"));
+        return Err(ApiError::bad_request(
+            "field.missing",
+            "filters.values: an array of value tuples is required",
+        ));
     };
     if rows.is_empty() {
-        return Err(ApiError::bad_request("field.empty", "filters.values: at least one tuple is required"));
+        return Err(ApiError::bad_request(
+            "field.empty",
+            "filters.values: at least one tuple is required",
+        ));
     }
     if rows.len() > EXACT_TUPLES_MAX {
         return Err(ApiError::bad_request(
@@ -292,7 +350,10 @@ fn exact_plans(
     let mut by_org: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
     for (i, row) in rows.iter().enumerate() {
         let Value::Array(cells) = row else {
-            return Err(ApiError::bad_request("field.bad_type", format!("filters.values[{i}]: must be an array")));
+            return Err(ApiError::bad_request(
+                "field.bad_type",
+                format!("filters.values[{i}]: must be an array"),
+            ));
         };
         if cells.len() != names.len() {
             return Err(ApiError::bad_request(
@@ -303,7 +364,11 @@ fn exact_plans(
         let mut tuple = Vec::with_capacity(dims.len());
         let mut org = None;
         for (j, cell) in cells.iter().enumerate() {
-            let text = if cell.is_null() { String::new() } else { text_value(cell, &format!("filters.values[{i}][{j}]"))? };
+            let text = if cell.is_null() {
+                String::new()
+            } else {
+                text_value(cell, &format!("filters.values[{i}][{j}]"))?
+            };
             if Some(j) == org_column {
                 org = Some(text);
             } else {
@@ -312,7 +377,10 @@ fn exact_plans(
         }
         match org {
             Some(o) if o.is_empty() => {
-                return Err(ApiError::bad_request("field.empty", format!("filters.values[{i}]: organizationId is empty")));
+                return Err(ApiError::bad_request(
+                    "field.empty",
+                    format!("filters.values[{i}]: organizationId is empty"),
+                ));
             }
             Some(o) => by_org.entry(o).or_default().push(tuple),
             None => {
@@ -324,12 +392,17 @@ fn exact_plans(
     }
     let mut plans = Vec::new();
     for (organization, tuples) in by_org {
-        let pairs: BTreeSet<(String, String)> =
-            tuples.iter().map(|t| (t[site_col].clone(), t[loc_col].clone())).collect();
+        let pairs: BTreeSet<(String, String)> = tuples
+            .iter()
+            .map(|t| (t[site_col].clone(), t[loc_col].clone()))
+            .collect();
         if version == ApiVersion::V1 && pairs.len() > QUERY_LOCATIONS_MAX {
             return Err(ApiError::bad_request(
                 "limit.locations",
-                format!("filters.values: {} (siteId, locationId) pairs, at most {QUERY_LOCATIONS_MAX}", pairs.len()),
+                format!(
+                    "filters.values: {} (siteId, locationId) pairs, at most {QUERY_LOCATIONS_MAX}",
+                    pairs.len()
+                ),
             ));
         }
         plans.push(Plan {
@@ -353,7 +426,12 @@ fn exact_plans(
 }
 
 /// Fans the plans out to their shards in parallel; (organization, record) pairs, sorted.
-async fn fan_out(s: &AppState, env: &str, plans: Vec<Plan>, common: &Common) -> Result<Vec<(String, Record)>, ApiError> {
+async fn fan_out(
+    s: &AppState,
+    env: &str,
+    plans: Vec<Plan>,
+    common: &Common,
+) -> Result<Vec<(String, Record)>, ApiError> {
     let group_by: Vec<String> = sorted_unique(common.group_by.iter().map(|(b, _)| b.clone()).collect());
     let mut reads = Vec::new();
     for plan in plans {
@@ -438,11 +516,12 @@ fn paging(query: Option<&str>) -> Result<(usize, usize), ApiError> {
     let mut page = 1usize;
     let mut size = PAGE_SIZE_DEFAULT;
     for (k, v) in query_pairs(query) {
-        let parsed = || {
-            v.trim().parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                ApiError::bad_request("field.bad_value", format!("{k}: must be a whole number >= 1"))
-            })
-        };
+        let parsed =
+            || {
+                v.trim().parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    ApiError::bad_request("field.bad_value", format!("{k}: must be a whole number >= 1"))
+                })
+            };
         match k.to_ascii_lowercase().as_str() {
             "pagenumber" => page = parsed()?,
             "pagesize" => size = parsed()?,
@@ -450,7 +529,10 @@ fn paging(query: Option<&str>) -> Result<(usize, usize), ApiError> {
         }
     }
     if size > PAGE_SIZE_MAX {
-        return Err(ApiError::bad_request("limit.page_size", format!("pageSize: at most {PAGE_SIZE_MAX}")));
+        return Err(ApiError::bad_request(
+            "limit.page_size",
+            format!("pageSize: at most {PAGE_SIZE_MAX}"),
+        ));
     }
     Ok((page, size))
 }
@@ -525,12 +607,14 @@ pub(crate) async fn index_query(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    respond(async {
-        let version = api_version(&headers)?;
-        let page = paging(query.as_deref())?;
-        run(s, env, version, "indexquery", json_body(body)?, page).await
-    }
-    .await)
+    respond(
+        async {
+            let version = api_version(&headers)?;
+            let page = paging(query.as_deref())?;
+            run(s, env, version, "indexquery", json_body(body)?, page).await
+        }
+        .await,
+    )
 }
 
 /// `POST /onhand/exactquery` (v1 `dimensions`; v2 `keys`, paged like the index query).
@@ -541,12 +625,14 @@ pub(crate) async fn exact_query(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    respond(async {
-        let version = api_version(&headers)?;
-        let page = paging(query.as_deref())?;
-        run(s, env, version, "exactquery", json_body(body)?, page).await
-    }
-    .await)
+    respond(
+        async {
+            let version = api_version(&headers)?;
+            let page = paging(query.as_deref())?;
+            run(s, env, version, "exactquery", json_body(body)?, page).await
+        }
+        .await,
+    )
 }
 
 /// Decodes a URL query string into (key, value) pairs (`+` is a space, `%XX` a byte).
@@ -595,7 +681,13 @@ pub(crate) async fn get_onhand(
         let lower = key.to_ascii_lowercase();
         match lower.as_str() {
             "groupby" | "groupbyvalues" => {
-                group.extend(value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(|v| json!(v)));
+                group.extend(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(|v| json!(v)),
+                );
             }
             "returnnegative" => {
                 body.insert("returnNegative".into(), json!(value));
@@ -624,5 +716,15 @@ pub(crate) async fn get_onhand(
     }
     body.insert("filters".into(), Value::Object(filters));
     body.insert("groupByValues".into(), Value::Array(group));
-    respond(run(s, env, ApiVersion::V1, "indexquery", Value::Object(body), (1, PAGE_SIZE_DEFAULT)).await)
+    respond(
+        run(
+            s,
+            env,
+            ApiVersion::V1,
+            "indexquery",
+            Value::Object(body),
+            (1, PAGE_SIZE_DEFAULT),
+        )
+        .await,
+    )
 }

@@ -29,7 +29,14 @@ struct Reply {
     headers: HeaderMap,
 }
 
-async fn send(app: &Router, method: Method, path: &str, token: Option<&str>, body: Option<String>, headers: &[(&str, &str)]) -> Reply {
+async fn send(
+    app: &Router,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<String>,
+    headers: &[(&str, &str)],
+) -> Reply {
     let mut req = Request::builder().method(method).uri(path);
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
@@ -71,7 +78,15 @@ async fn token(app: &Router, env: &str) -> String {
 }
 
 async fn post(app: &Router, t: &str, path: &str, body: Value) -> Reply {
-    send(app, Method::POST, &format!("/api/environment/{ENV}/{path}"), Some(t), Some(body.to_string()), &[]).await
+    send(
+        app,
+        Method::POST,
+        &format!("/api/environment/{ENV}/{path}"),
+        Some(t),
+        Some(body.to_string()),
+        &[],
+    )
+    .await
 }
 
 fn stock(id: &str, product: &str, site: &str, loc: &str, extra: Value, qty: Value) -> Value {
@@ -110,7 +125,15 @@ async fn t_shirt_events_through_rest() {
     let (app, _) = setup();
     let t = token(&app, ENV).await;
     // Map the POS machine id onto a base dimension, as a real configuration would.
-    let cfg = send(&app, Method::GET, &format!("/api/environment/{ENV}/configuration"), Some(&t), None, &[]).await;
+    let cfg = send(
+        &app,
+        Method::GET,
+        &format!("/api/environment/{ENV}/configuration"),
+        Some(&t),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(cfg.status, StatusCode::OK);
     let mut doc = cfg.body.clone();
     doc["inventorySystemConfigurations"]["pos"]["dimensionMappings"] = json!({"posmachineid": "inventdimension1"});
@@ -153,18 +176,41 @@ async fn t_shirt_events_through_rest() {
     let records = r.body.as_array().unwrap();
     assert_eq!(records.len(), 1, "{}", r.body);
     assert_eq!(records[0]["productId"], "T-shirt");
-    assert_eq!(records[0]["dimensions"], json!({"ColorId": "red", "siteid": "1", "locationid": "11"}));
+    assert_eq!(
+        records[0]["dimensions"],
+        json!({"ColorId": "red", "siteid": "1", "locationid": "11"})
+    );
     assert_eq!(records[0]["quantities"]["pos"]["inbound"], json!(2));
     // The black T-shirt: outbound 3 lowers availability to -3.
-    let r = post(&app, &t, "onhand/indexquery", index_query(&["T-shirt"], &["1"], &["11"], &["colorId"])).await;
-    let black = r.body.as_array().unwrap().iter().find(|r| r["dimensions"]["colorId"] == "black").unwrap().clone();
+    let r = post(
+        &app,
+        &t,
+        "onhand/indexquery",
+        index_query(&["T-shirt"], &["1"], &["11"], &["colorId"]),
+    )
+    .await;
+    let black = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["dimensions"]["colorId"] == "black")
+        .unwrap()
+        .clone();
     assert_eq!(black["quantities"]["pos"]["outbound"], json!(3));
     assert_eq!(black["quantities"]["iv"]["availabletoreserve"], json!(-3));
     // Without returnNegative the negative calculated measure is left out.
     let mut q = index_query(&["T-shirt"], &["1"], &["11"], &["colorId"]);
     q["returnNegative"] = json!(false);
     let r = post(&app, &t, "onhand/indexquery", q).await;
-    let black = r.body.as_array().unwrap().iter().find(|r| r["dimensions"]["colorId"] == "black").unwrap().clone();
+    let black = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["dimensions"]["colorId"] == "black")
+        .unwrap()
+        .clone();
     assert!(black["quantities"]["iv"].get("availabletoreserve").is_none(), "{black}");
     // GET form of the query.
     let r = send(&app, Method::GET,
@@ -180,10 +226,22 @@ async fn cabinet_reservation_and_unreserve_10_12() {
     let (app, _) = setup();
     let t = token(&app, ENV).await;
     let dims = json!({"ColorId": "red", "SizeId": "small"});
-    assert_eq!(post(&app, &t, "onhand", stock("s1", "D0002", "1", "11", dims.clone(), json!(20))).await.status, StatusCode::OK);
-    let reserve = |id: &str, qty: Value| json!({"id": id, "organizationId": "usmf", "productId": "D0002",
+    assert_eq!(
+        post(
+            &app,
+            &t,
+            "onhand",
+            stock("s1", "D0002", "1", "11", dims.clone(), json!(20))
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    let reserve = |id: &str, qty: Value| {
+        json!({"id": id, "organizationId": "usmf", "productId": "D0002",
         "dimensions": {"SiteId": "1", "LocationId": "11", "ColorId": "red", "SizeId": "small"},
-        "quantityDataSource": "iv", "modifier": "softreservphysical", "quantity": qty, "ifCheckAvailForReserv": true});
+        "quantityDataSource": "iv", "modifier": "softreservphysical", "quantity": qty, "ifCheckAvailForReserv": true})
+    };
     let r = post(&app, &t, "onhand/reserve", reserve("Testrequest-0005", json!(1))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["id"], "ohre~Testrequest-0005");
@@ -200,8 +258,10 @@ async fn cabinet_reservation_and_unreserve_10_12() {
     let r = post(&app, &t, "onhand/reserve", reserve("r9", json!("9"))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["reservationId"], rid.as_str());
-    let unreserve = |id: &str, rid: &str, qty: i64| json!({"id": id, "organizationId": "usmf", "productId": "D0002",
-        "reservationId": rid, "dimensions": {"siteId": "1", "locationId": "11", "colorId": "red", "sizeId": "small"}, "OffsetQty": qty});
+    let unreserve = |id: &str, rid: &str, qty: i64| {
+        json!({"id": id, "organizationId": "usmf", "productId": "D0002",
+        "reservationId": rid, "dimensions": {"siteId": "1", "locationId": "11", "colorId": "red", "sizeId": "small"}, "OffsetQty": qty})
+    };
     let r = post(&app, &t, "onhand/unreserve", unreserve("u1", &rid, 12)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["id"], "ohoe~u1");
@@ -215,13 +275,25 @@ async fn cabinet_reservation_and_unreserve_10_12() {
     let r = post(&app, &t, "onhand/unreserve", unreserve("u1", &rid, 3)).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
     // Bulk buckets.
-    let r = post(&app, &t, "onhand/unreserve/bulk", json!([unreserve("b1", "nope", 1), unreserve("u1", &rid, 3), {"id": "bad"}])).await;
+    let r = post(
+        &app,
+        &t,
+        "onhand/unreserve/bulk",
+        json!([unreserve("b1", "nope", 1), unreserve("u1", &rid, 3), {"id": "bad"}]),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["notFound"][0]["id"], "ohoe~b1");
     assert_eq!(r.body["conflict"][0]["id"], "ohoe~u1");
     assert_eq!(r.body["failure"][0]["id"], "ohoe~bad");
     assert_eq!(r.body["failure"][0]["statusCode"], 400);
-    let r = post(&app, &t, "onhand/reserve/bulk", json!([reserve("rb1", json!(1)), reserve("rb2", json!(1000))])).await;
+    let r = post(
+        &app,
+        &t,
+        "onhand/reserve/bulk",
+        json!([reserve("rb1", json!(1)), reserve("rb2", json!(1000))]),
+    )
+    .await;
     assert_eq!(r.body["success"][0]["id"], "ohre~rb1", "{}", r.body);
     assert_eq!(r.body["failure"][0]["statusCode"], 500);
 }
@@ -235,26 +307,66 @@ async fn exact_versus_index_query() {
         .enumerate()
         .map(|(i, (s, l))| stock(&format!("e{i}"), "P1", s, l, json!({"colorId": "red"}), json!(i + 1)))
         .collect();
-    assert_eq!(post(&app, &t, "onhand/bulk", Value::Array(items)).await.body["success"].as_array().unwrap().len(), 4);
-    let r = post(&app, &t, "onhand/indexquery", index_query(&["P1"], &["1", "2"], &["A", "B"], &[])).await;
+    assert_eq!(
+        post(&app, &t, "onhand/bulk", Value::Array(items)).await.body["success"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    let r = post(
+        &app,
+        &t,
+        "onhand/indexquery",
+        index_query(&["P1"], &["1", "2"], &["A", "B"], &[]),
+    )
+    .await;
     assert_eq!(r.body.as_array().unwrap().len(), 4, "{}", r.body);
     // Sorted by location, then site.
-    let order: Vec<(String, String)> = r.body.as_array().unwrap().iter()
-        .map(|r| (r["dimensions"]["locationid"].as_str().unwrap().into(), r["dimensions"]["siteid"].as_str().unwrap().into()))
+    let order: Vec<(String, String)> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["dimensions"]["locationid"].as_str().unwrap().into(),
+                r["dimensions"]["siteid"].as_str().unwrap().into(),
+            )
+        })
         .collect();
-    assert_eq!(order, vec![("A".into(), "1".into()), ("A".into(), "2".into()), ("B".into(), "1".into()), ("B".into(), "2".into())]);
+    assert_eq!(
+        order,
+        vec![
+            ("A".into(), "1".into()),
+            ("A".into(), "2".into()),
+            ("B".into(), "1".into()),
+            ("B".into(), "2".into())
+        ]
+    );
     let exact = json!({"filters": {"organizationId": ["usmf"], "productId": ["P1"], "dimensions": ["siteId", "locationId", "ColorId"],
         "values": [["1", "A", "red"], ["2", "B", "red"]]}, "groupByValues": [], "returnNegative": true});
     let r = post(&app, &t, "onhand/exactquery", exact).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let recs = r.body.as_array().unwrap();
     assert_eq!(recs.len(), 2, "{}", r.body);
-    assert_eq!(recs[0]["dimensions"], json!({"ColorId": "red", "siteid": "1", "locationid": "A"}));
+    assert_eq!(
+        recs[0]["dimensions"],
+        json!({"ColorId": "red", "siteid": "1", "locationid": "A"})
+    );
     assert_eq!(total(&r.body, "iv", "onhand"), 1.0 + 4.0);
     // v2: keys may carry organizationId.
     let exact2 = json!({"filters": {"productId": ["P1"], "keys": ["organizationId", "siteId", "locationId"],
         "values": [["usmf", "1", "B"], ["other", "1", "B"]]}, "returnNegative": true});
-    let r = send(&app, Method::POST, &format!("/api/environment/{ENV}/onhand/exactquery"), Some(&t), Some(exact2.to_string()), &[("Api-Version", "2.0")]).await;
+    let r = send(
+        &app,
+        Method::POST,
+        &format!("/api/environment/{ENV}/onhand/exactquery"),
+        Some(&t),
+        Some(exact2.to_string()),
+        &[("Api-Version", "2.0")],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["Value"].as_array().unwrap().len(), 1, "{}", r.body);
     assert_eq!(r.body["Value"][0]["quantities"]["iv"]["onhand"], json!(2));
@@ -272,7 +384,20 @@ async fn limits_bulk_locations_products() {
     let (app, backend) = setup();
     let t = token(&app, ENV).await;
     let items = |n: usize, tag: &str| -> Value {
-        Value::Array((0..n).map(|i| stock(&format!("{tag}{i}"), &format!("L{}", i % 7), &format!("{}", i % 5), &format!("{}", i % 3), json!({}), json!(1))).collect())
+        Value::Array(
+            (0..n)
+                .map(|i| {
+                    stock(
+                        &format!("{tag}{i}"),
+                        &format!("L{}", i % 7),
+                        &format!("{}", i % 5),
+                        &format!("{}", i % 3),
+                        json!({}),
+                        json!(1),
+                    )
+                })
+                .collect(),
+        )
     };
     let before = backend.proposals.load(Ordering::SeqCst);
     let r = post(&app, &t, "onhand/bulk", items(513, "x")).await;
@@ -355,25 +480,58 @@ async fn bad_input_is_refused_and_changes_nothing() {
     v["dimensions"]["madeUpDim"] = json!("x");
     cases.push((v, "field.bad_dimensions"));
     cases.push((json!([1, 2]), "body.not_object"));
-    cases.push((json!({"id": "n7", "organizationId": "usmf", "productId": "B1", "dimensions": "x", "quantities": {}}), "field.bad_type"));
+    cases.push((
+        json!({"id": "n7", "organizationId": "usmf", "productId": "B1", "dimensions": "x", "quantities": {}}),
+        "field.bad_type",
+    ));
     for (body, code) in cases {
         let r = post(&app, &t, "onhand", body.clone()).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body} -> {}", r.body);
         assert_eq!(r.body["code"], code, "{body} -> {}", r.body);
         assert!(!r.body["message"].as_str().unwrap().is_empty());
     }
-    let r = send(&app, Method::POST, &format!("/api/environment/{ENV}/onhand"), Some(&t), Some("{not json".into()), &[]).await;
+    let r = send(
+        &app,
+        Method::POST,
+        &format!("/api/environment/{ENV}/onhand"),
+        Some(&t),
+        Some("{not json".into()),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.body["code"], "body.malformed");
     let r = post(&app, &t, "onhand/bulk", json!({"not": "an array"})).await;
     assert_eq!(r.body["code"], "body.not_array");
     let huge = format!("[{}]", vec![good.to_string(); 40_000].join(","));
-    let r = send(&app, Method::POST, &format!("/api/environment/{ENV}/onhand/bulk"), Some(&t), Some(huge), &[]).await;
+    let r = send(
+        &app,
+        Method::POST,
+        &format!("/api/environment/{ENV}/onhand/bulk"),
+        Some(&t),
+        Some(huge),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(r.body["code"], "body.too_large");
-    let r = post(&app, &t, "configuration/hardupdate", json!({"inventorySystemConfigurations": {"iv": {"physicalMeasures": "x"}}})).await;
+    let r = post(
+        &app,
+        &t,
+        "configuration/hardupdate",
+        json!({"inventorySystemConfigurations": {"iv": {"physicalMeasures": "x"}}}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
-    let r = send(&app, Method::POST, &format!("/api/environment/{ENV}/onhand/indexquery"), Some(&t), Some(index_query(&["B1"], &[], &[], &[]).to_string()), &[("Api-Version", "3.0")]).await;
+    let r = send(
+        &app,
+        Method::POST,
+        &format!("/api/environment/{ENV}/onhand/indexquery"),
+        Some(&t),
+        Some(index_query(&["B1"], &[], &[], &[]).to_string()),
+        &[("Api-Version", "3.0")],
+    )
+    .await;
     assert_eq!(r.body["code"], "header.api_version");
     assert_eq!(onhand_total(&app, &t, "B1").await, 5.0);
     // A bulk with one malformed item applies the others.
@@ -384,7 +542,14 @@ async fn bad_input_is_refused_and_changes_nothing() {
     ok2["id"] = json!("bulk-ok");
     let r = post(&app, &t, "onhand/bulk", json!([bad, ok2])).await;
     assert_eq!(r.body["failure"][0]["id"], "ohe~bulk-bad", "{}", r.body);
-    assert!(r.body["failure"][0]["message"].as_str().unwrap().starts_with("[0].quantities.iv.onhand"), "{}", r.body);
+    assert!(
+        r.body["failure"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("[0].quantities.iv.onhand"),
+        "{}",
+        r.body
+    );
     assert_eq!(r.body["success"][0]["id"], "ohe~bulk-ok");
     assert_eq!(onhand_total(&app, &t, "B1").await, 10.0);
 }
@@ -410,19 +575,46 @@ async fn auth_rules() {
     let r = send(&app, Method::POST, &path, Some(&other), body.clone(), &[]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let forged = crate::auth::issue_token(b"other key", ENV, "client", crate::auth::now_s() + 100);
-    assert_eq!(send(&app, Method::POST, &path, Some(&forged), body.clone(), &[]).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(&app, Method::POST, &path, Some(&forged), body.clone(), &[])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
     // `bearer` in lower case.
-    let r = send(&app, Method::POST, &path, None, body.clone(), &[("Authorization", &format!("bearer {t}"))]).await;
+    let r = send(
+        &app,
+        Method::POST,
+        &path,
+        None,
+        body.clone(),
+        &[("Authorization", &format!("bearer {t}"))],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     // Bad credentials.
-    let r = send(&app, Method::POST, "/token", None, Some(json!({"client_id": "client", "client_secret": "nope", "context": ENV}).to_string()), &[]).await;
+    let r = send(
+        &app,
+        Method::POST,
+        "/token",
+        None,
+        Some(json!({"client_id": "client", "client_secret": "nope", "context": ENV}).to_string()),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     // IV's body shape; and a form body.
     let r = send(&app, Method::POST, "/token", None, Some(json!({"grant_type": "client_credentials", "client_assertion_type": "aad_app",
         "client_assertion": "s3cret", "scope": "https://inventoryservice.operations365.dynamics.com/.default", "context": ENV, "context_type": "finops-env"}).to_string()), &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let req = Request::builder().method("POST").uri("/token").header("content-type", "application/x-www-form-urlencoded")
-        .body(Body::from(format!("client_id=client&client_secret=s3cret&context={ENV}"))).unwrap();
+    let req = Request::builder()
+        .method("POST")
+        .uri("/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(format!(
+            "client_id=client&client_secret=s3cret&context={ENV}"
+        )))
+        .unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
@@ -433,15 +625,34 @@ async fn leniency_keys_numbers_paths() {
     let t = token(&app, ENV).await;
     let body = json!({"ID": "len1", "OrganizationID": "usmf", "PRODUCTID": "Lp", "Dimensions": {"SITEID": "1", "locationid": "11", "colorId": "", "SizeId": "M"},
         "Quantities": {"IV": {"OnHand": "10"}}});
-    let r = send(&app, Method::POST, &format!("/API/Environment/{ENV}/OnHand/"), Some(&t), Some(body.to_string()), &[]).await;
+    let r = send(
+        &app,
+        Method::POST,
+        &format!("/API/Environment/{ENV}/OnHand/"),
+        Some(&t),
+        Some(body.to_string()),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["id"], "ohe~len1");
     let q = json!({"Filters": {"organizationid": ["usmf"], "ProductId": ["Lp"], "SiteID": [1], "LOCATIONID": ["11"], "ColorId": [""]},
         "GroupByValues": ["SizeId"], "ReturnNegative": "true"});
-    let r = send(&app, Method::POST, &format!("/api/environment/{ENV}/onhand/indexQuery/"), Some(&t), Some(q.to_string()), &[]).await;
+    let r = send(
+        &app,
+        Method::POST,
+        &format!("/api/environment/{ENV}/onhand/indexQuery/"),
+        Some(&t),
+        Some(q.to_string()),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body[0]["quantities"]["iv"]["onhand"], json!(10));
-    assert_eq!(r.body[0]["dimensions"], json!({"SizeId": "M", "siteid": "1", "locationid": "11"}));
+    assert_eq!(
+        r.body[0]["dimensions"],
+        json!({"SizeId": "M", "siteid": "1", "locationid": "11"})
+    );
     // Exact decimals.
     let mut b = body.clone();
     b["ID"] = json!("len2");
@@ -450,7 +661,13 @@ async fn leniency_keys_numbers_paths() {
     b["ID"] = json!("len3");
     b["Quantities"]["IV"]["OnHand"] = json!(0.2);
     post(&app, &t, "onhand", b).await;
-    let r = post(&app, &t, "onhand/indexquery", index_query(&["Lp"], &["1"], &["11"], &[])).await;
+    let r = post(
+        &app,
+        &t,
+        "onhand/indexquery",
+        index_query(&["Lp"], &["1"], &["11"], &[]),
+    )
+    .await;
     assert_eq!(r.body[0]["quantities"]["iv"]["onhand"].to_string(), "10.3");
 }
 
@@ -458,20 +675,47 @@ async fn leniency_keys_numbers_paths() {
 async fn v2_paging() {
     let (app, _) = setup();
     let t = token(&app, ENV).await;
-    let items: Vec<Value> = ["10", "20", "30"].iter().map(|l| stock(&format!("p{l}"), "PG", "1", l, json!({}), json!(1))).collect();
+    let items: Vec<Value> = ["10", "20", "30"]
+        .iter()
+        .map(|l| stock(&format!("p{l}"), "PG", "1", l, json!({}), json!(1)))
+        .collect();
     post(&app, &t, "onhand/bulk", Value::Array(items)).await;
     let q = index_query(&["PG"], &["1"], &["10", "20", "30"], &[]).to_string();
     let path = |qs: &str| format!("/api/environment/{ENV}/onhand/indexquery{qs}");
-    let r = send(&app, Method::POST, &path("?pageNumber=1&pageSize=2"), Some(&t), Some(q.clone()), &[("Api-Version", "2.0")]).await;
+    let r = send(
+        &app,
+        Method::POST,
+        &path("?pageNumber=1&pageSize=2"),
+        Some(&t),
+        Some(q.clone()),
+        &[("Api-Version", "2.0")],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["Value"].as_array().unwrap().len(), 2);
     assert_eq!(r.body["Value"][0]["dimensions"]["locationid"], "10");
     assert_eq!(r.body["nextLink"], "onhand/indexquery?pageNumber=2&pageSize=2");
-    let r = send(&app, Method::POST, &path("?pageNumber=2&pageSize=2"), Some(&t), Some(q.clone()), &[("Api-Version", "2.0")]).await;
+    let r = send(
+        &app,
+        Method::POST,
+        &path("?pageNumber=2&pageSize=2"),
+        Some(&t),
+        Some(q.clone()),
+        &[("Api-Version", "2.0")],
+    )
+    .await;
     assert_eq!(r.body["Value"].as_array().unwrap().len(), 1);
     assert_eq!(r.body["Value"][0]["dimensions"]["locationid"], "30");
     assert_eq!(r.body["nextLink"], "");
-    let r = send(&app, Method::POST, &path("?pageSize=0"), Some(&t), Some(q), &[("Api-Version", "2.0")]).await;
+    let r = send(
+        &app,
+        Method::POST,
+        &path("?pageSize=0"),
+        Some(&t),
+        Some(q),
+        &[("Api-Version", "2.0")],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
@@ -496,13 +740,37 @@ async fn admin_request_id_health_metrics() {
     let t = token(&app, ENV).await;
     post(&app, &t, "onhand", stock("a1", "A", "1", "11", json!({}), json!(1))).await;
     post(&app, &t, "onhand", stock("a2", "A", "2", "22", json!({}), json!(1))).await;
-    let r = send(&app, Method::GET, &format!("/api/environment/{ENV}/allpartitionids"), Some(&t), None, &[("x-request-id", "req-42")]).await;
+    let r = send(
+        &app,
+        Method::GET,
+        &format!("/api/environment/{ENV}/allpartitionids"),
+        Some(&t),
+        None,
+        &[("x-request-id", "req-42")],
+    )
+    .await;
     assert_eq!(r.body, json!(["usmf~1~11", "usmf~2~22"]));
     assert_eq!(r.headers["x-request-id"], "req-42");
-    let r = send(&app, Method::DELETE, &format!("/api/environment/{ENV}/partitions/cleanupalldata"), Some(&t), Some(json!(["usmf~1~11"]).to_string()), &[]).await;
+    let r = send(
+        &app,
+        Method::DELETE,
+        &format!("/api/environment/{ENV}/partitions/cleanupalldata"),
+        Some(&t),
+        Some(json!(["usmf~1~11"]).to_string()),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(onhand_total(&app, &t, "A").await, 1.0);
-    let r = send(&app, Method::DELETE, &format!("/api/environment/{ENV}/cleanupalldata"), Some(&t), None, &[]).await;
+    let r = send(
+        &app,
+        Method::DELETE,
+        &format!("/api/environment/{ENV}/cleanupalldata"),
+        Some(&t),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(onhand_total(&app, &t, "A").await, 0.0);
     let r = send(&app, Method::GET, "/healthz", None, None, &[]).await;
@@ -512,18 +780,29 @@ async fn admin_request_id_health_metrics() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = send(&app, Method::GET, "/nope", None, None, &[]).await;
     assert_eq!(r.body["code"], "route.not_found");
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle();
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .build_recorder()
+        .handle();
     let mut config = GatewayConfig::new("c", "s", KEY.to_vec());
     config.metrics = Some(handle);
     let app2 = router(Arc::new(LocalBackend::new(1)), config);
-    assert_eq!(send(&app2, Method::GET, "/metrics", None, None, &[]).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&app2, Method::GET, "/metrics", None, None, &[]).await.status,
+        StatusCode::OK
+    );
 }
 
 #[test]
 fn canonical_paths() {
-    assert_eq!(crate::canonical_path_of("/API/Environment/EnvX/OnHand/IndexQuery/"), "/api/environment/EnvX/onhand/indexquery");
+    assert_eq!(
+        crate::canonical_path_of("/API/Environment/EnvX/OnHand/IndexQuery/"),
+        "/api/environment/EnvX/onhand/indexquery"
+    );
     assert_eq!(crate::canonical_path_of("/Token/"), "/token");
     assert_eq!(crate::canonical_path_of("/"), "/");
-    assert_eq!(crate::parse::timestamp_ms(&json!("1970-01-02T00:00:01.5Z"), "f").unwrap(), 86_401_500);
+    assert_eq!(
+        crate::parse::timestamp_ms(&json!("1970-01-02T00:00:01.5Z"), "f").unwrap(),
+        86_401_500
+    );
     assert!(crate::parse::timestamp_ms(&json!("yesterday"), "f").is_err());
 }

@@ -127,7 +127,14 @@ async fn single(s: AppState, env: String, kind: WriteKind, body: Body) -> Respon
     }
 }
 
-const BUCKETS: [&str; 6] = ["success", "failure", "conflict", "notFound", "partialSuccess", "unknown"];
+const BUCKETS: [&str; 6] = [
+    "success",
+    "failure",
+    "conflict",
+    "notFound",
+    "partialSuccess",
+    "unknown",
+];
 
 async fn bulk(s: AppState, env: String, kind: WriteKind, body: Body) -> Response {
     let value = match json_body(body) {
@@ -135,12 +142,16 @@ async fn bulk(s: AppState, env: String, kind: WriteKind, body: Body) -> Response
         Err(e) => return e.into_response(),
     };
     let Value::Array(items) = value else {
-        return ApiError::bad_request("body.not_array", "body: a bulk call takes a JSON array of items").into_response();
+        return ApiError::bad_request("body.not_array", "body: a bulk call takes a JSON array of items")
+            .into_response();
     };
     if items.len() > BATCH_COMMANDS_MAX {
         return ApiError::bad_request(
             "limit.bulk_items",
-            format!("body: {} items, at most {BATCH_COMMANDS_MAX} per bulk call", items.len()),
+            format!(
+                "body: {} items, at most {BATCH_COMMANDS_MAX} per bulk call",
+                items.len()
+            ),
         )
         .into_response();
     }
@@ -188,7 +199,8 @@ async fn bulk(s: AppState, env: String, kind: WriteKind, body: Body) -> Response
             }
         }
     }
-    if attempted > 0 && failed == attempted
+    if attempted > 0
+        && failed == attempted
         && let Some(e) = first_error
     {
         return e.into_response();
