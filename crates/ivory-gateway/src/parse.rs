@@ -271,9 +271,14 @@ fn partition_and_cell(
     environment: &str,
     config: &Config,
     path: &str,
+    product_required: bool,
 ) -> Result<(PartitionKey, Cell), ApiError> {
     let organization = required_text(obj, "organizationId", path)?;
-    let product = required_text(obj, "productId", path)?;
+    let product = if product_required {
+        required_text(obj, "productId", path)?
+    } else {
+        optional_text(obj, "productId", path)?.unwrap_or_default()
+    };
     let data_source = optional_text(obj, "dimensionDataSource", path)?;
     let pairs = dimension_pairs(obj, path)?;
     let (site, location, dims) = config
@@ -314,7 +319,7 @@ pub(crate) fn write_command(
     let id = required_text(obj, "id", path)?;
     match kind {
         WriteKind::Change => {
-            let (partition, cell) = partition_and_cell(obj, environment, config, path)?;
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
             Ok(Command::OnHandChange(OnHandChange {
                 id,
                 partition,
@@ -323,7 +328,7 @@ pub(crate) fn write_command(
             }))
         }
         WriteKind::Set => {
-            let (partition, cell) = partition_and_cell(obj, environment, config, path)?;
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
             let modified_ms = match obj.get("modifiedDateTimeUTC") {
                 None | Some(Value::Null) => None,
                 Some(v) => Some(timestamp_ms(v, &join(path, "modifiedDateTimeUTC"))?),
@@ -337,7 +342,7 @@ pub(crate) fn write_command(
             }))
         }
         WriteKind::Reserve => {
-            let (partition, cell) = partition_and_cell(obj, environment, config, path)?;
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
             let modifier = required_text(obj, "modifier", path)?;
             let measure = match optional_text(obj, "quantityDataSource", path)? {
                 Some(ds) => MeasureRef::new(&ds, &modifier),
@@ -366,7 +371,8 @@ pub(crate) fn write_command(
             }))
         }
         WriteKind::Unreserve => {
-            let (partition, _cell) = partition_and_cell(obj, environment, config, path)?;
+            // `productId` joined the unreserve body only in IV's 2024 docs: optional here.
+            let (partition, _cell) = partition_and_cell(obj, environment, config, path, false)?;
             let reservation_id = required_text(obj, "reservationId", path)?;
             let offset = match obj.get("OffsetQty") {
                 None | Some(Value::Null) => return Err(missing(path, "OffsetQty")),

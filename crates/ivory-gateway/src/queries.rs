@@ -20,6 +20,8 @@ use crate::{ApiError, AppState, json_response};
 
 /// IV 2024 (*By location*): at most 10,000 site x location pairs per query, beyond v1's 100.
 pub const QUERY_LOCATIONS_V2_MAX: usize = 10_000;
+/// v2: organizations per query; each one is a separate read per shard.
+pub const QUERY_ORGANIZATIONS_V2_MAX: usize = 100;
 /// Tuples per exact query: bounded like product ids.
 pub const EXACT_TUPLES_MAX: usize = 5_000;
 /// v2 paging: warehouses per page when `pageSize` is not given, and the most allowed.
@@ -159,6 +161,15 @@ fn organizations(filters: &Map<String, Value>, version: ApiVersion) -> Result<Ve
             "filters.organizationId: one value is required",
         ));
     }
+    if orgs.len() > QUERY_ORGANIZATIONS_V2_MAX {
+        return Err(ApiError::bad_request(
+            "limit.organizations",
+            format!(
+                "filters.organizationId: {} values, at most {QUERY_ORGANIZATIONS_V2_MAX}",
+                orgs.len()
+            ),
+        ));
+    }
     if version == ApiVersion::V1 && orgs.len() != 1 {
         return Err(ApiError::bad_request(
             "limit.organizations",
@@ -250,6 +261,13 @@ fn index_plans(
             ));
         }
     };
+    let reads = orgs.len().saturating_mul(pairs.as_ref().map_or(1, Vec::len));
+    if reads > QUERY_LOCATIONS_V2_MAX {
+        return Err(ApiError::bad_request(
+            "limit.locations",
+            format!("filters: {reads} organization x site x location combinations, at most {QUERY_LOCATIONS_V2_MAX}"),
+        ));
+    }
     let common = Common {
         products,
         filters: dim_filters,
@@ -389,6 +407,15 @@ fn exact_plans(
                 }
             }
         }
+    }
+    if by_org.len() > QUERY_ORGANIZATIONS_V2_MAX {
+        return Err(ApiError::bad_request(
+            "limit.organizations",
+            format!(
+                "filters.values: {} organizations, at most {QUERY_ORGANIZATIONS_V2_MAX}",
+                by_org.len()
+            ),
+        ));
     }
     let mut plans = Vec::new();
     for (organization, tuples) in by_org {

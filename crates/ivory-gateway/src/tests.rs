@@ -806,3 +806,48 @@ fn canonical_paths() {
     );
     assert!(crate::parse::timestamp_ms(&json!("yesterday"), "f").is_err());
 }
+
+#[tokio::test]
+async fn metrics_per_route_and_unreserve_without_product() {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
+    let handle = HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .unwrap()
+        })
+        .clone();
+    let mut config = GatewayConfig::new("client", "s3cret", KEY.to_vec());
+    config.metrics = Some(handle);
+    let app = router(Arc::new(LocalBackend::new(2)), config);
+    let t = token(&app, ENV).await;
+    let dims = json!({"siteId": "1", "locationId": "11"});
+    post(&app, &t, "onhand", stock("m1", "M", "1", "11", json!({}), json!(3))).await;
+    let r = post(
+        &app,
+        &t,
+        "onhand/reserve",
+        json!({"id": "m2", "organizationId": "usmf", "productId": "M", "dimensions": dims,
+        "modifier": "softreservphysical", "quantity": 2}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let rid = r.body["reservationId"].as_str().unwrap();
+    let r = post(
+        &app,
+        &t,
+        "onhand/unreserve",
+        json!({"id": "m3", "organizationId": "usmf", "reservationId": rid, "dimensions": dims, "OffsetQty": "2"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["totalInvalidOffsetQtyByReservId"], json!(0));
+    let r = send(&app, Method::GET, "/metrics", None, None, &[]).await;
+    let text = r.body.as_str().unwrap_or_default().to_string();
+    assert!(text.contains("ivory_http_requests_total"), "{text}");
+    assert!(
+        text.contains("route=\"/api/environment/{environment}/onhand/reserve\""),
+        "{text}"
+    );
+    assert!(text.contains("ivory_http_request_duration_seconds"), "{text}");
+}
