@@ -16,6 +16,8 @@ pub struct LocalBackend {
     shards: Vec<Mutex<Shard>>,
     /// The next this many calls (propose or read) fail with a retryable `raft.no_quorum`.
     pub fail_retryable: AtomicU32,
+    /// Every call to this shard fails with a retryable error (`u32::MAX` = none).
+    pub failing_shard: AtomicU32,
     /// Number of `propose` calls made, for tests.
     pub proposals: AtomicU32,
 }
@@ -30,11 +32,20 @@ impl LocalBackend {
                 .map(|_| Mutex::new(Shard::new(EVENT_RETENTION_MS_DEFAULT)))
                 .collect(),
             fail_retryable: AtomicU32::new(0),
+            failing_shard: AtomicU32::new(u32::MAX),
             proposals: AtomicU32::new(0),
         }
     }
 
-    fn injected_failure(&self) -> Option<BackendError> {
+    fn injected_failure(&self, shard: u32) -> Option<BackendError> {
+        if self.failing_shard.load(Ordering::SeqCst) == shard {
+            return Some(BackendError {
+                code: "raft.no_leader",
+                message: format!("injected: shard {shard} has no leader"),
+                retryable: true,
+                retry_after_ms: 20,
+            });
+        }
         self.fail_retryable
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .ok()
@@ -83,7 +94,7 @@ impl Backend for LocalBackend {
 
     fn propose(&self, shard: u32, commands: Vec<Command>) -> BoxFuture<'static, Result<Vec<CmdResult>, BackendError>> {
         self.proposals.fetch_add(1, Ordering::SeqCst);
-        let result = match self.injected_failure() {
+        let result = match self.injected_failure(shard) {
             Some(e) => Err(e),
             None => self.shard(shard).and_then(|m| {
                 let ts_ms = SystemTime::now()
@@ -98,7 +109,7 @@ impl Backend for LocalBackend {
     }
 
     fn read(&self, shard: u32, request: ReadRequest) -> BoxFuture<'static, Result<ReadResponse, BackendError>> {
-        let result = match self.injected_failure() {
+        let result = match self.injected_failure(shard) {
             Some(e) => Err(e),
             None => self
                 .shard(shard)

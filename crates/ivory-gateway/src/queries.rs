@@ -209,6 +209,8 @@ fn index_plans(
         match base.as_str() {
             SITE_ID => sites.extend(values),
             LOCATION_ID => locations.extend(values),
+            // An empty list filters nothing (IV clients send `"colorId": []`).
+            _ if values.is_empty() => {}
             _ => dim_filters.entry(base).or_default().extend(values),
         }
     }

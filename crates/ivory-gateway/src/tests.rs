@@ -851,3 +851,91 @@ async fn metrics_per_route_and_unreserve_without_product() {
     );
     assert!(text.contains("ivory_http_request_duration_seconds"), "{text}");
 }
+
+#[tokio::test]
+async fn set_on_hand_and_partial_bulk_outage() {
+    let (app, backend) = setup();
+    let t = token(&app, ENV).await;
+    let tshirt = |id: &str, qty: i64, at: Option<&str>| {
+        let mut v = json!({"id": id, "organizationId": "usmf", "productId": "T-shirt",
+            "dimensions": {"siteId": "1", "locationId": "11", "colorId": "red"}, "quantities": {"pos": {"inbound": qty}}});
+        if let Some(at) = at {
+            v["modifiedDateTimeUTC"] = json!(at);
+        }
+        v
+    };
+    post(&app, &t, "onhand", tshirt("c1", 7, None)).await;
+    let r = post(
+        &app,
+        &t,
+        "setonhand/pos/bulk",
+        json!([tshirt("s1", 100, Some("2024-05-01T10:00:00Z"))]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["success"][0]["id"], "ohse~s1");
+    // An older set is ignored.
+    post(
+        &app,
+        &t,
+        "setonhand/POS/bulk/",
+        json!([tshirt("s2", 1, Some("2024-04-01T10:00:00Z"))]),
+    )
+    .await;
+    let r = post(
+        &app,
+        &t,
+        "onhand/indexquery",
+        index_query(&["T-shirt"], &["1"], &["11"], &[]),
+    )
+    .await;
+    assert_eq!(total(&r.body, "pos", "inbound"), 100.0, "{}", r.body);
+    let r = post(
+        &app,
+        &t,
+        "setonhand/pos/bulk",
+        json!([tshirt("s3", 1, Some("not a time"))]),
+    )
+    .await;
+    assert_eq!(r.body["failure"][0]["code"], "field.bad_timestamp", "{}", r.body);
+
+    // One shard down: its items land in `unknown`, the others apply.
+    let items: Vec<Value> = (0..40)
+        .map(|i| stock(&format!("o{i}"), "OUT", "1", &i.to_string(), json!({}), json!(1)))
+        .collect();
+    let down = crate::Backend::shard_of(&*backend, &ivory_core::PartitionKey::new(ENV, "usmf", "1", "0"));
+    backend.failing_shard.store(down, Ordering::SeqCst);
+    let r = post(&app, &t, "onhand/bulk", Value::Array(items.clone())).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let unknown = r.body["unknown"].as_array().unwrap().len();
+    let success = r.body["success"].as_array().unwrap().len();
+    assert!(unknown > 0 && success > 0 && unknown + success == 40, "{}", r.body);
+    assert_eq!(r.body["unknown"][0]["statusCode"], 503);
+    // Retrying the whole bulk is safe: applied items replay, the rest apply now.
+    backend.failing_shard.store(u32::MAX, Ordering::SeqCst);
+    let r = post(&app, &t, "onhand/bulk", Value::Array(items)).await;
+    assert_eq!(r.body["success"].as_array().unwrap().len(), 40);
+    assert_eq!(onhand_total(&app, &t, "OUT").await, 40.0);
+}
+
+#[tokio::test]
+async fn real_listener_smoke() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (app, _) = setup();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /HealthZ/ HTTP/1.1\r\nHost: x\r\nX-Request-Id: abc\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_string(&mut text))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("x-request-id: abc"), "{text}");
+    server.abort();
+}
