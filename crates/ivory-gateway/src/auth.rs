@@ -49,6 +49,15 @@ fn mac(key: &[u8]) -> HmacSha256 {
 }
 
 /// Signs a token for `environment` that expires at `expires_at_s` (unix seconds).
+///
+/// ```
+/// use ivory_gateway::auth::{TokenError, issue_token, verify_token};
+/// let t = issue_token(b"key", "env1", "client", 1_000);
+/// assert_eq!(verify_token(b"key", &t, "env1", 999), Ok(()));
+/// assert_eq!(verify_token(b"key", &t, "env1", 1_000), Err(TokenError::Expired));
+/// assert_eq!(verify_token(b"key", &t, "env2", 999), Err(TokenError::WrongEnvironment));
+/// assert_eq!(verify_token(b"other", &t, "env1", 999), Err(TokenError::BadSignature));
+/// ```
 pub fn issue_token(signing_key: &[u8], environment: &str, client_id: &str, expires_at_s: u64) -> String {
     let claims = Claims {
         env: environment.to_string(),
