@@ -492,6 +492,7 @@ async fn fan_out(
                 exact: plan.exact.clone(),
                 group_by: group_by.clone(),
                 return_negative: common.return_negative,
+                atp: None,
             };
             let org = plan.organization.clone();
             let s = Arc::clone(s);
@@ -502,6 +503,7 @@ async fn fan_out(
     for (org, answer) in futures::future::join_all(reads).await {
         match answer? {
             ReadResponse::Records(records) => out.extend(records.into_iter().map(|r| (org.clone(), r))),
+            ReadResponse::Refused(message) => return Err(ApiError::bad_request("query.invalid", message)),
             _ => return Err(ApiError::bad_backend("a query answered something else")),
         }
     }
