@@ -251,11 +251,13 @@ impl Shard {
     /// Answers a read from this shard's state.
     pub fn read(&self, request: &ReadRequest) -> ReadResponse {
         match request {
-            ReadRequest::Query(q) => ReadResponse::Records(crate::query::evaluate(
-                &self.state.partitions,
-                self.config(&q.environment),
-                q,
-            )),
+            ReadRequest::Query(q) => {
+                let config = self.config(&q.environment);
+                match q.validate(config) {
+                    Ok(()) => ReadResponse::Records(crate::query::evaluate(&self.state.partitions, config, q)),
+                    Err(message) => ReadResponse::Refused(message),
+                }
+            }
             ReadRequest::Config { environment } => ReadResponse::Config(self.config(environment).to_json()),
             ReadRequest::Partitions { environment } => ReadResponse::Partitions(
                 self.state
