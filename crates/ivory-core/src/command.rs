@@ -41,6 +41,16 @@ pub enum Command {
     Reserve(Reserve),
     /// Offsets a reservation by id (`/onhand/unreserve`).
     Unreserve(Unreserve),
+    /// Adds scheduled deltas to future days (`/onhand/changeschedule`); never touches on-hand.
+    ScheduleChange(ScheduleChange),
+    /// Moves quantity from the allocation pool to a group path (`/allocation/allocate`).
+    Allocate(Allocation),
+    /// Returns a group path's quantity to the pool (`/allocation/unallocate`).
+    Unallocate(Allocation),
+    /// Moves quantity between group paths (`/allocation/reallocate`).
+    Reallocate(Reallocation),
+    /// Uses allocated quantity: an on-hand change or a soft reservation (`/allocation/consume`).
+    Consume(Consumption),
     /// Replaces an environment's configuration on this shard (`/configuration/hardupdate`).
     PutConfig {
         environment: String,
@@ -92,6 +102,55 @@ pub struct Unreserve {
     pub offset: Qty,
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleChange {
+    pub id: String,
+    pub partition: PartitionKey,
+    pub cell: Cell,
+    /// UTC day (days since 1970-01-01) -> deltas of physical measures.
+    pub quantities_by_date: std::collections::BTreeMap<i64, Quantities>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Allocation {
+    pub id: String,
+    pub partition: PartitionKey,
+    pub cell: Cell,
+    /// Group values in level order (see `Config::group_path`), at least one.
+    pub groups: Vec<String>,
+    pub quantity: Qty,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reallocation {
+    pub id: String,
+    pub partition: PartitionKey,
+    pub cell: Cell,
+    pub source_groups: Vec<String>,
+    pub groups: Vec<String>,
+    pub quantity: Qty,
+}
+
+/// How a consumption changes a physical measure: `Addition` adds the quantity, `Subtraction`
+/// removes it (IV: the opposite of the measure's sign in the pool formula).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Modifier {
+    Addition,
+    Subtraction,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Consumption {
+    pub id: String,
+    pub partition: PartitionKey,
+    pub cell: Cell,
+    pub groups: Vec<String>,
+    pub quantity: Qty,
+    /// The on-hand change (or soft reservation) the consumption becomes; empty = only
+    /// `@iv.@consumed` records it.
+    pub physical: Vec<(MeasureRef, Modifier)>,
+}
+
 /// The operation code of a command: the prefix of its result id (`ohre~<id>`), and part of its
 /// idempotency key, so that one client id may be used once per kind of operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -100,6 +159,11 @@ pub enum OpCode {
     SetOnHand,
     Reserve,
     Unreserve,
+    ScheduleChange,
+    Allocate,
+    Unallocate,
+    Reallocate,
+    Consume,
 }
 
 impl OpCode {
@@ -110,6 +174,11 @@ impl OpCode {
             OpCode::SetOnHand => "ohse",
             OpCode::Reserve => "ohre",
             OpCode::Unreserve => "ohoe",
+            OpCode::ScheduleChange => "ohcs",
+            OpCode::Allocate => "alc",
+            OpCode::Unallocate => "ualc",
+            OpCode::Reallocate => "ralc",
+            OpCode::Consume => "csm",
         }
     }
 }
@@ -122,6 +191,10 @@ impl Command {
             Command::SetOnHand(c) => Some(&c.partition),
             Command::Reserve(c) => Some(&c.partition),
             Command::Unreserve(c) => Some(&c.partition),
+            Command::ScheduleChange(c) => Some(&c.partition),
+            Command::Allocate(c) | Command::Unallocate(c) => Some(&c.partition),
+            Command::Reallocate(c) => Some(&c.partition),
+            Command::Consume(c) => Some(&c.partition),
             Command::PutConfig { .. } | Command::CleanUp { .. } => None,
         }
     }
@@ -133,6 +206,11 @@ impl Command {
             Command::SetOnHand(c) => Some((OpCode::SetOnHand, &c.id)),
             Command::Reserve(c) => Some((OpCode::Reserve, &c.id)),
             Command::Unreserve(c) => Some((OpCode::Unreserve, &c.id)),
+            Command::ScheduleChange(c) => Some((OpCode::ScheduleChange, &c.id)),
+            Command::Allocate(c) => Some((OpCode::Allocate, &c.id)),
+            Command::Unallocate(c) => Some((OpCode::Unallocate, &c.id)),
+            Command::Reallocate(c) => Some((OpCode::Reallocate, &c.id)),
+            Command::Consume(c) => Some((OpCode::Consume, &c.id)),
             Command::PutConfig { .. } | Command::CleanUp { .. } => None,
         }
     }

@@ -207,8 +207,23 @@ pub struct Config {
     /// 1 accepts them.
     pub reservation_version: u32,
     pub reservation_enabled: bool,
-    pub schedule_period_days: u32,
+    pub schedule: ScheduleRules,
+    /// Allocation group names, level 0 first (`channel`, `customergroup`, ...).
     pub allocation_groups: Vec<String>,
+    /// The allocation pool: `availableToAllocateCalculation` as a formula.
+    pub available_to_allocate: Formula,
+}
+
+/// Change schedules and available-to-promise (api/iv-api.md §4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleRules {
+    pub enabled: bool,
+    /// Days in the window [today, today + period - 1].
+    pub period_days: u32,
+    /// The calculated measures ATP is computed for.
+    pub atp_measures: Vec<MeasureRef>,
+    /// Index sets an ATP query must group by (exactly one of them).
+    pub index_sets: Vec<Vec<String>>,
 }
 
 impl Config {
@@ -249,8 +264,8 @@ impl Config {
             &doc.index_configuration.index_attribute_sets,
         )?;
         let reservation_hierarchy = compile_reservation_hierarchy(&doc)?;
-        let schedule_period_days = compile_schedule(&doc, &calculated)?;
-        let allocation_groups = compile_allocation(&doc)?;
+        let schedule = compile_schedule(&doc, &calculated)?;
+        let (allocation_groups, available_to_allocate) = compile_allocation(&doc, &data_sources)?;
         Ok(Config {
             reservation_version: doc.reserv_configuration.version,
             reservation_enabled: doc.reserv_configuration.is_reserv_enabled,
@@ -260,8 +275,9 @@ impl Config {
             reserv_mappings,
             index_sets,
             reservation_hierarchy,
-            schedule_period_days,
+            schedule,
             allocation_groups,
+            available_to_allocate,
         })
     }
 
@@ -552,9 +568,9 @@ fn compile_reservation_hierarchy(doc: &ConfigDoc) -> Result<Vec<String>, ConfigE
     Ok(dims.split_off(2))
 }
 
-fn compile_schedule(doc: &ConfigDoc, calculated: &BTreeMap<MeasureRef, Formula>) -> Result<u32, ConfigError> {
+fn compile_schedule(doc: &ConfigDoc, calculated: &BTreeMap<MeasureRef, Formula>) -> Result<ScheduleRules, ConfigError> {
     let schedule = &doc.schedule_configuration;
-    let period = match schedule.schedule_period_in_days {
+    let period_days = match schedule.schedule_period_in_days {
         0 => 7,
         p if p > SCHEDULE_PERIOD_DAYS_MAX => {
             return Err(bad(
@@ -564,11 +580,12 @@ fn compile_schedule(doc: &ConfigDoc, calculated: &BTreeMap<MeasureRef, Formula>)
         }
         p => p,
     };
-    compile_index_sets(
+    let index_sets = compile_index_sets(
         "scheduleConfiguration.indexAttributeSets",
         &schedule.index_attribute_sets,
     )?;
     let mut physical = BTreeSet::new();
+    let mut atp_measures = Vec::new();
     for (ds, measures) in &schedule.atp_calculated_measures {
         for name in measures.keys() {
             let m = MeasureRef::new(ds, name);
@@ -579,6 +596,7 @@ fn compile_schedule(doc: &ConfigDoc, calculated: &BTreeMap<MeasureRef, Formula>)
                 )
             })?;
             physical.extend(formula.add.iter().chain(&formula.sub).cloned());
+            atp_measures.push(m);
         }
     }
     if physical.len() > ATP_PHYSICAL_MEASURES_MAX {
@@ -590,16 +608,20 @@ fn compile_schedule(doc: &ConfigDoc, calculated: &BTreeMap<MeasureRef, Formula>)
             ),
         ));
     }
-    Ok(period)
+    Ok(ScheduleRules {
+        enabled: schedule.is_enabled,
+        period_days,
+        atp_measures,
+        index_sets,
+    })
 }
 
-fn compile_allocation(doc: &ConfigDoc) -> Result<Vec<String>, ConfigError> {
-    let groups: Vec<String> = doc
-        .allocation_configuration
-        .groups
-        .iter()
-        .map(|g| canonical_name(g))
-        .collect();
+fn compile_allocation(
+    doc: &ConfigDoc,
+    data_sources: &BTreeMap<String, DataSource>,
+) -> Result<(Vec<String>, Formula), ConfigError> {
+    let allocation = &doc.allocation_configuration;
+    let groups: Vec<String> = allocation.groups.iter().map(|g| canonical_name(g)).collect();
     if groups.len() > ALLOCATION_GROUPS_MAX {
         return Err(bad(
             "allocationConfiguration.groups",
@@ -618,7 +640,69 @@ fn compile_allocation(doc: &ConfigDoc) -> Result<Vec<String>, ConfigError> {
             ));
         }
     }
-    Ok(groups)
+    let mut pool = Formula {
+        add: Vec::new(),
+        sub: Vec::new(),
+    };
+    for (term, sign) in &allocation.available_to_allocate_calculation {
+        let field = format!("allocationConfiguration.availableToAllocateCalculation.{term}");
+        let m = MeasureRef::parse(term)
+            .ok_or_else(|| bad(&field, format!("'{term}' is not of the form dataSource.measure")))?;
+        if !data_sources
+            .get(&m.data_source)
+            .is_some_and(|d| d.physical.contains(&m.measure))
+        {
+            return Err(bad(field, format!("'{m}' is not a configured physical measure")));
+        }
+        match canonical_name(sign).as_str() {
+            "addition" => pool.add.push(m),
+            "subtraction" => pool.sub.push(m),
+            other => return Err(bad(field, format!("'{other}' must be \"addition\" or \"subtraction\""))),
+        }
+    }
+    if !groups.is_empty()
+        && !pool
+            .sub
+            .iter()
+            .any(|m| m.data_source == "@iv" && m.measure == "@allocated")
+    {
+        return Err(bad(
+            "allocationConfiguration.availableToAllocateCalculation",
+            "the pool must subtract @iv.@allocated, or allocations would never use it up",
+        ));
+    }
+    Ok((groups, pool))
+}
+
+impl Config {
+    /// Allocation group values in level order from `{groupName: value}`: names any case, levels
+    /// filled top-down without gaps (Country, Country+State; not State alone).
+    ///
+    /// # Errors
+    /// A message naming the unknown group or the skipped level.
+    pub fn group_path(&self, groups: &BTreeMap<String, String>) -> Result<Vec<String>, String> {
+        let given: BTreeMap<String, &String> = groups.iter().map(|(k, v)| (canonical_name(k), v)).collect();
+        if let Some(unknown) = given.keys().find(|k| !self.allocation_groups.contains(k)) {
+            return Err(format!(
+                "groups.{unknown}: not an allocation group; configured levels: {}",
+                self.allocation_groups.join(", ")
+            ));
+        }
+        let mut path = Vec::new();
+        for name in &self.allocation_groups {
+            match given.get(name) {
+                Some(v) if !v.is_empty() => path.push((*v).clone()),
+                _ => break,
+            }
+        }
+        if path.len() != given.values().filter(|v| !v.is_empty()).count() {
+            let skipped = self.allocation_groups.get(path.len()).map_or("?", String::as_str);
+            return Err(format!(
+                "groups.{skipped}: levels are filled top-down; this level is missing"
+            ));
+        }
+        Ok(path)
+    }
 }
 
 #[cfg(test)]

@@ -5,18 +5,21 @@
 //! [`Shard::apply`] (the deterministic state machine), [`query`] (reads). Every rule about stock
 //! is in this crate; the layers above only move commands and answers.
 
+pub mod allocation;
 pub mod command;
 pub mod config;
+pub mod date;
 pub mod json;
 pub mod model;
 pub mod qty;
 pub mod query;
+pub mod schedule;
 mod shard;
 mod stock;
 
 pub use command::{
-    Availability, BATCH_COMMANDS_MAX, Batch, CmdResult, Command, OnHandChange, OpCode, Outcome, Reserve, SetOnHand,
-    Unreserve,
+    Allocation, Availability, BATCH_COMMANDS_MAX, Batch, CmdResult, Command, Consumption, Modifier, OnHandChange,
+    OpCode, Outcome, Reallocation, Reserve, ScheduleChange, SetOnHand, Unreserve,
 };
 pub use config::{Config, ConfigError};
 pub use model::{Cell, Dims, MeasureRef, PartitionKey, Quantities};

@@ -29,6 +29,8 @@ pub enum ReadRequest {
         environment: String,
     },
     StateHash,
+    /// `allocation/query`.
+    Allocations(crate::allocation::AllocationQuery),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -37,6 +39,9 @@ pub enum ReadResponse {
     Config(String),
     Partitions(Vec<PartitionKey>),
     StateHash([u8; 32]),
+    Allocations(Vec<crate::allocation::AllocationRecord>),
+    /// The request breaks a rule of the configuration (e.g. an ATP query's group-by).
+    Refused(String),
 }
 
 /// Exact query: the cell's values of `dims` must equal one of `tuples`.
@@ -63,6 +68,47 @@ pub struct Query {
     /// Base dimensions to aggregate by, lower case; site and location are always kept.
     pub group_by: Vec<String>,
     pub return_negative: bool,
+    /// `QueryATP`: add scheduled deltas and ATP per day to each record.
+    pub atp: Option<crate::schedule::AtpRequest>,
+}
+
+impl Query {
+    /// The rules a query must follow under an environment's configuration (ATP queries: the
+    /// group-by is exactly one ATP index set, filters only on partition and that set's dims).
+    ///
+    /// # Errors
+    /// A message naming the field at fault.
+    pub fn validate(&self, config: &Config) -> Result<(), String> {
+        if self.products.len() > QUERY_PRODUCTS_MAX {
+            return Err(format!(
+                "filters.productId: {} ids; at most {QUERY_PRODUCTS_MAX}",
+                self.products.len()
+            ));
+        }
+        if self.atp.is_none() {
+            return Ok(());
+        }
+        let sets = &config.schedule.index_sets;
+        let mut group: Vec<&str> = self.group_by.iter().map(String::as_str).collect();
+        group.retain(|d| *d != SITE_ID && *d != LOCATION_ID);
+        let Some(set) = sets
+            .iter()
+            .find(|s| s.len() == group.len() && s.iter().zip(&group).all(|(a, b)| a == b))
+        else {
+            let listed: Vec<String> = sets.iter().map(|s| format!("[{}]", s.join(", "))).collect();
+            return Err(format!(
+                "groupByValues: an ATP query groups by exactly one schedule index set: {}",
+                listed.join(" or ")
+            ));
+        };
+        if let Some(extra) = self.filters.keys().find(|d| !set.contains(d)) {
+            return Err(format!(
+                "filters.{extra}: an ATP query filters only on partition keys and [{}]",
+                set.join(", ")
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One aggregated row of a query answer.
@@ -75,6 +121,10 @@ pub struct Record {
     pub dims: Dims,
     /// Physical and calculated measures side by side, every configured data source.
     pub quantities: Quantities,
+    /// ATP queries: UTC day -> scheduled deltas (and the ATP measures applied to them).
+    pub quantities_by_date: BTreeMap<i64, Quantities>,
+    /// ATP queries: UTC day -> ATP per ATP measure, every day of the window (within from/to).
+    pub atp_quantities: BTreeMap<i64, Quantities>,
 }
 
 fn dim_value<'a>(partition: &'a PartitionKey, dims: &'a Dims, name: &str) -> Option<&'a str> {
@@ -136,7 +186,7 @@ pub(crate) fn evaluate(partitions: &BTreeMap<PartitionKey, PartitionState>, conf
             Box::new(q.products.iter().filter_map(|p| state.products.get_key_value(p)))
         };
         for (product, cells) in products {
-            let mut groups: BTreeMap<Dims, Quantities> = BTreeMap::new();
+            let mut groups: BTreeMap<Dims, (Quantities, BTreeMap<i64, Quantities>)> = BTreeMap::new();
             for (dims, cell) in cells {
                 if !cell_matches(q, partition, dims) {
                     continue;
@@ -146,27 +196,42 @@ pub(crate) fn evaluate(partitions: &BTreeMap<PartitionKey, PartitionState>, conf
                     .filter_map(|d| dims.get_key_value(*d))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
-                let sums = groups.entry(key).or_default();
-                for (ds, measures) in &cell.quantities {
-                    let into = sums.entry(ds.clone()).or_default();
-                    for (m, v) in measures {
-                        let slot = into.entry(m.clone()).or_insert(Qty::ZERO);
-                        *slot = *slot + *v;
+                let (sums, scheduled) = groups.entry(key).or_default();
+                add_into(sums, &cell.quantities);
+                if q.atp.is_some() {
+                    for (day, deltas) in &cell.schedules {
+                        add_into(scheduled.entry(*day).or_default(), deltas);
                     }
                 }
             }
-            for (dims, physical) in groups {
+            for (dims, (physical, scheduled)) in groups {
+                let (quantities_by_date, atp_quantities) = match &q.atp {
+                    Some(request) => crate::schedule::atp_for(config, request, &physical, &scheduled),
+                    None => Default::default(),
+                };
                 out.push(Record {
                     product: product.clone(),
                     site: partition.site.clone(),
                     location: partition.location.clone(),
                     dims,
                     quantities: with_all_measures(config, &physical, q.return_negative),
+                    quantities_by_date,
+                    atp_quantities,
                 });
             }
         }
     }
     out
+}
+
+fn add_into(sums: &mut Quantities, more: &Quantities) {
+    for (ds, measures) in more {
+        let into = sums.entry(ds.clone()).or_default();
+        for (m, v) in measures {
+            let slot = into.entry(m.clone()).or_insert(Qty::ZERO);
+            *slot = *slot + *v;
+        }
+    }
 }
 
 /// Every configured physical measure (0 where absent) and every calculated measure.

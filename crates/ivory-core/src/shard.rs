@@ -30,6 +30,10 @@ pub(crate) struct CellState {
     pub quantities: Quantities,
     /// Per physical measure, the `modifiedDateTimeUTC` of the last set-on-hand applied.
     pub set_modified_ms: BTreeMap<MeasureRef, u64>,
+    /// UTC day -> scheduled deltas (never part of current on-hand).
+    pub schedules: BTreeMap<i64, Quantities>,
+    /// Group path (values in level order) -> its allocation.
+    pub allocations: BTreeMap<Vec<String>, crate::allocation::AllocationState>,
 }
 
 impl CellState {
@@ -184,7 +188,7 @@ impl Shard {
             );
         }
         let config = Arc::clone(self.config(&partition.environment));
-        let result = crate::stock::apply_stock(&mut self.state.partitions, &config, command);
+        let result = crate::stock::apply_stock(&mut self.state.partitions, &config, self.state.clock_ms, command);
         // Refusals for bad input are not remembered: the client may fix the body and reuse the id.
         if result.outcome != Outcome::Invalid {
             let ts_ms = self.state.clock_ms;
@@ -247,11 +251,13 @@ impl Shard {
     /// Answers a read from this shard's state.
     pub fn read(&self, request: &ReadRequest) -> ReadResponse {
         match request {
-            ReadRequest::Query(q) => ReadResponse::Records(crate::query::evaluate(
-                &self.state.partitions,
-                self.config(&q.environment),
-                q,
-            )),
+            ReadRequest::Query(q) => {
+                let config = self.config(&q.environment);
+                match q.validate(config) {
+                    Ok(()) => ReadResponse::Records(crate::query::evaluate(&self.state.partitions, config, q)),
+                    Err(message) => ReadResponse::Refused(message),
+                }
+            }
             ReadRequest::Config { environment } => ReadResponse::Config(self.config(environment).to_json()),
             ReadRequest::Partitions { environment } => ReadResponse::Partitions(
                 self.state
@@ -262,6 +268,9 @@ impl Shard {
                     .collect(),
             ),
             ReadRequest::StateHash => ReadResponse::StateHash(self.state_hash()),
+            ReadRequest::Allocations(q) => {
+                ReadResponse::Allocations(crate::allocation::query(&self.state.partitions, q))
+            }
         }
     }
 

@@ -16,6 +16,7 @@ use crate::shard::{CellState, PartitionState, Reservation};
 pub(crate) fn apply_stock(
     partitions: &mut BTreeMap<PartitionKey, PartitionState>,
     config: &Config,
+    clock_ms: u64,
     command: &Command,
 ) -> CmdResult {
     match command {
@@ -23,6 +24,11 @@ pub(crate) fn apply_stock(
         Command::SetOnHand(c) => set_on_hand(partitions, config, c),
         Command::Reserve(c) => reserve(partitions, config, c),
         Command::Unreserve(c) => unreserve(partitions, c),
+        Command::ScheduleChange(c) => crate::schedule::schedule_change(partitions, config, clock_ms, c),
+        Command::Allocate(c) => crate::allocation::allocate(partitions, config, c),
+        Command::Unallocate(c) => crate::allocation::unallocate(partitions, config, c),
+        Command::Reallocate(c) => crate::allocation::reallocate(partitions, config, c),
+        Command::Consume(c) => crate::allocation::consume(partitions, config, c),
         Command::PutConfig { .. } | Command::CleanUp { .. } => {
             CmdResult::refused(Outcome::Invalid, "not a stock command")
         }
@@ -31,7 +37,7 @@ pub(crate) fn apply_stock(
 
 /// Every (measure, quantity) of a request, checked against the configuration: a writable
 /// physical measure and a finite value. `@iv` measures are kept by Ivory itself.
-fn writable_measures(config: &Config, quantities: &Quantities) -> Result<Vec<(MeasureRef, Qty)>, String> {
+pub(crate) fn writable_measures(config: &Config, quantities: &Quantities) -> Result<Vec<(MeasureRef, Qty)>, String> {
     let mut out = Vec::new();
     for (ds, measures) in quantities {
         for (measure, qty) in measures {
@@ -56,7 +62,7 @@ fn writable_measures(config: &Config, quantities: &Quantities) -> Result<Vec<(Me
     Ok(out)
 }
 
-fn out_of_range(m: &MeasureRef) -> CmdResult {
+pub(crate) fn out_of_range(m: &MeasureRef) -> CmdResult {
     CmdResult::refused(
         Outcome::Invalid,
         format!(
@@ -66,7 +72,7 @@ fn out_of_range(m: &MeasureRef) -> CmdResult {
     )
 }
 
-fn cell_mut<'a>(
+pub(crate) fn cell_mut<'a>(
     partitions: &'a mut BTreeMap<PartitionKey, PartitionState>,
     p: &PartitionKey,
     cell: &Cell,
@@ -81,7 +87,7 @@ fn cell_mut<'a>(
         .or_default()
 }
 
-fn cell_ref<'a>(
+pub(crate) fn cell_ref<'a>(
     partitions: &'a BTreeMap<PartitionKey, PartitionState>,
     p: &PartitionKey,
     cell: &Cell,

@@ -191,6 +191,7 @@ fn shard_available(shard: &Shard, filter: Spot) -> Qty {
         exact: None,
         group_by: vec![],
         return_negative: true,
+        atp: None,
     })) else {
         panic!("query answers records")
     };

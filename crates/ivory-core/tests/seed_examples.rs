@@ -43,6 +43,7 @@ fn query(shard: &Shard, site: &str, location: &str, products: &[&str], group_by:
         exact: None,
         group_by: group_by.iter().map(|g| g.to_string()).collect(),
         return_negative: true,
+        atp: None,
     })) {
         ReadResponse::Records(r) => r,
         other => panic!("unexpected {other:?}"),
@@ -442,6 +443,7 @@ fn exact_query_matches_tuples_only() {
         exact: None,
         group_by: vec!["colorid".into(), "sizeid".into()],
         return_negative: true,
+        atp: None,
     };
     let ReadResponse::Records(index) = shard.read(&ReadRequest::Query(base.clone())) else {
         panic!()

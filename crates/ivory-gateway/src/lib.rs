@@ -1,1 +1,328 @@
-//! placeholder
+//! Ivory's IV-compatible REST gateway (api/iv-api.md): auth, JSON leniency, validation and limits,
+//! bulk split by shard, query fan-out and merge. Every stock rule lives in `ivory-core`; this crate
+//! only parses, validates shapes and limits, routes to shards and merges answers.
+//!
+//! Read in this order: [`router`] (the routes and middleware), `writes` (on-hand change, set,
+//! reserve, unreserve), `queries` (index, exact and GET queries), `admin` (configuration,
+//! partitions, clean-up), `auth` (tokens).
+//!
+//! The layer below is the [`Backend`] trait: the `ivory` binary implements it over raft nodes;
+//! tests use `LocalBackend` (feature `test-support`).
+
+mod admin;
+pub mod auth;
+mod error;
+mod parse;
+mod queries;
+mod writes;
+
+#[cfg(any(test, feature = "test-support"))]
+pub mod local;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use futures::future::BoxFuture;
+use ivory_core::{CmdResult, Command, Config, PartitionKey, ReadRequest, ReadResponse};
+use tracing::Instrument;
+
+pub use error::ApiError;
+
+/// An error of the layer below: a stable `code` (`raft.not_leader`, `raft.no_quorum`, ...), a
+/// message, and whether the same call may succeed if retried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendError {
+    pub code: &'static str,
+    pub message: String,
+    pub retryable: bool,
+    pub retry_after_ms: u64,
+}
+
+/// The cluster as the gateway sees it: shards that take proposals and answer reads.
+pub trait Backend: Send + Sync + 'static {
+    fn shard_of(&self, partition: &PartitionKey) -> u32;
+    fn shard_count(&self) -> u32;
+    /// Proposes the commands as one log entry of `shard`; one result per command, in order.
+    fn propose(&self, shard: u32, commands: Vec<Command>) -> BoxFuture<'static, Result<Vec<CmdResult>, BackendError>>;
+    fn read(&self, shard: u32, request: ReadRequest) -> BoxFuture<'static, Result<ReadResponse, BackendError>>;
+    /// `Ok` when every shard has a leader accepting writes.
+    fn healthy(&self) -> BoxFuture<'static, Result<(), String>>;
+}
+
+/// Everything the gateway needs besides the backend.
+#[derive(Clone)]
+pub struct GatewayConfig {
+    /// The one API client: `POST /token` exchanges these for a bearer token.
+    pub client_id: String,
+    pub client_secret: String,
+    /// HMAC-SHA256 key that signs tokens; every node of a cluster must share it.
+    pub signing_key: Vec<u8>,
+    /// Token lifetime (IV: 3600).
+    pub token_ttl_s: u64,
+    /// Largest request body accepted; larger bodies get 413.
+    pub body_limit_bytes: usize,
+    /// Renders `GET /metrics` when set; when `None`, `/metrics` answers 404.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Attempts per backend call on a retryable error (at least 1).
+    pub backend_attempts_max: u32,
+    /// Longest pause between two attempts.
+    pub backend_backoff_max_ms: u64,
+    /// How long a fetched environment configuration is reused to map data-source dimensions.
+    pub config_cache_ttl_ms: u64,
+}
+
+impl GatewayConfig {
+    /// Defaults for everything but the credentials: 3600 s tokens, 2 MiB bodies, 4 attempts.
+    pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>, signing_key: Vec<u8>) -> GatewayConfig {
+        GatewayConfig {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            signing_key,
+            token_ttl_s: 3600,
+            body_limit_bytes: 2 * 1024 * 1024,
+            metrics: None,
+            backend_attempts_max: 4,
+            backend_backoff_max_ms: 200,
+            config_cache_ttl_ms: 2000,
+        }
+    }
+}
+
+pub(crate) struct Gateway {
+    pub backend: Arc<dyn Backend>,
+    pub config: GatewayConfig,
+    pub default_config: Arc<Config>,
+    configs: Mutex<HashMap<String, (Arc<Config>, Instant)>>,
+}
+
+pub(crate) type AppState = Arc<Gateway>;
+
+impl Gateway {
+    /// Calls the backend, retrying retryable errors a bounded number of times with a short,
+    /// growing pause; the last error becomes 503 (retryable) or 502 (not).
+    pub async fn with_retry<T, F>(&self, mut call: F) -> Result<T, ApiError>
+    where
+        F: FnMut() -> BoxFuture<'static, Result<T, BackendError>>,
+    {
+        let attempts = self.config.backend_attempts_max.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match call().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.retryable && attempt < attempts => {
+                    let pause = (10u64 << attempt.min(8))
+                        .min(e.retry_after_ms.max(10))
+                        .min(self.config.backend_backoff_max_ms);
+                    tracing::debug!(code = e.code, attempt, pause, "retrying backend call");
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                Err(e) => return Err(ApiError::backend(&e)),
+            }
+        }
+    }
+
+    pub async fn propose(&self, shard: u32, commands: Vec<Command>) -> Result<Vec<CmdResult>, ApiError> {
+        let expected = commands.len();
+        let results = self
+            .with_retry(|| self.backend.propose(shard, commands.clone()))
+            .await?;
+        if results.len() != expected {
+            return Err(ApiError::bad_backend(format!(
+                "shard {shard} answered {} results for {expected} commands",
+                results.len()
+            )));
+        }
+        Ok(results)
+    }
+
+    pub async fn read(&self, shard: u32, request: ReadRequest) -> Result<ReadResponse, ApiError> {
+        self.with_retry(|| self.backend.read(shard, request.clone())).await
+    }
+
+    /// The environment's configuration, from shard 0, cached briefly.
+    pub async fn environment_config(&self, environment: &str) -> Result<Arc<Config>, ApiError> {
+        let ttl = Duration::from_millis(self.config.config_cache_ttl_ms);
+        if let Ok(cache) = self.configs.lock()
+            && let Some((config, at)) = cache.get(environment)
+            && at.elapsed() < ttl
+        {
+            return Ok(Arc::clone(config));
+        }
+        let response = self
+            .read(
+                0,
+                ReadRequest::Config {
+                    environment: environment.to_string(),
+                },
+            )
+            .await?;
+        let ReadResponse::Config(json) = response else {
+            return Err(ApiError::bad_backend("a configuration read answered something else"));
+        };
+        let config = Arc::new(
+            Config::from_json(&json)
+                .map_err(|e| ApiError::bad_backend(format!("stored configuration does not parse: {e}")))?,
+        );
+        if let Ok(mut cache) = self.configs.lock() {
+            cache.insert(environment.to_string(), (Arc::clone(&config), Instant::now()));
+        }
+        Ok(config)
+    }
+
+    pub fn forget_config(&self, environment: &str) {
+        if let Ok(mut cache) = self.configs.lock() {
+            cache.remove(environment);
+        }
+    }
+}
+
+/// The whole REST surface. Paths are matched case-insensitively (the environment id keeps its
+/// case) and with or without a trailing slash.
+///
+/// To serve it next to tonic's gRPC routes on one port, make it the gRPC router's fallback:
+/// `grpc_router.fallback_service(ivory_gateway::router(backend, config))`.
+pub fn router(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
+    let body_limit = config.body_limit_bytes;
+    let state: AppState = Arc::new(Gateway {
+        backend,
+        config,
+        default_config: Arc::new(Config::default_config()),
+        configs: Mutex::new(HashMap::new()),
+    });
+    const E: &str = "/api/environment/{environment}";
+    let api = Router::new()
+        .route(&format!("{E}/onhand"), post(writes::onhand).get(queries::get_onhand))
+        .route(&format!("{E}/onhand/bulk"), post(writes::onhand_bulk))
+        .route(&format!("{E}/setonhand/{{system}}/bulk"), post(writes::setonhand_bulk))
+        .route(&format!("{E}/onhand/reserve"), post(writes::reserve))
+        .route(&format!("{E}/onhand/reserve/bulk"), post(writes::reserve_bulk))
+        .route(&format!("{E}/onhand/unreserve"), post(writes::unreserve))
+        .route(&format!("{E}/onhand/unreserve/bulk"), post(writes::unreserve_bulk))
+        .route(&format!("{E}/onhand/indexquery"), post(queries::index_query))
+        .route(&format!("{E}/onhand/exactquery"), post(queries::exact_query))
+        .route(&format!("{E}/configuration"), get(admin::get_configuration))
+        .route(&format!("{E}/configuration/hardupdate"), post(admin::hard_update))
+        .route(&format!("{E}/allpartitionids"), get(admin::all_partition_ids))
+        .route(&format!("{E}/partitions/cleanupalldata"), delete(admin::clean_up))
+        .route(&format!("{E}/cleanupalldata"), delete(admin::clean_up))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+    let inner = Router::new()
+        .route("/token", post(auth::token))
+        .route("/healthz", get(admin::healthz))
+        .route("/metrics", get(admin::metrics))
+        .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(track))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state);
+    Router::new()
+        .fallback_service(inner)
+        .layer(middleware::from_fn(canonical_path))
+        .layer(middleware::from_fn(request_id))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "route.not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "route.method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}
+
+/// The canonical form of a path: lower case except the environment id, no trailing slash.
+pub(crate) fn canonical_path_of(path: &str) -> String {
+    let trimmed = path.trim_end_matches('/');
+    let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+    let segments: Vec<&str> = trimmed.split('/').collect();
+    let is_api = segments.len() > 3
+        && segments[1].eq_ignore_ascii_case("api")
+        && segments[2].eq_ignore_ascii_case("environment");
+    segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if is_api && i == 3 {
+                (*s).to_string()
+            } else {
+                s.to_ascii_lowercase()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+async fn canonical_path(mut request: Request, next: Next) -> Response {
+    let uri = request.uri();
+    let path = canonical_path_of(uri.path());
+    if path != uri.path() {
+        let path_and_query = match uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let mut parts = uri.clone().into_parts();
+        if let Ok(pq) = path_and_query.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(new_uri) = axum::http::Uri::from_parts(parts) {
+                *request.uri_mut() = new_uri;
+            }
+        }
+    }
+    next.run(request).await
+}
+
+const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Longest client request id echoed; longer ones are replaced by a generated id.
+const REQUEST_ID_LEN_MAX: usize = 128;
+
+async fn request_id(request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= REQUEST_ID_LEN_MAX)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let mut response = next.run(request).instrument(span).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("ivory_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("ivory_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+pub(crate) fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}

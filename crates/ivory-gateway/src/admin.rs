@@ -1,0 +1,195 @@
+//! Configuration, partitions, clean-up, health and metrics.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ivory_core::{Command, Config, Outcome, PartitionKey, ReadRequest, ReadResponse};
+use serde_json::{Value, json};
+
+use crate::{ApiError, AppState, json_response};
+
+/// `GET /configuration`: the environment's configuration document (IV's JSON shape), from shard 0.
+pub(crate) async fn get_configuration(State(s): State<AppState>, Path(env): Path<String>) -> Response {
+    match s.read(0, ReadRequest::Config { environment: env }).await {
+        Ok(ReadResponse::Config(text)) => match serde_json::from_str::<Value>(&text) {
+            Ok(v) => json_response(StatusCode::OK, v),
+            Err(e) => ApiError::bad_backend(format!("stored configuration is not JSON: {e}")).into_response(),
+        },
+        Ok(_) => ApiError::bad_backend("a configuration read answered something else").into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn propose_everywhere(s: &AppState, command: Command) -> Result<(), ApiError> {
+    let shards = 0..s.backend.shard_count();
+    let proposals = shards.map(|shard| {
+        let command = command.clone();
+        async move { s.propose(shard, vec![command]).await }
+    });
+    for outcome in futures::future::join_all(proposals).await {
+        for r in outcome? {
+            if r.outcome == Outcome::Invalid {
+                return Err(ApiError::bad_request("config.invalid", r.message));
+            }
+            if !r.outcome.applied() {
+                return Err(ApiError::new(StatusCode::CONFLICT, "command.refused", r.message));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `POST /configuration/hardupdate`: validated here first (400 naming the field), then proposed
+/// to every shard. Answers the stored document.
+pub(crate) async fn hard_update(
+    State(s): State<AppState>,
+    Path(env): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let bytes = match body {
+        Ok(b) => b,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body.too_large",
+                "the request body is over the size limit",
+            )
+            .into_response();
+        }
+        Err(r) => return ApiError::bad_request("body.unreadable", r.to_string()).into_response(),
+    };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return ApiError::bad_request("body.malformed", "body: not UTF-8").into_response();
+    };
+    let config = match Config::from_json(text) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.field == "(body)" {
+                "body.malformed"
+            } else {
+                "config.invalid"
+            };
+            return ApiError::bad_request(code, e.to_string()).into_response();
+        }
+    };
+    let config_json = config.to_json();
+    let command = Command::PutConfig {
+        environment: env.clone(),
+        config_json: config_json.clone(),
+    };
+    let result = propose_everywhere(&s, command).await;
+    s.forget_config(&env);
+    match result {
+        Ok(()) => match serde_json::from_str::<Value>(&config_json) {
+            Ok(v) => json_response(StatusCode::OK, v),
+            Err(_) => json_response(StatusCode::OK, json!({})),
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /allpartitionids`: every partition of the environment that holds data, as
+/// `<organizationId>~<siteId>~<locationId>`, sorted.
+pub(crate) async fn all_partition_ids(State(s): State<AppState>, Path(env): Path<String>) -> Response {
+    let reads = (0..s.backend.shard_count()).map(|shard| {
+        let env = env.clone();
+        let s = s.clone();
+        async move { s.read(shard, ReadRequest::Partitions { environment: env }).await }
+    });
+    let mut ids = Vec::new();
+    for outcome in futures::future::join_all(reads).await {
+        match outcome {
+            Ok(ReadResponse::Partitions(list)) => ids.extend(list.iter().map(PartitionKey::partition_id)),
+            Ok(_) => return ApiError::bad_backend("a partitions read answered something else").into_response(),
+            Err(e) => return e.into_response(),
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    json_response(StatusCode::OK, json!(ids))
+}
+
+/// `DELETE /cleanupalldata` and `/partitions/cleanupalldata`: body = JSON array of partition ids
+/// (`<org>~<site>~<location>`, as `/allpartitionids` lists them); an empty body deletes every
+/// partition of the environment. Proposed to every shard.
+pub(crate) async fn clean_up(
+    State(s): State<AppState>,
+    Path(env): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let partitions = match body {
+        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => None,
+        body => match crate::parse::json_body(body) {
+            Ok(Value::Array(items)) => {
+                let mut list = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let text = match crate::parse::text_value(item, &format!("[{i}]")) {
+                        Ok(t) => t,
+                        Err(e) => return e.into_response(),
+                    };
+                    let parts: Vec<&str> = text.split('~').collect();
+                    let [org, site, location] = parts.as_slice() else {
+                        return ApiError::bad_request(
+                            "field.bad_value",
+                            format!("[{i}]: '{text}' is not a partition id <organizationId>~<siteId>~<locationId>"),
+                        )
+                        .into_response();
+                    };
+                    list.push(PartitionKey::new(env.clone(), *org, *site, *location));
+                }
+                Some(list)
+            }
+            Ok(_) => {
+                return ApiError::bad_request("body.not_array", "body: a JSON array of partition ids").into_response();
+            }
+            Err(e) => return e.into_response(),
+        },
+    };
+    match propose_everywhere(
+        &s,
+        Command::CleanUp {
+            environment: env,
+            partitions,
+        },
+    )
+    .await
+    {
+        Ok(()) => json_response(
+            StatusCode::OK,
+            json!({"processingStatus": "success", "message": "", "statusCode": 200}),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /healthz`: 200 when every shard has a leader accepting writes, else 503.
+pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
+    match s.backend.healthy().await {
+        Ok(()) => json_response(StatusCode::OK, json!({"status": "ok"})),
+        Err(message) => {
+            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cluster.unhealthy", message);
+            e.retry_after_s = Some(1);
+            e.into_response()
+        }
+    }
+}
+
+/// `GET /metrics`: Prometheus text, when a recorder handle was configured.
+pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
+    match &s.config.metrics {
+        Some(handle) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "metrics.disabled",
+            "no metrics recorder is configured",
+        )
+        .into_response(),
+    }
+}

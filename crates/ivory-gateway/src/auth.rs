@@ -1,0 +1,242 @@
+//! Bearer tokens: `POST /token` exchanges the client credentials for an HMAC-SHA256-signed token
+//! scoped to one environment; every `/api/environment/{env}/...` call must carry one.
+//!
+//! Token = `base64url(payload JSON) "." base64url(HMAC-SHA256(signing_key, payload))`, payload
+//! `{"env": <environment id>, "sub": <client id>, "exp": <unix seconds>}`. Signatures and
+//! credentials are compared in constant time.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::Sha256;
+
+use crate::{ApiError, AppState};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Longest token accepted; anything longer is not one of ours.
+const TOKEN_LEN_MAX: usize = 4096;
+
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    env: String,
+    sub: String,
+    exp: u64,
+}
+
+pub fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn mac(key: &[u8]) -> HmacSha256 {
+    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
+    match HmacSha256::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => unreachable!("hmac accepts keys of any length"),
+    }
+}
+
+/// Signs a token for `environment` that expires at `expires_at_s` (unix seconds).
+///
+/// ```
+/// use ivory_gateway::auth::{TokenError, issue_token, verify_token};
+/// let t = issue_token(b"key", "env1", "client", 1_000);
+/// assert_eq!(verify_token(b"key", &t, "env1", 999), Ok(()));
+/// assert_eq!(verify_token(b"key", &t, "env1", 1_000), Err(TokenError::Expired));
+/// assert_eq!(verify_token(b"key", &t, "env2", 999), Err(TokenError::WrongEnvironment));
+/// assert_eq!(verify_token(b"other", &t, "env1", 999), Err(TokenError::BadSignature));
+/// ```
+pub fn issue_token(signing_key: &[u8], environment: &str, client_id: &str, expires_at_s: u64) -> String {
+    let claims = Claims {
+        env: environment.to_string(),
+        sub: client_id.to_string(),
+        exp: expires_at_s,
+    };
+    let payload = serde_json::to_vec(&claims).unwrap_or_default();
+    let mut m = mac(signing_key);
+    m.update(&payload);
+    let sig = m.finalize().into_bytes();
+    format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(sig))
+}
+
+/// Why a token was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenError {
+    Malformed,
+    BadSignature,
+    Expired,
+    WrongEnvironment,
+}
+
+/// Checks a token's signature, expiry and environment.
+///
+/// # Errors
+/// The first check that fails, in that order.
+pub fn verify_token(signing_key: &[u8], token: &str, environment: &str, now_s: u64) -> Result<(), TokenError> {
+    if token.len() > TOKEN_LEN_MAX {
+        return Err(TokenError::Malformed);
+    }
+    let (payload_b64, sig_b64) = token.split_once('.').ok_or(TokenError::Malformed)?;
+    let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| TokenError::Malformed)?;
+    let sig = URL_SAFE_NO_PAD.decode(sig_b64).map_err(|_| TokenError::Malformed)?;
+    let mut m = mac(signing_key);
+    m.update(&payload);
+    m.verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
+    let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+    if claims.exp <= now_s {
+        return Err(TokenError::Expired);
+    }
+    if claims.env != environment {
+        return Err(TokenError::WrongEnvironment);
+    }
+    Ok(())
+}
+
+/// Constant-time string equality (compares MACs of both sides, so lengths do not leak either).
+fn ct_eq(key: &[u8], a: &str, b: &str) -> bool {
+    let mut ma = mac(key);
+    ma.update(a.as_bytes());
+    let mut mb = mac(key);
+    mb.update(b.as_bytes());
+    mb.verify_slice(&ma.finalize().into_bytes()).is_ok()
+}
+
+fn unauthorized(code: &str, message: &str) -> Response {
+    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, code, message).into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Middleware on every `/api/environment/{env}/...` route (paths are canonical by now).
+pub(crate) async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let environment = request.uri().path().split('/').nth(3).unwrap_or("").to_string();
+    let Some(token) = bearer(request.headers()) else {
+        return unauthorized(
+            "auth.missing_token",
+            "Authorization: Bearer <token> is required (POST /token)",
+        );
+    };
+    match verify_token(&state.config.signing_key, token, &environment, now_s()) {
+        Ok(()) => next.run(request).await,
+        Err(TokenError::Malformed) => unauthorized("auth.invalid_token", "the bearer token is malformed"),
+        Err(TokenError::BadSignature) => unauthorized("auth.invalid_token", "the bearer token's signature is wrong"),
+        Err(TokenError::Expired) => unauthorized("auth.expired_token", "the bearer token has expired"),
+        Err(TokenError::WrongEnvironment) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "auth.wrong_environment",
+            format!("the bearer token is not valid for environment '{environment}'"),
+        )
+        .into_response(),
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` text into (lower-cased key, value) pairs.
+fn parse_form(text: &str) -> Vec<(String, String)> {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    }
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if b == b'+' {
+                out.push(b' ');
+            } else if b == b'%'
+                && let (Some(h), Some(l)) = (
+                    bytes.get(i + 1).copied().and_then(hex),
+                    bytes.get(i + 2).copied().and_then(hex),
+                )
+            {
+                out.push(h * 16 + l);
+                i += 2;
+            } else {
+                out.push(b);
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    text.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k).to_ascii_lowercase(), decode(v))
+        })
+        .collect()
+}
+
+fn token_fields(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    if !is_form && let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body) {
+        return Ok(map
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                serde_json::Value::String(s) => Some((k.to_ascii_lowercase(), s)),
+                serde_json::Value::Number(n) => Some((k.to_ascii_lowercase(), n.to_string())),
+                _ => None,
+            })
+            .collect());
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("body.malformed", "the token request is neither JSON nor a form"))?;
+    Ok(parse_form(text))
+}
+
+/// `POST /token`: `{client_id, client_secret, context}` as JSON or form, or IV's shape
+/// `{grant_type, client_assertion_type, client_assertion, scope, context, context_type}` where
+/// `client_assertion` carries the client secret. `context` is the environment id.
+pub(crate) async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let fields = match token_fields(&headers, &body) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let Some(environment) = get("context").filter(|c| !c.is_empty()) else {
+        return ApiError::bad_request("token.missing_context", "context: the environment id is required")
+            .into_response();
+    };
+    if environment.len() > ivory_core::model::NAME_LEN_MAX || environment.contains('/') {
+        return ApiError::bad_request("token.bad_context", "context: not a valid environment id").into_response();
+    }
+    let Some(secret) = get("client_secret").or_else(|| get("client_assertion")) else {
+        return ApiError::bad_request(
+            "token.missing_secret",
+            "client_secret (or IV's client_assertion) is required",
+        )
+        .into_response();
+    };
+    let key = &state.config.signing_key;
+    let id_ok = get("client_id").is_none_or(|id| ct_eq(key, id, &state.config.client_id));
+    let secret_ok = ct_eq(key, secret, &state.config.client_secret);
+    if !(id_ok & secret_ok) {
+        return unauthorized("auth.invalid_client", "client credentials are not valid");
+    }
+    let ttl = state.config.token_ttl_s;
+    let access_token = issue_token(key, environment, &state.config.client_id, now_s() + ttl);
+    axum::Json(json!({"access_token": access_token, "token_type": "bearer", "expires_in": ttl})).into_response()
+}

@@ -1,0 +1,124 @@
+//! `LocalBackend`: N in-process `ivory_core::Shard`s behind mutexes, a fake of the cluster for
+//! tests of the gateway and of layers above it. Not a cluster: no replication, no persistence.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use ivory_core::{
+    Batch, CmdResult, Command, EVENT_RETENTION_MS_DEFAULT, PartitionKey, ReadRequest, ReadResponse, Shard,
+};
+
+use crate::{Backend, BackendError};
+
+pub struct LocalBackend {
+    shards: Vec<Mutex<Shard>>,
+    /// The next this many calls (propose or read) fail with a retryable `raft.no_quorum`.
+    pub fail_retryable: AtomicU32,
+    /// Every call to this shard fails with a retryable error (`u32::MAX` = none).
+    pub failing_shard: AtomicU32,
+    /// Number of `propose` calls made, for tests.
+    pub proposals: AtomicU32,
+}
+
+impl LocalBackend {
+    /// # Panics
+    /// When `shard_count` is 0.
+    pub fn new(shard_count: u32) -> LocalBackend {
+        assert!(shard_count > 0);
+        LocalBackend {
+            shards: (0..shard_count)
+                .map(|_| Mutex::new(Shard::new(EVENT_RETENTION_MS_DEFAULT)))
+                .collect(),
+            fail_retryable: AtomicU32::new(0),
+            failing_shard: AtomicU32::new(u32::MAX),
+            proposals: AtomicU32::new(0),
+        }
+    }
+
+    fn injected_failure(&self, shard: u32) -> Option<BackendError> {
+        if self.failing_shard.load(Ordering::SeqCst) == shard {
+            return Some(BackendError {
+                code: "raft.no_leader",
+                message: format!("injected: shard {shard} has no leader"),
+                retryable: true,
+                retry_after_ms: 20,
+            });
+        }
+        self.fail_retryable
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| BackendError {
+                code: "raft.no_quorum",
+                message: "injected: shard has no quorum".into(),
+                retryable: true,
+                retry_after_ms: 20,
+            })
+    }
+
+    fn shard(&self, shard: u32) -> Result<&Mutex<Shard>, BackendError> {
+        self.shards.get(shard as usize).ok_or_else(|| BackendError {
+            code: "cluster.no_such_shard",
+            message: format!("shard {shard} does not exist"),
+            retryable: false,
+            retry_after_ms: 0,
+        })
+    }
+}
+
+fn poisoned() -> BackendError {
+    BackendError {
+        code: "internal.poisoned",
+        message: "shard lock poisoned".into(),
+        retryable: false,
+        retry_after_ms: 0,
+    }
+}
+
+/// FNV-1a over the partition's canonical bytes.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl Backend for LocalBackend {
+    fn shard_of(&self, partition: &PartitionKey) -> u32 {
+        (fnv1a(&partition.canonical_bytes()) % self.shards.len() as u64) as u32
+    }
+
+    fn shard_count(&self) -> u32 {
+        self.shards.len() as u32
+    }
+
+    fn propose(&self, shard: u32, commands: Vec<Command>) -> BoxFuture<'static, Result<Vec<CmdResult>, BackendError>> {
+        self.proposals.fetch_add(1, Ordering::SeqCst);
+        let result = match self.injected_failure(shard) {
+            Some(e) => Err(e),
+            None => self.shard(shard).and_then(|m| {
+                let ts_ms = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0);
+                let mut guard = m.lock().map_err(|_| poisoned())?;
+                Ok(guard.apply(&Batch { ts_ms, commands }))
+            }),
+        };
+        Box::pin(async move { result })
+    }
+
+    fn read(&self, shard: u32, request: ReadRequest) -> BoxFuture<'static, Result<ReadResponse, BackendError>> {
+        let result = match self.injected_failure(shard) {
+            Some(e) => Err(e),
+            None => self
+                .shard(shard)
+                .and_then(|m| Ok(m.lock().map_err(|_| poisoned())?.read(&request))),
+        };
+        Box::pin(async move { result })
+    }
+
+    fn healthy(&self) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+}

@@ -1,0 +1,454 @@
+//! Request bodies: JSON with keys in any case (`KeyCanon`), numbers as strings, `""` dimensions
+//! as "no value"; every refusal names the field.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use ivory_core::json::KeyCanon;
+use ivory_core::model::{NAME_LEN_MAX, canonical_name};
+use ivory_core::{
+    Availability, Cell, Command, Config, MeasureRef, OnHandChange, PartitionKey, Qty, Quantities, Reserve, SetOnHand,
+    Unreserve,
+};
+use serde_json::{Map, Value};
+
+use crate::{ApiError, Gateway};
+
+/// Field names of every body the gateway reads, in IV's canonical spelling.
+pub(crate) const FIELDS: &[&str] = &[
+    "id",
+    "organizationId",
+    "productId",
+    "dimensionDataSource",
+    "dimensions",
+    "quantities",
+    "quantityDataSource",
+    "modifier",
+    "quantity",
+    "ifCheckAvailForReserv",
+    "reservationId",
+    "OffsetQty",
+    "modifiedDateTimeUTC",
+    "filters",
+    "siteId",
+    "locationId",
+    "groupByValues",
+    "returnNegative",
+    "values",
+    "keys",
+    "QueryATP",
+    "ATPFromDate",
+    "ATPToDate",
+];
+
+/// Reads a JSON body: 413 over the body limit, 400 when it is not JSON.
+pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body.too_large",
+                "the request body is over the size limit",
+            )
+        } else {
+            ApiError::bad_request(
+                "body.unreadable",
+                format!("the request body could not be read: {rejection}"),
+            )
+        }
+    })?;
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("body.malformed", format!("body: not valid JSON: {e}")))?;
+    KeyCanon::new(FIELDS)
+        .apply(value)
+        .map_err(|e| ApiError::bad_request("body.malformed", e))
+}
+
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+fn missing(path: &str, field: &str) -> ApiError {
+    ApiError::bad_request("field.missing", format!("{}: is required", join(path, field)))
+}
+
+/// A name-like value: a string, or a number given for one; bounded and without control characters.
+pub(crate) fn text_value(value: &Value, field: &str) -> Result<String, ApiError> {
+    let text = match value {
+        Value::String(s) => s.trim().to_string(),
+        Value::Number(n) => n.to_string(),
+        _ => {
+            return Err(ApiError::bad_request(
+                "field.bad_type",
+                format!("{field}: must be a string"),
+            ));
+        }
+    };
+    if text.len() > NAME_LEN_MAX {
+        return Err(ApiError::bad_request(
+            "field.too_long",
+            format!("{field}: longer than {NAME_LEN_MAX} bytes"),
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "field.bad_value",
+            format!("{field}: contains control characters"),
+        ));
+    }
+    Ok(text)
+}
+
+pub(crate) fn required_text(obj: &Map<String, Value>, field: &str, path: &str) -> Result<String, ApiError> {
+    let value = obj
+        .get(field)
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| missing(path, field))?;
+    let text = text_value(value, &join(path, field))?;
+    if text.is_empty() {
+        return Err(ApiError::bad_request(
+            "field.empty",
+            format!("{}: must not be empty", join(path, field)),
+        ));
+    }
+    Ok(text)
+}
+
+pub(crate) fn optional_text(obj: &Map<String, Value>, field: &str, path: &str) -> Result<Option<String>, ApiError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => Ok(Some(text_value(v, &join(path, field))?).filter(|s| !s.is_empty())),
+    }
+}
+
+pub(crate) fn qty_value(value: &Value, field: &str) -> Result<Qty, ApiError> {
+    let text = match value {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => {
+            return Err(ApiError::bad_request(
+                "field.bad_number",
+                format!("{field}: must be a number"),
+            ));
+        }
+    };
+    Qty::parse(&text).map_err(|e| ApiError::bad_request("field.bad_number", format!("{field}: {e}")))
+}
+
+pub(crate) fn bool_value(value: Option<&Value>, field: &str, default: bool) -> Result<bool, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("true") => Ok(true),
+        Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("false") => Ok(false),
+        Some(_) => Err(ApiError::bad_request(
+            "field.bad_type",
+            format!("{field}: must be true or false"),
+        )),
+    }
+}
+
+/// `dimensions` as (name, value) pairs; `null` counts as `""` (no value).
+fn dimension_pairs(obj: &Map<String, Value>, path: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let field = join(path, "dimensions");
+    let Some(value) = obj.get("dimensions") else {
+        return Err(missing(path, "dimensions"));
+    };
+    let Value::Object(map) = value else {
+        return Err(ApiError::bad_request(
+            "field.bad_type",
+            format!("{field}: must be an object"),
+        ));
+    };
+    map.iter()
+        .map(|(k, v)| {
+            let text = if v.is_null() {
+                String::new()
+            } else {
+                text_value(v, &format!("{field}.{k}"))?
+            };
+            Ok((k.clone(), text))
+        })
+        .collect()
+}
+
+fn quantities(obj: &Map<String, Value>, path: &str) -> Result<Quantities, ApiError> {
+    let field = join(path, "quantities");
+    let Some(Value::Object(sources)) = obj.get("quantities") else {
+        return Err(match obj.get("quantities") {
+            None => missing(path, "quantities"),
+            Some(_) => ApiError::bad_request("field.bad_type", format!("{field}: must be an object")),
+        });
+    };
+    let mut out = Quantities::new();
+    for (ds, measures) in sources {
+        let Value::Object(measures) = measures else {
+            return Err(ApiError::bad_request(
+                "field.bad_type",
+                format!("{field}.{ds}: must be an object of measure -> number"),
+            ));
+        };
+        let slot = out.entry(canonical_name(ds)).or_default();
+        for (m, v) in measures {
+            let q = qty_value(v, &format!("{field}.{ds}.{m}"))?;
+            if slot.insert(canonical_name(m), q).is_some() {
+                return Err(ApiError::bad_request(
+                    "field.duplicate",
+                    format!("{field}.{ds}.{m}: given twice"),
+                ));
+            }
+        }
+    }
+    if out.values().all(|m| m.is_empty()) {
+        return Err(ApiError::bad_request(
+            "field.empty",
+            format!("{field}: at least one data source and measure is required"),
+        ));
+    }
+    Ok(out)
+}
+
+/// Which write an endpoint takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WriteKind {
+    Change,
+    Set,
+    Reserve,
+    Unreserve,
+}
+
+impl WriteKind {
+    pub fn prefix(self) -> &'static str {
+        use ivory_core::command::OpCode;
+        match self {
+            WriteKind::Change => OpCode::OnHandChange.prefix(),
+            WriteKind::Set => OpCode::SetOnHand.prefix(),
+            WriteKind::Reserve => OpCode::Reserve.prefix(),
+            WriteKind::Unreserve => OpCode::Unreserve.prefix(),
+        }
+    }
+}
+
+/// The client's `id`, as far as it can be read, for the result id of a refused item.
+pub(crate) fn client_id(value: &Value) -> String {
+    match value.get("id") {
+        Some(Value::String(s)) => s.chars().take(NAME_LEN_MAX).collect(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Whether any item names a `dimensionDataSource` (then the environment's mappings are needed).
+pub(crate) fn needs_mappings<'a>(items: impl IntoIterator<Item = &'a Value>) -> bool {
+    items.into_iter().any(|v| {
+        v.get("dimensionDataSource")
+            .is_some_and(|d| d.as_str().is_none_or(|s| !s.trim().is_empty()) && !d.is_null())
+    })
+}
+
+/// The configuration whose dimension mappings apply: the environment's when needed, else the
+/// default (base dimension names need no configuration).
+pub(crate) async fn mapping_config(
+    gateway: &Gateway,
+    environment: &str,
+    needed: bool,
+) -> Result<Arc<Config>, ApiError> {
+    if needed {
+        gateway.environment_config(environment).await
+    } else {
+        Ok(Arc::clone(&gateway.default_config))
+    }
+}
+
+fn partition_and_cell(
+    obj: &Map<String, Value>,
+    environment: &str,
+    config: &Config,
+    path: &str,
+    product_required: bool,
+) -> Result<(PartitionKey, Cell), ApiError> {
+    let organization = required_text(obj, "organizationId", path)?;
+    let product = if product_required {
+        required_text(obj, "productId", path)?
+    } else {
+        optional_text(obj, "productId", path)?.unwrap_or_default()
+    };
+    let data_source = optional_text(obj, "dimensionDataSource", path)?;
+    let pairs = dimension_pairs(obj, path)?;
+    let (site, location, dims) = config
+        .normalize_dimensions(
+            data_source.as_deref(),
+            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .map_err(|m| {
+            ApiError::bad_request(
+                "field.bad_dimensions",
+                if path.is_empty() { m } else { format!("{path}.{m}") },
+            )
+        })?;
+    Ok((
+        PartitionKey::new(environment, organization, site, location),
+        Cell { product, dims },
+    ))
+}
+
+/// Parses one write item into its command.
+///
+/// # Errors
+/// A 400 [`ApiError`] naming the first bad field (prefixed by `path`, e.g. `[3]`).
+pub(crate) fn write_command(
+    kind: WriteKind,
+    value: &Value,
+    environment: &str,
+    config: &Config,
+    path: &str,
+) -> Result<Command, ApiError> {
+    let Value::Object(obj) = value else {
+        let field = if path.is_empty() { "body" } else { path };
+        return Err(ApiError::bad_request(
+            "body.not_object",
+            format!("{field}: must be a JSON object"),
+        ));
+    };
+    let id = required_text(obj, "id", path)?;
+    match kind {
+        WriteKind::Change => {
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            Ok(Command::OnHandChange(OnHandChange {
+                id,
+                partition,
+                cell,
+                quantities: quantities(obj, path)?,
+            }))
+        }
+        WriteKind::Set => {
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            let modified_ms = match obj.get("modifiedDateTimeUTC") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(timestamp_ms(v, &join(path, "modifiedDateTimeUTC"))?),
+            };
+            Ok(Command::SetOnHand(SetOnHand {
+                id,
+                partition,
+                cell,
+                quantities: quantities(obj, path)?,
+                modified_ms,
+            }))
+        }
+        WriteKind::Reserve => {
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            let modifier = required_text(obj, "modifier", path)?;
+            let measure = match optional_text(obj, "quantityDataSource", path)? {
+                Some(ds) => MeasureRef::new(&ds, &modifier),
+                None => MeasureRef::parse(&modifier).unwrap_or_else(|| MeasureRef::new("iv", &modifier)),
+            };
+            let quantity = match obj.get("quantity") {
+                None | Some(Value::Null) => return Err(missing(path, "quantity")),
+                Some(v) => qty_value(v, &join(path, "quantity"))?,
+            };
+            let checked = bool_value(
+                obj.get("ifCheckAvailForReserv"),
+                &join(path, "ifCheckAvailForReserv"),
+                true,
+            )?;
+            Ok(Command::Reserve(Reserve {
+                id,
+                partition,
+                cell,
+                measure,
+                quantity,
+                availability: if checked {
+                    Availability::Checked
+                } else {
+                    Availability::Unchecked
+                },
+            }))
+        }
+        WriteKind::Unreserve => {
+            // `productId` joined the unreserve body only in IV's 2024 docs: optional here.
+            let (partition, _cell) = partition_and_cell(obj, environment, config, path, false)?;
+            let reservation_id = required_text(obj, "reservationId", path)?;
+            let offset = match obj.get("OffsetQty") {
+                None | Some(Value::Null) => return Err(missing(path, "OffsetQty")),
+                Some(v) => qty_value(v, &join(path, "OffsetQty"))?,
+            };
+            Ok(Command::Unreserve(Unreserve {
+                id,
+                partition,
+                reservation_id,
+                offset,
+            }))
+        }
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `modifiedDateTimeUTC`: `YYYY-MM-DDTHH:MM:SS[.fff][Z|+00:00]`, or milliseconds since the epoch.
+pub(crate) fn timestamp_ms(value: &Value, field: &str) -> Result<u64, ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            "field.bad_timestamp",
+            format!("{field}: expected a UTC time like 2024-01-31T12:00:00Z"),
+        )
+    };
+    let text = match value {
+        Value::Number(n) => return n.as_u64().ok_or_else(bad),
+        Value::String(s) => s.trim(),
+        _ => return Err(bad()),
+    };
+    let b = text.as_bytes();
+    if b.len() < 19
+        || !text.is_ascii()
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(bad());
+    }
+    let num = |r: std::ops::Range<usize>| text[r].parse::<i64>().map_err(|_| bad());
+    let (y, mo, d, h, mi, s) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return Err(bad());
+    }
+    let mut rest = &text[19..];
+    let mut ms = 0i64;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits: String = frac.chars().take_while(char::is_ascii_digit).collect();
+        if digits.is_empty() {
+            return Err(bad());
+        }
+        let padded: String = digits.chars().chain("000".chars()).take(3).collect();
+        ms = padded.parse::<i64>().map_err(|_| bad())?;
+        rest = &frac[digits.len()..];
+    }
+    if !matches!(rest, "" | "Z" | "z" | "+00:00" | "-00:00") {
+        return Err(bad());
+    }
+    let total = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 + s;
+    u64::try_from(total * 1000 + ms).map_err(|_| bad())
+}

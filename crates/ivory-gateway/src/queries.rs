@@ -1,0 +1,761 @@
+//! Index query (POST, Api-Version 1.0 and 2.0 with paging), GET on-hand and exact query: limits
+//! checked here, partitions grouped by shard, reads fanned out in parallel, answers merged and
+//! sorted by (locationId, siteId, productId, group-by values).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ivory_core::model::{LOCATION_ID, SITE_ID, base_dimension, canonical_name};
+use ivory_core::query::{QUERY_LOCATIONS_MAX, QUERY_PRODUCTS_MAX};
+use ivory_core::{Config, ExactFilter, PartitionKey, Query, ReadRequest, ReadResponse, Record};
+use serde_json::{Map, Value, json};
+
+use crate::parse::{bool_value, json_body, mapping_config, optional_text, text_value};
+use crate::{ApiError, AppState, json_response};
+
+/// IV 2024 (*By location*): at most 10,000 site x location pairs per query, beyond v1's 100.
+pub const QUERY_LOCATIONS_V2_MAX: usize = 10_000;
+/// v2: organizations per query; each one is a separate read per shard.
+pub const QUERY_ORGANIZATIONS_V2_MAX: usize = 100;
+/// Tuples per exact query: bounded like product ids.
+pub const EXACT_TUPLES_MAX: usize = 5_000;
+/// v2 paging: warehouses per page when `pageSize` is not given, and the most allowed.
+pub const PAGE_SIZE_DEFAULT: usize = 100;
+pub const PAGE_SIZE_MAX: usize = 1_000;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ApiVersion {
+    V1,
+    V2,
+}
+
+fn api_version(headers: &HeaderMap) -> Result<ApiVersion, ApiError> {
+    let Some(value) = headers.get("api-version") else {
+        return Ok(ApiVersion::V1);
+    };
+    match value.to_str().map(|v| v.trim().trim_matches('"')) {
+        Ok("1.0" | "1") => Ok(ApiVersion::V1),
+        Ok("2.0" | "2") => Ok(ApiVersion::V2),
+        _ => Err(ApiError::bad_request(
+            "header.api_version",
+            "Api-Version: must be 1.0 or 2.0",
+        )),
+    }
+}
+
+/// One read plan per organization: where to look and, for exact queries, which tuples.
+struct Plan {
+    organization: String,
+    locations: Option<Vec<(String, String)>>,
+    exact: Option<ExactFilter>,
+}
+
+/// What every plan shares.
+struct Common {
+    products: Vec<String>,
+    filters: BTreeMap<String, Vec<String>>,
+    /// (base dimension, name as the client sent it), for grouping and echo.
+    group_by: Vec<(String, String)>,
+    return_negative: bool,
+}
+
+fn string_list(obj: &Map<String, Value>, field: &str, path: &str) -> Result<Vec<String>, ApiError> {
+    let name = format!("{path}.{field}");
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                if v.is_null() {
+                    Ok(String::new())
+                } else {
+                    text_value(v, &format!("{name}[{i}]"))
+                }
+            })
+            .collect(),
+        Some(v) => Ok(vec![text_value(v, &name)?]),
+    }
+}
+
+fn map_dim(config: &Config, data_source: Option<&str>, name: &str, field: &str) -> Result<String, ApiError> {
+    let lower = canonical_name(name);
+    let mapped = data_source
+        .and_then(|ds| config.data_sources.get(&canonical_name(ds)))
+        .and_then(|ds| ds.dimension_mappings.get(&lower).cloned());
+    mapped
+        .or_else(|| base_dimension(&lower).map(str::to_string))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "field.bad_dimension",
+                format!("{field}: '{name}' is not a base dimension and not mapped by the data source"),
+            )
+        })
+}
+
+fn sorted_unique(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn check_products(products: &[String]) -> Result<(), ApiError> {
+    if products.len() > QUERY_PRODUCTS_MAX {
+        return Err(ApiError::bad_request(
+            "limit.products",
+            format!(
+                "filters.productId: {} ids, at most {QUERY_PRODUCTS_MAX} per query",
+                products.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_atp(obj: &Map<String, Value>) -> Result<(), ApiError> {
+    if bool_value(obj.get("QueryATP"), "QueryATP", false)? {
+        return Err(ApiError::bad_request(
+            "unsupported.atp",
+            "QueryATP: ATP queries are not supported yet",
+        ));
+    }
+    Ok(())
+}
+
+fn group_by(
+    obj: &Map<String, Value>,
+    config: &Config,
+    data_source: Option<&str>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    string_list(obj, "groupByValues", "")?
+        .into_iter()
+        .enumerate()
+        .filter(|(_, name)| !name.is_empty())
+        .map(|(i, name)| {
+            Ok((
+                map_dim(config, data_source, &name, &format!("groupByValues[{i}]"))?,
+                name,
+            ))
+        })
+        .collect()
+}
+
+fn filters_object(obj: &Map<String, Value>) -> Result<&Map<String, Value>, ApiError> {
+    match obj.get("filters") {
+        Some(Value::Object(f)) => Ok(f),
+        Some(_) => Err(ApiError::bad_request("field.bad_type", "filters: must be an object")),
+        None => Err(ApiError::bad_request("field.missing", "filters: is required")),
+    }
+}
+
+fn organizations(filters: &Map<String, Value>, version: ApiVersion) -> Result<Vec<String>, ApiError> {
+    let orgs = sorted_unique(string_list(filters, "organizationId", "filters")?);
+    if orgs.is_empty() || orgs.iter().any(String::is_empty) {
+        return Err(ApiError::bad_request(
+            "field.missing",
+            "filters.organizationId: one value is required",
+        ));
+    }
+    if orgs.len() > QUERY_ORGANIZATIONS_V2_MAX {
+        return Err(ApiError::bad_request(
+            "limit.organizations",
+            format!(
+                "filters.organizationId: {} values, at most {QUERY_ORGANIZATIONS_V2_MAX}",
+                orgs.len()
+            ),
+        ));
+    }
+    if version == ApiVersion::V1 && orgs.len() != 1 {
+        return Err(ApiError::bad_request(
+            "limit.organizations",
+            format!(
+                "filters.organizationId: {} values; Api-Version 1.0 takes exactly one",
+                orgs.len()
+            ),
+        ));
+    }
+    Ok(orgs)
+}
+
+/// Parses an index query body (v1 or v2) into plans.
+fn index_plans(
+    obj: &Map<String, Value>,
+    config: &Config,
+    version: ApiVersion,
+) -> Result<(Vec<Plan>, Common), ApiError> {
+    check_atp(obj)?;
+    let data_source = optional_text(obj, "dimensionDataSource", "")?;
+    let ds = data_source.as_deref();
+    let filters = filters_object(obj)?;
+    let orgs = organizations(filters, version)?;
+    let raw_products = string_list(filters, "productId", "filters")?;
+    check_products(&raw_products)?;
+    let products = sorted_unique(raw_products.into_iter().filter(|p| !p.is_empty()).collect());
+    let mut sites = string_list(filters, "siteId", "filters")?;
+    let mut locations = string_list(filters, "locationId", "filters")?;
+    let mut dim_filters: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for key in filters.keys() {
+        if matches!(key.as_str(), "organizationId" | "productId" | "siteId" | "locationId") {
+            continue;
+        }
+        let field = format!("filters.{key}");
+        let base = map_dim(config, ds, key, &field)?;
+        let values = string_list(filters, key, "filters")?;
+        match base.as_str() {
+            SITE_ID => sites.extend(values),
+            LOCATION_ID => locations.extend(values),
+            // An empty list filters nothing (IV clients send `"colorId": []`).
+            _ if values.is_empty() => {}
+            _ => dim_filters.entry(base).or_default().extend(values),
+        }
+    }
+    let sites = sorted_unique(sites.into_iter().filter(|s| !s.is_empty()).collect());
+    let locations = sorted_unique(locations.into_iter().filter(|s| !s.is_empty()).collect());
+    let pairs = match (sites.is_empty(), locations.is_empty()) {
+        (true, true) => {
+            if products.is_empty() {
+                return Err(ApiError::bad_request(
+                    "field.missing",
+                    "filters.productId: required when filters.siteId and filters.locationId are empty",
+                ));
+            }
+            None
+        }
+        (false, false) => {
+            let count = sites.len().saturating_mul(locations.len());
+            let max = if version == ApiVersion::V1 {
+                QUERY_LOCATIONS_MAX
+            } else {
+                QUERY_LOCATIONS_V2_MAX
+            };
+            if count > max {
+                return Err(ApiError::bad_request(
+                    "limit.locations",
+                    format!(
+                        "filters.siteId x filters.locationId: {} x {} = {count} pairs, at most {max}",
+                        sites.len(),
+                        locations.len()
+                    ),
+                ));
+            }
+            Some(
+                sites
+                    .iter()
+                    .flat_map(|s| locations.iter().map(move |l| (s.clone(), l.clone())))
+                    .collect::<Vec<_>>(),
+            )
+        }
+        (true, false) => {
+            return Err(ApiError::bad_request(
+                "field.missing",
+                "filters.siteId: required with filters.locationId",
+            ));
+        }
+        (false, true) => {
+            return Err(ApiError::bad_request(
+                "field.missing",
+                "filters.locationId: required with filters.siteId",
+            ));
+        }
+    };
+    let reads = orgs.len().saturating_mul(pairs.as_ref().map_or(1, Vec::len));
+    if reads > QUERY_LOCATIONS_V2_MAX {
+        return Err(ApiError::bad_request(
+            "limit.locations",
+            format!("filters: {reads} organization x site x location combinations, at most {QUERY_LOCATIONS_V2_MAX}"),
+        ));
+    }
+    let common = Common {
+        products,
+        filters: dim_filters,
+        group_by: group_by(obj, config, ds)?,
+        return_negative: bool_value(obj.get("returnNegative"), "returnNegative", false)?,
+    };
+    let plans = orgs
+        .into_iter()
+        .map(|organization| Plan {
+            organization,
+            locations: pairs.clone(),
+            exact: None,
+        })
+        .collect();
+    Ok((plans, common))
+}
+
+/// Parses an exact query body: v1 `dimensions` + `values`, v2 `keys` + `values` (keys may name
+/// `organizationId`).
+fn exact_plans(
+    obj: &Map<String, Value>,
+    config: &Config,
+    version: ApiVersion,
+) -> Result<(Vec<Plan>, Common), ApiError> {
+    check_atp(obj)?;
+    let data_source = optional_text(obj, "dimensionDataSource", "")?;
+    let ds = data_source.as_deref();
+    let filters = filters_object(obj)?;
+    let raw_products = string_list(filters, "productId", "filters")?;
+    check_products(&raw_products)?;
+    let products = sorted_unique(raw_products.into_iter().filter(|p| !p.is_empty()).collect());
+    let names_field = if version == ApiVersion::V2 && filters.contains_key("keys") {
+        "keys"
+    } else {
+        "dimensions"
+    };
+    let names = string_list(filters, names_field, "filters")?;
+    if names.is_empty() {
+        return Err(ApiError::bad_request(
+            "field.missing",
+            format!("filters.{names_field}: is required"),
+        ));
+    }
+    let org_column = names.iter().position(|n| n.eq_ignore_ascii_case("organizationId"));
+    if org_column.is_some() && version == ApiVersion::V1 {
+        return Err(ApiError::bad_request(
+            "field.bad_value",
+            "filters.dimensions: organizationId may be a key only with Api-Version 2.0",
+        ));
+    }
+    let mut dims = Vec::new();
+    let mut sent = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if Some(i) == org_column {
+            continue;
+        }
+        dims.push(map_dim(config, ds, name, &format!("filters.{names_field}[{i}]"))?);
+        sent.push(name.clone());
+    }
+    let (Some(site_col), Some(loc_col)) = (
+        dims.iter().position(|d| d == SITE_ID),
+        dims.iter().position(|d| d == LOCATION_ID),
+    ) else {
+        return Err(ApiError::bad_request(
+            "field.missing",
+            format!("filters.{names_field}: must include siteId and locationId"),
+        ));
+    };
+    if BTreeSet::from_iter(dims.iter()).len() != dims.len() {
+        return Err(ApiError::bad_request(
+            "field.duplicate",
+            format!("filters.{names_field}: a dimension is named twice"),
+        ));
+    }
+    let orgs = match org_column {
+        Some(_) => Vec::new(),
+        None => organizations(filters, version)?,
+    };
+    let Some(Value::Array(rows)) = filters.get("values") else {
+        return Err(ApiError::bad_request(
+            "field.missing",
+            "filters.values: an array of value tuples is required",
+        ));
+    };
+    if rows.is_empty() {
+        return Err(ApiError::bad_request(
+            "field.empty",
+            "filters.values: at least one tuple is required",
+        ));
+    }
+    if rows.len() > EXACT_TUPLES_MAX {
+        return Err(ApiError::bad_request(
+            "limit.tuples",
+            format!("filters.values: {} tuples, at most {EXACT_TUPLES_MAX}", rows.len()),
+        ));
+    }
+    // organization -> tuples (without the organization column)
+    let mut by_org: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        let Value::Array(cells) = row else {
+            return Err(ApiError::bad_request(
+                "field.bad_type",
+                format!("filters.values[{i}]: must be an array"),
+            ));
+        };
+        if cells.len() != names.len() {
+            return Err(ApiError::bad_request(
+                "field.bad_value",
+                format!("filters.values[{i}]: {} values for {} names", cells.len(), names.len()),
+            ));
+        }
+        let mut tuple = Vec::with_capacity(dims.len());
+        let mut org = None;
+        for (j, cell) in cells.iter().enumerate() {
+            let text = if cell.is_null() {
+                String::new()
+            } else {
+                text_value(cell, &format!("filters.values[{i}][{j}]"))?
+            };
+            if Some(j) == org_column {
+                org = Some(text);
+            } else {
+                tuple.push(text);
+            }
+        }
+        match org {
+            Some(o) if o.is_empty() => {
+                return Err(ApiError::bad_request(
+                    "field.empty",
+                    format!("filters.values[{i}]: organizationId is empty"),
+                ));
+            }
+            Some(o) => by_org.entry(o).or_default().push(tuple),
+            None => {
+                for o in &orgs {
+                    by_org.entry(o.clone()).or_default().push(tuple.clone());
+                }
+            }
+        }
+    }
+    if by_org.len() > QUERY_ORGANIZATIONS_V2_MAX {
+        return Err(ApiError::bad_request(
+            "limit.organizations",
+            format!(
+                "filters.values: {} organizations, at most {QUERY_ORGANIZATIONS_V2_MAX}",
+                by_org.len()
+            ),
+        ));
+    }
+    let mut plans = Vec::new();
+    for (organization, tuples) in by_org {
+        let pairs: BTreeSet<(String, String)> = tuples
+            .iter()
+            .map(|t| (t[site_col].clone(), t[loc_col].clone()))
+            .collect();
+        if version == ApiVersion::V1 && pairs.len() > QUERY_LOCATIONS_MAX {
+            return Err(ApiError::bad_request(
+                "limit.locations",
+                format!(
+                    "filters.values: {} (siteId, locationId) pairs, at most {QUERY_LOCATIONS_MAX}",
+                    pairs.len()
+                ),
+            ));
+        }
+        plans.push(Plan {
+            organization,
+            locations: Some(pairs.into_iter().collect()),
+            exact: Some(ExactFilter {
+                dims: dims.clone(),
+                tuples,
+            }),
+        });
+    }
+    let mut group = group_by(obj, config, ds)?;
+    group.extend(dims.into_iter().zip(sent));
+    let common = Common {
+        products,
+        filters: BTreeMap::new(),
+        group_by: group,
+        return_negative: bool_value(obj.get("returnNegative"), "returnNegative", false)?,
+    };
+    Ok((plans, common))
+}
+
+/// Fans the plans out to their shards in parallel; (organization, record) pairs, sorted.
+async fn fan_out(
+    s: &AppState,
+    env: &str,
+    plans: Vec<Plan>,
+    common: &Common,
+) -> Result<Vec<(String, Record)>, ApiError> {
+    let group_by: Vec<String> = sorted_unique(common.group_by.iter().map(|(b, _)| b.clone()).collect());
+    let mut reads = Vec::new();
+    for plan in plans {
+        let mut by_shard: BTreeMap<u32, Option<Vec<(String, String)>>> = BTreeMap::new();
+        match &plan.locations {
+            Some(pairs) => {
+                for (site, location) in pairs {
+                    let key = PartitionKey::new(env, plan.organization.clone(), site.clone(), location.clone());
+                    by_shard
+                        .entry(s.backend.shard_of(&key))
+                        .or_insert_with(|| Some(Vec::new()))
+                        .get_or_insert_with(Vec::new)
+                        .push((site.clone(), location.clone()));
+                }
+            }
+            None => {
+                for shard in 0..s.backend.shard_count() {
+                    by_shard.insert(shard, None);
+                }
+            }
+        }
+        for (shard, locations) in by_shard {
+            let query = Query {
+                environment: env.to_string(),
+                organization: plan.organization.clone(),
+                locations,
+                products: common.products.clone(),
+                filters: common.filters.clone(),
+                exact: plan.exact.clone(),
+                group_by: group_by.clone(),
+                return_negative: common.return_negative,
+                atp: None,
+            };
+            let org = plan.organization.clone();
+            let s = Arc::clone(s);
+            reads.push(async move { (org, s.read(shard, ReadRequest::Query(query)).await) });
+        }
+    }
+    let mut out = Vec::new();
+    for (org, answer) in futures::future::join_all(reads).await {
+        match answer? {
+            ReadResponse::Records(records) => out.extend(records.into_iter().map(|r| (org.clone(), r))),
+            ReadResponse::Refused(message) => return Err(ApiError::bad_request("query.invalid", message)),
+            _ => return Err(ApiError::bad_backend("a query answered something else")),
+        }
+    }
+    out.sort_by(|(oa, a), (ob, b)| {
+        (&a.location, &a.site, oa, &a.product, &a.dims).cmp(&(&b.location, &b.site, ob, &b.product, &b.dims))
+    });
+    Ok(out)
+}
+
+fn record_json(org: Option<&str>, record: &Record, common: &Common) -> Value {
+    let mut dims = Map::new();
+    for (base, value) in &record.dims {
+        let name = common
+            .group_by
+            .iter()
+            .find(|(b, _)| b == base)
+            .map_or(base.as_str(), |(_, sent)| sent.as_str());
+        dims.insert(name.to_string(), json!(value));
+    }
+    dims.insert(SITE_ID.into(), json!(record.site));
+    dims.insert(LOCATION_ID.into(), json!(record.location));
+    let quantities: Map<String, Value> = record
+        .quantities
+        .iter()
+        .map(|(ds, measures)| {
+            let m: Map<String, Value> = measures.iter().map(|(k, q)| (k.clone(), q.to_json())).collect();
+            (ds.clone(), Value::Object(m))
+        })
+        .collect();
+    let mut out = Map::new();
+    if let Some(org) = org {
+        out.insert("organizationId".into(), json!(org));
+    }
+    out.insert("productId".into(), json!(record.product));
+    out.insert("dimensions".into(), Value::Object(dims));
+    out.insert("quantities".into(), Value::Object(quantities));
+    Value::Object(out)
+}
+
+fn paging(query: Option<&str>) -> Result<(usize, usize), ApiError> {
+    let mut page = 1usize;
+    let mut size = PAGE_SIZE_DEFAULT;
+    for (k, v) in query_pairs(query) {
+        let parsed =
+            || {
+                v.trim().parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    ApiError::bad_request("field.bad_value", format!("{k}: must be a whole number >= 1"))
+                })
+            };
+        match k.to_ascii_lowercase().as_str() {
+            "pagenumber" => page = parsed()?,
+            "pagesize" => size = parsed()?,
+            _ => {}
+        }
+    }
+    if size > PAGE_SIZE_MAX {
+        return Err(ApiError::bad_request(
+            "limit.page_size",
+            format!("pageSize: at most {PAGE_SIZE_MAX}"),
+        ));
+    }
+    Ok((page, size))
+}
+
+/// Renders the answer: v1 a record array; v2 `{"Value": [...], "nextLink": ...}` where a page is
+/// `pageSize` warehouses (distinct siteId + locationId, in the answer's order).
+fn render(
+    version: ApiVersion,
+    endpoint: &str,
+    records: &[(String, Record)],
+    common: &Common,
+    page: (usize, usize),
+) -> Response {
+    if version == ApiVersion::V1 {
+        let list: Vec<Value> = records.iter().map(|(_, r)| record_json(None, r, common)).collect();
+        return json_response(StatusCode::OK, Value::Array(list));
+    }
+    let (number, size) = page;
+    let mut warehouses: Vec<(&str, &str)> = Vec::new();
+    for (_, r) in records {
+        let w = (r.location.as_str(), r.site.as_str());
+        if warehouses.last() != Some(&w) {
+            warehouses.push(w);
+        }
+    }
+    let start = (number - 1).saturating_mul(size);
+    let wanted: BTreeSet<(&str, &str)> = warehouses.iter().skip(start).take(size).copied().collect();
+    let list: Vec<Value> = records
+        .iter()
+        .filter(|(_, r)| wanted.contains(&(r.location.as_str(), r.site.as_str())))
+        .map(|(org, r)| record_json(Some(org), r, common))
+        .collect();
+    let next = if start.saturating_add(size) < warehouses.len() {
+        format!("onhand/{endpoint}?pageNumber={}&pageSize={size}", number + 1)
+    } else {
+        String::new()
+    };
+    json_response(StatusCode::OK, json!({"Value": list, "nextLink": next}))
+}
+
+async fn run(
+    s: AppState,
+    env: String,
+    version: ApiVersion,
+    endpoint: &'static str,
+    body: Value,
+    page: (usize, usize),
+) -> Result<Response, ApiError> {
+    let Value::Object(obj) = body else {
+        return Err(ApiError::bad_request("body.not_object", "body: must be a JSON object"));
+    };
+    let ds = optional_text(&obj, "dimensionDataSource", "")?;
+    let config = mapping_config(&s, &env, ds.is_some()).await?;
+    let (plans, common) = if endpoint == "exactquery" {
+        exact_plans(&obj, &config, version)?
+    } else {
+        index_plans(&obj, &config, version)?
+    };
+    let records = fan_out(&s, &env, plans, &common).await?;
+    Ok(render(version, endpoint, &records, &common, page))
+}
+
+fn respond(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /onhand/indexquery` (v1; v2 with `?pageNumber=&pageSize=`).
+pub(crate) async fn index_query(
+    State(s): State<AppState>,
+    Path(env): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    respond(
+        async {
+            let version = api_version(&headers)?;
+            let page = paging(query.as_deref())?;
+            run(s, env, version, "indexquery", json_body(body)?, page).await
+        }
+        .await,
+    )
+}
+
+/// `POST /onhand/exactquery` (v1 `dimensions`; v2 `keys`, paged like the index query).
+pub(crate) async fn exact_query(
+    State(s): State<AppState>,
+    Path(env): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    respond(
+        async {
+            let version = api_version(&headers)?;
+            let page = paging(query.as_deref())?;
+            run(s, env, version, "exactquery", json_body(body)?, page).await
+        }
+        .await,
+    )
+}
+
+/// Decodes a URL query string into (key, value) pairs (`+` is a space, `%XX` a byte).
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    let Some(q) = query else { return Vec::new() };
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = |j: usize| bytes.get(j).and_then(|b| (*b as char).to_digit(16));
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if hex(i + 1).is_some() && hex(i + 2).is_some() => {
+                    let v = hex(i + 1).unwrap_or(0) * 16 + hex(i + 2).unwrap_or(0);
+                    out.push(u8::try_from(v).unwrap_or(b'?'));
+                    i += 2;
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    q.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// `GET /onhand?organizationId=&productId=&siteId=&locationId=&<dim>=&groupBy=a,b&returnNegative=`:
+/// parameter names in any case, each repeatable; `groupBy` also comma-separated. Same rules as a
+/// v1 index query.
+pub(crate) async fn get_onhand(
+    State(s): State<AppState>,
+    Path(env): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let mut filters = Map::new();
+    let mut group: Vec<Value> = Vec::new();
+    let mut body = Map::new();
+    for (key, value) in query_pairs(query.as_deref()) {
+        let lower = key.to_ascii_lowercase();
+        match lower.as_str() {
+            "groupby" | "groupbyvalues" => {
+                group.extend(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(|v| json!(v)),
+                );
+            }
+            "returnnegative" => {
+                body.insert("returnNegative".into(), json!(value));
+            }
+            "queryatp" => {
+                body.insert("QueryATP".into(), json!(value));
+            }
+            "dimensiondatasource" => {
+                body.insert("dimensionDataSource".into(), json!(value));
+            }
+            "atpfromdate" | "atptodate" => {}
+            _ => {
+                let canonical = match lower.as_str() {
+                    "organizationid" => "organizationId".to_string(),
+                    "productid" => "productId".to_string(),
+                    "siteid" => "siteId".to_string(),
+                    "locationid" => "locationId".to_string(),
+                    _ => lower,
+                };
+                let slot = filters.entry(canonical).or_insert_with(|| Value::Array(Vec::new()));
+                if let Value::Array(list) = slot {
+                    list.push(json!(value));
+                }
+            }
+        }
+    }
+    body.insert("filters".into(), Value::Object(filters));
+    body.insert("groupByValues".into(), Value::Array(group));
+    respond(
+        run(
+            s,
+            env,
+            ApiVersion::V1,
+            "indexquery",
+            Value::Object(body),
+            (1, PAGE_SIZE_DEFAULT),
+        )
+        .await,
+    )
+}

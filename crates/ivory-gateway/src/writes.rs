@@ -1,0 +1,217 @@
+//! On-hand change, set on-hand, reserve and unreserve: single (result envelope + HTTP status by
+//! outcome) and bulk (<= 512 items, one proposal per shard in parallel, IV's buckets, HTTP 200).
+//!
+//! Bulk rule: every item is validated first. The whole call is refused (400, nothing applied) only
+//! when the body is not an array or has more than 512 items; a malformed item becomes a `failure`
+//! result with `statusCode` 400 and the other items still go. When a shard cannot be reached after
+//! the gateway's retries its items land in `unknown` (statusCode 503); when no shard could be
+//! reached at all the call answers 503. Replaying the same bulk is safe: ids are idempotent.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ivory_core::{BATCH_COMMANDS_MAX, CmdResult, Command, Outcome};
+use serde_json::{Map, Value, json};
+
+use crate::parse::{WriteKind, client_id, json_body, mapping_config, needs_mappings, write_command};
+use crate::{ApiError, AppState, json_response};
+
+type Body = Result<Bytes, BytesRejection>;
+
+pub(crate) async fn onhand(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+    single(s, env, WriteKind::Change, body).await
+}
+pub(crate) async fn reserve(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+    single(s, env, WriteKind::Reserve, body).await
+}
+pub(crate) async fn unreserve(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+    single(s, env, WriteKind::Unreserve, body).await
+}
+pub(crate) async fn onhand_bulk(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+    bulk(s, env, WriteKind::Change, body).await
+}
+pub(crate) async fn reserve_bulk(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+    bulk(s, env, WriteKind::Reserve, body).await
+}
+pub(crate) async fn unreserve_bulk(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+    bulk(s, env, WriteKind::Unreserve, body).await
+}
+/// `{inventorySystem}` is accepted and not used: each item's `quantities` names its data sources.
+pub(crate) async fn setonhand_bulk(
+    State(s): State<AppState>,
+    Path((env, _system)): Path<(String, String)>,
+    body: Body,
+) -> Response {
+    bulk(s, env, WriteKind::Set, body).await
+}
+
+/// A stable code for a refusal by the shard.
+fn outcome_code(outcome: Outcome) -> Option<&'static str> {
+    match outcome {
+        Outcome::Success | Outcome::PartialSuccess => None,
+        Outcome::Insufficient => Some("stock.insufficient"),
+        Outcome::NotFound => Some("reservation.not_found"),
+        Outcome::Conflict => Some("event.conflict"),
+        Outcome::Invalid => Some("command.invalid"),
+    }
+}
+
+fn http_status(outcome: Outcome) -> StatusCode {
+    match outcome {
+        Outcome::Success | Outcome::PartialSuccess => StatusCode::OK,
+        Outcome::Insufficient | Outcome::Conflict => StatusCode::CONFLICT,
+        Outcome::NotFound => StatusCode::NOT_FOUND,
+        Outcome::Invalid => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// IV's single-result envelope.
+fn result_json(kind: WriteKind, id: &str, r: &CmdResult) -> Value {
+    let mut out = Map::new();
+    if let Some(rid) = &r.reservation_id {
+        out.insert("reservationId".into(), json!(rid));
+    }
+    if kind == WriteKind::Unreserve {
+        let excess = r.invalid_offset.unwrap_or(ivory_core::Qty::ZERO);
+        out.insert("totalInvalidOffsetQtyByReservId".into(), excess.to_json());
+    }
+    out.insert("id".into(), json!(format!("{}~{id}", kind.prefix())));
+    out.insert("processingStatus".into(), json!(r.outcome.processing_status()));
+    out.insert("message".into(), json!(r.message));
+    out.insert("statusCode".into(), json!(r.outcome.iv_status_code()));
+    if let Some(code) = outcome_code(r.outcome) {
+        out.insert("code".into(), json!(code));
+    }
+    Value::Object(out)
+}
+
+/// The envelope of an item the gateway refused before proposing it.
+fn refused_json(kind: WriteKind, id: &str, e: &ApiError) -> Value {
+    json!({
+        "id": format!("{}~{id}", kind.prefix()),
+        "processingStatus": "failure",
+        "message": e.message,
+        "statusCode": e.status.as_u16(),
+        "code": e.code,
+    })
+}
+
+async fn single(s: AppState, env: String, kind: WriteKind, body: Body) -> Response {
+    let value = match json_body(body) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let id = client_id(&value);
+    let config = match mapping_config(&s, &env, needs_mappings([&value])).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let command = match write_command(kind, &value, &env, &config, "") {
+        Ok(c) => c,
+        Err(e) => return json_response(e.status, refused_json(kind, &id, &e)),
+    };
+    let Some(partition) = command.partition() else {
+        return ApiError::bad_backend("a write without a partition").into_response();
+    };
+    let shard = s.backend.shard_of(partition);
+    match s.propose(shard, vec![command]).await {
+        Ok(results) => match results.first() {
+            Some(r) => json_response(http_status(r.outcome), result_json(kind, &id, r)),
+            None => ApiError::bad_backend("empty result").into_response(),
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+const BUCKETS: [&str; 6] = [
+    "success",
+    "failure",
+    "conflict",
+    "notFound",
+    "partialSuccess",
+    "unknown",
+];
+
+async fn bulk(s: AppState, env: String, kind: WriteKind, body: Body) -> Response {
+    let value = match json_body(body) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let Value::Array(items) = value else {
+        return ApiError::bad_request("body.not_array", "body: a bulk call takes a JSON array of items")
+            .into_response();
+    };
+    if items.len() > BATCH_COMMANDS_MAX {
+        return ApiError::bad_request(
+            "limit.bulk_items",
+            format!(
+                "body: {} items, at most {BATCH_COMMANDS_MAX} per bulk call",
+                items.len()
+            ),
+        )
+        .into_response();
+    }
+    let config = match mapping_config(&s, &env, needs_mappings(&items)).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let ids: Vec<String> = items.iter().map(client_id).collect();
+    let mut answers: Vec<Option<(&'static str, Value)>> = vec![None; items.len()];
+    let mut by_shard: BTreeMap<u32, (Vec<usize>, Vec<Command>)> = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        match write_command(kind, item, &env, &config, &format!("[{i}]")) {
+            Ok(command) => {
+                let Some(partition) = command.partition() else { continue };
+                let slot = by_shard.entry(s.backend.shard_of(partition)).or_default();
+                slot.0.push(i);
+                slot.1.push(command);
+            }
+            Err(e) => answers[i] = Some(("failure", refused_json(kind, &ids[i], &e))),
+        }
+    }
+    let proposals = by_shard.into_iter().map(|(shard, (indexes, commands))| {
+        let s = s.clone();
+        async move { (indexes, s.propose(shard, commands).await) }
+    });
+    let outcomes = futures::future::join_all(proposals).await;
+    let attempted = outcomes.len();
+    let mut first_error = None;
+    let mut failed = 0;
+    for (indexes, outcome) in outcomes {
+        match outcome {
+            Ok(results) => {
+                for (i, r) in indexes.into_iter().zip(results) {
+                    answers[i] = Some((r.outcome.bucket(), result_json(kind, &ids[i], &r)));
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                for i in indexes {
+                    let mut v = refused_json(kind, &ids[i], &e);
+                    v["processingStatus"] = json!("unknown");
+                    answers[i] = Some(("unknown", v));
+                }
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if attempted > 0
+        && failed == attempted
+        && let Some(e) = first_error
+    {
+        return e.into_response();
+    }
+    let mut buckets: BTreeMap<&str, Vec<Value>> = BUCKETS.iter().map(|b| (*b, Vec::new())).collect();
+    for (bucket, v) in answers.into_iter().flatten() {
+        buckets.entry(bucket).or_default().push(v);
+    }
+    let body: Map<String, Value> = BUCKETS
+        .iter()
+        .map(|b| ((*b).to_string(), Value::Array(buckets.remove(b).unwrap_or_default())))
+        .collect();
+    json_response(StatusCode::OK, Value::Object(body))
+}
