@@ -142,6 +142,19 @@ impl Node {
     /// # Errors
     /// As [`Node::start`].
     pub async fn start_with(cfg: NodeConfig, storage_options: StorageOptions) -> Result<Node, NodeError> {
+        Node::launch(cfg, storage_options, true).await
+    }
+
+    /// Starts a node that joins an existing cluster: on first start it hosts nothing until
+    /// [`Node::add_replica`] (called on a shard's leader) opens replicas on it.
+    ///
+    /// # Errors
+    /// As [`Node::start`].
+    pub async fn start_joining(cfg: NodeConfig, storage_options: StorageOptions) -> Result<Node, NodeError> {
+        Node::launch(cfg, storage_options, false).await
+    }
+
+    async fn launch(cfg: NodeConfig, storage_options: StorageOptions, bootstrap: bool) -> Result<Node, NodeError> {
         if !cfg.peers.contains_key(&cfg.id) {
             return Err(NodeError::Invalid(format!("peers must include this node ({})", cfg.id)));
         }
@@ -166,8 +179,10 @@ impl Node {
             for group in node.inner.storage.hosted_groups()? {
                 node.open_group(group).await?;
             }
-        } else {
+        } else if bootstrap {
             node.bootstrap().await?;
+        } else {
+            node.inner.storage.set_bootstrapped().await?;
         }
         Ok(node)
     }
