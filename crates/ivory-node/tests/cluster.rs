@@ -199,3 +199,23 @@ async fn thousand_concurrent_proposals_apply_exactly_once_in_one_order() {
     .await
     .expect("test timed out");
 }
+
+/// `ivory serve`: one node, replication factor 1, every shard led locally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_serves_writes_and_reads() {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let cluster = TestCluster::start(1, 2, 1).await;
+        for shard in 0..2 {
+            cluster.wait_leader(shard, T).await;
+            cluster.propose_retrying(1, shard, vec![add_one("s1"), add_one("s2")], T).await;
+            // A replay of the same event id changes nothing.
+            cluster.propose_retrying(1, shard, vec![add_one("s1")], T).await;
+            assert_eq!(read_onhand(cluster.node(1), shard).await.expect("read"), Qty::from_i64(2));
+        }
+        let err = cluster.node(1).propose(9, vec![add_one("x")]).await.expect_err("unknown shard");
+        assert_eq!(err.code(), "raft.unknown_shard");
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}

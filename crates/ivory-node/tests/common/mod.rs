@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use ivory_core::{Cell, Command, Dims, OnHandChange, PartitionKey, Qty, Query, ReadRequest, ReadResponse};
 use ivory_node::{Node, NodeConfig, NodeError, ShardStatus};
 use ivory_raft::StorageOptions;
+use ivory_raft::openraft::async_runtime::WatchReceiver;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -141,19 +142,26 @@ impl TestCluster {
         found.expect("leader")
     }
 
-    /// Waits until every running replica of `shard` applied the leader's last applied index.
+    /// Waits until every running voter of `shard` applied everything the leader committed and
+    /// all of them hold the same state hash; returns the applied index.
     pub async fn wait_converged(&self, shard: u32, timeout: Duration) -> u64 {
         let leader = self.wait_leader(shard, timeout).await;
         let mut index = 0;
         wait_for(timeout, &format!("shard {shard} replicas converge"), || {
-            let Some(ls) = self.status(leader, shard) else {
+            let Some(raft) = self.nodes.get(&leader).and_then(|n| n.raft_handle(shard)) else {
                 return false;
             };
-            index = ls.last_applied.unwrap_or(0);
-            ls.voters
+            let m = raft.metrics().borrow_watched().clone();
+            let committed = m.committed.as_ref().map(|c| c.index()).unwrap_or(0);
+            let voters: Vec<u64> =
+                m.membership_config.membership().voter_ids().filter(|v| self.nodes.contains_key(v)).collect();
+            let applied_all = voters
                 .iter()
-                .filter(|v| self.nodes.contains_key(v))
-                .all(|v| self.status(*v, shard).and_then(|s| s.last_applied) == Some(index))
+                .all(|v| self.status(*v, shard).and_then(|s| s.last_applied) == Some(committed));
+            let hashes = self.state_hashes(shard);
+            let first = hashes.get(&leader).copied();
+            index = committed;
+            applied_all && voters.iter().all(|v| hashes.get(v).copied() == first)
         })
         .await;
         index
