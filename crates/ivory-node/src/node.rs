@@ -1,0 +1,686 @@
+//! The node: a registry of the groups it hosts, the write and read paths, membership changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use ivory_core::{BATCH_COMMANDS_MAX, Batch, CmdResult, Command, ReadRequest, ReadResponse};
+use ivory_raft::openraft;
+use ivory_raft::{GroupId, NodeStorage, Raft, ShardBatch, SharedShard, StorageOptions, TypeConfig};
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::raft::ReadPolicy;
+use openraft::{BasicNode, RaftMetrics, ServerState};
+use tonic::transport::Channel;
+
+use crate::error::{NO_QUORUM_RETRY_AFTER_MS, NodeError};
+use crate::network::{GRPC_MESSAGE_MAX_BYTES, GroupNetworkFactory, Peers, decode, encode};
+use crate::placement::replicas_for;
+use crate::proto;
+use crate::proto::admin_client::AdminClient;
+use crate::proto::shard_client::ShardClient;
+
+/// A propose or read keeps retrying retryable failures (no quorum yet, leader moved) this long.
+const RETRY_FOR: Duration = Duration::from_secs(2);
+/// Pause between retries.
+const RETRY_PAUSE: Duration = Duration::from_millis(25);
+/// One forwarded request to another node.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Membership changes wait for a learner to catch up; bounded so that a dead learner fails the call.
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: u64,
+    /// REST and gRPC share it.
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// id -> "host:port", including this node.
+    pub peers: BTreeMap<u64, String>,
+    pub shard_count: u32,
+    pub replicas: usize,
+}
+
+/// One hosted shard as this node sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardStatus {
+    pub shard: u32,
+    pub leader: Option<u64>,
+    pub is_leader: bool,
+    pub last_applied: Option<u64>,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+}
+
+#[derive(Clone)]
+struct Group {
+    raft: Raft,
+    shard: SharedShard,
+}
+
+pub(crate) struct Inner {
+    pub(crate) cfg: NodeConfig,
+    storage: NodeStorage,
+    peers: Arc<Peers>,
+    groups: RwLock<BTreeMap<GroupId, Group>>,
+    /// Serialises opening and closing groups.
+    registry_lock: tokio::sync::Mutex<()>,
+    raft_config: Arc<openraft::Config>,
+    pub(crate) shutdown_tx: tokio::sync::watch::Sender<bool>,
+}
+
+/// A node handle; cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) inner: Arc<Inner>,
+}
+
+fn storage_err(e: impl std::fmt::Display) -> NodeError {
+    NodeError::Storage(e.to_string())
+}
+
+fn map_write_err(shard: u32, me: u64, e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> NodeError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => match f.leader_id {
+            Some(l) if l != me => NodeError::NotLeader {
+                shard,
+                leader_hint: Some(l),
+            },
+            _ => NodeError::NoQuorum {
+                shard,
+                retry_after_ms: NO_QUORUM_RETRY_AFTER_MS,
+            },
+        },
+        // Commit status unknown: retrying is safe because ivory-core deduplicates by event id.
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => NodeError::NoQuorum {
+            shard,
+            retry_after_ms: NO_QUORUM_RETRY_AFTER_MS,
+        },
+        RaftError::APIError(e) => NodeError::Invalid(e.to_string()),
+        RaftError::Fatal(e) => NodeError::Unavailable(format!("shard {shard}: {e}")),
+    }
+}
+
+fn map_read_err(shard: u32, me: u64, e: RaftError<TypeConfig, LinearizableReadError<TypeConfig>>) -> NodeError {
+    match e {
+        RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => match f.leader_id {
+            Some(l) if l != me => NodeError::NotLeader {
+                shard,
+                leader_hint: Some(l),
+            },
+            _ => NodeError::NoQuorum {
+                shard,
+                retry_after_ms: NO_QUORUM_RETRY_AFTER_MS,
+            },
+        },
+        RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)) => NodeError::NoQuorum {
+            shard,
+            retry_after_ms: NO_QUORUM_RETRY_AFTER_MS,
+        },
+        RaftError::Fatal(e) => NodeError::Unavailable(format!("shard {shard}: {e}")),
+    }
+}
+
+fn status_err(e: tonic::Status) -> NodeError {
+    NodeError::Unavailable(e.to_string())
+}
+
+impl Node {
+    /// Opens the node's sled Db, starts the groups it hosts and, on first start, bootstraps them.
+    ///
+    /// # Errors
+    /// [`NodeError::Invalid`] for an inconsistent configuration, [`NodeError::Storage`] when the
+    /// Db cannot be opened.
+    pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+        Node::start_with(cfg, StorageOptions::default()).await
+    }
+
+    /// [`Node::start`] with explicit storage options (benchmarks may turn fsync off).
+    ///
+    /// # Errors
+    /// As [`Node::start`].
+    pub async fn start_with(cfg: NodeConfig, storage_options: StorageOptions) -> Result<Node, NodeError> {
+        Node::launch(cfg, storage_options, true).await
+    }
+
+    /// Starts a node that joins an existing cluster: on first start it hosts nothing until
+    /// [`Node::add_replica`] (called on a shard's leader) opens replicas on it.
+    ///
+    /// # Errors
+    /// As [`Node::start`].
+    pub async fn start_joining(cfg: NodeConfig, storage_options: StorageOptions) -> Result<Node, NodeError> {
+        Node::launch(cfg, storage_options, false).await
+    }
+
+    async fn launch(cfg: NodeConfig, storage_options: StorageOptions, bootstrap: bool) -> Result<Node, NodeError> {
+        if !cfg.peers.contains_key(&cfg.id) {
+            return Err(NodeError::Invalid(format!("peers must include this node ({})", cfg.id)));
+        }
+        if cfg.replicas == 0 || cfg.shard_count == 0 {
+            return Err(NodeError::Invalid("replicas and shard_count must be at least 1".into()));
+        }
+        let storage = NodeStorage::open_async(cfg.data_dir.clone(), storage_options).await?;
+        let raft_config = ivory_raft::raft_config("ivory").map_err(|e| NodeError::Invalid(e.to_string()))?;
+        let (shutdown_tx, _) = tokio::sync::watch::channel(false);
+        let node = Node {
+            inner: Arc::new(Inner {
+                cfg,
+                storage,
+                peers: Arc::new(Peers::default()),
+                groups: RwLock::new(BTreeMap::new()),
+                registry_lock: tokio::sync::Mutex::new(()),
+                raft_config,
+                shutdown_tx,
+            }),
+        };
+        if node.inner.storage.bootstrapped()? {
+            for group in node.inner.storage.hosted_groups()? {
+                node.open_group(group).await?;
+            }
+        } else if bootstrap {
+            node.bootstrap().await?;
+        } else {
+            node.inner.storage.set_bootstrapped().await?;
+        }
+        Ok(node)
+    }
+
+    async fn bootstrap(&self) -> Result<(), NodeError> {
+        let cfg = &self.inner.cfg;
+        for shard in 0..cfg.shard_count {
+            let replicas = replicas_for(shard, &cfg.peers, cfg.replicas);
+            if !replicas.contains(&cfg.id) {
+                continue;
+            }
+            let raft = self.open_group(shard).await?;
+            if replicas.first() == Some(&cfg.id) {
+                let members: BTreeMap<u64, BasicNode> = replicas
+                    .iter()
+                    .filter_map(|id| cfg.peers.get(id).map(|addr| (*id, BasicNode { addr: addr.clone() })))
+                    .collect();
+                if let Err(e) = raft.initialize(members).await {
+                    // "Already initialized" after a crash between initialize and the marker.
+                    tracing::info!(shard, error = %e, "initialize skipped");
+                }
+            }
+        }
+        self.inner.storage.set_bootstrapped().await?;
+        Ok(())
+    }
+
+    pub fn id(&self) -> u64 {
+        self.inner.cfg.id
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.cfg
+    }
+
+    /// Starts a (possibly empty) replica of `shard` on this node, if not running yet.
+    ///
+    /// # Errors
+    /// [`NodeError::Storage`] on sled errors; [`NodeError::Unavailable`] while shutting down.
+    pub async fn open_group(&self, shard: u32) -> Result<Raft, NodeError> {
+        let _guard = self.inner.registry_lock.lock().await;
+        if *self.inner.shutdown_tx.borrow() {
+            return Err(NodeError::Unavailable("node is shutting down".into()));
+        }
+        if let Some(g) = self.group(shard) {
+            return Ok(g.raft);
+        }
+        let (log, sm) = self.inner.storage.open_group(shard).await?;
+        let shard_state = sm.shard();
+        let network = GroupNetworkFactory {
+            group: shard,
+            id: self.id(),
+            peers: self.inner.peers.clone(),
+        };
+        let raft = Raft::new(self.id(), self.inner.raft_config.clone(), network, log, sm)
+            .await
+            .map_err(storage_err)?;
+        spawn_leader_gauge(shard, self.id(), raft.clone());
+        let group = Group {
+            raft: raft.clone(),
+            shard: shard_state,
+        };
+        self.groups_write().insert(shard, group);
+        Ok(raft)
+    }
+
+    /// Stops this node's replica of `shard` and drops its storage (after it was removed).
+    ///
+    /// # Errors
+    /// [`NodeError::Storage`] on sled errors.
+    pub async fn close_group(&self, shard: u32) -> Result<(), NodeError> {
+        let _guard = self.inner.registry_lock.lock().await;
+        let Some(group) = self.groups_write().remove(&shard) else {
+            return Ok(());
+        };
+        if let Err(e) = group.raft.shutdown().await {
+            tracing::warn!(shard, error = %e, "raft shutdown failed");
+        }
+        drop(group);
+        self.inner.storage.drop_group(shard).await?;
+        Ok(())
+    }
+
+    fn groups_write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<GroupId, Group>> {
+        self.inner.groups.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn group(&self, shard: u32) -> Option<Group> {
+        self.inner.groups.read().unwrap_or_else(|p| p.into_inner()).get(&shard).cloned()
+    }
+
+    pub(crate) fn raft(&self, shard: u32) -> Result<Raft, NodeError> {
+        self.group(shard).map(|g| g.raft).ok_or(NodeError::UnknownShard(shard))
+    }
+
+    fn metrics(raft: &Raft) -> RaftMetrics<TypeConfig> {
+        raft.metrics().borrow_watched().clone()
+    }
+
+    /// The address of node `id`: from the group's membership if known, else from the peer list.
+    fn addr_of(&self, shard: u32, id: u64) -> Option<String> {
+        if let Some(g) = self.group(shard) {
+            let m = Node::metrics(&g.raft);
+            if let Some(n) = m.membership_config.membership().get_node(&id) {
+                return Some(n.addr.clone());
+            }
+        }
+        self.inner.cfg.peers.get(&id).cloned()
+    }
+
+    fn channel_to(&self, shard: u32, id: u64) -> Result<Channel, NodeError> {
+        let addr = self
+            .addr_of(shard, id)
+            .ok_or_else(|| NodeError::Unavailable(format!("no address for node {id}")))?;
+        self.inner.peers.channel(&addr).map_err(NodeError::Unavailable)
+    }
+
+    /// Where to send a request for `shard` first: the known leader, else this node if it hosts
+    /// the shard, else the first replica by placement.
+    fn first_target(&self, shard: u32) -> u64 {
+        if let Some(g) = self.group(shard) {
+            return Node::metrics(&g.raft).current_leader.unwrap_or(self.id());
+        }
+        let cfg = &self.inner.cfg;
+        replicas_for(shard, &cfg.peers, cfg.replicas).first().copied().unwrap_or(self.id())
+    }
+
+    /// The next node to try after `failed` did not answer.
+    fn next_target(&self, shard: u32, failed: u64) -> u64 {
+        let mut candidates: Vec<u64> = match self.group(shard) {
+            Some(g) => Node::metrics(&g.raft).membership_config.membership().voter_ids().collect(),
+            None => replicas_for(shard, &self.inner.cfg.peers, self.inner.cfg.replicas),
+        };
+        candidates.sort_unstable();
+        let pos = candidates.iter().position(|c| *c == failed).map_or(0, |p| p + 1);
+        candidates.get(pos % candidates.len().max(1)).copied().unwrap_or(self.id())
+    }
+
+    /// Runs `attempt(target)` until it succeeds, fails for good, or [`RETRY_FOR`] passes:
+    /// follows leader hints, waits out missing quorums, moves on from unreachable nodes.
+    async fn with_retries<T, F, Fut>(&self, shard: u32, mut attempt: F) -> Result<T, NodeError>
+    where
+        F: FnMut(u64) -> Fut,
+        Fut: Future<Output = Result<T, NodeError>>,
+    {
+        let deadline = Instant::now() + RETRY_FOR;
+        let mut target = self.first_target(shard);
+        loop {
+            let err = match attempt(target).await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if !err.is_retryable() || Instant::now() >= deadline {
+                return Err(err);
+            }
+            target = match &err {
+                NodeError::NotLeader {
+                    leader_hint: Some(l), ..
+                } => *l,
+                NodeError::Unavailable(_) => self.next_target(shard, target),
+                _ => {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    self.first_target(shard)
+                }
+            };
+            if matches!(err, NodeError::Unavailable(_)) {
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+
+    /// Proposes `commands` to `shard` as one log entry and returns their results in order.
+    /// Forwards to the leader when this node does not lead the shard.
+    ///
+    /// # Errors
+    /// [`NodeError::NoQuorum`] / [`NodeError::Unavailable`] (retryable) when no leader could take the
+    /// write within about 2 s; [`NodeError::Invalid`] for an empty or oversized batch.
+    pub async fn propose(&self, shard: u32, commands: Vec<Command>) -> Result<Vec<CmdResult>, NodeError> {
+        if commands.is_empty() || commands.len() > BATCH_COMMANDS_MAX {
+            return Err(NodeError::Invalid(format!(
+                "a proposal holds 1..={BATCH_COMMANDS_MAX} commands, got {}",
+                commands.len()
+            )));
+        }
+        let encoded = encode(&commands).map_err(NodeError::Invalid)?;
+        let commands = &commands;
+        let encoded = &encoded;
+        self.with_retries(shard, |target| async move {
+            if target == self.id() {
+                self.propose_local(shard, commands.clone()).await
+            } else {
+                self.forward_propose(target, shard, encoded.clone()).await
+            }
+        })
+        .await
+    }
+
+    /// One attempt at this node: the leader stamps the batch and appends it.
+    pub(crate) async fn propose_local(&self, shard: u32, commands: Vec<Command>) -> Result<Vec<CmdResult>, NodeError> {
+        let raft = self.raft(shard)?;
+        let batch = ShardBatch(Batch {
+            ts_ms: ivory_raft::now_ms(),
+            commands,
+        });
+        match raft.client_write(batch).await {
+            Ok(response) => Ok(response.data),
+            Err(e) => Err(map_write_err(shard, self.id(), e)),
+        }
+    }
+
+    async fn forward_propose(&self, target: u64, shard: u32, commands: Vec<u8>) -> Result<Vec<CmdResult>, NodeError> {
+        let mut client = ShardClient::new(self.channel_to(shard, target)?)
+            .max_decoding_message_size(GRPC_MESSAGE_MAX_BYTES)
+            .max_encoding_message_size(GRPC_MESSAGE_MAX_BYTES);
+        let request = proto::ProposeRequest {
+            group_id: shard,
+            commands,
+        };
+        let reply = tokio::time::timeout(FORWARD_TIMEOUT, client.propose(request))
+            .await
+            .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
+            .map_err(status_err)?
+            .into_inner();
+        if let Some(e) = reply.error {
+            return Err(NodeError::from_proto(shard, e));
+        }
+        decode(&reply.results).map_err(NodeError::Unavailable)
+    }
+
+    /// A linearizable read of `shard` (read-index through the leader).
+    ///
+    /// # Errors
+    /// As [`Node::propose`].
+    pub async fn read(&self, shard: u32, req: ReadRequest) -> Result<ReadResponse, NodeError> {
+        let encoded = encode(&req).map_err(NodeError::Invalid)?;
+        let req = &req;
+        let encoded = &encoded;
+        self.with_retries(shard, |target| async move {
+            if target == self.id() {
+                self.read_local(shard, req).await
+            } else {
+                self.forward_read(target, shard, encoded.clone()).await
+            }
+        })
+        .await
+    }
+
+    pub(crate) async fn read_local(&self, shard: u32, req: &ReadRequest) -> Result<ReadResponse, NodeError> {
+        let group = self.group(shard).ok_or(NodeError::UnknownShard(shard))?;
+        group
+            .raft
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+            .map_err(|e| map_read_err(shard, self.id(), e))?;
+        let state = group.shard.read().map_err(|_| NodeError::Storage("shard lock poisoned".into()))?;
+        Ok(state.read(req))
+    }
+
+    async fn forward_read(&self, target: u64, shard: u32, request: Vec<u8>) -> Result<ReadResponse, NodeError> {
+        let mut client = ShardClient::new(self.channel_to(shard, target)?)
+            .max_decoding_message_size(GRPC_MESSAGE_MAX_BYTES)
+            .max_encoding_message_size(GRPC_MESSAGE_MAX_BYTES);
+        let reply = tokio::time::timeout(FORWARD_TIMEOUT, client.read(proto::ReadRequest { group_id: shard, request }))
+            .await
+            .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
+            .map_err(status_err)?
+            .into_inner();
+        if let Some(e) = reply.error {
+            return Err(NodeError::from_proto(shard, e));
+        }
+        decode(&reply.response).map_err(NodeError::Unavailable)
+    }
+
+    /// The state of this node's replica of `shard`, without a read-index round (tests, admin).
+    ///
+    /// # Errors
+    /// [`NodeError::UnknownShard`] when this node does not host it.
+    pub fn local_read(&self, shard: u32, req: &ReadRequest) -> Result<ReadResponse, NodeError> {
+        let group = self.group(shard).ok_or(NodeError::UnknownShard(shard))?;
+        let state = group.shard.read().map_err(|_| NodeError::Storage("shard lock poisoned".into()))?;
+        Ok(state.read(req))
+    }
+
+    /// Per hosted shard: leader, whether this node leads it, last applied index, members.
+    pub fn shard_status(&self) -> Vec<ShardStatus> {
+        let groups: Vec<(GroupId, Group)> = self
+            .inner
+            .groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        groups
+            .into_iter()
+            .map(|(shard, g)| {
+                let m = Node::metrics(&g.raft);
+                let membership = m.membership_config.membership();
+                let voters: Vec<u64> = membership.voter_ids().collect();
+                let learners: Vec<u64> = membership.learner_ids().collect();
+                ShardStatus {
+                    shard,
+                    leader: m.current_leader,
+                    is_leader: m.state == ServerState::Leader,
+                    last_applied: m.last_applied.as_ref().map(|l| l.index()),
+                    voters,
+                    learners,
+                }
+            })
+            .collect()
+    }
+
+    /// The Raft handle of a hosted shard, for tests and tools that wait on metrics.
+    pub fn raft_handle(&self, shard: u32) -> Option<Raft> {
+        self.group(shard).map(|g| g.raft)
+    }
+
+    /// Adds `node` (at `addr`) to `shard`: opens an empty replica there, adds it as a learner,
+    /// waits until it caught up (by log or snapshot), then promotes it to voter.
+    ///
+    /// # Errors
+    /// [`NodeError::Unavailable`] when `node` cannot be reached; leadership errors as for propose.
+    pub async fn add_replica(&self, shard: u32, node: u64, addr: String) -> Result<(), NodeError> {
+        let addr = &addr;
+        self.with_retries(shard, |target| async move {
+            if target == self.id() {
+                self.add_replica_local(shard, node, addr.clone()).await
+            } else {
+                let mut client = AdminClient::new(self.channel_to(shard, target)?);
+                let request = proto::AddReplicaRequest {
+                    group_id: shard,
+                    node_id: node,
+                    addr: addr.clone(),
+                };
+                let reply = tokio::time::timeout(MEMBERSHIP_TIMEOUT, client.add_replica(request))
+                    .await
+                    .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
+                    .map_err(status_err)?
+                    .into_inner();
+                reply.error.map_or(Ok(()), |e| Err(NodeError::from_proto(shard, e)))
+            }
+        })
+        .await
+    }
+
+    pub(crate) async fn add_replica_local(&self, shard: u32, node: u64, addr: String) -> Result<(), NodeError> {
+        let raft = self.raft(shard)?;
+        let m = Node::metrics(&raft);
+        if m.state != ServerState::Leader {
+            return Err(NodeError::NotLeader {
+                shard,
+                leader_hint: m.current_leader.filter(|l| *l != self.id()),
+            });
+        }
+        let mut voters: BTreeSet<u64> = m.membership_config.membership().voter_ids().collect();
+        if voters.contains(&node) {
+            return Ok(());
+        }
+        if node != self.id() {
+            self.remote_open_group(shard, &addr).await?;
+        }
+        let timeout = |_| NodeError::Unavailable(format!("node {node} did not catch up in time"));
+        tokio::time::timeout(MEMBERSHIP_TIMEOUT, raft.add_learner(node, BasicNode { addr }, true))
+            .await
+            .map_err(timeout)?
+            .map_err(|e| map_write_err(shard, self.id(), e))?;
+        voters.insert(node);
+        tokio::time::timeout(MEMBERSHIP_TIMEOUT, raft.change_membership(voters, false))
+            .await
+            .map_err(timeout)?
+            .map_err(|e| map_write_err(shard, self.id(), e))?;
+        Ok(())
+    }
+
+    async fn remote_open_group(&self, shard: u32, addr: &str) -> Result<(), NodeError> {
+        let channel = self.inner.peers.channel(addr).map_err(NodeError::Unavailable)?;
+        let reply = tokio::time::timeout(FORWARD_TIMEOUT, AdminClient::new(channel).open_group(proto::GroupRequest { group_id: shard }))
+            .await
+            .map_err(|_| NodeError::Unavailable(format!("{addr} did not answer in time")))?
+            .map_err(status_err)?
+            .into_inner();
+        reply.error.map_or(Ok(()), |e| Err(NodeError::from_proto(shard, e)))
+    }
+
+    /// Removes `node` from `shard`; when `node` leads the shard, leadership moves away first.
+    /// The removed node is then told to stop its replica and drop its storage (best effort).
+    ///
+    /// # Errors
+    /// [`NodeError::Invalid`] when removing the last voter; leadership errors as for propose.
+    pub async fn remove_replica(&self, shard: u32, node: u64) -> Result<(), NodeError> {
+        let deadline = Instant::now() + MEMBERSHIP_TIMEOUT;
+        loop {
+            let result = self
+                .with_retries(shard, |target| async move {
+                    if target == self.id() {
+                        self.remove_replica_local(shard, node).await
+                    } else {
+                        let mut client = AdminClient::new(self.channel_to(shard, target)?);
+                        let request = proto::RemoveReplicaRequest {
+                            group_id: shard,
+                            node_id: node,
+                        };
+                        let reply = tokio::time::timeout(MEMBERSHIP_TIMEOUT, client.remove_replica(request))
+                            .await
+                            .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
+                            .map_err(status_err)?
+                            .into_inner();
+                        reply.error.map_or(Ok(()), |e| Err(NodeError::from_proto(shard, e)))
+                    }
+                })
+                .await;
+            match result {
+                Err(e) if e.is_retryable() && Instant::now() < deadline => tokio::time::sleep(RETRY_PAUSE).await,
+                other => return other,
+            }
+        }
+    }
+
+    pub(crate) async fn remove_replica_local(&self, shard: u32, node: u64) -> Result<(), NodeError> {
+        let raft = self.raft(shard)?;
+        let m = Node::metrics(&raft);
+        if m.state != ServerState::Leader {
+            return Err(NodeError::NotLeader {
+                shard,
+                leader_hint: m.current_leader.filter(|l| *l != self.id()),
+            });
+        }
+        let membership = m.membership_config.membership();
+        let mut voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let is_learner = membership.learner_ids().any(|l| l == node);
+        if !voters.contains(&node) && !is_learner {
+            return Ok(());
+        }
+        voters.remove(&node);
+        let Some(successor) = voters.iter().next().copied() else {
+            return Err(NodeError::Invalid(format!("node {node} is the last voter of shard {shard}")));
+        };
+        if node == self.id() {
+            // Hand leadership over, then let the new leader do the removal (caller retries).
+            raft.trigger().transfer_leader(successor).await.map_err(|e| NodeError::Unavailable(e.to_string()))?;
+            let _ = raft
+                .wait(Some(Duration::from_secs(5)))
+                .metrics(|m| m.current_leader.is_some_and(|l| l != node), "leadership moved")
+                .await;
+            return Err(NodeError::NotLeader {
+                shard,
+                leader_hint: Node::metrics(&raft).current_leader.filter(|l| *l != node),
+            });
+        }
+        let addr = self.addr_of(shard, node);
+        tokio::time::timeout(MEMBERSHIP_TIMEOUT, raft.change_membership(voters, false))
+            .await
+            .map_err(|_| NodeError::Unavailable("membership change timed out".into()))?
+            .map_err(|e| map_write_err(shard, self.id(), e))?;
+        if let Some(addr) = addr
+            && let Ok(channel) = self.inner.peers.channel(&addr)
+        {
+            let mut client = AdminClient::new(channel);
+            let close = client.close_group(proto::GroupRequest { group_id: shard });
+            match tokio::time::timeout(FORWARD_TIMEOUT, close).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::info!(shard, node, error = %e, "removed node did not close its replica"),
+                Err(_) => tracing::info!(shard, node, "removed node did not close its replica in time"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every group and the gRPC server started by [`Node::serve`]; flushes storage.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.shutdown_tx.send(true);
+        let groups: Vec<(GroupId, Group)> = std::mem::take(&mut *self.groups_write()).into_iter().collect();
+        for (shard, group) in groups {
+            if let Err(e) = group.raft.shutdown().await {
+                tracing::warn!(shard, error = %e, "raft shutdown failed");
+            }
+        }
+        if let Err(e) = self.inner.storage.flusher().flush().await {
+            tracing::warn!(error = %e, "final flush failed");
+        }
+    }
+}
+
+use std::future::Future;
+
+/// Keeps the `ivory_raft_is_leader{shard}` gauge in step with the group's state.
+fn spawn_leader_gauge(shard: u32, me: u64, raft: Raft) {
+    let mut rx = raft.metrics();
+    drop(raft);
+    tokio::spawn(async move {
+        let gauge = metrics::gauge!("ivory_raft_is_leader", "shard" => shard.to_string(), "node" => me.to_string());
+        loop {
+            let leading = rx.borrow_watched().state == ServerState::Leader;
+            gauge.set(if leading { 1.0 } else { 0.0 });
+            if rx.changed().await.is_err() {
+                gauge.set(0.0);
+                break;
+            }
+        }
+    });
+}

@@ -1,0 +1,212 @@
+//! The tonic services of `proto/ivory/v1/raft.proto`, and serving them next to REST on one port.
+
+use std::io;
+
+use futures::StreamExt;
+use ivory_core::{Command, ReadRequest};
+use ivory_raft::openraft;
+use ivory_raft::{Raft, TypeConfig};
+use openraft::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::network::{GRPC_MESSAGE_MAX_BYTES, decode, encode};
+use crate::node::Node;
+use crate::proto;
+use crate::proto::admin_server::{Admin, AdminServer};
+use crate::proto::raft_transport_server::{RaftTransport, RaftTransportServer};
+use crate::proto::shard_server::{Shard, ShardServer};
+use crate::{NodeError, ShardStatus};
+
+/// A received snapshot may not exceed this (it is held in memory while installing).
+const SNAPSHOT_RECEIVE_MAX_BYTES: usize = 1 << 30;
+
+fn raft_of(node: &Node, group: u32) -> Result<Raft, Status> {
+    node.raft(group).map_err(|_| Status::not_found(format!("group {group} is not hosted here")))
+}
+
+fn reply<T: serde::Serialize>(value: &T) -> Result<Response<proto::RaftReply>, Status> {
+    let payload = encode(value).map_err(Status::internal)?;
+    Ok(Response::new(proto::RaftReply { payload }))
+}
+
+#[tonic::async_trait]
+impl RaftTransport for Node {
+    async fn append_entries(&self, request: Request<proto::RaftRequest>) -> Result<Response<proto::RaftReply>, Status> {
+        let request = request.into_inner();
+        let raft = raft_of(self, request.group_id)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.payload).map_err(Status::invalid_argument)?;
+        let response = raft.append_entries(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        reply(&response)
+    }
+
+    async fn vote(&self, request: Request<proto::RaftRequest>) -> Result<Response<proto::RaftReply>, Status> {
+        let request = request.into_inner();
+        let raft = raft_of(self, request.group_id)?;
+        let rpc: VoteRequest<TypeConfig> = decode(&request.payload).map_err(Status::invalid_argument)?;
+        let response = raft.vote(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        reply(&response)
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<proto::RaftRequest>,
+    ) -> Result<Response<proto::RaftReply>, Status> {
+        let request = request.into_inner();
+        let raft = raft_of(self, request.group_id)?;
+        let rpc: TransferLeaderRequest<TypeConfig> = decode(&request.payload).map_err(Status::invalid_argument)?;
+        let response = raft.handle_transfer_leader(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        reply(&response)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<proto::SnapshotChunk>>,
+    ) -> Result<Response<proto::RaftReply>, Status> {
+        let mut chunks = request.into_inner();
+        let first = chunks
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
+        let raft = raft_of(self, first.group_id)?;
+        let (vote, meta): (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>) =
+            decode(&first.header).map_err(Status::invalid_argument)?;
+        let mut data = first.data;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            if data.len() + chunk.data.len() > SNAPSHOT_RECEIVE_MAX_BYTES {
+                return Err(Status::resource_exhausted("snapshot too large"));
+            }
+            data.extend_from_slice(&chunk.data);
+        }
+        let snapshot = SnapshotOf::<TypeConfig, Vec<u8>> { meta, snapshot: data };
+        let response = raft
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        reply(&response)
+    }
+}
+
+#[tonic::async_trait]
+impl Shard for Node {
+    async fn propose(&self, request: Request<proto::ProposeRequest>) -> Result<Response<proto::ProposeReply>, Status> {
+        let request = request.into_inner();
+        let shard = request.group_id;
+        let result = match decode::<Vec<Command>>(&request.commands) {
+            Ok(commands) => self.propose_local(shard, commands).await,
+            Err(e) => Err(NodeError::Invalid(e)),
+        };
+        let reply = match result.and_then(|r| encode(&r).map_err(NodeError::Invalid)) {
+            Ok(results) => proto::ProposeReply { results, error: None },
+            Err(e) => proto::ProposeReply {
+                results: Vec::new(),
+                error: Some(e.to_proto()),
+            },
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn read(&self, request: Request<proto::ReadRequest>) -> Result<Response<proto::ReadReply>, Status> {
+        let request = request.into_inner();
+        let shard = request.group_id;
+        let result = match decode::<ReadRequest>(&request.request) {
+            Ok(req) => self.read_local(shard, &req).await,
+            Err(e) => Err(NodeError::Invalid(e)),
+        };
+        let reply = match result.and_then(|r| encode(&r).map_err(NodeError::Invalid)) {
+            Ok(response) => proto::ReadReply { response, error: None },
+            Err(e) => proto::ReadReply {
+                response: Vec::new(),
+                error: Some(e.to_proto()),
+            },
+        };
+        Ok(Response::new(reply))
+    }
+}
+
+fn admin_reply(result: Result<(), NodeError>) -> Result<Response<proto::AdminReply>, Status> {
+    Ok(Response::new(proto::AdminReply {
+        error: result.err().map(|e| e.to_proto()),
+    }))
+}
+
+#[tonic::async_trait]
+impl Admin for Node {
+    async fn add_replica(
+        &self,
+        request: Request<proto::AddReplicaRequest>,
+    ) -> Result<Response<proto::AdminReply>, Status> {
+        let r = request.into_inner();
+        admin_reply(self.add_replica_local(r.group_id, r.node_id, r.addr).await)
+    }
+
+    async fn remove_replica(
+        &self,
+        request: Request<proto::RemoveReplicaRequest>,
+    ) -> Result<Response<proto::AdminReply>, Status> {
+        let r = request.into_inner();
+        admin_reply(self.remove_replica_local(r.group_id, r.node_id).await)
+    }
+
+    async fn open_group(&self, request: Request<proto::GroupRequest>) -> Result<Response<proto::AdminReply>, Status> {
+        admin_reply(self.open_group(request.into_inner().group_id).await.map(|_| ()))
+    }
+
+    async fn close_group(&self, request: Request<proto::GroupRequest>) -> Result<Response<proto::AdminReply>, Status> {
+        admin_reply(self.close_group(request.into_inner().group_id).await)
+    }
+
+    async fn status(&self, _request: Request<proto::StatusRequest>) -> Result<Response<proto::StatusReply>, Status> {
+        let groups = self
+            .shard_status()
+            .into_iter()
+            .map(|s: ShardStatus| proto::GroupStatus {
+                group_id: s.shard,
+                leader: s.leader,
+                is_leader: s.is_leader,
+                last_applied: s.last_applied,
+                voters: s.voters,
+                learners: s.learners,
+            })
+            .collect();
+        Ok(Response::new(proto::StatusReply {
+            node_id: self.id(),
+            groups,
+        }))
+    }
+}
+
+impl Node {
+    /// The node's gRPC services as an axum router, to merge with REST on one port (STACK.md §6).
+    pub fn grpc_router(&self) -> axum::Router {
+        let transport = RaftTransportServer::new(self.clone())
+            .max_decoding_message_size(GRPC_MESSAGE_MAX_BYTES)
+            .max_encoding_message_size(GRPC_MESSAGE_MAX_BYTES);
+        let shard = ShardServer::new(self.clone())
+            .max_decoding_message_size(GRPC_MESSAGE_MAX_BYTES)
+            .max_encoding_message_size(GRPC_MESSAGE_MAX_BYTES);
+        tonic::service::Routes::new(transport)
+            .add_service(shard)
+            .add_service(AdminServer::new(self.clone()))
+            .into_axum_router()
+    }
+
+    /// Serves `router` (e.g. [`Node::grpc_router`] merged with REST) on `listener` with
+    /// `TCP_NODELAY`, until [`Node::shutdown`]; then closes its connections gracefully.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn serve(&self, listener: tokio::net::TcpListener, router: axum::Router) -> io::Result<()> {
+        use axum::serve::ListenerExt;
+        let mut shutdown = self.inner.shutdown_tx.subscribe();
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|stopped| *stopped).await;
+            })
+            .await
+    }
+}

@@ -1,0 +1,221 @@
+//! In-process clusters: 3+ real nodes, real sled in temp dirs, real tonic on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ivory_core::Qty;
+use ivory_raft::openraft::async_runtime::WatchReceiver;
+
+const T: Duration = Duration::from_secs(20);
+
+/// Writes through every node (followers forward), all replicas end with the same state hash,
+/// and a linearizable read through a follower sees every write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_several_groups_replicate_to_equal_state_hashes() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let cluster = TestCluster::start(3, 4, 3).await;
+        for shard in 0..4 {
+            cluster.wait_leader(shard, T).await;
+        }
+        for i in 0..12u32 {
+            let shard = i % 4;
+            let via = 1 + u64::from(i % 3);
+            cluster.propose_retrying(via, shard, vec![add_one(&format!("e{i}"))], T).await;
+        }
+        for shard in 0..4 {
+            cluster.wait_converged(shard, T).await;
+            let hashes = cluster.state_hashes(shard);
+            assert_eq!(hashes.len(), 3, "every node hosts shard {shard}");
+            let first = hashes.values().next().copied();
+            assert!(hashes.values().all(|h| Some(*h) == first), "shard {shard}: {hashes:?}");
+            let leader = cluster.wait_leader(shard, T).await;
+            let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+            let onhand = read_onhand(cluster.node(follower), shard).await.expect("read via follower");
+            assert_eq!(onhand, Qty::from_i64(3));
+        }
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// The leader's node goes away: another node takes over, acknowledged writes survive, writes continue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_elects_a_new_one_and_loses_nothing() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let mut cluster = TestCluster::start(3, 2, 3).await;
+        let old = cluster.wait_leader(0, T).await;
+        for i in 0..20 {
+            cluster.propose_retrying(old, 0, vec![add_one(&format!("a{i}"))], T).await;
+        }
+        cluster.stop_node(old).await;
+        let survivor = (1..=3).find(|id| *id != old).expect("survivor");
+        let new = cluster.wait_leader(0, T).await;
+        assert_ne!(new, old);
+        for i in 0..20 {
+            cluster.propose_retrying(survivor, 0, vec![add_one(&format!("b{i}"))], T).await;
+        }
+        let onhand = read_onhand(cluster.node(survivor), 0).await.expect("read");
+        assert_eq!(onhand, Qty::from_i64(40), "no acknowledged write lost");
+        cluster.wait_converged(0, T).await;
+        let hashes = cluster.state_hashes(0);
+        assert_eq!(hashes.len(), 2);
+        let first = hashes.values().next().copied();
+        assert!(hashes.values().all(|h| Some(*h) == first));
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// A node restarted from its sled directory recovers its state and catches up on what it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_node_recovers_from_sled_and_catches_up() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let mut cluster = TestCluster::start(3, 2, 3).await;
+        let leader = cluster.wait_leader(0, T).await;
+        for i in 0..10 {
+            cluster.propose_retrying(leader, 0, vec![add_one(&format!("a{i}"))], T).await;
+        }
+        cluster.wait_converged(0, T).await;
+        let victim = (1..=3).rev().find(|id| *id != leader).expect("a follower");
+        cluster.stop_node(victim).await;
+        for i in 0..10 {
+            cluster.propose_retrying(leader, 0, vec![add_one(&format!("b{i}"))], T).await;
+        }
+        cluster.restart_node(victim).await;
+        let index = cluster.wait_converged(0, T).await;
+        assert_eq!(cluster.status(victim, 0).and_then(|s| s.last_applied), Some(index));
+        let hashes = cluster.state_hashes(0);
+        assert_eq!(hashes.len(), 3);
+        let first = hashes.values().next().copied();
+        assert!(hashes.values().all(|h| Some(*h) == first), "{hashes:?}");
+        let onhand = read_onhand(cluster.node(victim), 0).await.expect("read via restarted node");
+        assert_eq!(onhand, Qty::from_i64(20));
+        // The other shard came back too.
+        cluster.wait_converged(1, T).await;
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// After a snapshot and a log purge, a new replica can only catch up by snapshot; then the
+/// leader itself leaves (leadership moves first) and a removed replica stops receiving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn added_replica_catches_up_by_snapshot_and_removed_replica_stops() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let mut cluster = TestCluster::start(3, 1, 3).await;
+        let leader = cluster.wait_leader(0, T).await;
+        for i in 0..30 {
+            cluster.propose_retrying(leader, 0, vec![add_one(&format!("a{i}"))], T).await;
+        }
+        let index = cluster.wait_converged(0, T).await;
+        let raft = cluster.node(leader).raft_handle(0).expect("raft");
+        raft.trigger().snapshot().await.expect("snapshot");
+        raft.wait(Some(T))
+            .metrics(|m| m.snapshot.as_ref().is_some_and(|s| s.index() >= index), "snapshot built")
+            .await
+            .expect("snapshot built");
+        raft.trigger().purge_log(index).await.expect("purge");
+        raft.wait(Some(T))
+            .metrics(|m| m.purged.as_ref().is_some_and(|p| p.index() >= index), "log purged")
+            .await
+            .expect("log purged");
+
+        let new = cluster.add_node().await;
+        let addr = cluster.peers[&new].clone();
+        cluster.node(leader).add_replica(0, new, addr).await.expect("add replica");
+        let new_raft = cluster.node(new).raft_handle(0).expect("new replica runs");
+        let new_metrics = new_raft.metrics().borrow_watched().clone();
+        assert!(
+            new_metrics.snapshot.as_ref().is_some_and(|s| s.index() >= index),
+            "caught up by snapshot: {:?}",
+            new_metrics.snapshot
+        );
+        cluster.wait_converged(0, T).await;
+        assert_eq!(read_onhand(cluster.node(new), 0).await.expect("read"), Qty::from_i64(30));
+        let status = cluster.status(leader, 0).expect("status");
+        assert_eq!(status.voters.len(), 4);
+
+        // The leader leaves: leadership moves away first, then the new leader removes it.
+        cluster.node(new).remove_replica(0, leader).await.expect("remove leader");
+        let next = cluster.wait_leader(0, T).await;
+        assert_ne!(next, leader);
+        wait_for(T, "old leader dropped its replica", || cluster.status(leader, 0).is_none()).await;
+        let status = cluster.status(next, 0).expect("status");
+        assert!(!status.voters.contains(&leader), "{status:?}");
+        for i in 0..5 {
+            cluster.propose_retrying(next, 0, vec![add_one(&format!("b{i}"))], T).await;
+        }
+        cluster.wait_converged(0, T).await;
+        let hashes = cluster.state_hashes(0);
+        assert_eq!(hashes.len(), 3, "{hashes:?}");
+        assert!(!hashes.contains_key(&leader));
+        let first = hashes.values().next().copied();
+        assert!(hashes.values().all(|h| Some(*h) == first));
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// 1,000 concurrent proposals to one group: every one acknowledged, applied exactly once, and
+/// every replica ends in the same state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_concurrent_proposals_apply_exactly_once_in_one_order() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let cluster = TestCluster::start(3, 1, 3).await;
+        let leader = cluster.wait_leader(0, T).await;
+        let before = cluster.status(leader, 0).and_then(|s| s.last_applied).unwrap_or(0);
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..1000u32 {
+            // Mostly through the leader, some forwarded by followers.
+            let via = if i % 10 == 0 { 1 + u64::from(i % 3) } else { leader };
+            let node = cluster.node(via).clone();
+            tasks.spawn(async move { node.propose(0, vec![add_one(&format!("c{i}"))]).await });
+        }
+        let mut acked = 0;
+        while let Some(joined) = tasks.join_next().await {
+            let results = joined.expect("task").expect("proposal acknowledged");
+            assert!(results[0].outcome.applied(), "{results:?}");
+            acked += 1;
+        }
+        assert_eq!(acked, 1000);
+        let index = cluster.wait_converged(0, T).await;
+        assert!(index >= before + 1, "entries were appended");
+        let hashes = cluster.state_hashes(0);
+        assert_eq!(hashes.len(), 3);
+        let first = hashes.values().next().copied();
+        assert!(hashes.values().all(|h| Some(*h) == first), "{hashes:?}");
+        for id in 1..=3 {
+            let local = cluster.node(id).local_read(0, &onhand_query()).expect("local read");
+            assert_eq!(onhand_of(&local), Qty::from_i64(1000), "node {id}");
+        }
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// `ivory serve`: one node, replication factor 1, every shard led locally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_serves_writes_and_reads() {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let cluster = TestCluster::start(1, 2, 1).await;
+        for shard in 0..2 {
+            cluster.wait_leader(shard, T).await;
+            cluster.propose_retrying(1, shard, vec![add_one("s1"), add_one("s2")], T).await;
+            // A replay of the same event id changes nothing.
+            cluster.propose_retrying(1, shard, vec![add_one("s1")], T).await;
+            assert_eq!(read_onhand(cluster.node(1), shard).await.expect("read"), Qty::from_i64(2));
+        }
+        let err = cluster.node(1).propose(9, vec![add_one("x")]).await.expect_err("unknown shard");
+        assert_eq!(err.code(), "raft.unknown_shard");
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}

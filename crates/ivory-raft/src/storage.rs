@@ -1,0 +1,234 @@
+//! One `sled::Db` per node, three trees per group, and the node's group-commit flusher.
+//!
+//! Durability (DESIGN.md §6): sled's `flush` is `sync_file_range`, not an fsync, so every flush
+//! is followed by `File::sync_data` on `<dir>/db`. Both run on one dedicated thread per node,
+//! never on the tokio workers and never through `flush_async` (it deadlocks in sled 0.34.7,
+//! STACK.md §2). Requests that queue up while a flush runs are served by the next single flush:
+//! that is the group commit across all groups of the node.
+//!
+//! Ivory never calls `Tree::apply_batch` or transactions: they switch sled's process-global
+//! concurrency control into its locking mode, which is what the deadlock needs.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::{GroupId, SledLogStore, ShardStateMachine, io_err};
+
+/// A callback run on the flusher thread once the flush it waited for is durable.
+type FlushDone = Box<dyn FnOnce(io::Result<()>) + Send>;
+
+/// Requests waiting for one flush; beyond this, callers block on the channel (back-pressure).
+const FLUSH_QUEUE_MAX: usize = 16_384;
+
+/// Opening the same sled directory twice in one process fails while the old instance drains.
+const OPEN_RETRY_FOR: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug)]
+pub struct StorageOptions {
+    /// sled's page cache; the default 1 GiB is too much when tests run three nodes on one box.
+    pub cache_capacity_bytes: u64,
+    /// `false` skips the fsync after the flush (benchmarks only; survives kill -9, not power loss).
+    pub fsync: bool,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions {
+            cache_capacity_bytes: 64 * 1024 * 1024,
+            fsync: true,
+        }
+    }
+}
+
+/// Hands flush requests to the node's flusher thread.
+#[derive(Clone)]
+pub struct Flusher {
+    tx: mpsc::SyncSender<FlushDone>,
+}
+
+impl Flusher {
+    fn start(db: sled::Db, file: File, fsync: bool) -> io::Result<Flusher> {
+        let (tx, rx) = mpsc::sync_channel::<FlushDone>(FLUSH_QUEUE_MAX);
+        std::thread::Builder::new()
+            .name("ivory-flusher".into())
+            .spawn(move || flusher_loop(db, file, fsync, rx))?;
+        Ok(Flusher { tx })
+    }
+
+    /// Runs `done` on the flusher thread after the next flush + fsync of everything written so far.
+    pub fn flush_then(&self, done: FlushDone) {
+        if let Err(mpsc::SendError(done)) = self.tx.send(done) {
+            done(Err(io_err("storage flusher stopped")));
+        }
+    }
+
+    /// Waits until everything written so far is durable.
+    pub async fn flush(&self) -> io::Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.flush_then(Box::new(move |r| {
+            let _ = tx.send(r);
+        }));
+        rx.await.map_err(|_| io_err("storage flusher dropped a request"))?
+    }
+}
+
+fn flusher_loop(db: sled::Db, file: File, fsync: bool, rx: mpsc::Receiver<FlushDone>) {
+    let mut pending: Vec<FlushDone> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        pending.push(first);
+        while let Ok(more) = rx.try_recv() {
+            pending.push(more);
+        }
+        let started = Instant::now();
+        let result = db.flush().map_err(io_err).and_then(|_| if fsync { file.sync_data() } else { Ok(()) });
+        metrics::histogram!("ivory_raft_fsync_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("ivory_raft_fsync_batch").record(pending.len() as f64);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "storage flush failed");
+        }
+        for done in pending.drain(..) {
+            done(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
+        }
+    }
+}
+
+/// A node's storage: one sled Db shared by all its groups.
+#[derive(Clone)]
+pub struct NodeStorage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    dir: PathBuf,
+    flusher: Flusher,
+    /// Node-level facts: which groups this node hosts, whether it was ever bootstrapped.
+    node_tree: sled::Tree,
+}
+
+const KEY_BOOTSTRAPPED: &[u8] = b"bootstrapped";
+
+fn group_key(group: GroupId) -> Vec<u8> {
+    let mut k = b"group/".to_vec();
+    k.extend_from_slice(&group.to_be_bytes());
+    k
+}
+
+impl NodeStorage {
+    /// Opens (or creates) the node's Db in `dir`. Blocking: call from `spawn_blocking` or
+    /// use [`NodeStorage::open_async`].
+    ///
+    /// # Errors
+    /// When sled cannot open the directory within a few seconds.
+    pub fn open(dir: &Path, options: &StorageOptions) -> io::Result<NodeStorage> {
+        std::fs::create_dir_all(dir)?;
+        let started = Instant::now();
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(dir)
+                .cache_capacity(options.cache_capacity_bytes)
+                // Every durable write is flushed explicitly through the flusher thread.
+                .flush_every_ms(None)
+                .open();
+            match opened {
+                Ok(db) => break db,
+                Err(e) if started.elapsed() < OPEN_RETRY_FOR => {
+                    tracing::debug!(error = %e, dir = %dir.display(), "sled open failed, retrying");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(io_err(format!("open sled at {}: {e}", dir.display()))),
+            }
+        };
+        let file = File::open(dir.join("db"))?;
+        let flusher = Flusher::start(db.clone(), file, options.fsync)?;
+        let node_tree = db.open_tree("node").map_err(io_err)?;
+        Ok(NodeStorage {
+            inner: Arc::new(Inner {
+                db,
+                dir: dir.to_path_buf(),
+                flusher,
+                node_tree,
+            }),
+        })
+    }
+
+    /// [`NodeStorage::open`] off the tokio workers.
+    ///
+    /// # Errors
+    /// As [`NodeStorage::open`].
+    pub async fn open_async(dir: PathBuf, options: StorageOptions) -> io::Result<NodeStorage> {
+        tokio::task::spawn_blocking(move || NodeStorage::open(&dir, &options))
+            .await
+            .map_err(io_err)?
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub fn flusher(&self) -> &Flusher {
+        &self.inner.flusher
+    }
+
+    /// Opens the log store and state machine of a group (creating empty trees if new) and records
+    /// that this node hosts the group.
+    ///
+    /// # Errors
+    /// On sled errors or an undecodable stored snapshot.
+    pub async fn open_group(&self, group: GroupId) -> io::Result<(SledLogStore, ShardStateMachine)> {
+        let db = &self.inner.db;
+        let log = db.open_tree(format!("g{group}.log")).map_err(io_err)?;
+        let meta = db.open_tree(format!("g{group}.meta")).map_err(io_err)?;
+        let sm = db.open_tree(format!("g{group}.sm")).map_err(io_err)?;
+        self.inner.node_tree.insert(group_key(group), &[]).map_err(io_err)?;
+        self.inner.flusher.flush().await?;
+        let log_store = SledLogStore::new(log, meta, self.inner.flusher.clone());
+        let state_machine = ShardStateMachine::open(sm, self.inner.flusher.clone())?;
+        Ok((log_store, state_machine))
+    }
+
+    /// Forgets a group this node no longer hosts: drops its three trees.
+    ///
+    /// # Errors
+    /// On sled errors.
+    pub async fn drop_group(&self, group: GroupId) -> io::Result<()> {
+        self.inner.node_tree.remove(group_key(group)).map_err(io_err)?;
+        for suffix in ["log", "meta", "sm"] {
+            self.inner.db.drop_tree(format!("g{group}.{suffix}")).map_err(io_err)?;
+        }
+        self.inner.flusher.flush().await
+    }
+
+    /// The groups this node hosts, as recorded by [`NodeStorage::open_group`].
+    ///
+    /// # Errors
+    /// On sled errors or a malformed key.
+    pub fn hosted_groups(&self) -> io::Result<Vec<GroupId>> {
+        let mut groups = Vec::new();
+        for kv in self.inner.node_tree.scan_prefix(b"group/") {
+            let (k, _) = kv.map_err(io_err)?;
+            let bytes: [u8; 4] = k[6..].try_into().map_err(|_| io_err("malformed group key"))?;
+            groups.push(GroupId::from_be_bytes(bytes));
+        }
+        Ok(groups)
+    }
+
+    /// Whether this node's groups were bootstrapped once (so a restart must not bootstrap again).
+    ///
+    /// # Errors
+    /// On sled errors.
+    pub fn bootstrapped(&self) -> io::Result<bool> {
+        Ok(self.inner.node_tree.get(KEY_BOOTSTRAPPED).map_err(io_err)?.is_some())
+    }
+
+    /// # Errors
+    /// On sled errors or when the flush fails.
+    pub async fn set_bootstrapped(&self) -> io::Result<()> {
+        self.inner.node_tree.insert(KEY_BOOTSTRAPPED, &[]).map_err(io_err)?;
+        self.inner.flusher.flush().await
+    }
+}
