@@ -204,6 +204,25 @@ impl Cluster {
         }
     }
 
+    /// The node that leads `shard` now, by asking a running node's `/status`.
+    pub async fn leader_of(&self, shard: u32) -> Option<u64> {
+        let http = reqwest::Client::new();
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            let Ok(r) = http.get(format!("http://{}/status", node.addr)).send().await else {
+                continue;
+            };
+            let Ok(status) = r.json::<Value>().await else { continue };
+            let leader = status["shards"]
+                .as_array()
+                .and_then(|shards| shards.iter().find(|s| s["shard"] == shard))
+                .and_then(|s| s["leader"].as_u64());
+            if leader.is_some() {
+                return leader;
+            }
+        }
+        None
+    }
+
     pub async fn client(&self, i: usize, environment: &str) -> Client {
         Client::connect(self.nodes[i].addr, environment).await
     }

@@ -202,7 +202,15 @@ async fn run(id: u64, peers: BTreeMap<u64, String>, replicas: usize, common: Com
             ..credentials.gateway_config()
         },
     );
-    let app = gateway.merge(node.grpc_router());
+    let status_node = node.clone();
+    // gRPC routes first; every other path is REST (a merge would clash on the two fallbacks).
+    let app = node
+        .grpc_router()
+        .route(
+            "/status",
+            axum::routing::get(move || std::future::ready(axum::Json(status_json(&status_node)))),
+        )
+        .fallback_service(gateway);
     if let Some(json) = default_config {
         tokio::spawn(backend::put_default_config(backend.clone(), json));
     }
@@ -216,6 +224,21 @@ async fn run(id: u64, peers: BTreeMap<u64, String>, replicas: usize, common: Com
     let served = serve.await.map_err(|e| format!("server failed: {e}"));
     node.shutdown().await;
     served
+}
+
+/// `GET /status`: this node's view of its shards, for operators and tests.
+fn status_json(node: &Node) -> serde_json::Value {
+    let shards: Vec<serde_json::Value> = node
+        .shard_status()
+        .into_iter()
+        .map(|s| {
+            serde_json::json!({
+                "shard": s.shard, "leader": s.leader, "isLeader": s.is_leader,
+                "lastApplied": s.last_applied, "voters": s.voters, "learners": s.learners,
+            })
+        })
+        .collect();
+    serde_json::json!({ "node": node.id(), "shards": shards })
 }
 
 async fn shutdown_signal() {

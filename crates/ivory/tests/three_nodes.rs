@@ -87,10 +87,20 @@ async fn the_last_unit_is_sold_once_and_kill_9_loses_nothing() {
             assert_eq!(sum_measure(&records, "iv", "availabletoreserve"), 0.0);
         }
 
-        // Writes through node 1 and 2 while node 3 is killed with -9 in the middle of them.
+        // Writes through a node that survives while the shard's leader is killed with -9 in the
+        // middle of them.
+        let ring = ivory_cluster::ShardRing::new(&ivory_cluster::Layout::new(SHARDS)).expect("layout");
+        let shard = ring.shard_of(&ivory_core::PartitionKey::new("env", "org", "1", "11"));
+        let leader = cluster.leader_of(shard).await.expect("the shard has a leader");
+        let victim = cluster
+            .nodes
+            .iter()
+            .position(|n| n.id == leader)
+            .expect("leader is a node");
+        let survivor = (victim + 1) % 3;
         let acknowledged = Arc::new(AtomicU64::new(0));
         let writer = {
-            let c = clients[0].clone();
+            let c = clients[survivor].clone();
             let acknowledged = acknowledged.clone();
             tokio::spawn(async move {
                 for n in 0..150u64 {
@@ -110,10 +120,10 @@ async fn the_last_unit_is_sold_once_and_kill_9_loses_nothing() {
         while acknowledged.load(Ordering::SeqCst) < 40 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        cluster.nodes[2].kill9();
+        cluster.nodes[victim].kill9();
         let killed_at = Instant::now();
         writer.await.expect("writer");
-        let records = clients[1].post_ok("onhand/indexquery", &query("KILL")).await;
+        let records = clients[survivor].post_ok("onhand/indexquery", &query("KILL")).await;
         assert_eq!(
             sum_measure(&records, "iv", "onhand"),
             150.0,
@@ -125,9 +135,9 @@ async fn the_last_unit_is_sold_once_and_kill_9_loses_nothing() {
         );
 
         // The killed node comes back from its sled directory and catches up.
-        cluster.restart(2);
+        cluster.restart(victim);
         cluster.wait_healthy(Duration::from_secs(60)).await;
-        let c3 = cluster.client(2, "env").await;
+        let c3 = cluster.client(victim, "env").await;
         let records = c3.post_ok("onhand/indexquery", &query("KILL")).await;
         assert_eq!(sum_measure(&records, "iv", "onhand"), 150.0);
         let records = c3.post_ok("onhand/indexquery", &query("HOT")).await;
