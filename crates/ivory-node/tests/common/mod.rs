@@ -252,6 +252,7 @@ pub fn onhand_query() -> ReadRequest {
         exact: None,
         group_by: Vec::new(),
         return_negative: true,
+        atp: None,
     })
 }
 
