@@ -43,7 +43,7 @@ impl Proc {
             .args(&self.args)
             .env("IVORY_CLIENT_ID", CLIENT_ID)
             .env("IVORY_CLIENT_SECRET", CLIENT_SECRET)
-            .env("RUST_LOG", "info,openraft=warn,sled=warn")
+            .env("RUST_LOG", "info,openraft=error,sled=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
