@@ -87,8 +87,14 @@ mod tests {
     #[test]
     fn codes_round_trip_through_proto() {
         let errors = [
-            NodeError::NotLeader { shard: 3, leader_hint: Some(2) },
-            NodeError::NoQuorum { shard: 3, retry_after_ms: 500 },
+            NodeError::NotLeader {
+                shard: 3,
+                leader_hint: Some(2),
+            },
+            NodeError::NoQuorum {
+                shard: 3,
+                retry_after_ms: 500,
+            },
             NodeError::UnknownShard(3),
             NodeError::Storage("disk".into()),
             NodeError::Unavailable("down".into()),

@@ -43,7 +43,10 @@ impl Peers {
     /// # Errors
     /// When `addr` is not a valid endpoint.
     pub fn channel(&self, addr: &str) -> Result<Channel, String> {
-        let mut channels = self.channels.lock().map_err(|_| "peer table lock poisoned".to_string())?;
+        let mut channels = self
+            .channels
+            .lock()
+            .map_err(|_| "peer table lock poisoned".to_string())?;
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
@@ -113,7 +116,9 @@ fn status_to_rpc(status: tonic::Status) -> RPCError<TypeConfig> {
 
 impl GroupNetwork {
     fn client(&self) -> Result<RaftTransportClient<Channel>, RPCError<TypeConfig>> {
-        self.peers.transport(&self.addr).map_err(|e| RPCError::Unreachable(Unreachable::from_string(e)))
+        self.peers
+            .transport(&self.addr)
+            .map_err(|e| RPCError::Unreachable(Unreachable::from_string(e)))
     }
 
     async fn call<Req, Resp, F, Fut>(
@@ -185,8 +190,10 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(RPCTypes::AppendEntries, &rpc, &option, |mut c, r| async move { c.append_entries(r).await })
-            .await
+        self.call(RPCTypes::AppendEntries, &rpc, &option, |mut c, r| async move {
+            c.append_entries(r).await
+        })
+        .await
     }
 
     async fn vote(
@@ -194,7 +201,8 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(RPCTypes::Vote, &rpc, &option, |mut c, r| async move { c.vote(r).await }).await
+        self.call(RPCTypes::Vote, &rpc, &option, |mut c, r| async move { c.vote(r).await })
+            .await
     }
 
     async fn transfer_leader(

@@ -271,7 +271,12 @@ impl Node {
     }
 
     fn group(&self, shard: u32) -> Option<Group> {
-        self.inner.groups.read().unwrap_or_else(|p| p.into_inner()).get(&shard).cloned()
+        self.inner
+            .groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&shard)
+            .cloned()
     }
 
     pub(crate) fn raft(&self, shard: u32) -> Result<Raft, NodeError> {
@@ -307,18 +312,28 @@ impl Node {
             return Node::metrics(&g.raft).current_leader.unwrap_or(self.id());
         }
         let cfg = &self.inner.cfg;
-        replicas_for(shard, &cfg.peers, cfg.replicas).first().copied().unwrap_or(self.id())
+        replicas_for(shard, &cfg.peers, cfg.replicas)
+            .first()
+            .copied()
+            .unwrap_or(self.id())
     }
 
     /// The next node to try after `failed` did not answer.
     fn next_target(&self, shard: u32, failed: u64) -> u64 {
         let mut candidates: Vec<u64> = match self.group(shard) {
-            Some(g) => Node::metrics(&g.raft).membership_config.membership().voter_ids().collect(),
+            Some(g) => Node::metrics(&g.raft)
+                .membership_config
+                .membership()
+                .voter_ids()
+                .collect(),
             None => replicas_for(shard, &self.inner.cfg.peers, self.inner.cfg.replicas),
         };
         candidates.sort_unstable();
         let pos = candidates.iter().position(|c| *c == failed).map_or(0, |p| p + 1);
-        candidates.get(pos % candidates.len().max(1)).copied().unwrap_or(self.id())
+        candidates
+            .get(pos % candidates.len().max(1))
+            .copied()
+            .unwrap_or(self.id())
     }
 
     /// Runs `attempt(target)` until it succeeds, fails for good, or [`RETRY_FOR`] passes:
@@ -437,7 +452,10 @@ impl Node {
             .ensure_linearizable(ReadPolicy::ReadIndex)
             .await
             .map_err(|e| map_read_err(shard, self.id(), e))?;
-        let state = group.shard.read().map_err(|_| NodeError::Storage("shard lock poisoned".into()))?;
+        let state = group
+            .shard
+            .read()
+            .map_err(|_| NodeError::Storage("shard lock poisoned".into()))?;
         Ok(state.read(req))
     }
 
@@ -445,11 +463,17 @@ impl Node {
         let mut client = ShardClient::new(self.channel_to(shard, target)?)
             .max_decoding_message_size(GRPC_MESSAGE_MAX_BYTES)
             .max_encoding_message_size(GRPC_MESSAGE_MAX_BYTES);
-        let reply = tokio::time::timeout(FORWARD_TIMEOUT, client.read(proto::ReadRequest { group_id: shard, request }))
-            .await
-            .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
-            .map_err(status_err)?
-            .into_inner();
+        let reply = tokio::time::timeout(
+            FORWARD_TIMEOUT,
+            client.read(proto::ReadRequest {
+                group_id: shard,
+                request,
+            }),
+        )
+        .await
+        .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
+        .map_err(status_err)?
+        .into_inner();
         if let Some(e) = reply.error {
             return Err(NodeError::from_proto(shard, e));
         }
@@ -462,7 +486,10 @@ impl Node {
     /// [`NodeError::UnknownShard`] when this node does not host it.
     pub fn local_read(&self, shard: u32, req: &ReadRequest) -> Result<ReadResponse, NodeError> {
         let group = self.group(shard).ok_or(NodeError::UnknownShard(shard))?;
-        let state = group.shard.read().map_err(|_| NodeError::Storage("shard lock poisoned".into()))?;
+        let state = group
+            .shard
+            .read()
+            .map_err(|_| NodeError::Storage("shard lock poisoned".into()))?;
         Ok(state.read(req))
     }
 
@@ -559,11 +586,14 @@ impl Node {
 
     async fn remote_open_group(&self, shard: u32, addr: &str) -> Result<(), NodeError> {
         let channel = self.inner.peers.channel(addr).map_err(NodeError::Unavailable)?;
-        let reply = tokio::time::timeout(FORWARD_TIMEOUT, AdminClient::new(channel).open_group(proto::GroupRequest { group_id: shard }))
-            .await
-            .map_err(|_| NodeError::Unavailable(format!("{addr} did not answer in time")))?
-            .map_err(status_err)?
-            .into_inner();
+        let reply = tokio::time::timeout(
+            FORWARD_TIMEOUT,
+            AdminClient::new(channel).open_group(proto::GroupRequest { group_id: shard }),
+        )
+        .await
+        .map_err(|_| NodeError::Unavailable(format!("{addr} did not answer in time")))?
+        .map_err(status_err)?
+        .into_inner();
         reply.error.map_or(Ok(()), |e| Err(NodeError::from_proto(shard, e)))
     }
 
@@ -618,11 +648,16 @@ impl Node {
         }
         voters.remove(&node);
         let Some(successor) = voters.iter().next().copied() else {
-            return Err(NodeError::Invalid(format!("node {node} is the last voter of shard {shard}")));
+            return Err(NodeError::Invalid(format!(
+                "node {node} is the last voter of shard {shard}"
+            )));
         };
         if node == self.id() {
             // Hand leadership over, then let the new leader do the removal (caller retries).
-            raft.trigger().transfer_leader(successor).await.map_err(|e| NodeError::Unavailable(e.to_string()))?;
+            raft.trigger()
+                .transfer_leader(successor)
+                .await
+                .map_err(|e| NodeError::Unavailable(e.to_string()))?;
             let _ = raft
                 .wait(Some(Duration::from_secs(5)))
                 .metrics(|m| m.current_leader.is_some_and(|l| l != node), "leadership moved")

@@ -22,7 +22,8 @@ use crate::{NodeError, ShardStatus};
 const SNAPSHOT_RECEIVE_MAX_BYTES: usize = 1 << 30;
 
 fn raft_of(node: &Node, group: u32) -> Result<Raft, Status> {
-    node.raft(group).map_err(|_| Status::not_found(format!("group {group} is not hosted here")))
+    node.raft(group)
+        .map_err(|_| Status::not_found(format!("group {group} is not hosted here")))
 }
 
 fn reply<T: serde::Serialize>(value: &T) -> Result<Response<proto::RaftReply>, Status> {
@@ -36,7 +37,10 @@ impl RaftTransport for Node {
         let request = request.into_inner();
         let raft = raft_of(self, request.group_id)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.payload).map_err(Status::invalid_argument)?;
-        let response = raft.append_entries(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let response = raft
+            .append_entries(rpc)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         reply(&response)
     }
 
@@ -55,7 +59,10 @@ impl RaftTransport for Node {
         let request = request.into_inner();
         let raft = raft_of(self, request.group_id)?;
         let rpc: TransferLeaderRequest<TypeConfig> = decode(&request.payload).map_err(Status::invalid_argument)?;
-        let response = raft.handle_transfer_leader(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let response = raft
+            .handle_transfer_leader(rpc)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         reply(&response)
     }
 

@@ -22,7 +22,9 @@ async fn three_nodes_several_groups_replicate_to_equal_state_hashes() {
         for i in 0..12u32 {
             let shard = i % 4;
             let via = 1 + u64::from(i % 3);
-            cluster.propose_retrying(via, shard, vec![add_one(&format!("e{i}"))], T).await;
+            cluster
+                .propose_retrying(via, shard, vec![add_one(&format!("e{i}"))], T)
+                .await;
         }
         for shard in 0..4 {
             cluster.wait_converged(shard, T).await;
@@ -32,7 +34,9 @@ async fn three_nodes_several_groups_replicate_to_equal_state_hashes() {
             assert!(hashes.values().all(|h| Some(*h) == first), "shard {shard}: {hashes:?}");
             let leader = cluster.wait_leader(shard, T).await;
             let follower = (1..=3).find(|id| *id != leader).expect("a follower");
-            let onhand = read_onhand(cluster.node(follower), shard).await.expect("read via follower");
+            let onhand = read_onhand(cluster.node(follower), shard)
+                .await
+                .expect("read via follower");
             assert_eq!(onhand, Qty::from_i64(3));
         }
         cluster.shutdown().await;
@@ -48,14 +52,18 @@ async fn killing_the_leader_elects_a_new_one_and_loses_nothing() {
         let mut cluster = TestCluster::start(3, 2, 3).await;
         let old = cluster.wait_leader(0, T).await;
         for i in 0..20 {
-            cluster.propose_retrying(old, 0, vec![add_one(&format!("a{i}"))], T).await;
+            cluster
+                .propose_retrying(old, 0, vec![add_one(&format!("a{i}"))], T)
+                .await;
         }
         cluster.stop_node(old).await;
         let survivor = (1..=3).find(|id| *id != old).expect("survivor");
         let new = cluster.wait_leader(0, T).await;
         assert_ne!(new, old);
         for i in 0..20 {
-            cluster.propose_retrying(survivor, 0, vec![add_one(&format!("b{i}"))], T).await;
+            cluster
+                .propose_retrying(survivor, 0, vec![add_one(&format!("b{i}"))], T)
+                .await;
         }
         let onhand = read_onhand(cluster.node(survivor), 0).await.expect("read");
         assert_eq!(onhand, Qty::from_i64(40), "no acknowledged write lost");
@@ -77,13 +85,17 @@ async fn restarted_node_recovers_from_sled_and_catches_up() {
         let mut cluster = TestCluster::start(3, 2, 3).await;
         let leader = cluster.wait_leader(0, T).await;
         for i in 0..10 {
-            cluster.propose_retrying(leader, 0, vec![add_one(&format!("a{i}"))], T).await;
+            cluster
+                .propose_retrying(leader, 0, vec![add_one(&format!("a{i}"))], T)
+                .await;
         }
         cluster.wait_converged(0, T).await;
         let victim = (1..=3).rev().find(|id| *id != leader).expect("a follower");
         cluster.stop_node(victim).await;
         for i in 0..10 {
-            cluster.propose_retrying(leader, 0, vec![add_one(&format!("b{i}"))], T).await;
+            cluster
+                .propose_retrying(leader, 0, vec![add_one(&format!("b{i}"))], T)
+                .await;
         }
         cluster.restart_node(victim).await;
         let index = cluster.wait_converged(0, T).await;
@@ -92,7 +104,9 @@ async fn restarted_node_recovers_from_sled_and_catches_up() {
         assert_eq!(hashes.len(), 3);
         let first = hashes.values().next().copied();
         assert!(hashes.values().all(|h| Some(*h) == first), "{hashes:?}");
-        let onhand = read_onhand(cluster.node(victim), 0).await.expect("read via restarted node");
+        let onhand = read_onhand(cluster.node(victim), 0)
+            .await
+            .expect("read via restarted node");
         assert_eq!(onhand, Qty::from_i64(20));
         // The other shard came back too.
         cluster.wait_converged(1, T).await;
@@ -110,13 +124,18 @@ async fn added_replica_catches_up_by_snapshot_and_removed_replica_stops() {
         let mut cluster = TestCluster::start(3, 1, 3).await;
         let leader = cluster.wait_leader(0, T).await;
         for i in 0..30 {
-            cluster.propose_retrying(leader, 0, vec![add_one(&format!("a{i}"))], T).await;
+            cluster
+                .propose_retrying(leader, 0, vec![add_one(&format!("a{i}"))], T)
+                .await;
         }
         let index = cluster.wait_converged(0, T).await;
         let raft = cluster.node(leader).raft_handle(0).expect("raft");
         raft.trigger().snapshot().await.expect("snapshot");
         raft.wait(Some(T))
-            .metrics(|m| m.snapshot.as_ref().is_some_and(|s| s.index() >= index), "snapshot built")
+            .metrics(
+                |m| m.snapshot.as_ref().is_some_and(|s| s.index() >= index),
+                "snapshot built",
+            )
             .await
             .expect("snapshot built");
         raft.trigger().purge_log(index).await.expect("purge");
@@ -127,7 +146,11 @@ async fn added_replica_catches_up_by_snapshot_and_removed_replica_stops() {
 
         let new = cluster.add_node().await;
         let addr = cluster.peers[&new].clone();
-        cluster.node(leader).add_replica(0, new, addr).await.expect("add replica");
+        cluster
+            .node(leader)
+            .add_replica(0, new, addr)
+            .await
+            .expect("add replica");
         let new_raft = cluster.node(new).raft_handle(0).expect("new replica runs");
         let new_metrics = new_raft.metrics().borrow_watched().clone();
         assert!(
@@ -136,19 +159,31 @@ async fn added_replica_catches_up_by_snapshot_and_removed_replica_stops() {
             new_metrics.snapshot
         );
         cluster.wait_converged(0, T).await;
-        assert_eq!(read_onhand(cluster.node(new), 0).await.expect("read"), Qty::from_i64(30));
+        assert_eq!(
+            read_onhand(cluster.node(new), 0).await.expect("read"),
+            Qty::from_i64(30)
+        );
         let status = cluster.status(leader, 0).expect("status");
         assert_eq!(status.voters.len(), 4);
 
         // The leader leaves: leadership moves away first, then the new leader removes it.
-        cluster.node(new).remove_replica(0, leader).await.expect("remove leader");
+        cluster
+            .node(new)
+            .remove_replica(0, leader)
+            .await
+            .expect("remove leader");
         let next = cluster.wait_leader(0, T).await;
         assert_ne!(next, leader);
-        wait_for(T, "old leader dropped its replica", || cluster.status(leader, 0).is_none()).await;
+        wait_for(T, "old leader dropped its replica", || {
+            cluster.status(leader, 0).is_none()
+        })
+        .await;
         let status = cluster.status(next, 0).expect("status");
         assert!(!status.voters.contains(&leader), "{status:?}");
         for i in 0..5 {
-            cluster.propose_retrying(next, 0, vec![add_one(&format!("b{i}"))], T).await;
+            cluster
+                .propose_retrying(next, 0, vec![add_one(&format!("b{i}"))], T)
+                .await;
         }
         cluster.wait_converged(0, T).await;
         let hashes = cluster.state_hashes(0);
@@ -185,7 +220,7 @@ async fn thousand_concurrent_proposals_apply_exactly_once_in_one_order() {
         }
         assert_eq!(acked, 1000);
         let index = cluster.wait_converged(0, T).await;
-        assert!(index >= before + 1, "entries were appended");
+        assert!(index > before, "entries were appended");
         let hashes = cluster.state_hashes(0);
         assert_eq!(hashes.len(), 3);
         let first = hashes.values().next().copied();
@@ -207,12 +242,21 @@ async fn single_node_serves_writes_and_reads() {
         let cluster = TestCluster::start(1, 2, 1).await;
         for shard in 0..2 {
             cluster.wait_leader(shard, T).await;
-            cluster.propose_retrying(1, shard, vec![add_one("s1"), add_one("s2")], T).await;
+            cluster
+                .propose_retrying(1, shard, vec![add_one("s1"), add_one("s2")], T)
+                .await;
             // A replay of the same event id changes nothing.
             cluster.propose_retrying(1, shard, vec![add_one("s1")], T).await;
-            assert_eq!(read_onhand(cluster.node(1), shard).await.expect("read"), Qty::from_i64(2));
+            assert_eq!(
+                read_onhand(cluster.node(1), shard).await.expect("read"),
+                Qty::from_i64(2)
+            );
         }
-        let err = cluster.node(1).propose(9, vec![add_one("x")]).await.expect_err("unknown shard");
+        let err = cluster
+            .node(1)
+            .propose(9, vec![add_one("x")])
+            .await
+            .expect_err("unknown shard");
         assert_eq!(err.code(), "raft.unknown_shard");
         cluster.shutdown().await;
     })

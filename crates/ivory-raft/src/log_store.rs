@@ -5,10 +5,10 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 
+use openraft::OptionalSend;
 use openraft::alias::{EntryOf, LogIdOf, VoteOf};
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::OptionalSend;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -119,7 +119,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let last_purged_log_id: Option<LogIdOf<TypeConfig>> = self.read_meta(KEY_PURGED)?;
-        let last_log_id = self.last_entry_log_id()?.or_else(|| last_purged_log_id.clone());
+        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -172,8 +172,12 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     async fn purge(&mut self, log_id: LogIdOf<TypeConfig>) -> Result<(), io::Error> {
         // Record the purge point first: entries at or below it are ignored from then on.
         self.meta.insert(KEY_PURGED, encode(&log_id)?).map_err(io_err)?;
-        let keys: Vec<sled::IVec> =
-            self.log.range(..=log_id.index().to_be_bytes()).keys().collect::<Result<_, _>>().map_err(io_err)?;
+        let keys: Vec<sled::IVec> = self
+            .log
+            .range(..=log_id.index().to_be_bytes())
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(io_err)?;
         for k in keys {
             self.log.remove(k).map_err(io_err)?;
         }

@@ -67,7 +67,7 @@ impl ShardStateMachine {
     fn load(&mut self, stored: StoredSnapshot) -> io::Result<()> {
         let shard = Shard::restore(&stored.data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         *self.shard.write().map_err(|_| poisoned())? = shard;
-        self.applied = stored.meta.last_log_id.clone();
+        self.applied = stored.meta.last_log_id;
         self.membership = stored.meta.last_membership.clone();
         Ok(())
     }
@@ -85,18 +85,20 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
     async fn applied_state(
         &mut self,
     ) -> Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>), io::Error> {
-        Ok((self.applied.clone(), self.membership.clone()))
+        Ok((self.applied, self.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
-    where Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend {
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
         while let Some((entry, responder)) = entries.try_next().await? {
             let started = Instant::now();
             let results = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(batch) => self.shard.write().map_err(|_| poisoned())?.apply(&batch.0),
                 EntryPayload::Membership(membership) => {
-                    self.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id.clone()), membership);
+                    self.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), membership);
                     Vec::new()
                 }
             };
@@ -121,7 +123,7 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
         };
         ShardSnapshotBuilder {
             meta: SnapshotMetaOf::<TypeConfig> {
-                last_log_id: self.applied.clone(),
+                last_log_id: self.applied,
                 last_membership: self.membership.clone(),
             },
             data,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::{GroupId, SledLogStore, ShardStateMachine, io_err};
+use crate::{GroupId, ShardStateMachine, SledLogStore, io_err};
 
 /// A callback run on the flusher thread once the flush it waited for is durable.
 type FlushDone = Box<dyn FnOnce(io::Result<()>) + Send>;
@@ -84,14 +84,22 @@ fn flusher_loop(db: sled::Db, file: File, fsync: bool, rx: mpsc::Receiver<FlushD
             pending.push(more);
         }
         let started = Instant::now();
-        let result = db.flush().map_err(io_err).and_then(|_| if fsync { file.sync_data() } else { Ok(()) });
+        let result = db
+            .flush()
+            .map_err(io_err)
+            .and_then(|_| if fsync { file.sync_data() } else { Ok(()) });
         metrics::histogram!("ivory_raft_fsync_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("ivory_raft_fsync_batch").record(pending.len() as f64);
         if let Err(e) = &result {
             tracing::error!(error = %e, "storage flush failed");
         }
         for done in pending.drain(..) {
-            done(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
+            done(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| io::Error::new(e.kind(), e.to_string())),
+            );
         }
     }
 }

@@ -7,9 +7,7 @@ use openraft::{ErrorSubject, ErrorVerb, StorageError};
 struct SledBuilder;
 
 impl StoreBuilder<TypeConfig, SledLogStore, ShardStateMachine, tempfile::TempDir> for SledBuilder {
-    async fn build(
-        &self,
-    ) -> Result<(tempfile::TempDir, SledLogStore, ShardStateMachine), StorageError<TypeConfig>> {
+    async fn build(&self) -> Result<(tempfile::TempDir, SledLogStore, ShardStateMachine), StorageError<TypeConfig>> {
         let to_storage = |e: std::io::Error| StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Write, e);
         let dir = tempfile::tempdir().map_err(to_storage)?;
         let storage = NodeStorage::open_async(dir.path().to_path_buf(), StorageOptions::default())

@@ -78,7 +78,9 @@ impl TestCluster {
         let node = if bootstrap {
             Node::start(cfg).await.expect("node start")
         } else {
-            Node::start_joining(cfg, StorageOptions::default()).await.expect("node join")
+            Node::start_joining(cfg, StorageOptions::default())
+                .await
+                .expect("node join")
         };
         let server = {
             let node = node.clone();
@@ -121,7 +123,11 @@ impl TestCluster {
     }
 
     pub fn status(&self, id: u64, shard: u32) -> Option<ShardStatus> {
-        self.nodes.get(&id)?.shard_status().into_iter().find(|s| s.shard == shard)
+        self.nodes
+            .get(&id)?
+            .shard_status()
+            .into_iter()
+            .find(|s| s.shard == shard)
     }
 
     /// The running node that leads `shard` and knows it (its quorum acknowledged it).
@@ -152,9 +158,13 @@ impl TestCluster {
                 return false;
             };
             let m = raft.metrics().borrow_watched().clone();
-            let committed = m.committed.as_ref().map(|c| c.index()).unwrap_or(0);
-            let voters: Vec<u64> =
-                m.membership_config.membership().voter_ids().filter(|v| self.nodes.contains_key(v)).collect();
+            let committed = m.cluster_committed.as_ref().map(|c| c.index()).unwrap_or(0);
+            let voters: Vec<u64> = m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .filter(|v| self.nodes.contains_key(v))
+                .collect();
             let applied_all = voters
                 .iter()
                 .all(|v| self.status(*v, shard).and_then(|s| s.last_applied) == Some(committed));
@@ -207,7 +217,10 @@ impl TestCluster {
 pub async fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
