@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use ivory_core::{BATCH_COMMANDS_MAX, Batch, CmdResult, Command, ReadRequest, ReadResponse};
 use ivory_raft::openraft;
-use ivory_raft::{GroupId, NodeStorage, Raft, ShardBatch, SharedShard, StorageOptions, TypeConfig};
+use ivory_raft::{
+    ApplyDigest, GroupId, NodeStorage, Raft, ShardBatch, SharedDigest, SharedShard, StorageOptions, TypeConfig,
+};
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::raft::ReadPolicy;
@@ -58,6 +60,7 @@ pub struct ShardStatus {
 struct Group {
     raft: Raft,
     shard: SharedShard,
+    digest: SharedDigest,
 }
 
 pub(crate) struct Inner {
@@ -232,6 +235,7 @@ impl Node {
         }
         let (log, sm) = self.inner.storage.open_group(shard).await?;
         let shard_state = sm.shard();
+        let digest = sm.digest();
         let network = GroupNetworkFactory {
             group: shard,
             id: self.id(),
@@ -244,6 +248,7 @@ impl Node {
         let group = Group {
             raft: raft.clone(),
             shard: shard_state,
+            digest,
         };
         self.groups_write().insert(shard, group);
         Ok(raft)
@@ -520,6 +525,13 @@ impl Node {
                 }
             })
             .collect()
+    }
+
+    /// The hash chain over every batch this replica applied, in order (see [`ApplyDigest`]).
+    pub fn apply_digest(&self, shard: u32) -> Option<ApplyDigest> {
+        let group = self.group(shard)?;
+        let digest = *group.digest.lock().unwrap_or_else(|p| p.into_inner());
+        Some(digest)
     }
 
     /// The Raft handle of a hosted shard, for tests and tools that wait on metrics.

@@ -28,10 +28,7 @@ async fn three_nodes_several_groups_replicate_to_equal_state_hashes() {
         }
         for shard in 0..4 {
             cluster.wait_converged(shard, T).await;
-            let hashes = cluster.state_hashes(shard);
-            assert_eq!(hashes.len(), 3, "every node hosts shard {shard}");
-            let first = hashes.values().next().copied();
-            assert!(hashes.values().all(|h| Some(*h) == first), "shard {shard}: {hashes:?}");
+            cluster.assert_replicas_equal(shard, 3);
             let leader = cluster.wait_leader(shard, T).await;
             let follower = (1..=3).find(|id| *id != leader).expect("a follower");
             let onhand = read_onhand(cluster.node(follower), shard)
@@ -68,10 +65,7 @@ async fn killing_the_leader_elects_a_new_one_and_loses_nothing() {
         let onhand = read_onhand(cluster.node(survivor), 0).await.expect("read");
         assert_eq!(onhand, Qty::from_i64(40), "no acknowledged write lost");
         cluster.wait_converged(0, T).await;
-        let hashes = cluster.state_hashes(0);
-        assert_eq!(hashes.len(), 2);
-        let first = hashes.values().next().copied();
-        assert!(hashes.values().all(|h| Some(*h) == first));
+        cluster.assert_replicas_equal(0, 2);
         cluster.shutdown().await;
     })
     .await
@@ -100,10 +94,7 @@ async fn restarted_node_recovers_from_sled_and_catches_up() {
         cluster.restart_node(victim).await;
         let index = cluster.wait_converged(0, T).await;
         assert_eq!(cluster.status(victim, 0).and_then(|s| s.last_applied), Some(index));
-        let hashes = cluster.state_hashes(0);
-        assert_eq!(hashes.len(), 3);
-        let first = hashes.values().next().copied();
-        assert!(hashes.values().all(|h| Some(*h) == first), "{hashes:?}");
+        cluster.assert_replicas_equal(0, 3);
         let onhand = read_onhand(cluster.node(victim), 0)
             .await
             .expect("read via restarted node");
@@ -186,11 +177,11 @@ async fn added_replica_catches_up_by_snapshot_and_removed_replica_stops() {
                 .await;
         }
         cluster.wait_converged(0, T).await;
-        let hashes = cluster.state_hashes(0);
-        assert_eq!(hashes.len(), 3, "{hashes:?}");
-        assert!(!hashes.contains_key(&leader));
-        let first = hashes.values().next().copied();
-        assert!(hashes.values().all(|h| Some(*h) == first));
+        assert!(
+            cluster.node(leader).apply_digest(0).is_none(),
+            "removed replica is gone"
+        );
+        cluster.assert_replicas_equal(0, 3);
         cluster.shutdown().await;
     })
     .await
@@ -221,10 +212,7 @@ async fn thousand_concurrent_proposals_apply_exactly_once_in_one_order() {
         assert_eq!(acked, 1000);
         let index = cluster.wait_converged(0, T).await;
         assert!(index > before, "entries were appended");
-        let hashes = cluster.state_hashes(0);
-        assert_eq!(hashes.len(), 3);
-        let first = hashes.values().next().copied();
-        assert!(hashes.values().all(|h| Some(*h) == first), "{hashes:?}");
+        cluster.assert_replicas_equal(0, 3);
         for id in 1..=3 {
             let local = cluster.node(id).local_read(0, &onhand_query()).expect("local read");
             assert_eq!(onhand_of(&local), Qty::from_i64(1000), "node {id}");

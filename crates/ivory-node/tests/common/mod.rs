@@ -170,8 +170,12 @@ impl TestCluster {
                 .all(|v| self.status(*v, shard).and_then(|s| s.last_applied) == Some(committed));
             let hashes = self.state_hashes(shard);
             let first = hashes.get(&leader).copied();
+            let digests = self.apply_digests(shard);
+            let first_digest = digests.get(&leader).copied();
             index = committed;
-            applied_all && voters.iter().all(|v| hashes.get(v).copied() == first)
+            applied_all
+                && voters.iter().all(|v| hashes.get(v).copied() == first)
+                && voters.iter().all(|v| digests.get(v).copied() == first_digest)
         })
         .await;
         index
@@ -186,6 +190,32 @@ impl TestCluster {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The apply digest (hash chain of applied batches, in order) of every running replica.
+    pub fn apply_digests(&self, shard: u32) -> BTreeMap<u64, ivory_raft::ApplyDigest> {
+        self.nodes
+            .iter()
+            .filter_map(|(id, n)| n.apply_digest(shard).map(|d| (*id, d)))
+            .collect()
+    }
+
+    /// Asserts that every running replica of `shard` holds the same state hash and applied the
+    /// same batches in the same order.
+    pub fn assert_replicas_equal(&self, shard: u32, expected_replicas: usize) {
+        let hashes = self.state_hashes(shard);
+        assert_eq!(hashes.len(), expected_replicas, "replicas of shard {shard}: {hashes:?}");
+        let first = hashes.values().next().copied();
+        assert!(
+            hashes.values().all(|h| Some(*h) == first),
+            "shard {shard} state hashes differ: {hashes:?}"
+        );
+        let digests = self.apply_digests(shard);
+        let first = digests.values().next().copied();
+        assert!(
+            digests.values().all(|d| Some(*d) == first),
+            "shard {shard} apply order differs: {digests:?}"
+        );
     }
 
     /// Proposes through node `via`, retrying retryable errors for up to `timeout`.
