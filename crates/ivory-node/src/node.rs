@@ -29,7 +29,11 @@ const RETRY_FOR: Duration = Duration::from_secs(2);
 /// Pause between retries.
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
 /// One forwarded request to another node.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(6);
+/// One local write or read-index round; a leader without quorum would otherwise wait forever.
+/// A write that timed out may still commit: retrying is safe because ivory-core deduplicates
+/// event ids.
+const LOCAL_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Membership changes wait for a learner to catch up; bounded so that a dead learner fails the call.
 const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -407,9 +411,13 @@ impl Node {
             ts_ms: ivory_raft::now_ms(),
             commands,
         });
-        match raft.client_write(batch).await {
-            Ok(response) => Ok(response.data),
-            Err(e) => Err(map_write_err(shard, self.id(), e)),
+        match tokio::time::timeout(LOCAL_ATTEMPT_TIMEOUT, raft.client_write(batch)).await {
+            Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(e)) => Err(map_write_err(shard, self.id(), e)),
+            Err(_) => Err(NodeError::NoQuorum {
+                shard,
+                retry_after_ms: NO_QUORUM_RETRY_AFTER_MS,
+            }),
         }
     }
 
@@ -452,11 +460,16 @@ impl Node {
 
     pub(crate) async fn read_local(&self, shard: u32, req: &ReadRequest) -> Result<ReadResponse, NodeError> {
         let group = self.group(shard).ok_or(NodeError::UnknownShard(shard))?;
-        group
-            .raft
-            .ensure_linearizable(ReadPolicy::ReadIndex)
-            .await
-            .map_err(|e| map_read_err(shard, self.id(), e))?;
+        tokio::time::timeout(
+            LOCAL_ATTEMPT_TIMEOUT,
+            group.raft.ensure_linearizable(ReadPolicy::ReadIndex),
+        )
+        .await
+        .map_err(|_| NodeError::NoQuorum {
+            shard,
+            retry_after_ms: NO_QUORUM_RETRY_AFTER_MS,
+        })?
+        .map_err(|e| map_read_err(shard, self.id(), e))?;
         let state = group
             .shard
             .read()

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use common::*;
 use ivory_core::Qty;
-use ivory_raft::openraft::async_runtime::WatchReceiver;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -143,12 +142,15 @@ async fn added_replica_catches_up_by_snapshot_and_removed_replica_stops() {
             .await
             .expect("add replica");
         let new_raft = cluster.node(new).raft_handle(0).expect("new replica runs");
-        let new_metrics = new_raft.metrics().borrow_watched().clone();
-        assert!(
-            new_metrics.snapshot.as_ref().is_some_and(|s| s.index() >= index),
-            "caught up by snapshot: {:?}",
-            new_metrics.snapshot
-        );
+        // The log before `index` is gone on the leader: only a snapshot explains a caught-up replica.
+        new_raft
+            .wait(Some(T))
+            .metrics(
+                |m| m.snapshot.as_ref().is_some_and(|s| s.index() >= index),
+                "caught up by snapshot",
+            )
+            .await
+            .expect("caught up by snapshot");
         cluster.wait_converged(0, T).await;
         assert_eq!(
             read_onhand(cluster.node(new), 0).await.expect("read"),
@@ -246,6 +248,35 @@ async fn single_node_serves_writes_and_reads() {
             .await
             .expect_err("unknown shard");
         assert_eq!(err.code(), "raft.unknown_shard");
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// With only a minority left, writes fail in bounded time with a retryable error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minority_refuses_writes_with_a_retryable_error() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let mut cluster = TestCluster::start(3, 1, 3).await;
+        let leader = cluster.wait_leader(0, T).await;
+        cluster.propose_retrying(leader, 0, vec![add_one("m0")], T).await;
+        for id in (1..=3).filter(|id| *id != leader) {
+            cluster.stop_node(id).await;
+        }
+        let started = std::time::Instant::now();
+        let err = cluster
+            .node(leader)
+            .propose(0, vec![add_one("m1")])
+            .await
+            .expect_err("no quorum");
+        assert!(err.is_retryable(), "{err:?}");
+        assert!(matches!(err.code(), "raft.no_quorum" | "node.unavailable"), "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "bounded: {:?}",
+            started.elapsed()
+        );
         cluster.shutdown().await;
     })
     .await

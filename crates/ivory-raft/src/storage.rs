@@ -219,7 +219,10 @@ impl NodeStorage {
         let mut groups = Vec::new();
         for kv in self.inner.node_tree.scan_prefix(b"group/") {
             let (k, _) = kv.map_err(io_err)?;
-            let bytes: [u8; 4] = k[6..].try_into().map_err(|_| io_err("malformed group key"))?;
+            let bytes: [u8; 4] = k
+                .get(6..)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| io_err("malformed group key"))?;
             groups.push(GroupId::from_be_bytes(bytes));
         }
         Ok(groups)
