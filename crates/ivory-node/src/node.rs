@@ -547,6 +547,11 @@ impl Node {
         Some(digest)
     }
 
+    /// Flush + fsync rounds of this node's storage so far (group commit: one serves many writes).
+    pub fn fsync_count(&self) -> u64 {
+        self.inner.storage.flusher().flush_count()
+    }
+
     /// The Raft handle of a hosted shard, for tests and tools that wait on metrics.
     pub fn raft_handle(&self, shard: u32) -> Option<Raft> {
         self.group(shard).map(|g| g.raft)
