@@ -84,6 +84,20 @@ async fn restarted_node_recovers_from_sled_and_catches_up() {
         }
         cluster.wait_converged(0, T).await;
         let victim = (1..=3).rev().find(|id| *id != leader).expect("a follower");
+        // The victim restarts from a stored snapshot plus the log after it.
+        let raft = cluster.node(victim).raft_handle(0).expect("raft");
+        raft.trigger().snapshot().await.expect("snapshot");
+        raft.wait(Some(T))
+            .metrics(|m| m.snapshot.is_some(), "victim snapshot")
+            .await
+            .expect("victim snapshot");
+        drop(raft);
+        for i in 0..3 {
+            cluster
+                .propose_retrying(leader, 0, vec![add_one(&format!("s{i}"))], T)
+                .await;
+        }
+        cluster.wait_converged(0, T).await;
         cluster.stop_node(victim).await;
         for i in 0..10 {
             cluster
@@ -97,7 +111,7 @@ async fn restarted_node_recovers_from_sled_and_catches_up() {
         let onhand = read_onhand(cluster.node(victim), 0)
             .await
             .expect("read via restarted node");
-        assert_eq!(onhand, Qty::from_i64(20));
+        assert_eq!(onhand, Qty::from_i64(23));
         // The other shard came back too.
         cluster.wait_converged(1, T).await;
         cluster.shutdown().await;
