@@ -354,6 +354,7 @@ impl Node {
     {
         let deadline = Instant::now() + RETRY_FOR;
         let mut target = self.first_target(shard);
+        let mut hops_without_pause = 0;
         loop {
             let err = match attempt(target).await {
                 Ok(v) => return Ok(v),
@@ -362,19 +363,21 @@ impl Node {
             if !err.is_retryable() || Instant::now() >= deadline {
                 return Err(err);
             }
-            target = match &err {
+            let next = match &err {
                 NodeError::NotLeader {
                     leader_hint: Some(l), ..
                 } => *l,
                 NodeError::Unavailable(_) => self.next_target(shard, target),
-                _ => {
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                    self.first_target(shard)
-                }
+                _ => self.first_target(shard),
             };
-            if matches!(err, NodeError::Unavailable(_)) {
+            // Follow a fresh hint at once; pause otherwise so that a leaderless group or two
+            // nodes pointing at each other during an election are not hammered.
+            hops_without_pause += 1;
+            if next == target || hops_without_pause > 2 || !matches!(err, NodeError::NotLeader { .. }) {
                 tokio::time::sleep(RETRY_PAUSE).await;
+                hops_without_pause = 0;
             }
+            target = next;
         }
     }
 
