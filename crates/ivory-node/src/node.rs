@@ -550,6 +550,37 @@ impl Node {
         Some(digest)
     }
 
+    /// Fault injection for tests: stop sending anything (Raft, forwards, admin) to `peers`.
+    /// Isolating a node takes a call on it (all others) and on each other node (it).
+    pub fn isolate(&self, peers: &[u64]) {
+        let mut addrs: Vec<String> = peers
+            .iter()
+            .filter_map(|id| self.inner.cfg.peers.get(id).cloned())
+            .collect();
+        let groups: Vec<Group> = self
+            .inner
+            .groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for g in groups {
+            let m = Node::metrics(&g.raft);
+            for id in peers {
+                if let Some(n) = m.membership_config.membership().get_node(id) {
+                    addrs.push(n.addr.clone());
+                }
+            }
+        }
+        self.inner.peers.block(addrs);
+    }
+
+    /// Ends [`Node::isolate`].
+    pub fn heal(&self) {
+        self.inner.peers.unblock_all();
+    }
+
     /// Flush + fsync rounds of this node's storage so far (group commit: one serves many writes).
     pub fn fsync_count(&self) -> u64 {
         self.inner.storage.flusher().flush_count()

@@ -296,3 +296,45 @@ async fn minority_refuses_writes_with_a_retryable_error() {
     .await
     .expect("test timed out");
 }
+
+/// An isolated leader cannot commit; the majority elects another leader and goes on; after the
+/// network heals, the old leader drops its unacknowledged entry and converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_leader_cannot_commit_and_rejoins_after_heal() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let cluster = TestCluster::start(3, 1, 3).await;
+        let old = cluster.wait_leader(0, T).await;
+        for i in 0..5 {
+            cluster
+                .propose_retrying(old, 0, vec![add_one(&format!("a{i}"))], T)
+                .await;
+        }
+        cluster.isolate(old);
+        let new = cluster.wait_leader_except(0, old, T).await;
+        let err = cluster
+            .node(old)
+            .propose(0, vec![add_one("lost")])
+            .await
+            .expect_err("minority write");
+        assert!(err.is_retryable(), "{err:?}");
+        for i in 0..5 {
+            cluster
+                .propose_retrying(new, 0, vec![add_one(&format!("b{i}"))], T)
+                .await;
+        }
+        cluster.heal();
+        cluster.wait_converged(0, T).await;
+        cluster.assert_replicas_equal(0, 3);
+        for id in 1..=3 {
+            let local = cluster.node(id).local_read(0, &onhand_query()).expect("local read");
+            assert_eq!(
+                onhand_of(&local),
+                Qty::from_i64(10),
+                "node {id}: only acknowledged writes"
+            );
+        }
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}

@@ -118,6 +118,37 @@ impl TestCluster {
         self.launch(id, listener, true).await;
     }
 
+    /// Cuts node `id` off from every other running node, both ways.
+    pub fn isolate(&self, id: u64) {
+        let others: Vec<u64> = self.nodes.keys().copied().filter(|o| *o != id).collect();
+        self.node(id).isolate(&others);
+        for o in &others {
+            self.node(*o).isolate(&[id]);
+        }
+    }
+
+    pub fn heal(&self) {
+        for n in self.nodes.values() {
+            n.heal();
+        }
+    }
+
+    /// A node other than `except` that leads `shard`.
+    pub async fn wait_leader_except(&self, shard: u32, except: u64, timeout: Duration) -> u64 {
+        let mut found = None;
+        wait_for(timeout, &format!("new leader of shard {shard}"), || {
+            found = self
+                .nodes
+                .iter()
+                .filter(|(id, _)| **id != except)
+                .find(|(_, n)| n.shard_status().iter().any(|s| s.shard == shard && s.is_leader))
+                .map(|(id, _)| *id);
+            found.is_some()
+        })
+        .await;
+        found.expect("leader")
+    }
+
     pub fn node(&self, id: u64) -> &Node {
         &self.nodes[&id]
     }
