@@ -1,6 +1,7 @@
 //! The node: a registry of the groups it hosts, the write and read paths, membership changes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -182,16 +183,25 @@ impl Node {
                 shutdown_tx,
             }),
         };
-        if node.inner.storage.bootstrapped()? {
-            for group in node.inner.storage.hosted_groups()? {
-                node.open_group(group).await?;
-            }
-        } else if bootstrap {
-            node.bootstrap().await?;
-        } else {
-            node.inner.storage.set_bootstrapped().await?;
+        if let Err(e) = node.open_hosted_groups(bootstrap).await {
+            // Stop whatever groups did start, so that nothing keeps running behind the error.
+            node.shutdown().await;
+            return Err(e);
         }
         Ok(node)
+    }
+
+    async fn open_hosted_groups(&self, bootstrap: bool) -> Result<(), NodeError> {
+        if self.inner.storage.bootstrapped()? {
+            for group in self.inner.storage.hosted_groups()? {
+                self.open_group(group).await?;
+            }
+            Ok(())
+        } else if bootstrap {
+            self.bootstrap().await
+        } else {
+            Ok(self.inner.storage.set_bootstrapped().await?)
+        }
     }
 
     async fn bootstrap(&self) -> Result<(), NodeError> {
@@ -764,8 +774,6 @@ impl Node {
         }
     }
 }
-
-use std::future::Future;
 
 /// Keeps the `ivory_raft_is_leader{shard}` gauge in step with the group's state.
 fn spawn_leader_gauge(shard: u32, me: u64, raft: Raft) {
