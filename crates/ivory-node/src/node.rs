@@ -41,7 +41,8 @@ const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     pub id: u64,
-    /// REST and gRPC share it.
+    /// REST and gRPC share it. The node does not bind it: the binary binds it and passes the
+    /// listener to [`Node::serve`].
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     /// id -> "host:port", including this node.
