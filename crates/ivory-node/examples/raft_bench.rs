@@ -1,7 +1,7 @@
 //! Replicated write latency and throughput of one shard on 3 in-process nodes (real sled with
 //! flush + fsync in temp dirs, real tonic on loopback).
 //!
-//! `cargo run --release -p ivory-node --example raft_bench [-- sequential_writes concurrency seconds idle_shards]`
+//! `cargo run --release -p ivory-node --example raft_bench [-- sequential_writes concurrency seconds idle_shards fsync(1|0)]`
 //!
 //! Prints: sequential write latency through the leader and through a follower (forwarded),
 //! concurrent writes/s with fsyncs per write (group commit), and the CPU that 3 nodes spend
@@ -38,8 +38,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let concurrency = arg(2, 64);
     let seconds = arg(3, 10);
     let idle_shards = arg(4, 16) as u32;
-    bench_writes(sequential, concurrency, seconds).await?;
-    bench_idle(idle_shards).await?;
+    let options = ivory_node::StorageOptions {
+        fsync: arg(5, 1) != 0,
+        ..Default::default()
+    };
+    bench_writes(sequential, concurrency, seconds, &options).await?;
+    if idle_shards > 0 {
+        bench_idle(idle_shards, &options).await?;
+    }
     Ok(())
 }
 
@@ -48,7 +54,10 @@ struct Cluster {
     nodes: BTreeMap<u64, Node>,
 }
 
-async fn start_cluster(shard_count: u32) -> Result<Cluster, Box<dyn std::error::Error>> {
+async fn start_cluster(
+    shard_count: u32,
+    options: &ivory_node::StorageOptions,
+) -> Result<Cluster, Box<dyn std::error::Error>> {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir()).collect::<Result<_, _>>()?;
     let mut listeners = Vec::new();
     let mut peers = BTreeMap::new();
@@ -68,7 +77,7 @@ async fn start_cluster(shard_count: u32) -> Result<Cluster, Box<dyn std::error::
             shard_count,
             replicas: 3,
         };
-        let node = Node::start(cfg).await?;
+        let node = Node::start_with(cfg, options.clone()).await?;
         let served = node.clone();
         tokio::spawn(async move { served.serve(listener, served.grpc_router()).await });
         nodes.insert(id, node);
@@ -85,8 +94,8 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-async fn bench_idle(shards: u32) -> Result<(), Box<dyn std::error::Error>> {
-    let cluster = start_cluster(shards).await?;
+async fn bench_idle(shards: u32, options: &ivory_node::StorageOptions) -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = start_cluster(shards, options).await?;
     let started = Instant::now();
     while cluster
         .nodes
@@ -116,8 +125,13 @@ async fn bench_idle(shards: u32) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn bench_writes(sequential: u64, concurrency: u64, seconds: u64) -> Result<(), Box<dyn std::error::Error>> {
-    let cluster = start_cluster(1).await?;
+async fn bench_writes(
+    sequential: u64,
+    concurrency: u64,
+    seconds: u64,
+    options: &ivory_node::StorageOptions,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = start_cluster(1, options).await?;
     let nodes = &cluster.nodes;
     // Wait for a leader that accepts writes.
     let started = Instant::now();
@@ -134,7 +148,14 @@ async fn bench_writes(sequential: u64, concurrency: u64, seconds: u64) -> Result
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let node = nodes[&leader].clone();
-    println!("leader: node {leader}; fsync on every append (group commit)");
+    println!(
+        "leader: node {leader}; {}",
+        if options.fsync {
+            "flush + fsync before every ack (group commit)"
+        } else {
+            "flush only, NO fsync"
+        }
+    );
 
     let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
     let t0 = Instant::now();
