@@ -4,6 +4,35 @@
 //!
 //! The REST gateway calls [`Node`] in-process; [`Node::grpc_router`] merges the gRPC services
 //! into the same axum router so that REST and gRPC share one port.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::collections::BTreeMap;
+//! use ivory_node::{Node, NodeConfig};
+//!
+//! // `ivory serve`: one node, replication factor 1.
+//! let listen: std::net::SocketAddr = "127.0.0.1:8080".parse()?;
+//! let cfg = NodeConfig {
+//!     id: 1,
+//!     listen,
+//!     data_dir: "/var/lib/ivory".into(),
+//!     peers: BTreeMap::from([(1, listen.to_string())]),
+//!     shard_count: 16,
+//!     replicas: 1,
+//! };
+//! let node = Node::start(cfg).await?;
+//! let app = axum::Router::new() /* REST routes */ .merge(node.grpc_router());
+//! let listener = tokio::net::TcpListener::bind(listen).await?;
+//! let server = tokio::spawn({
+//!     let node = node.clone();
+//!     async move { node.serve(listener, app).await }
+//! });
+//! let status = node.read(0, ivory_core::ReadRequest::StateHash).await?;
+//! # let _ = status;
+//! node.shutdown().await; // also stops `serve`
+//! server.await??;
+//! # Ok(()) }
+//! ```
 
 mod error;
 pub mod network;
@@ -18,5 +47,6 @@ pub mod proto {
 }
 
 pub use error::{NO_QUORUM_RETRY_AFTER_MS, NodeError};
+pub use ivory_raft::{ApplyDigest, StorageOptions};
 pub use node::{Node, NodeConfig, ShardStatus};
 pub use placement::replicas_for;

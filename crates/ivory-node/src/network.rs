@@ -1,7 +1,7 @@
 //! openraft's network over tonic: one lazily connected `Channel` per peer address, shared by all
 //! groups (HTTP/2 multiplexes them); every request carries its group id.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,14 +35,34 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct Peers {
     channels: Mutex<HashMap<String, Channel>>,
+    /// Fault injection: addresses this node must not send to (see `Node::isolate`).
+    blocked: Mutex<BTreeSet<String>>,
 }
 
 impl Peers {
+    /// Fault injection: from now on, requests to `addrs` fail as unreachable.
+    pub fn block(&self, addrs: impl IntoIterator<Item = String>) {
+        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        blocked.extend(addrs);
+    }
+
+    /// Ends fault injection.
+    pub fn unblock_all(&self) {
+        self.blocked.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn is_blocked(&self, addr: &str) -> bool {
+        self.blocked.lock().unwrap_or_else(|p| p.into_inner()).contains(addr)
+    }
+
     /// The shared channel to `addr` ("host:port").
     ///
     /// # Errors
     /// When `addr` is not a valid endpoint.
     pub fn channel(&self, addr: &str) -> Result<Channel, String> {
+        if self.is_blocked(addr) {
+            return Err(format!("{addr} is isolated (fault injection)"));
+        }
         let mut channels = self
             .channels
             .lock()

@@ -1,6 +1,7 @@
 //! The node: a registry of the groups it hosts, the write and read paths, membership changes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -8,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use ivory_core::{BATCH_COMMANDS_MAX, Batch, CmdResult, Command, ReadRequest, ReadResponse};
 use ivory_raft::openraft;
-use ivory_raft::{GroupId, NodeStorage, Raft, ShardBatch, SharedShard, StorageOptions, TypeConfig};
+use ivory_raft::{
+    ApplyDigest, GroupId, NodeStorage, Raft, ShardBatch, SharedDigest, SharedShard, StorageOptions, TypeConfig,
+};
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::raft::ReadPolicy;
@@ -27,14 +30,19 @@ const RETRY_FOR: Duration = Duration::from_secs(2);
 /// Pause between retries.
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
 /// One forwarded request to another node.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(6);
+/// One local write or read-index round; a leader without quorum would otherwise wait forever.
+/// A write that timed out may still commit: retrying is safe because ivory-core deduplicates
+/// event ids.
+const LOCAL_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Membership changes wait for a learner to catch up; bounded so that a dead learner fails the call.
 const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     pub id: u64,
-    /// REST and gRPC share it.
+    /// REST and gRPC share it. The node does not bind it: the binary binds it and passes the
+    /// listener to [`Node::serve`].
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     /// id -> "host:port", including this node.
@@ -58,6 +66,7 @@ pub struct ShardStatus {
 struct Group {
     raft: Raft,
     shard: SharedShard,
+    digest: SharedDigest,
 }
 
 pub(crate) struct Inner {
@@ -175,16 +184,25 @@ impl Node {
                 shutdown_tx,
             }),
         };
-        if node.inner.storage.bootstrapped()? {
-            for group in node.inner.storage.hosted_groups()? {
-                node.open_group(group).await?;
-            }
-        } else if bootstrap {
-            node.bootstrap().await?;
-        } else {
-            node.inner.storage.set_bootstrapped().await?;
+        if let Err(e) = node.open_hosted_groups(bootstrap).await {
+            // Stop whatever groups did start, so that nothing keeps running behind the error.
+            node.shutdown().await;
+            return Err(e);
         }
         Ok(node)
+    }
+
+    async fn open_hosted_groups(&self, bootstrap: bool) -> Result<(), NodeError> {
+        if self.inner.storage.bootstrapped()? {
+            for group in self.inner.storage.hosted_groups()? {
+                self.open_group(group).await?;
+            }
+            Ok(())
+        } else if bootstrap {
+            self.bootstrap().await
+        } else {
+            Ok(self.inner.storage.set_bootstrapped().await?)
+        }
     }
 
     async fn bootstrap(&self) -> Result<(), NodeError> {
@@ -232,6 +250,7 @@ impl Node {
         }
         let (log, sm) = self.inner.storage.open_group(shard).await?;
         let shard_state = sm.shard();
+        let digest = sm.digest();
         let network = GroupNetworkFactory {
             group: shard,
             id: self.id(),
@@ -244,6 +263,7 @@ impl Node {
         let group = Group {
             raft: raft.clone(),
             shard: shard_state,
+            digest,
         };
         self.groups_write().insert(shard, group);
         Ok(raft)
@@ -345,6 +365,7 @@ impl Node {
     {
         let deadline = Instant::now() + RETRY_FOR;
         let mut target = self.first_target(shard);
+        let mut hops_without_pause = 0;
         loop {
             let err = match attempt(target).await {
                 Ok(v) => return Ok(v),
@@ -353,19 +374,21 @@ impl Node {
             if !err.is_retryable() || Instant::now() >= deadline {
                 return Err(err);
             }
-            target = match &err {
+            let next = match &err {
                 NodeError::NotLeader {
                     leader_hint: Some(l), ..
                 } => *l,
                 NodeError::Unavailable(_) => self.next_target(shard, target),
-                _ => {
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                    self.first_target(shard)
-                }
+                _ => self.first_target(shard),
             };
-            if matches!(err, NodeError::Unavailable(_)) {
+            // Follow a fresh hint at once; pause otherwise so that a leaderless group or two
+            // nodes pointing at each other during an election are not hammered.
+            hops_without_pause += 1;
+            if next == target || hops_without_pause > 2 || !matches!(err, NodeError::NotLeader { .. }) {
                 tokio::time::sleep(RETRY_PAUSE).await;
+                hops_without_pause = 0;
             }
+            target = next;
         }
     }
 
@@ -402,9 +425,13 @@ impl Node {
             ts_ms: ivory_raft::now_ms(),
             commands,
         });
-        match raft.client_write(batch).await {
-            Ok(response) => Ok(response.data),
-            Err(e) => Err(map_write_err(shard, self.id(), e)),
+        match tokio::time::timeout(LOCAL_ATTEMPT_TIMEOUT, raft.client_write(batch)).await {
+            Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(e)) => Err(map_write_err(shard, self.id(), e)),
+            Err(_) => Err(NodeError::NoQuorum {
+                shard,
+                retry_after_ms: NO_QUORUM_RETRY_AFTER_MS,
+            }),
         }
     }
 
@@ -447,11 +474,16 @@ impl Node {
 
     pub(crate) async fn read_local(&self, shard: u32, req: &ReadRequest) -> Result<ReadResponse, NodeError> {
         let group = self.group(shard).ok_or(NodeError::UnknownShard(shard))?;
-        group
-            .raft
-            .ensure_linearizable(ReadPolicy::ReadIndex)
-            .await
-            .map_err(|e| map_read_err(shard, self.id(), e))?;
+        tokio::time::timeout(
+            LOCAL_ATTEMPT_TIMEOUT,
+            group.raft.ensure_linearizable(ReadPolicy::ReadIndex),
+        )
+        .await
+        .map_err(|_| NodeError::NoQuorum {
+            shard,
+            retry_after_ms: NO_QUORUM_RETRY_AFTER_MS,
+        })?
+        .map_err(|e| map_read_err(shard, self.id(), e))?;
         let state = group
             .shard
             .read()
@@ -520,6 +552,49 @@ impl Node {
                 }
             })
             .collect()
+    }
+
+    /// The hash chain over every batch this replica applied, in order (see [`ApplyDigest`]).
+    pub fn apply_digest(&self, shard: u32) -> Option<ApplyDigest> {
+        let group = self.group(shard)?;
+        let digest = *group.digest.lock().unwrap_or_else(|p| p.into_inner());
+        Some(digest)
+    }
+
+    /// Fault injection for tests: stop sending anything (Raft, forwards, admin) to `peers`.
+    /// Isolating a node takes a call on it (all others) and on each other node (it).
+    pub fn isolate(&self, peers: &[u64]) {
+        let mut addrs: Vec<String> = peers
+            .iter()
+            .filter_map(|id| self.inner.cfg.peers.get(id).cloned())
+            .collect();
+        let groups: Vec<Group> = self
+            .inner
+            .groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for g in groups {
+            let m = Node::metrics(&g.raft);
+            for id in peers {
+                if let Some(n) = m.membership_config.membership().get_node(id) {
+                    addrs.push(n.addr.clone());
+                }
+            }
+        }
+        self.inner.peers.block(addrs);
+    }
+
+    /// Ends [`Node::isolate`].
+    pub fn heal(&self) {
+        self.inner.peers.unblock_all();
+    }
+
+    /// Flush + fsync rounds of this node's storage so far (group commit: one serves many writes).
+    pub fn fsync_count(&self) -> u64 {
+        self.inner.storage.flusher().flush_count()
     }
 
     /// The Raft handle of a hosted shard, for tests and tools that wait on metrics.
@@ -700,8 +775,6 @@ impl Node {
         }
     }
 }
-
-use std::future::Future;
 
 /// Keeps the `ivory_raft_is_leader{shard}` gauge in step with the group's state.
 fn spawn_leader_gauge(shard: u32, me: u64, raft: Raft) {

@@ -20,7 +20,7 @@ pub mod state_machine;
 pub mod storage;
 
 pub use log_store::SledLogStore;
-pub use state_machine::{ShardStateMachine, SharedShard};
+pub use state_machine::{ApplyDigest, ShardStateMachine, SharedDigest, SharedShard};
 pub use storage::{NodeStorage, StorageOptions};
 
 /// One log entry's application data: one client request's commands for one shard.

@@ -57,15 +57,15 @@ impl SledLogStore {
         }
     }
 
-    /// Removes every entry with index in `[from, to)`, last first, so that a crash half-way
+    /// Removes every entry with index `from` or above, last first, so that a crash half-way
     /// leaves a contiguous log.
-    fn remove_range_rev(&self, from: u64, to: Bound<u64>) -> io::Result<()> {
-        let start = from.to_be_bytes();
-        let keys: Vec<sled::IVec> = match to {
-            Bound::Excluded(to) => self.log.range(start..to.to_be_bytes()).keys().collect::<Result<_, _>>(),
-            _ => self.log.range(start..).keys().collect::<Result<_, _>>(),
-        }
-        .map_err(io_err)?;
+    fn remove_from(&self, from: u64) -> io::Result<()> {
+        let keys: Vec<sled::IVec> = self
+            .log
+            .range(from.to_be_bytes()..)
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(io_err)?;
         for k in keys.iter().rev() {
             self.log.remove(k).map_err(io_err)?;
         }
@@ -119,7 +119,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let last_purged_log_id: Option<LogIdOf<TypeConfig>> = self.read_meta(KEY_PURGED)?;
-        let last_log_id = self.last_entry_log_id()?.or_else(|| last_purged_log_id.clone());
+        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -165,7 +165,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
             Some(id) => id.index() + 1,
             None => 0,
         };
-        self.remove_range_rev(from, Bound::Unbounded)?;
+        self.remove_from(from)?;
         self.flusher.flush().await
     }
 

@@ -3,7 +3,7 @@
 //! snapshot and openraft re-applies the committed log after it.
 
 use std::io;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use futures::{Stream, TryStreamExt};
@@ -12,6 +12,7 @@ use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::log_store::{decode, encode};
 use crate::storage::Flusher;
@@ -22,6 +23,25 @@ const KEY_SNAPSHOT: &[u8] = b"snapshot";
 /// The shard state, shared between the state machine task (writer) and the read path.
 pub type SharedShard = Arc<RwLock<Shard>>;
 
+/// A hash chain over every applied batch (`h = sha256(h || index || batch)`): replicas that
+/// applied the same entries in the same order hold the same digest. Carried in snapshots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyDigest {
+    /// Index of the last log entry folded into `digest`.
+    pub index: Option<u64>,
+    pub digest: [u8; 32],
+}
+
+pub type SharedDigest = Arc<Mutex<ApplyDigest>>;
+
+/// What a snapshot's data holds: the shard's deterministic bytes, checked by hash on install.
+#[derive(Serialize, Deserialize)]
+struct SnapshotPayload {
+    state_hash: [u8; 32],
+    apply_digest: ApplyDigest,
+    shard: Vec<u8>,
+}
+
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMetaOf<TypeConfig>,
@@ -30,6 +50,7 @@ struct StoredSnapshot {
 
 pub struct ShardStateMachine {
     shard: SharedShard,
+    digest: SharedDigest,
     applied: Option<LogIdOf<TypeConfig>>,
     membership: StoredMembershipOf<TypeConfig>,
     tree: sled::Tree,
@@ -48,6 +69,7 @@ impl ShardStateMachine {
         };
         let mut sm = ShardStateMachine {
             shard: Arc::new(RwLock::new(Shard::new(EVENT_RETENTION_MS_DEFAULT))),
+            digest: Arc::default(),
             applied: None,
             membership: Default::default(),
             tree,
@@ -64,10 +86,21 @@ impl ShardStateMachine {
         self.shard.clone()
     }
 
+    /// The apply digest, for tests and tools comparing replicas.
+    pub fn digest(&self) -> SharedDigest {
+        self.digest.clone()
+    }
+
     fn load(&mut self, stored: StoredSnapshot) -> io::Result<()> {
-        let shard = Shard::restore(&stored.data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+        let payload: SnapshotPayload = decode(&stored.data)?;
+        let shard = Shard::restore(&payload.shard).map_err(|e| invalid(e.to_string()))?;
+        if shard.state_hash() != payload.state_hash {
+            return Err(invalid("snapshot state hash mismatch".into()));
+        }
         *self.shard.write().map_err(|_| poisoned())? = shard;
-        self.applied = stored.meta.last_log_id.clone();
+        *self.digest.lock().map_err(|_| poisoned())? = payload.apply_digest;
+        self.applied = stored.meta.last_log_id;
         self.membership = stored.meta.last_membership.clone();
         Ok(())
     }
@@ -85,7 +118,7 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
     async fn applied_state(
         &mut self,
     ) -> Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>), io::Error> {
-        Ok((self.applied.clone(), self.membership.clone()))
+        Ok((self.applied, self.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -96,9 +129,21 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
             let started = Instant::now();
             let results = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
-                EntryPayload::Normal(batch) => self.shard.write().map_err(|_| poisoned())?.apply(&batch.0),
+                EntryPayload::Normal(batch) => {
+                    let mut digest = self.digest.lock().map_err(|_| poisoned())?;
+                    let mut h = Sha256::new();
+                    h.update(digest.digest);
+                    h.update(entry.log_id.index().to_be_bytes());
+                    h.update(encode(&batch)?);
+                    *digest = ApplyDigest {
+                        index: Some(entry.log_id.index()),
+                        digest: h.finalize().into(),
+                    };
+                    drop(digest);
+                    self.shard.write().map_err(|_| poisoned())?.apply(&batch.0)
+                }
                 EntryPayload::Membership(membership) => {
-                    self.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id.clone()), membership);
+                    self.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), membership);
                     Vec::new()
                 }
             };
@@ -117,13 +162,20 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // Runs on the state machine task between applies: the copy matches `applied` exactly.
-        let data = match self.shard.read() {
-            Ok(shard) => Ok(shard.snapshot()),
-            Err(_) => Err(poisoned()),
+        let data = match (self.shard.read(), self.digest.lock()) {
+            (Ok(shard), Ok(digest)) => {
+                let shard_bytes = shard.snapshot();
+                encode(&SnapshotPayload {
+                    state_hash: Sha256::digest(&shard_bytes).into(),
+                    apply_digest: *digest,
+                    shard: shard_bytes,
+                })
+            }
+            _ => Err(poisoned()),
         };
         ShardSnapshotBuilder {
             meta: SnapshotMetaOf::<TypeConfig> {
-                last_log_id: self.applied.clone(),
+                last_log_id: self.applied,
                 last_membership: self.membership.clone(),
             },
             data,

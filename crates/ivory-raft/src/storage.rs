@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -48,15 +49,23 @@ impl Default for StorageOptions {
 #[derive(Clone)]
 pub struct Flusher {
     tx: mpsc::SyncSender<FlushDone>,
+    flushes: Arc<AtomicU64>,
 }
 
 impl Flusher {
     fn start(db: sled::Db, file: File, fsync: bool) -> io::Result<Flusher> {
         let (tx, rx) = mpsc::sync_channel::<FlushDone>(FLUSH_QUEUE_MAX);
+        let flushes = Arc::new(AtomicU64::new(0));
+        let counter = flushes.clone();
         std::thread::Builder::new()
             .name("ivory-flusher".into())
-            .spawn(move || flusher_loop(db, file, fsync, rx))?;
-        Ok(Flusher { tx })
+            .spawn(move || flusher_loop(db, file, fsync, rx, &counter))?;
+        Ok(Flusher { tx, flushes })
+    }
+
+    /// How many flush + fsync rounds ran so far (each serves every request queued before it).
+    pub fn flush_count(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
     }
 
     /// Runs `done` on the flusher thread after the next flush + fsync of everything written so far.
@@ -76,7 +85,7 @@ impl Flusher {
     }
 }
 
-fn flusher_loop(db: sled::Db, file: File, fsync: bool, rx: mpsc::Receiver<FlushDone>) {
+fn flusher_loop(db: sled::Db, file: File, fsync: bool, rx: mpsc::Receiver<FlushDone>, flushes: &AtomicU64) {
     let mut pending: Vec<FlushDone> = Vec::new();
     while let Ok(first) = rx.recv() {
         pending.push(first);
@@ -88,6 +97,7 @@ fn flusher_loop(db: sled::Db, file: File, fsync: bool, rx: mpsc::Receiver<FlushD
             .flush()
             .map_err(io_err)
             .and_then(|_| if fsync { file.sync_data() } else { Ok(()) });
+        flushes.fetch_add(1, Ordering::Relaxed);
         metrics::histogram!("ivory_raft_fsync_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("ivory_raft_fsync_batch").record(pending.len() as f64);
         if let Err(e) = &result {
@@ -219,7 +229,10 @@ impl NodeStorage {
         let mut groups = Vec::new();
         for kv in self.inner.node_tree.scan_prefix(b"group/") {
             let (k, _) = kv.map_err(io_err)?;
-            let bytes: [u8; 4] = k[6..].try_into().map_err(|_| io_err("malformed group key"))?;
+            let bytes: [u8; 4] = k
+                .get(6..)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| io_err("malformed group key"))?;
             groups.push(GroupId::from_be_bytes(bytes));
         }
         Ok(groups)
@@ -238,5 +251,50 @@ impl NodeStorage {
     pub async fn set_bootstrapped(&self) -> io::Result<()> {
         self.inner.node_tree.insert(KEY_BOOTSTRAPPED, &[]).map_err(io_err)?;
         self.inner.flusher.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_flush_requests_share_fsyncs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = NodeStorage::open_async(dir.path().to_path_buf(), StorageOptions::default())
+            .await
+            .expect("open");
+        let before = storage.flusher().flush_count();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..200 {
+            let flusher = storage.flusher().clone();
+            tasks.spawn(async move { flusher.flush().await });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.expect("task").expect("flush");
+        }
+        let rounds = storage.flusher().flush_count() - before;
+        assert!(rounds >= 1);
+        assert!(rounds < 200, "200 requests took {rounds} fsyncs: no group commit");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hosted_groups_survive_reopen_and_drop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = StorageOptions::default();
+        {
+            let storage = NodeStorage::open_async(dir.path().to_path_buf(), options.clone())
+                .await
+                .expect("open");
+            storage.open_group(3).await.expect("group 3");
+            storage.open_group(9).await.expect("group 9");
+            storage.drop_group(3).await.expect("drop 3");
+            storage.set_bootstrapped().await.expect("marker");
+        }
+        let storage = NodeStorage::open_async(dir.path().to_path_buf(), options)
+            .await
+            .expect("reopen");
+        assert!(storage.bootstrapped().expect("read marker"));
+        assert_eq!(storage.hosted_groups().expect("groups"), vec![9]);
     }
 }

@@ -118,6 +118,37 @@ impl TestCluster {
         self.launch(id, listener, true).await;
     }
 
+    /// Cuts node `id` off from every other running node, both ways.
+    pub fn isolate(&self, id: u64) {
+        let others: Vec<u64> = self.nodes.keys().copied().filter(|o| *o != id).collect();
+        self.node(id).isolate(&others);
+        for o in &others {
+            self.node(*o).isolate(&[id]);
+        }
+    }
+
+    pub fn heal(&self) {
+        for n in self.nodes.values() {
+            n.heal();
+        }
+    }
+
+    /// A node other than `except` that leads `shard`.
+    pub async fn wait_leader_except(&self, shard: u32, except: u64, timeout: Duration) -> u64 {
+        let mut found = None;
+        wait_for(timeout, &format!("new leader of shard {shard}"), || {
+            found = self
+                .nodes
+                .iter()
+                .filter(|(id, _)| **id != except)
+                .find(|(_, n)| n.shard_status().iter().any(|s| s.shard == shard && s.is_leader))
+                .map(|(id, _)| *id);
+            found.is_some()
+        })
+        .await;
+        found.expect("leader")
+    }
+
     pub fn node(&self, id: u64) -> &Node {
         &self.nodes[&id]
     }
@@ -158,7 +189,7 @@ impl TestCluster {
                 return false;
             };
             let m = raft.metrics().borrow_watched().clone();
-            let committed = m.committed.as_ref().map(|c| c.index()).unwrap_or(0);
+            let committed = m.cluster_committed.as_ref().map(|c| c.index()).unwrap_or(0);
             let voters: Vec<u64> = m
                 .membership_config
                 .membership()
@@ -170,8 +201,12 @@ impl TestCluster {
                 .all(|v| self.status(*v, shard).and_then(|s| s.last_applied) == Some(committed));
             let hashes = self.state_hashes(shard);
             let first = hashes.get(&leader).copied();
+            let digests = self.apply_digests(shard);
+            let first_digest = digests.get(&leader).copied();
             index = committed;
-            applied_all && voters.iter().all(|v| hashes.get(v).copied() == first)
+            applied_all
+                && voters.iter().all(|v| hashes.get(v).copied() == first)
+                && voters.iter().all(|v| digests.get(v).copied() == first_digest)
         })
         .await;
         index
@@ -186,6 +221,32 @@ impl TestCluster {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The apply digest (hash chain of applied batches, in order) of every running replica.
+    pub fn apply_digests(&self, shard: u32) -> BTreeMap<u64, ivory_raft::ApplyDigest> {
+        self.nodes
+            .iter()
+            .filter_map(|(id, n)| n.apply_digest(shard).map(|d| (*id, d)))
+            .collect()
+    }
+
+    /// Asserts that every running replica of `shard` holds the same state hash and applied the
+    /// same batches in the same order.
+    pub fn assert_replicas_equal(&self, shard: u32, expected_replicas: usize) {
+        let hashes = self.state_hashes(shard);
+        assert_eq!(hashes.len(), expected_replicas, "replicas of shard {shard}: {hashes:?}");
+        let first = hashes.values().next().copied();
+        assert!(
+            hashes.values().all(|h| Some(*h) == first),
+            "shard {shard} state hashes differ: {hashes:?}"
+        );
+        let digests = self.apply_digests(shard);
+        let first = digests.values().next().copied();
+        assert!(
+            digests.values().all(|d| Some(*d) == first),
+            "shard {shard} apply order differs: {digests:?}"
+        );
     }
 
     /// Proposes through node `via`, retrying retryable errors for up to `timeout`.
@@ -252,7 +313,6 @@ pub fn onhand_query() -> ReadRequest {
         exact: None,
         group_by: Vec::new(),
         return_negative: true,
-        atp: None,
     })
 }
 
