@@ -51,6 +51,8 @@ pub enum Command {
     Reallocate(Reallocation),
     /// Uses allocated quantity: an on-hand change or a soft reservation (`/allocation/consume`).
     Consume(Consumption),
+    /// A hold's lifecycle step in this shard; idempotent by hold id (see `hold`).
+    Hold(crate::hold::HoldCommand),
     /// Replaces an environment's configuration on this shard (`/configuration/hardupdate`).
     PutConfig {
         environment: String,
@@ -195,7 +197,7 @@ impl Command {
             Command::Allocate(c) | Command::Unallocate(c) => Some(&c.partition),
             Command::Reallocate(c) => Some(&c.partition),
             Command::Consume(c) => Some(&c.partition),
-            Command::PutConfig { .. } | Command::CleanUp { .. } => None,
+            Command::Hold(_) | Command::PutConfig { .. } | Command::CleanUp { .. } => None,
         }
     }
 
@@ -211,7 +213,7 @@ impl Command {
             Command::Unallocate(c) => Some((OpCode::Unallocate, &c.id)),
             Command::Reallocate(c) => Some((OpCode::Reallocate, &c.id)),
             Command::Consume(c) => Some((OpCode::Consume, &c.id)),
-            Command::PutConfig { .. } | Command::CleanUp { .. } => None,
+            Command::Hold(_) | Command::PutConfig { .. } | Command::CleanUp { .. } => None,
         }
     }
 }

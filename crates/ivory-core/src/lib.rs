@@ -9,6 +9,7 @@ pub mod allocation;
 pub mod command;
 pub mod config;
 pub mod date;
+pub mod hold;
 pub mod json;
 pub mod model;
 pub mod qty;

@@ -31,6 +31,13 @@ pub enum ReadRequest {
     StateHash,
     /// `allocation/query`.
     Allocations(crate::allocation::AllocationQuery),
+    /// A hold as this shard knows it.
+    Hold(crate::hold::HoldKey),
+    /// The shard's hold events from a position (sequence number) on.
+    Events {
+        from_seq: u64,
+        limit: usize,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,6 +47,12 @@ pub enum ReadResponse {
     Partitions(Vec<PartitionKey>),
     StateHash([u8; 32]),
     Allocations(Vec<crate::allocation::AllocationRecord>),
+    Hold(Option<Box<crate::hold::HoldState>>),
+    /// Events from the requested position, and the position after the last event of the shard.
+    Events {
+        events: Vec<crate::hold::Event>,
+        next_seq: u64,
+    },
     /// The request breaks a rule of the configuration (e.g. an ATP query's group-by).
     Refused(String),
 }

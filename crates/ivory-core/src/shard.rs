@@ -95,6 +95,7 @@ struct ShardState {
     partitions: BTreeMap<PartitionKey, PartitionState>,
     events: BTreeMap<EventKey, EventRecord>,
     events_by_time: BTreeSet<(u64, EventKey)>,
+    holds: crate::hold::Holds,
 }
 
 /// Why a snapshot could not be restored.
@@ -159,9 +160,15 @@ impl Shard {
     }
 
     /// Applies one log entry: one result per command, in order.
+    ///
+    /// Holds due by the batch's timestamp expire first, so no command of the batch counts them;
+    /// an empty batch is the leader's sweep of an idle shard.
     pub fn apply(&mut self, batch: &Batch) -> Vec<CmdResult> {
         self.state.clock_ms = self.state.clock_ms.max(batch.ts_ms);
         self.prune_events();
+        self.state
+            .holds
+            .expire_due(&mut self.state.partitions, self.state.clock_ms);
         batch.commands.iter().map(|c| self.apply_one(c)).collect()
     }
 
@@ -207,6 +214,11 @@ impl Shard {
 
     fn apply_admin(&mut self, command: &Command) -> CmdResult {
         match command {
+            Command::Hold(hold) => {
+                let config = Arc::clone(self.config(&hold.key().environment));
+                let now = self.state.clock_ms;
+                self.state.holds.apply(&mut self.state.partitions, &config, now, hold)
+            }
             Command::PutConfig {
                 environment,
                 config_json,
@@ -268,6 +280,11 @@ impl Shard {
                     .collect(),
             ),
             ReadRequest::StateHash => ReadResponse::StateHash(self.state_hash()),
+            ReadRequest::Hold(key) => ReadResponse::Hold(self.state.holds.get(key).cloned().map(Box::new)),
+            ReadRequest::Events { from_seq, limit } => {
+                let (events, next_seq) = self.state.holds.events_from(*from_seq, (*limit).min(10_000));
+                ReadResponse::Events { events, next_seq }
+            }
             ReadRequest::Allocations(q) => {
                 ReadResponse::Allocations(crate::allocation::query(&self.state.partitions, q))
             }
@@ -304,6 +321,11 @@ impl Shard {
     /// SHA-256 of the snapshot: replicas that applied the same log have the same hash.
     pub fn state_hash(&self) -> [u8; 32] {
         Sha256::digest(self.snapshot()).into()
+    }
+
+    /// When the earliest open hold expires: the leader proposes a sweep (an empty batch) then.
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        self.state.holds.next_expiry_ms()
     }
 
     /// Number of remembered event ids (for metrics and tests of retention).

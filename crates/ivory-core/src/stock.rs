@@ -29,7 +29,7 @@ pub(crate) fn apply_stock(
         Command::Unallocate(c) => crate::allocation::unallocate(partitions, config, c),
         Command::Reallocate(c) => crate::allocation::reallocate(partitions, config, c),
         Command::Consume(c) => crate::allocation::consume(partitions, config, c),
-        Command::PutConfig { .. } | Command::CleanUp { .. } => {
+        Command::Hold(_) | Command::PutConfig { .. } | Command::CleanUp { .. } => {
             CmdResult::refused(Outcome::Invalid, "not a stock command")
         }
     }

@@ -1,0 +1,660 @@
+//! Holds: multi-line reservations with a time to live, all-or-nothing, and a lifecycle
+//! (Digital River, Kibo, VTEX; api/iv-api.md §8).
+//!
+//! A hold's lines are soft reservations on a physical measure gated like IV reservations
+//! (default `iv.softreservphysical`, gated by `iv.availabletoreserve`), so IV clients and hold
+//! clients draw on one truth. In a shard, a hold holds the lines that live in that shard's
+//! partitions; a hold across shards is created `tentative` in each (short expiry) and then
+//! committed in each, or released in each (DESIGN.md §3, "Holds across shards").
+//!
+//! Expiry is a function of the log: before any batch applies, holds whose expiry is at or before
+//! the batch's leader timestamp expire; an idle shard's leader proposes an empty sweep.
+//!
+//! ```text
+//!   tentative --commit--> active --confirm--> confirmed
+//!       |                  |  \                 |   \
+//!       |                  |   consume          |    consume --> consumed
+//!       +------------------+--> released <------+
+//!       +------------------+--> expired   (tentative or active, at expires_at)
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{CmdResult, Outcome};
+use crate::config::Config;
+use crate::model::{Cell, MeasureRef, PartitionKey};
+use crate::qty::Qty;
+use crate::shard::PartitionState;
+use crate::stock::{calculated_over, cell_mut, cell_ref, out_of_range};
+
+/// Lines in one hold: a cart, not a catalogue.
+pub const HOLD_LINES_MAX: usize = 512;
+/// Events a shard keeps for followers; older ones are gone (a follower that far behind re-reads
+/// state). Bounded so the replicated state cannot grow without limit.
+pub const EVENTS_KEPT_MAX: usize = 10_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum HoldStatus {
+    Tentative,
+    Active,
+    Confirmed,
+    Consumed,
+    Released,
+    Expired,
+}
+
+impl HoldStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            HoldStatus::Tentative => "tentative",
+            HoldStatus::Active => "active",
+            HoldStatus::Confirmed => "confirmed",
+            HoldStatus::Consumed => "consumed",
+            HoldStatus::Released => "released",
+            HoldStatus::Expired => "expired",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, HoldStatus::Consumed | HoldStatus::Released | HoldStatus::Expired)
+    }
+
+    /// Whether the hold's open lines still hold stock.
+    fn holds_stock(self) -> bool {
+        matches!(self, HoldStatus::Tentative | HoldStatus::Active | HoldStatus::Confirmed)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct HoldKey {
+    pub environment: String,
+    pub organization: String,
+    pub id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HoldLine {
+    pub line_id: String,
+    pub partition: PartitionKey,
+    pub cell: Cell,
+    pub quantity: Qty,
+    /// Skip the availability check for this line (Digital River's `allowOversell`).
+    pub allow_oversell: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LineState {
+    Held,
+    /// Not held: stock was short (only when the hold is not all-or-nothing).
+    Short,
+    Consumed,
+    Released,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeldLine {
+    pub line: HoldLine,
+    pub state: LineState,
+}
+
+/// A hold as one shard knows it: its lines in this shard.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HoldState {
+    pub key: HoldKey,
+    pub status: HoldStatus,
+    pub measure: MeasureRef,
+    pub all_or_nothing: bool,
+    /// `None` once confirmed (VTEX: confirmed reservations do not expire).
+    pub expires_at_ms: Option<u64>,
+    pub lines: Vec<HeldLine>,
+    /// (status, leader time in ms) for each change.
+    pub history: Vec<(HoldStatus, u64)>,
+    /// Fingerprint of the client's whole create body (the same in every shard), for replays.
+    pub body_fingerprint: [u8; 16],
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum HoldCommand {
+    /// Creates the hold's lines of this shard; `tentative` for the first phase across shards.
+    Create {
+        key: HoldKey,
+        measure: MeasureRef,
+        lines: Vec<HoldLine>,
+        expires_at_ms: u64,
+        all_or_nothing: bool,
+        tentative: bool,
+        body_fingerprint: [u8; 16],
+    },
+    /// Second phase across shards: tentative -> active with the hold's real expiry.
+    Commit { key: HoldKey, expires_at_ms: u64 },
+    /// Releases every open line (DELETE).
+    Release { key: HoldKey },
+    /// No expiry from now on.
+    Confirm { key: HoldKey },
+    /// A new expiry (the timer restarts).
+    Extend { key: HoldKey, expires_at_ms: u64 },
+    /// The listed lines (all when empty) leave on-hand, as a fulfilment order does.
+    Consume { key: HoldKey, line_ids: Vec<String> },
+    /// Replaces the hold's lines in this shard (add, change, remove) and restarts the timer.
+    ReplaceLines {
+        key: HoldKey,
+        lines: Vec<HoldLine>,
+        expires_at_ms: u64,
+    },
+}
+
+impl HoldCommand {
+    pub fn key(&self) -> &HoldKey {
+        match self {
+            HoldCommand::Create { key, .. }
+            | HoldCommand::Commit { key, .. }
+            | HoldCommand::Release { key }
+            | HoldCommand::Confirm { key }
+            | HoldCommand::Extend { key, .. }
+            | HoldCommand::Consume { key, .. }
+            | HoldCommand::ReplaceLines { key, .. } => key,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    HoldCreated,
+    HoldCommitted,
+    HoldConfirmed,
+    HoldExtended,
+    HoldChanged,
+    HoldConsumed,
+    HoldReleased,
+    HoldExpired,
+}
+
+impl EventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::HoldCreated => "hold.created",
+            EventKind::HoldCommitted => "hold.committed",
+            EventKind::HoldConfirmed => "hold.confirmed",
+            EventKind::HoldExtended => "hold.extended",
+            EventKind::HoldChanged => "hold.changed",
+            EventKind::HoldConsumed => "hold.consumed",
+            EventKind::HoldReleased => "hold.released",
+            EventKind::HoldExpired => "hold.expired",
+        }
+    }
+}
+
+/// One entry of a shard's event stream; `seq` increases by one per event in that shard.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub ts_ms: u64,
+    pub kind: EventKind,
+    pub hold: HoldKey,
+    pub status: HoldStatus,
+}
+
+/// Holds of one shard, their expiry index and the shard's event stream.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Holds {
+    holds: BTreeMap<HoldKey, HoldState>,
+    expiring: BTreeSet<(u64, HoldKey)>,
+    events: VecDeque<Event>,
+    next_seq: u64,
+}
+
+impl Holds {
+    pub fn get(&self, key: &HoldKey) -> Option<&HoldState> {
+        self.holds.get(key)
+    }
+
+    /// The earliest expiry among open holds: when the leader must sweep.
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        self.expiring.first().map(|(at, _)| *at)
+    }
+
+    pub fn events_from(&self, from_seq: u64, limit: usize) -> (Vec<Event>, u64) {
+        let first_kept = self.events.front().map_or(self.next_seq, |e| e.seq);
+        let start = from_seq.max(first_kept);
+        let skip = (start - first_kept) as usize;
+        (
+            self.events.iter().skip(skip).take(limit).cloned().collect(),
+            self.next_seq,
+        )
+    }
+
+    fn emit(&mut self, ts_ms: u64, kind: EventKind, hold: &HoldState) {
+        self.events.push_back(Event {
+            seq: self.next_seq,
+            ts_ms,
+            kind,
+            hold: hold.key.clone(),
+            status: hold.status,
+        });
+        self.next_seq += 1;
+        while self.events.len() > EVENTS_KEPT_MAX {
+            self.events.pop_front();
+        }
+    }
+
+    fn set_status(&mut self, key: &HoldKey, status: HoldStatus, ts_ms: u64) {
+        if let Some(hold) = self.holds.get_mut(key) {
+            hold.status = status;
+            hold.history.push((status, ts_ms));
+        }
+    }
+
+    fn set_expiry(&mut self, key: &HoldKey, expires_at_ms: Option<u64>) {
+        if let Some(hold) = self.holds.get_mut(key) {
+            if let Some(old) = hold.expires_at_ms {
+                self.expiring.remove(&(old, key.clone()));
+            }
+            hold.expires_at_ms = expires_at_ms;
+            if let Some(at) = expires_at_ms
+                && hold.status.holds_stock()
+            {
+                self.expiring.insert((at, key.clone()));
+            }
+        }
+    }
+
+    /// Expires every open hold due at or before `now_ms`, returning its stock.
+    pub fn expire_due(&mut self, partitions: &mut BTreeMap<PartitionKey, PartitionState>, now_ms: u64) {
+        while let Some((at, key)) = self.expiring.first().cloned() {
+            if at > now_ms {
+                break;
+            }
+            self.expiring.pop_first();
+            if let Some(hold) = self.holds.get_mut(&key) {
+                release_lines(partitions, hold, LineState::Released, None);
+                hold.expires_at_ms = Some(at);
+            }
+            self.set_status(&key, HoldStatus::Expired, now_ms);
+            if let Some(hold) = self.holds.get(&key).cloned() {
+                self.emit(now_ms, EventKind::HoldExpired, &hold);
+            }
+        }
+    }
+
+    pub fn apply(
+        &mut self,
+        partitions: &mut BTreeMap<PartitionKey, PartitionState>,
+        config: &Config,
+        now_ms: u64,
+        command: &HoldCommand,
+    ) -> CmdResult {
+        match command {
+            HoldCommand::Create {
+                key,
+                measure,
+                lines,
+                expires_at_ms,
+                all_or_nothing,
+                tentative,
+                body_fingerprint,
+            } => {
+                if let Some(existing) = self.holds.get(key) {
+                    return if existing.body_fingerprint == *body_fingerprint {
+                        replay(existing)
+                    } else {
+                        CmdResult::refused(
+                            Outcome::Conflict,
+                            format!("hold '{}' exists with a different body", key.id),
+                        )
+                    };
+                }
+                if let Err(message) = check_lines(config, measure, lines) {
+                    return CmdResult::refused(Outcome::Invalid, message);
+                }
+                if *expires_at_ms <= now_ms {
+                    return CmdResult::refused(Outcome::Invalid, "expiresInSeconds: the hold would expire at once");
+                }
+                let held = match hold_lines(partitions, config, measure, lines, *all_or_nothing) {
+                    Ok(held) => held,
+                    Err(message) => return CmdResult::refused(Outcome::Insufficient, message),
+                };
+                let status = if *tentative {
+                    HoldStatus::Tentative
+                } else {
+                    HoldStatus::Active
+                };
+                let short: Vec<String> = held
+                    .iter()
+                    .filter(|l| l.state == LineState::Short)
+                    .map(|l| l.line.line_id.clone())
+                    .collect();
+                let hold = HoldState {
+                    key: key.clone(),
+                    status,
+                    measure: measure.clone(),
+                    all_or_nothing: *all_or_nothing,
+                    expires_at_ms: None,
+                    lines: held,
+                    history: vec![(status, now_ms)],
+                    body_fingerprint: *body_fingerprint,
+                };
+                self.holds.insert(key.clone(), hold);
+                self.set_expiry(key, Some(*expires_at_ms));
+                if !*tentative {
+                    let hold = self.holds[key].clone();
+                    self.emit(now_ms, EventKind::HoldCreated, &hold);
+                }
+                let mut result = CmdResult::success();
+                if !short.is_empty() {
+                    result.outcome = Outcome::PartialSuccess;
+                    result.message = format!("not held (short of stock): {}", short.join(", "));
+                }
+                result
+            }
+            HoldCommand::Commit { key, expires_at_ms } => self.transition(key, now_ms, |h| match h.status {
+                HoldStatus::Tentative => Ok(Some((HoldStatus::Active, Some(*expires_at_ms), EventKind::HoldCreated))),
+                HoldStatus::Active | HoldStatus::Confirmed => Ok(None),
+                other => Err(format!("hold is {}; it can no longer be committed", other.name())),
+            }),
+            HoldCommand::Confirm { key } => self.transition(key, now_ms, |h| match h.status {
+                HoldStatus::Active => Ok(Some((HoldStatus::Confirmed, None, EventKind::HoldConfirmed))),
+                HoldStatus::Confirmed => Ok(None),
+                other => Err(format!(
+                    "hold is {}; only an active hold can be confirmed",
+                    other.name()
+                )),
+            }),
+            HoldCommand::Extend { key, expires_at_ms } => self.transition(key, now_ms, |h| match h.status {
+                HoldStatus::Active => Ok(Some((
+                    HoldStatus::Active,
+                    Some(*expires_at_ms),
+                    EventKind::HoldExtended,
+                ))),
+                other => Err(format!("hold is {}; only an active hold can be extended", other.name())),
+            }),
+            HoldCommand::Release { key } => {
+                let Some(hold) = self.holds.get_mut(key) else {
+                    return not_found(key);
+                };
+                match hold.status {
+                    HoldStatus::Released => return CmdResult::success(),
+                    s if s.is_terminal() => {
+                        return CmdResult::refused(
+                            Outcome::Conflict,
+                            format!("hold is {}; there is nothing left to release", s.name()),
+                        );
+                    }
+                    _ => {}
+                }
+                release_lines(partitions, hold, LineState::Released, None);
+                self.set_expiry(key, None);
+                self.set_status(key, HoldStatus::Released, now_ms);
+                let hold = self.holds[key].clone();
+                self.emit(now_ms, EventKind::HoldReleased, &hold);
+                CmdResult::success()
+            }
+            HoldCommand::Consume { key, line_ids } => self.consume(partitions, now_ms, key, line_ids),
+            HoldCommand::ReplaceLines {
+                key,
+                lines,
+                expires_at_ms,
+            } => self.replace_lines(partitions, config, now_ms, key, lines, *expires_at_ms),
+        }
+    }
+
+    fn transition(
+        &mut self,
+        key: &HoldKey,
+        now_ms: u64,
+        rule: impl FnOnce(&HoldState) -> Result<Option<(HoldStatus, Option<u64>, EventKind)>, String>,
+    ) -> CmdResult {
+        let Some(hold) = self.holds.get(key) else {
+            return not_found(key);
+        };
+        match rule(hold) {
+            Err(message) => CmdResult::refused(Outcome::Conflict, message),
+            Ok(None) => CmdResult::success(),
+            Ok(Some((status, expiry, event))) => {
+                self.set_status(key, status, now_ms);
+                self.set_expiry(key, expiry);
+                let hold = self.holds[key].clone();
+                self.emit(now_ms, event, &hold);
+                CmdResult::success()
+            }
+        }
+    }
+
+    fn consume(
+        &mut self,
+        partitions: &mut BTreeMap<PartitionKey, PartitionState>,
+        now_ms: u64,
+        key: &HoldKey,
+        line_ids: &[String],
+    ) -> CmdResult {
+        let Some(hold) = self.holds.get_mut(key) else {
+            return not_found(key);
+        };
+        if !matches!(hold.status, HoldStatus::Active | HoldStatus::Confirmed) {
+            return CmdResult::refused(
+                Outcome::Conflict,
+                format!(
+                    "hold is {}; only an active or confirmed hold can be consumed",
+                    hold.status.name()
+                ),
+            );
+        }
+        if let Some(unknown) = line_ids
+            .iter()
+            .find(|id| !hold.lines.iter().any(|l| &l.line.line_id == *id))
+        {
+            return CmdResult::refused(
+                Outcome::Invalid,
+                format!("lines: '{unknown}' is not a line of this hold in this shard"),
+            );
+        }
+        let wanted = |id: &String| line_ids.is_empty() || line_ids.contains(id);
+        // The stock leaves: the reservation is released and on-hand goes down by as much.
+        let on_hand = MeasureRef::new("iv", "onhand");
+        for held in hold
+            .lines
+            .iter_mut()
+            .filter(|l| l.state == LineState::Held && wanted(&l.line.line_id))
+        {
+            let cell = cell_mut(partitions, &held.line.partition, &held.line.cell);
+            let reserved = cell.get(&hold.measure);
+            cell.set(&hold.measure, reserved - held.line.quantity);
+            let stock = cell.get(&on_hand);
+            cell.set(&on_hand, stock - held.line.quantity);
+            held.state = LineState::Consumed;
+        }
+        let open = hold.lines.iter().any(|l| l.state == LineState::Held);
+        if !open {
+            self.set_expiry(key, None);
+            self.set_status(key, HoldStatus::Consumed, now_ms);
+        }
+        let hold = self.holds[key].clone();
+        self.emit(now_ms, EventKind::HoldConsumed, &hold);
+        CmdResult::success()
+    }
+
+    fn replace_lines(
+        &mut self,
+        partitions: &mut BTreeMap<PartitionKey, PartitionState>,
+        config: &Config,
+        now_ms: u64,
+        key: &HoldKey,
+        lines: &[HoldLine],
+        expires_at_ms: u64,
+    ) -> CmdResult {
+        let Some(hold) = self.holds.get(key) else {
+            return not_found(key);
+        };
+        if hold.status != HoldStatus::Active {
+            return CmdResult::refused(
+                Outcome::Conflict,
+                format!("hold is {}; only an active hold's lines can change", hold.status.name()),
+            );
+        }
+        if let Err(message) = check_lines(config, &hold.measure, lines) {
+            return CmdResult::refused(Outcome::Invalid, message);
+        }
+        let (measure, all_or_nothing) = (hold.measure.clone(), hold.all_or_nothing);
+        // Release the old lines, try the new ones; put the old ones back if the new ones fail.
+        let mut old = hold.clone();
+        release_lines(partitions, &mut old, LineState::Released, None);
+        match hold_lines(partitions, config, &measure, lines, all_or_nothing) {
+            Ok(held) => {
+                if let Some(h) = self.holds.get_mut(key) {
+                    h.lines = held;
+                }
+                self.set_expiry(key, Some(expires_at_ms));
+                let hold = self.holds[key].clone();
+                self.emit(now_ms, EventKind::HoldChanged, &hold);
+                CmdResult::success()
+            }
+            Err(message) => {
+                let restore: Vec<HoldLine> = self.holds[key]
+                    .lines
+                    .iter()
+                    .filter(|l| l.state == LineState::Held)
+                    .map(|l| l.line.clone())
+                    .collect();
+                for line in &restore {
+                    add_held(partitions, &measure, line, line.quantity);
+                }
+                CmdResult::refused(Outcome::Insufficient, message)
+            }
+        }
+    }
+}
+
+fn not_found(key: &HoldKey) -> CmdResult {
+    CmdResult::refused(Outcome::NotFound, format!("hold '{}' is not known", key.id))
+}
+
+fn replay(existing: &HoldState) -> CmdResult {
+    let short: Vec<&str> = existing
+        .lines
+        .iter()
+        .filter(|l| l.state == LineState::Short)
+        .map(|l| l.line.line_id.as_str())
+        .collect();
+    if short.is_empty() {
+        CmdResult::success()
+    } else {
+        CmdResult {
+            outcome: Outcome::PartialSuccess,
+            message: format!("not held (short of stock): {}", short.join(", ")),
+            reservation_id: None,
+            invalid_offset: None,
+        }
+    }
+}
+
+fn check_lines(config: &Config, measure: &MeasureRef, lines: &[HoldLine]) -> Result<(), String> {
+    if lines.is_empty() || lines.len() > HOLD_LINES_MAX {
+        return Err(format!("items: 1 to {HOLD_LINES_MAX} lines"));
+    }
+    if !config.is_physical(measure) || !config.reserv_mappings.contains_key(measure) {
+        return Err(format!(
+            "measure: '{measure}' is not a physical measure with a reservMappings gate"
+        ));
+    }
+    let mut ids = BTreeSet::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !line.quantity.is_positive() {
+            return Err(format!("items[{i}].quantity: must be greater than zero"));
+        }
+        if !ids.insert(&line.line_id) {
+            return Err(format!("items[{i}].lineId: '{}' is used twice", line.line_id));
+        }
+    }
+    Ok(())
+}
+
+fn add_held(
+    partitions: &mut BTreeMap<PartitionKey, PartitionState>,
+    measure: &MeasureRef,
+    line: &HoldLine,
+    delta: Qty,
+) {
+    let cell = cell_mut(partitions, &line.partition, &line.cell);
+    let held = cell.get(measure);
+    cell.set(measure, held + delta);
+}
+
+/// Holds each line in turn (each sees the ones before it); with all-or-nothing, a short line
+/// undoes the lines held so far and refuses the whole hold.
+fn hold_lines(
+    partitions: &mut BTreeMap<PartitionKey, PartitionState>,
+    config: &Config,
+    measure: &MeasureRef,
+    lines: &[HoldLine],
+    all_or_nothing: bool,
+) -> Result<Vec<HeldLine>, String> {
+    let gate = config
+        .reserv_mappings
+        .get(measure)
+        .and_then(|g| config.calculated.get(g));
+    let mut held: Vec<HeldLine> = Vec::with_capacity(lines.len());
+    for line in lines {
+        let cells = partitions
+            .get(&line.partition)
+            .and_then(|p| p.products.get(&line.cell.product));
+        let exact: Vec<(&String, &String)> = line.cell.dims.iter().collect();
+        let available = gate.map_or(Qty::ZERO, |g| {
+            calculated_over(cells, g, &[]).min(calculated_over(cells, g, &exact))
+        });
+        let before = cell_ref(partitions, &line.partition, &line.cell).map_or(Qty::ZERO, |c| c.get(measure));
+        let fits = line.allow_oversell || available >= line.quantity;
+        if fits && before.checked_add(line.quantity).is_some() {
+            add_held(partitions, measure, line, line.quantity);
+            held.push(HeldLine {
+                line: line.clone(),
+                state: LineState::Held,
+            });
+            continue;
+        }
+        if all_or_nothing {
+            for done in held.iter().filter(|l| l.state == LineState::Held) {
+                add_held(partitions, measure, &done.line, -done.line.quantity);
+            }
+            if !fits {
+                return Err(format!(
+                    "not enough stock for line '{}': {} available, {} requested; nothing is held",
+                    line.line_id, available, line.quantity
+                ));
+            }
+            return Err(out_of_range(measure).message);
+        }
+        held.push(HeldLine {
+            line: line.clone(),
+            state: LineState::Short,
+        });
+    }
+    Ok(held)
+}
+
+/// Returns the stock of every held line (or only `only`), marking them `to`.
+fn release_lines(
+    partitions: &mut BTreeMap<PartitionKey, PartitionState>,
+    hold: &mut HoldState,
+    to: LineState,
+    only: Option<&[String]>,
+) {
+    for held in hold
+        .lines
+        .iter_mut()
+        .filter(|l| l.state == LineState::Held && only.is_none_or(|ids| ids.contains(&l.line.line_id)))
+    {
+        add_held(partitions, &hold.measure, &held.line, -held.line.quantity);
+        held.state = to;
+    }
+}
+
+/// The fingerprint of a client's create body: the gateway computes it once over the whole body,
+/// so a replay is recognised in every shard that holds a part of the hold.
+pub fn body_fingerprint(body: &[u8]) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(body);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}

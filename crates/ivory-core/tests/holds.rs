@@ -1,0 +1,352 @@
+//! Holds on ivory-core alone: all-or-nothing, lifecycle, deterministic expiry (issue 7).
+
+use std::collections::BTreeMap;
+
+use ivory_core::hold::{EventKind, HoldCommand, HoldKey, HoldLine, HoldStatus};
+use ivory_core::*;
+use proptest::prelude::*;
+
+const ENV: &str = "env";
+
+fn partition() -> PartitionKey {
+    PartitionKey::new(ENV, "org", "1", "11")
+}
+
+fn key(id: u32) -> HoldKey {
+    HoldKey {
+        environment: ENV.into(),
+        organization: "org".into(),
+        id: format!("h{id}"),
+    }
+}
+
+fn line(n: u8, product: u8, quantity: i64) -> HoldLine {
+    HoldLine {
+        line_id: format!("l{n}"),
+        partition: partition(),
+        cell: Cell {
+            product: format!("p{product}"),
+            dims: Dims::new(),
+        },
+        quantity: Qty::from_i64(quantity),
+        allow_oversell: false,
+    }
+}
+
+fn soft() -> MeasureRef {
+    MeasureRef::new("iv", "softreservphysical")
+}
+
+fn create(id: u32, lines: Vec<HoldLine>, expires_at_ms: u64, all_or_nothing: bool) -> Command {
+    Command::Hold(HoldCommand::Create {
+        key: key(id),
+        measure: soft(),
+        lines,
+        expires_at_ms,
+        all_or_nothing,
+        tentative: false,
+        body_fingerprint: [id as u8; 16],
+    })
+}
+
+fn apply(shard: &mut Shard, ts_ms: u64, command: Command) -> CmdResult {
+    shard
+        .apply(&Batch {
+            ts_ms,
+            commands: vec![command],
+        })
+        .remove(0)
+}
+
+fn stock(shard: &mut Shard, product: u8, quantity: i64) {
+    let r = apply(
+        shard,
+        0,
+        Command::OnHandChange(OnHandChange {
+            id: format!("stock-{product}"),
+            partition: partition(),
+            cell: Cell {
+                product: format!("p{product}"),
+                dims: Dims::new(),
+            },
+            quantities: [(
+                "iv".to_string(),
+                [("onhand".to_string(), Qty::from_i64(quantity))].into(),
+            )]
+            .into(),
+        }),
+    );
+    assert_eq!(r.outcome, Outcome::Success);
+}
+
+fn measure_of(shard: &Shard, product: u8, ds: &str, m: &str) -> Qty {
+    let ReadResponse::Records(records) = shard.read(&ReadRequest::Query(Query {
+        environment: ENV.into(),
+        organization: "org".into(),
+        locations: None,
+        products: vec![format!("p{product}")],
+        filters: BTreeMap::new(),
+        exact: None,
+        group_by: vec![],
+        return_negative: true,
+        atp: None,
+    })) else {
+        panic!("records")
+    };
+    records.iter().map(|r| r.quantities[ds][m]).sum()
+}
+
+fn status(shard: &Shard, id: u32) -> Option<HoldStatus> {
+    match shard.read(&ReadRequest::Hold(key(id))) {
+        ReadResponse::Hold(h) => h.map(|h| h.status),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn all_or_nothing_holds_nothing_when_one_line_is_short() {
+    let mut shard = Shard::new(EVENT_RETENTION_MS_DEFAULT);
+    stock(&mut shard, 0, 5);
+    stock(&mut shard, 1, 1);
+    let r = apply(
+        &mut shard,
+        10,
+        create(1, vec![line(0, 0, 3), line(1, 1, 2)], 1_000, true),
+    );
+    assert_eq!(r.outcome, Outcome::Insufficient);
+    assert!(r.message.contains("'l1'"), "{}", r.message);
+    assert_eq!(
+        measure_of(&shard, 0, "iv", "softreservphysical"),
+        Qty::ZERO,
+        "line 0 was undone"
+    );
+    assert_eq!(status(&shard, 1), None);
+    // Not all-or-nothing: the line that fits is held, the short one is reported.
+    let r = apply(
+        &mut shard,
+        11,
+        create(2, vec![line(0, 0, 3), line(1, 1, 2)], 1_000, false),
+    );
+    assert_eq!(r.outcome, Outcome::PartialSuccess, "{}", r.message);
+    assert_eq!(measure_of(&shard, 0, "iv", "availabletoreserve"), Qty::from_i64(2));
+}
+
+#[test]
+fn lifecycle_and_expiry_by_leader_time() {
+    let mut shard = Shard::new(EVENT_RETENTION_MS_DEFAULT);
+    stock(&mut shard, 0, 10);
+    assert_eq!(
+        apply(&mut shard, 100, create(1, vec![line(0, 0, 4)], 1_000, true)).outcome,
+        Outcome::Success
+    );
+    assert_eq!(
+        apply(&mut shard, 100, create(2, vec![line(0, 0, 4)], 5_000, true)).outcome,
+        Outcome::Success
+    );
+    // A replay of a create is idempotent; another body under the same id is a conflict.
+    assert_eq!(
+        apply(&mut shard, 101, create(1, vec![line(0, 0, 4)], 1_000, true)).outcome,
+        Outcome::Success
+    );
+    let other_body = Command::Hold(HoldCommand::Create {
+        key: key(1),
+        measure: soft(),
+        lines: vec![line(0, 0, 1)],
+        expires_at_ms: 1_000,
+        all_or_nothing: true,
+        tentative: false,
+        body_fingerprint: [9; 16],
+    });
+    assert_eq!(apply(&mut shard, 101, other_body).outcome, Outcome::Conflict);
+    assert_eq!(measure_of(&shard, 0, "iv", "availabletoreserve"), Qty::from_i64(2));
+    assert_eq!(shard.next_expiry_ms(), Some(1_000));
+
+    assert_eq!(
+        apply(&mut shard, 200, Command::Hold(HoldCommand::Confirm { key: key(2) })).outcome,
+        Outcome::Success
+    );
+    // The leader's sweep: an empty batch at t=1000 expires hold 1, not the confirmed hold 2.
+    shard.apply(&Batch {
+        ts_ms: 1_000,
+        commands: vec![],
+    });
+    assert_eq!(status(&shard, 1), Some(HoldStatus::Expired));
+    assert_eq!(status(&shard, 2), Some(HoldStatus::Confirmed));
+    assert_eq!(measure_of(&shard, 0, "iv", "availabletoreserve"), Qty::from_i64(6));
+    assert_eq!(shard.next_expiry_ms(), None);
+    // An expired hold cannot be confirmed or released back into life.
+    assert_eq!(
+        apply(&mut shard, 1_001, Command::Hold(HoldCommand::Confirm { key: key(1) })).outcome,
+        Outcome::Conflict
+    );
+
+    // Consuming the confirmed hold: the stock leaves on-hand, the reservation goes.
+    let r = apply(
+        &mut shard,
+        1_002,
+        Command::Hold(HoldCommand::Consume {
+            key: key(2),
+            line_ids: vec![],
+        }),
+    );
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(status(&shard, 2), Some(HoldStatus::Consumed));
+    assert_eq!(measure_of(&shard, 0, "iv", "onhand"), Qty::from_i64(6));
+    assert_eq!(measure_of(&shard, 0, "iv", "softreservphysical"), Qty::ZERO);
+
+    let ReadResponse::Events { events, next_seq } = shard.read(&ReadRequest::Events {
+        from_seq: 0,
+        limit: 100,
+    }) else {
+        panic!("events")
+    };
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::HoldCreated,
+            EventKind::HoldCreated,
+            EventKind::HoldConfirmed,
+            EventKind::HoldExpired,
+            EventKind::HoldConsumed
+        ]
+    );
+    assert_eq!(next_seq, 5);
+    let ReadResponse::Events { events, .. } = shard.read(&ReadRequest::Events {
+        from_seq: 3,
+        limit: 100,
+    }) else {
+        panic!("events")
+    };
+    assert_eq!(
+        events.first().map(|e| e.seq),
+        Some(3),
+        "a follower resumes from its position"
+    );
+}
+
+#[test]
+fn tentative_holds_commit_or_expire() {
+    let mut shard = Shard::new(EVENT_RETENTION_MS_DEFAULT);
+    stock(&mut shard, 0, 10);
+    let tentative = |id: u32, expires: u64| {
+        Command::Hold(HoldCommand::Create {
+            key: key(id),
+            measure: soft(),
+            lines: vec![line(0, 0, 3)],
+            expires_at_ms: expires,
+            all_or_nothing: true,
+            tentative: true,
+            body_fingerprint: [id as u8; 16],
+        })
+    };
+    assert_eq!(apply(&mut shard, 0, tentative(1, 500)).outcome, Outcome::Success);
+    assert_eq!(apply(&mut shard, 0, tentative(2, 500)).outcome, Outcome::Success);
+    let commit = |id: u32| {
+        Command::Hold(HoldCommand::Commit {
+            key: key(id),
+            expires_at_ms: 60_000,
+        })
+    };
+    assert_eq!(apply(&mut shard, 100, commit(1)).outcome, Outcome::Success);
+    // Hold 2's coordinator died: its tentative lines expire, and a late commit is refused.
+    assert_eq!(apply(&mut shard, 600, commit(2)).outcome, Outcome::Conflict);
+    assert_eq!(status(&shard, 1), Some(HoldStatus::Active));
+    assert_eq!(status(&shard, 2), Some(HoldStatus::Expired));
+    assert_eq!(measure_of(&shard, 0, "iv", "availabletoreserve"), Qty::from_i64(7));
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Create {
+        lines: Vec<(u8, i64)>,
+        ttl: u64,
+        all_or_nothing: bool,
+    },
+    Release(u32),
+    Confirm(u32),
+    Consume(u32),
+    Reserve(u8, i64),
+    Tick(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (prop::collection::vec((0u8..2, 1i64..5), 1..4), 1u64..2_000, any::<bool>())
+            .prop_map(|(lines, ttl, all_or_nothing)| Op::Create { lines, ttl, all_or_nothing }),
+        1 => (0u32..20).prop_map(Op::Release),
+        1 => (0u32..20).prop_map(Op::Confirm),
+        1 => (0u32..20).prop_map(Op::Consume),
+        1 => (0u8..2, 1i64..4).prop_map(|(p, q)| Op::Reserve(p, q)),
+        2 => (1u64..800).prop_map(Op::Tick),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Holds never oversell; every hold ends in exactly one terminal state; the stock of every
+    /// hold that did not end consumed comes back exactly once.
+    #[test]
+    fn holds_settle_and_never_oversell(ops in prop::collection::vec(op(), 1..60)) {
+        let mut shard = Shard::new(EVENT_RETENTION_MS_DEFAULT);
+        let initial = [12i64, 6];
+        stock(&mut shard, 0, initial[0]);
+        stock(&mut shard, 1, initial[1]);
+        let mut now = 1u64;
+        let mut created = 0u32;
+        let mut reserved_iv = [0i64; 2];
+        for (i, op) in ops.iter().enumerate() {
+            match op {
+                Op::Create { lines, ttl, all_or_nothing } => {
+                    let lines = lines.iter().enumerate().map(|(n, (p, q))| line(n as u8, *p, *q)).collect();
+                    let r = apply(&mut shard, now, create(created, lines, now + ttl, *all_or_nothing));
+                    prop_assert!(r.outcome != Outcome::Invalid, "{}", r.message);
+                    created += 1;
+                }
+                Op::Release(h) => { apply(&mut shard, now, Command::Hold(HoldCommand::Release { key: key(*h) })); }
+                Op::Confirm(h) => { apply(&mut shard, now, Command::Hold(HoldCommand::Confirm { key: key(*h) })); }
+                Op::Consume(h) => { apply(&mut shard, now, Command::Hold(HoldCommand::Consume { key: key(*h), line_ids: vec![] })); }
+                Op::Reserve(p, q) => {
+                    let r = apply(&mut shard, now, Command::Reserve(Reserve {
+                        id: format!("r{i}"), partition: partition(),
+                        cell: Cell { product: format!("p{p}"), dims: Dims::new() },
+                        measure: soft(), quantity: Qty::from_i64(*q), availability: Availability::Checked,
+                    }));
+                    if r.outcome == Outcome::Success { reserved_iv[*p as usize] += q; }
+                }
+                Op::Tick(ms) => { now += ms; shard.apply(&Batch { ts_ms: now, commands: vec![] }); }
+            }
+            for p in 0..2 {
+                prop_assert!(measure_of(&shard, p, "iv", "availabletoreserve") >= Qty::ZERO, "oversold p{} after op {}", p, i);
+            }
+        }
+        // Far in the future every unconfirmed hold has expired; release the confirmed ones.
+        now += 10_000;
+        shard.apply(&Batch { ts_ms: now, commands: vec![] });
+        for h in 0..created {
+            if status(&shard, h) == Some(HoldStatus::Confirmed) {
+                apply(&mut shard, now, Command::Hold(HoldCommand::Release { key: key(h) }));
+            }
+        }
+        for h in 0..created {
+            let ReadResponse::Hold(hold) = shard.read(&ReadRequest::Hold(key(h))) else { panic!() };
+            if let Some(hold) = hold {
+                prop_assert!(hold.status.is_terminal(), "hold {} is {:?}", h, hold.status);
+                let terminal = hold.history.iter().filter(|(s, _)| s.is_terminal()).count();
+                prop_assert_eq!(terminal, 1, "hold {} history {:?}", h, hold.history);
+            }
+        }
+        // What is reserved now is exactly the IV reservations: every hold gave its stock back
+        // (or consumed it) once.
+        for p in 0..2u8 {
+            prop_assert_eq!(measure_of(&shard, p, "iv", "softreservphysical"), Qty::from_i64(reserved_iv[p as usize]));
+            let on_hand = measure_of(&shard, p, "iv", "onhand");
+            prop_assert_eq!(
+                measure_of(&shard, p, "iv", "availabletoreserve"),
+                on_hand - Qty::from_i64(reserved_iv[p as usize])
+            );
+            prop_assert!(on_hand <= Qty::from_i64(initial[p as usize]));
+        }
+    }
+}
