@@ -1,17 +1,14 @@
-//! Which nodes hold a replica of which shard. A placeholder for ivory-cluster's hashring
-//! placement: kept in this one function so that it can be replaced in one place.
+//! Which nodes hold a replica of which shard: ivory-cluster's ring over the member nodes, so that
+//! adding a node moves few replicas.
 
 use std::collections::BTreeMap;
 
-/// The replicas of `shard`: every node when there are at most `replicas` of them, otherwise
-/// `replicas` consecutive nodes (in id order) starting at `shard mod nodes`.
+use ivory_cluster::Placement;
+
+/// The replicas of `shard`, in id order: every node when there are at most `replicas` of them,
+/// otherwise the first `replicas` distinct nodes clockwise from the shard on the node ring.
 pub fn replicas_for(shard: u32, peers: &BTreeMap<u64, String>, replicas: usize) -> Vec<u64> {
-    let ids: Vec<u64> = peers.keys().copied().collect();
-    if ids.len() <= replicas {
-        return ids;
-    }
-    let start = shard as usize % ids.len();
-    let mut chosen: Vec<u64> = (0..replicas).map(|i| ids[(start + i) % ids.len()]).collect();
+    let mut chosen = Placement::new(peers.keys().copied(), replicas).replicas_of(shard);
     chosen.sort_unstable();
     chosen
 }
@@ -25,10 +22,14 @@ mod tests {
         let peers: BTreeMap<u64, String> = (1..=3).map(|i| (i, format!("h:{i}"))).collect();
         assert_eq!(replicas_for(5, &peers, 3), vec![1, 2, 3]);
         let peers: BTreeMap<u64, String> = (1..=5).map(|i| (i, format!("h:{i}"))).collect();
-        assert_eq!(replicas_for(0, &peers, 3), vec![1, 2, 3]);
-        assert_eq!(replicas_for(4, &peers, 3), vec![1, 2, 5]);
+        let mut load = BTreeMap::new();
         for shard in 0..16 {
-            assert_eq!(replicas_for(shard, &peers, 3).len(), 3);
+            let r = replicas_for(shard, &peers, 3);
+            assert_eq!(r.len(), 3);
+            for n in r {
+                *load.entry(n).or_insert(0) += 1;
+            }
         }
+        assert_eq!(load.len(), 5, "every node holds some replica: {load:?}");
     }
 }

@@ -313,6 +313,7 @@ pub fn onhand_query() -> ReadRequest {
         exact: None,
         group_by: Vec::new(),
         return_negative: true,
+        atp: None,
     })
 }
 
