@@ -113,6 +113,9 @@ pub struct HoldState {
     pub history: Vec<(HoldStatus, u64)>,
     /// Fingerprint of the client's whole create body (the same in every shard), for replays.
     pub body_fingerprint: [u8; 16],
+    /// The shard that speaks for the hold in the event stream (the shard of its first line), so
+    /// a hold across shards emits each event once.
+    pub primary: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -126,6 +129,7 @@ pub enum HoldCommand {
         all_or_nothing: bool,
         tentative: bool,
         body_fingerprint: [u8; 16],
+        primary: bool,
     },
     /// Second phase across shards: tentative -> active with the hold's real expiry.
     Commit { key: HoldKey, expires_at_ms: u64 },
@@ -226,6 +230,9 @@ impl Holds {
     }
 
     fn emit(&mut self, ts_ms: u64, kind: EventKind, hold: &HoldState) {
+        if !hold.primary {
+            return;
+        }
         self.events.push_back(Event {
             seq: self.next_seq,
             ts_ms,
@@ -294,6 +301,7 @@ impl Holds {
                 all_or_nothing,
                 tentative,
                 body_fingerprint,
+                primary,
             } => {
                 if let Some(existing) = self.holds.get(key) {
                     return if existing.body_fingerprint == *body_fingerprint {
@@ -334,6 +342,7 @@ impl Holds {
                     lines: held,
                     history: vec![(status, now_ms)],
                     body_fingerprint: *body_fingerprint,
+                    primary: *primary,
                 };
                 self.holds.insert(key.clone(), hold);
                 self.set_expiry(key, Some(*expires_at_ms));
@@ -492,7 +501,10 @@ impl Holds {
                 format!("hold is {}; only an active hold's lines can change", hold.status.name()),
             );
         }
-        if let Err(message) = check_lines(config, &hold.measure, lines) {
+        // No lines: the hold keeps no stock in this shard any more (its lines moved elsewhere).
+        if !lines.is_empty()
+            && let Err(message) = check_lines(config, &hold.measure, lines)
+        {
             return CmdResult::refused(Outcome::Invalid, message);
         }
         let (measure, all_or_nothing) = (hold.measure.clone(), hold.all_or_nothing);

@@ -46,6 +46,7 @@ fn create(id: u32, lines: Vec<HoldLine>, expires_at_ms: u64, all_or_nothing: boo
         all_or_nothing,
         tentative: false,
         body_fingerprint: [id as u8; 16],
+        primary: true,
     })
 }
 
