@@ -157,6 +157,7 @@ fn lifecycle_and_expiry_by_leader_time() {
         all_or_nothing: true,
         tentative: false,
         body_fingerprint: [9; 16],
+        primary: true,
     });
     assert_eq!(apply(&mut shard, 101, other_body).outcome, Outcome::Conflict);
     assert_eq!(measure_of(&shard, 0, "iv", "availabletoreserve"), Qty::from_i64(2));
@@ -239,6 +240,7 @@ fn tentative_holds_commit_or_expire() {
             all_or_nothing: true,
             tentative: true,
             body_fingerprint: [id as u8; 16],
+            primary: true,
         })
     };
     assert_eq!(apply(&mut shard, 0, tentative(1, 500)).outcome, Outcome::Success);
