@@ -208,6 +208,16 @@ pub fn router(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
         .route(&format!("{E}/onhand/reserve/bulk"), post(writes::reserve_bulk))
         .route(&format!("{E}/onhand/unreserve"), post(writes::unreserve))
         .route(&format!("{E}/onhand/unreserve/bulk"), post(writes::unreserve_bulk))
+        .route(&format!("{E}/onhand/changeschedule"), post(writes::change_schedule))
+        .route(
+            &format!("{E}/onhand/changeschedule/bulk"),
+            post(writes::change_schedule_bulk),
+        )
+        .route(&format!("{E}/allocation/allocate"), post(writes::allocate))
+        .route(&format!("{E}/allocation/unallocate"), post(writes::unallocate))
+        .route(&format!("{E}/allocation/reallocate"), post(writes::reallocate))
+        .route(&format!("{E}/allocation/consume"), post(writes::consume))
+        .route(&format!("{E}/allocation/query"), post(queries::allocation_query))
         .route(&format!("{E}/onhand/indexquery"), post(queries::index_query))
         .route(&format!("{E}/onhand/exactquery"), post(queries::exact_query))
         .route(&format!("{E}/configuration"), get(admin::get_configuration))
