@@ -498,7 +498,8 @@ fn quantities_by_date(obj: &Map<String, Value>, path: &str) -> Result<BTreeMap<i
     let default_ds = optional_text(obj, "quantityDataSource", path)?;
     let mut out = BTreeMap::new();
     for (key, q) in days {
-        let day = parse_day(key).ok_or_else(|| {
+        // Keys arrive lower-cased (`KeyCanon`): `2023-09-26t00:00:00z`.
+        let day = parse_day(&key.to_ascii_uppercase()).ok_or_else(|| {
             ApiError::bad_request(
                 "field.bad_timestamp",
                 format!(

@@ -939,3 +939,5 @@ async fn real_listener_smoke() {
     assert!(text.to_ascii_lowercase().contains("x-request-id: abc"), "{text}");
     server.abort();
 }
+
+mod issue6;
