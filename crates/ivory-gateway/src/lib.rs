@@ -12,6 +12,7 @@
 mod admin;
 pub mod auth;
 mod error;
+mod grpc;
 mod parse;
 mod queries;
 mod writes;
@@ -36,6 +37,13 @@ use ivory_core::{CmdResult, Command, Config, PartitionKey, ReadRequest, ReadResp
 use tracing::Instrument;
 
 pub use error::ApiError;
+pub use grpc::{grpc_code, grpc_service};
+
+/// The generated messages, server and client of proto/ivory/v1/inventory.proto.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("ivory.v1");
+}
 
 /// An error of the layer below: a stable `code` (`raft.not_leader`, `raft.no_quorum`, ...), a
 /// message, and whether the same call may succeed if retried.

@@ -940,4 +940,5 @@ async fn real_listener_smoke() {
     server.abort();
 }
 
+mod grpc;
 mod issue6;
