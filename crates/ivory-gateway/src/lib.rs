@@ -3,8 +3,9 @@
 //! only parses, validates shapes and limits, routes to shards and merges answers.
 //!
 //! Read in this order: [`router`] (the routes and middleware), `writes` (on-hand change, set,
-//! reserve, unreserve), `queries` (index, exact and GET queries), `admin` (configuration,
-//! partitions, clean-up), `auth` (tokens).
+//! reserve, unreserve, change schedule, allocate, unallocate, reallocate, consume), `queries`
+//! (index, exact and GET queries with ATP, allocation query), `admin` (configuration, partitions,
+//! clean-up), `auth` (tokens), `grpc` (the gRPC API over the REST router).
 //!
 //! The layer below is the [`Backend`] trait: the `ivory` binary implements it over raft nodes;
 //! tests use `LocalBackend` (feature `test-support`).

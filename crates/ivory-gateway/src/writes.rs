@@ -1,4 +1,4 @@
-//! On-hand change, set on-hand, reserve and unreserve: single (result envelope + HTTP status by
+//! On-hand change, set on-hand, reserve, unreserve, change schedule and the allocation writes: single (result envelope + HTTP status by
 //! outcome) and bulk (<= 512 items, one proposal per shard in parallel, IV's buckets, HTTP 200).
 //!
 //! Bulk rule: every item is validated first. The whole call is refused (400, nothing applied) only
