@@ -1,5 +1,5 @@
-//! On-hand change, set on-hand, reserve, unreserve, change schedule and the allocation writes: single (result envelope + HTTP status by
-//! outcome) and bulk (<= 512 items, one proposal per shard in parallel, IV's buckets, HTTP 200).
+//! On-hand change, set on-hand, reserve, unreserve, change schedule and the allocation writes:
+//! single (result envelope + HTTP status by outcome) and bulk (<= 512 items, one proposal per shard in parallel, IV's buckets, HTTP 200).
 //!
 //! Bulk rule: every item is validated first. The whole call is refused (400, nothing applied) only
 //! when the body is not an array or has more than 512 items; a malformed item becomes a `failure`

@@ -159,6 +159,22 @@ async fn atp_query_rules_are_checked() {
         r.body
     );
 
+    // ATP values are returned even when negative, whatever returnNegative says.
+    let body = schedule("neg", "P-ATP2", json!({ day(1): {"iv": {"onhand": -8}} }));
+    let r = post(&app, &t, "onhand/changeschedule", body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // `quantityDataSource` lets a date hold `{measure: number}`.
+    let mut body = schedule("qds", "P-ATP2", json!({ day(2): {"onhand": 1} }));
+    body["quantityDataSource"] = json!("iv");
+    let r = post(&app, &t, "onhand/changeschedule", body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut q = atp_query("P-ATP2");
+    q["returnNegative"] = json!(false);
+    let r = post(&app, &t, "onhand/indexquery", q).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let values: Vec<f64> = atp_values(&r.body).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(values, vec![-3.0, -3.0, -2.0, -2.0, -2.0, -2.0, -2.0], "{}", r.body);
+
     let mut q = atp_query("P-ATP2");
     q["ATPFromDate"] = json!("someday");
     let r = post(&app, &t, "onhand/indexquery", q).await;
