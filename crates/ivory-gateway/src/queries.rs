@@ -507,7 +507,10 @@ async fn fan_out(
     common: &Common,
     config: &Config,
 ) -> Result<Vec<(String, Record)>, ApiError> {
-    let group_by: Vec<String> = sorted_unique(common.group_by.iter().map(|(b, _)| b.clone()).collect());
+    let mut group_by: Vec<String> = sorted_unique(common.group_by.iter().map(|(b, _)| b.clone()).collect());
+    if common.atp.is_some() {
+        group_by = in_index_set_order(config, group_by);
+    }
     let mut reads = Vec::new();
     for plan in plans {
         let mut by_shard: BTreeMap<u32, Option<Vec<(String, String)>>> = BTreeMap::new();
@@ -562,6 +565,23 @@ async fn fan_out(
         (&a.location, &a.site, oa, &a.product, &a.dims).cmp(&(&b.location, &b.site, ob, &b.product, &b.dims))
     });
     Ok(out)
+}
+
+/// An ATP group-by names one schedule index set in any order: put it in the set's order, which is
+/// the order `Query::validate` compares.
+fn in_index_set_order(config: &Config, group_by: Vec<String>) -> Vec<String> {
+    let (partition, rest): (Vec<String>, Vec<String>) =
+        group_by.into_iter().partition(|d| d == SITE_ID || d == LOCATION_ID);
+    let wanted: BTreeSet<&String> = rest.iter().collect();
+    match config
+        .schedule
+        .index_sets
+        .iter()
+        .find(|set| set.len() == rest.len() && set.iter().collect::<BTreeSet<_>>() == wanted)
+    {
+        Some(set) => set.iter().cloned().chain(partition).collect(),
+        None => rest.into_iter().chain(partition).collect(),
+    }
 }
 
 fn record_json(org: Option<&str>, record: &Record, common: &Common) -> Value {

@@ -465,3 +465,31 @@ async fn allocation_round_trip() {
     assert_eq!(quantities["@iv"]["@allocated"], json!(30), "{}", r.body);
     assert_eq!(quantities["@iv"]["@available_to_allocate"], json!(70), "{}", r.body);
 }
+
+#[tokio::test]
+async fn atp_group_by_matches_an_index_set_in_any_order() {
+    let (app, _) = setup();
+    let t = token(&app, ENV).await;
+    let r = send(
+        &app,
+        Method::GET,
+        &format!("/api/environment/{ENV}/configuration"),
+        Some(&t),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut config = r.body;
+    config["scheduleConfiguration"]["indexAttributeSets"] = json!([{"setNumber": 1, "keys": ["sizeid", "colorid"]}]);
+    let r = post(&app, &t, "configuration/hardupdate", config).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    seed(&app, &t, "P-ORD", 4).await;
+    for group in [json!(["ColorId", "SizeId"]), json!(["SizeId", "ColorId"])] {
+        let mut q = atp_query("P-ORD");
+        q["groupByValues"] = group;
+        let r = post(&app, &t, "onhand/indexquery", q).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(atp_values(&r.body)[0].1, 4.0);
+    }
+}
