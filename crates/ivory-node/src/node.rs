@@ -254,6 +254,7 @@ impl Node {
         let (log, sm) = self.inner.storage.open_group(shard).await?;
         let shard_state = sm.shard();
         let digest = sm.digest();
+        let snapshot_trigger = sm.snapshot_trigger();
         let network = GroupNetworkFactory {
             group: shard,
             id: self.id(),
@@ -262,6 +263,7 @@ impl Node {
         let raft = Raft::new(self.id(), self.inner.raft_config.clone(), network, log, sm)
             .await
             .map_err(storage_err)?;
+        let _ = snapshot_trigger.set(raft.clone());
         spawn_leader_gauge(shard, self.id(), raft.clone());
         let group = Group {
             raft: raft.clone(),
