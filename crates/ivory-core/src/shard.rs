@@ -1,7 +1,7 @@
 //! The shard state machine: every partition a shard owns, its remembered event ids, and the
 //! environments' configurations. `apply` is a pure function of (state, batch).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -69,18 +69,41 @@ pub(crate) struct PartitionState {
     pub reservations: BTreeMap<String, Reservation>,
 }
 
-/// Idempotency key: one client id per partition and kind of operation.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-struct EventKey {
-    partition: PartitionKey,
-    op: OpCode,
-    id: String,
+/// Idempotency key: one client id per partition and kind of operation, as the first 16 bytes of
+/// SHA-256 over (partition, operation, id). A fixed-size key keeps the lookups that every command
+/// makes free of pointer chasing through strings (a collision needs about 2^64 ids).
+type EventKey = [u8; 16];
+
+fn event_key(partition: &PartitionKey, op: OpCode, id: &str) -> EventKey {
+    let mut h = Sha256::new();
+    h.update(partition.canonical_bytes());
+    h.update(op.prefix().as_bytes());
+    h.update([0u8]);
+    h.update(id.as_bytes());
+    truncate(h.finalize().into())
+}
+
+/// Which partition (and environment) a remembered event belongs to, for clean-up.
+fn scope_tags(partition: &PartitionKey) -> (u64, u64) {
+    let tag = |bytes: &[u8]| {
+        let d: [u8; 32] = Sha256::digest(bytes).into();
+        u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+    };
+    (tag(partition.environment.as_bytes()), tag(&partition.canonical_bytes()))
+}
+
+fn truncate(digest: [u8; 32]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct EventRecord {
     fingerprint: [u8; 16],
     ts_ms: u64,
+    environment_tag: u64,
+    partition_tag: u64,
     result: CmdResult,
 }
 
@@ -94,7 +117,9 @@ struct ShardState {
     configs: BTreeMap<String, String>,
     partitions: BTreeMap<PartitionKey, PartitionState>,
     events: BTreeMap<EventKey, EventRecord>,
-    events_by_time: BTreeSet<(u64, EventKey)>,
+    /// Remembered ids in the order they were applied, which is timestamp order (the clock never
+    /// goes back): retention prunes from the front.
+    events_by_time: VecDeque<(u64, EventKey)>,
     holds: crate::hold::Holds,
 }
 
@@ -176,11 +201,7 @@ impl Shard {
         let (Some((op, id)), Some(partition)) = (command.event(), command.partition()) else {
             return self.apply_admin(command);
         };
-        let key = EventKey {
-            partition: partition.clone(),
-            op,
-            id: id.to_string(),
-        };
+        let key = event_key(partition, op, id);
         let fingerprint = fingerprint(command);
         if let Some(seen) = self.state.events.get(&key) {
             if seen.fingerprint == fingerprint {
@@ -199,12 +220,15 @@ impl Shard {
         // Refusals for bad input are not remembered: the client may fix the body and reuse the id.
         if result.outcome != Outcome::Invalid {
             let ts_ms = self.state.clock_ms;
-            self.state.events_by_time.insert((ts_ms, key.clone()));
+            let (environment_tag, partition_tag) = scope_tags(partition);
+            self.state.events_by_time.push_back((ts_ms, key));
             self.state.events.insert(
                 key,
                 EventRecord {
                     fingerprint,
                     ts_ms,
+                    environment_tag,
+                    partition_tag,
                     result: result.clone(),
                 },
             );
@@ -238,8 +262,16 @@ impl Shard {
                     p.environment == *environment && partitions.as_ref().is_none_or(|list| list.contains(p))
                 };
                 self.state.partitions.retain(|p, _| !doomed(p));
-                self.state.events.retain(|k, _| !doomed(&k.partition));
-                self.state.events_by_time.retain(|(_, k)| !doomed(&k.partition));
+                let doomed_tags: Option<BTreeSet<u64>> = partitions
+                    .as_ref()
+                    .map(|list| list.iter().map(|p| scope_tags(p).1).collect());
+                let environment_tag = scope_tags(&PartitionKey::new(environment.clone(), "", "", "")).0;
+                self.state.events.retain(|_, e| {
+                    let in_scope = e.environment_tag == environment_tag
+                        && doomed_tags.as_ref().is_none_or(|tags| tags.contains(&e.partition_tag));
+                    !in_scope
+                });
+                // The time index keeps the forgotten keys; pruning skips keys no longer remembered.
                 CmdResult::success()
             }
             // Stock commands always carry an event id and a partition.
@@ -250,11 +282,13 @@ impl Shard {
     fn prune_events(&mut self) {
         let horizon = self.state.clock_ms.saturating_sub(self.state.event_retention_ms);
         for _ in 0..EVENT_PRUNE_PER_BATCH_MAX {
-            match self.state.events_by_time.first() {
+            match self.state.events_by_time.front() {
                 Some((ts, _)) if *ts < horizon => {}
                 _ => break,
             }
-            if let Some((_, key)) = self.state.events_by_time.pop_first() {
+            if let Some((ts, key)) = self.state.events_by_time.pop_front()
+                && self.state.events.get(&key).is_some_and(|e| e.ts_ms == ts)
+            {
                 self.state.events.remove(&key);
             }
         }
@@ -336,8 +370,5 @@ impl Shard {
 
 fn fingerprint(command: &Command) -> [u8; 16] {
     let bytes = postcard::to_stdvec(command).unwrap_or_default();
-    let digest = Sha256::digest(bytes);
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&digest[..16]);
-    out
+    truncate(Sha256::digest(bytes).into())
 }

@@ -72,19 +72,25 @@ pub(crate) fn out_of_range(m: &MeasureRef) -> CmdResult {
     )
 }
 
+/// The cell, created on first use. Keys are cloned only when something is created: this runs for
+/// every command.
 pub(crate) fn cell_mut<'a>(
     partitions: &'a mut BTreeMap<PartitionKey, PartitionState>,
     p: &PartitionKey,
     cell: &Cell,
 ) -> &'a mut CellState {
-    partitions
-        .entry(p.clone())
-        .or_default()
-        .products
-        .entry(cell.product.clone())
-        .or_default()
-        .entry(cell.dims.clone())
-        .or_default()
+    if !partitions.contains_key(p) {
+        partitions.insert(p.clone(), PartitionState::default());
+    }
+    let partition = partitions.get_mut(p).expect("inserted above");
+    if !partition.products.contains_key(&cell.product) {
+        partition.products.insert(cell.product.clone(), BTreeMap::new());
+    }
+    let cells = partition.products.get_mut(&cell.product).expect("inserted above");
+    if !cells.contains_key(&cell.dims) {
+        cells.insert(cell.dims.clone(), CellState::default());
+    }
+    cells.get_mut(&cell.dims).expect("inserted above")
 }
 
 pub(crate) fn cell_ref<'a>(
@@ -162,15 +168,16 @@ pub fn reservation_id(partition: &PartitionKey, cell: &Cell, measure: &MeasureRe
         h.update(part.as_bytes());
     }
     let d = h.finalize();
-    let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(36);
+    for (i, b) in d[..16].iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// A calculated measure summed over the cells of one product whose dimensions contain `filter`.
