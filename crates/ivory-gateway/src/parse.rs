@@ -266,7 +266,7 @@ pub(crate) async fn mapping_config(
     }
 }
 
-fn partition_and_cell(
+pub(crate) fn partition_and_cell(
     obj: &Map<String, Value>,
     environment: &str,
     config: &Config,
