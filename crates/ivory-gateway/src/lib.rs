@@ -18,6 +18,8 @@ mod parse;
 mod queries;
 mod writes;
 
+#[cfg(test)]
+mod holds_tests;
 #[cfg(any(test, feature = "test-support"))]
 pub mod local;
 #[cfg(test)]
