@@ -364,7 +364,8 @@ fn hold_json(parts: &[(u32, HoldState)]) -> Value {
         "id": p.key.id,
         "organizationId": p.key.organization,
         "status": status.name(),
-        "expiresAt": p.expires_at_ms.filter(|_| !status.is_terminal() && status != HoldStatus::Confirmed).map(rfc3339),
+        // None once confirmed, released or consumed; an expired hold keeps the time it expired.
+        "expiresAt": p.expires_at_ms.map(rfc3339),
         "createdAt": p.history.first().map(|(_, at)| rfc3339(*at)),
         "allOrNothing": p.all_or_nothing,
         "measure": p.measure.to_string(),
