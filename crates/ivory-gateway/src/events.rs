@@ -164,7 +164,7 @@ pub(crate) async fn events(
             if let Some((id, v)) = buffer.pop_front() {
                 let event = SseEvent::default()
                     .id(id)
-                    .event(v["type"].as_str().unwrap_or("event").to_string())
+                    .event(v["type"].as_str().unwrap_or("event"))
                     .data(v.to_string());
                 return Some((Ok::<_, Infallible>(event), (s, env, cursor, buffer)));
             }
