@@ -518,3 +518,109 @@ async fn sse_stream_sends_events_with_cursor_ids() {
         "the id is the cursor after the event: {text}"
     );
 }
+
+#[tokio::test]
+async fn grpc_holds_and_event_stream() {
+    use futures::StreamExt;
+
+    use crate::auth::{issue_token, now_s};
+    use crate::proto::holds_client::HoldsClient;
+    use crate::proto::{FollowEventsRequest, HoldRequest};
+
+    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(4));
+    let config = GatewayConfig::new("client", "s3cret", b"k".to_vec());
+    let app = crate::grpc_service(backend.clone(), config.clone()).fallback_service(router(backend.clone(), config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut client = HoldsClient::connect(format!("http://{addr}")).await.unwrap();
+    let token = issue_token(b"k", ENV, "client", now_s() + 60);
+    let authed = |m: HoldRequest| {
+        let mut r = tonic::Request::new(m);
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        r
+    };
+    let stock = json!({"id": "g-st", "organizationId": ORG, "productId": "G", "dimensions": {"siteId": "1", "locationId": "11"},
+        "quantities": {"iv": {"onhand": 3}}});
+    backend
+        .propose(
+            backend.shard_of(&PartitionKey::new(ENV, ORG, "1", "11")),
+            vec![
+                crate::parse::write_command(
+                    crate::parse::WriteKind::Change,
+                    &stock,
+                    ENV,
+                    &ivory_core::Config::default_config(),
+                    "",
+                )
+                .unwrap(),
+            ],
+        )
+        .await
+        .unwrap();
+    let at = ("1".to_string(), "11".to_string());
+    // No token: the stream is refused before it starts.
+    let e = client
+        .follow_events(FollowEventsRequest {
+            environment_id: ENV.into(),
+            from: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    let mut follow = tonic::Request::new(FollowEventsRequest {
+        environment_id: ENV.into(),
+        from: String::new(),
+    });
+    follow
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut events = client.follow_events(follow).await.unwrap().into_inner();
+    let body = json!({"id": "G-1", "organizationId": ORG, "items": [item("1", "G", &at, 2)]});
+    let hold = client
+        .create(authed(HoldRequest {
+            environment_id: ENV.into(),
+            body_json: body.to_string(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let hold: Value = serde_json::from_str(&hold.hold_json).unwrap();
+    assert_eq!(hold["status"], "active");
+    let short = json!({"id": "G-2", "organizationId": ORG, "items": [item("1", "G", &at, 2)]});
+    let e = client
+        .create(authed(HoldRequest {
+            environment_id: ENV.into(),
+            body_json: short.to_string(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Aborted);
+    assert!(e.message().starts_with("hold.insufficient"), "{}", e.message());
+    let request = |id: &str| HoldRequest {
+        environment_id: ENV.into(),
+        organization_id: ORG.into(),
+        hold_id: id.into(),
+        body_json: String::new(),
+    };
+    client.confirm(authed(request("G-1"))).await.unwrap();
+    let e = client.get(authed(request("nope"))).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    let got = client.consume(authed(request("G-1"))).await.unwrap().into_inner();
+    assert!(got.hold_json.contains("\"consumed\""));
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let e = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.hold_id, "G-1");
+        assert!(!e.cursor.is_empty());
+        seen.push(e.r#type);
+    }
+    assert_eq!(seen, ["hold.created", "hold.confirmed", "hold.consumed"]);
+}

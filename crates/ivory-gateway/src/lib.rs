@@ -16,6 +16,7 @@ mod error;
 mod events;
 mod grpc;
 mod holds;
+mod holds_grpc;
 mod parse;
 mod queries;
 mod writes;
