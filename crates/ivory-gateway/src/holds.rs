@@ -390,6 +390,16 @@ fn not_found(key: &HoldKey) -> ApiError {
     )
 }
 
+/// What a create request means, not how it is spelled: key case and spacing do not change it.
+pub(crate) fn request_fingerprint(
+    measure: &MeasureRef,
+    lines: &[HoldLine],
+    ttl_ms: u64,
+    all_or_nothing: bool,
+) -> [u8; 16] {
+    body_fingerprint(format!("{measure:?}|{lines:?}|{ttl_ms}|{all_or_nothing}").as_bytes())
+}
+
 /// `POST /holds`.
 pub(crate) async fn create(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
     match create_inner(&s, env, body).await {
@@ -412,8 +422,7 @@ async fn create_inner(s: &AppState, env: String, body: Body) -> Result<Response,
         Some(ds) => MeasureRef::new(&ds, &modifier),
         None => MeasureRef::parse(&modifier).unwrap_or_else(|| MeasureRef::new("iv", &modifier)),
     };
-    // What the request means, not how it is spelled: key case and spacing do not change it.
-    let fingerprint = body_fingerprint(format!("{measure:?}|{lines:?}|{ttl_ms}|{all_or_nothing}").as_bytes());
+    let fingerprint = request_fingerprint(&measure, &lines, ttl_ms, all_or_nothing);
     let key = HoldKey {
         environment: env,
         organization,

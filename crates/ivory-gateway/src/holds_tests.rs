@@ -624,3 +624,61 @@ async fn grpc_holds_and_event_stream() {
     }
     assert_eq!(seen, ["hold.created", "hold.confirmed", "hold.consumed"]);
 }
+
+/// A gateway died after phase 1: tentative parts are left in both shards. The client's retry of
+/// the same request completes the protocol, and every line is held once.
+#[tokio::test]
+async fn a_retry_completes_a_hold_whose_gateway_died_between_the_phases() {
+    use ivory_core::hold::{HoldCommand, HoldKey, HoldLine};
+    use ivory_core::{Cell, Command, MeasureRef, Qty};
+
+    let (app, backend) = setup();
+    let t = token(&app).await;
+    let [a, b] = two_shards(&backend);
+    stock(&app, &t, "P1", &a, 5).await;
+    stock(&app, &t, "P2", &b, 5).await;
+    let line = |id: &str, product: &str, at: &(String, String)| HoldLine {
+        line_id: id.into(),
+        partition: PartitionKey::new(ENV, ORG, &at.0, &at.1),
+        cell: Cell {
+            product: product.into(),
+            dims: Default::default(),
+        },
+        quantity: Qty::from_i64(2),
+        allow_oversell: false,
+    };
+    let lines = [line("1", "P1", &a), line("2", "P2", &b)];
+    let measure = MeasureRef::new("iv", "softreservphysical");
+    let fingerprint = crate::holds::request_fingerprint(&measure, &lines, 900_000, true);
+    let key = HoldKey {
+        environment: ENV.into(),
+        organization: ORG.into(),
+        id: "R1".into(),
+    };
+    let primary = backend.shard_of(&lines[0].partition);
+    for l in &lines {
+        let shard = backend.shard_of(&l.partition);
+        let create = HoldCommand::Create {
+            key: key.clone(),
+            measure: measure.clone(),
+            lines: vec![l.clone()],
+            expires_at_ms: crate::holds::now_ms() + 10_000,
+            all_or_nothing: true,
+            tentative: true,
+            body_fingerprint: fingerprint,
+            primary: shard == primary,
+        };
+        let r = backend.propose(shard, vec![Command::Hold(create)]).await.unwrap();
+        assert!(r[0].outcome.applied(), "{r:?}");
+    }
+    let (_, hold) = call(&app, Method::GET, &format!("holds/R1?organizationId={ORG}"), &t, None).await;
+    assert_eq!(hold["status"], "tentative", "{hold}");
+    assert_eq!(available(&app, &t, "P1").await, 3.0);
+    let body = json!({"id": "R1", "organizationId": ORG, "items": [item("1", "P1", &a, 2), item("2", "P2", &b, 2)]});
+    let (status, hold) = call(&app, Method::POST, "holds", &t, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{hold}");
+    assert_eq!(hold["status"], "active");
+    assert_eq!(statuses(&hold), ["1=held", "2=held"]);
+    assert_eq!(available(&app, &t, "P1").await, 3.0, "held once");
+    assert_eq!(available(&app, &t, "P2").await, 3.0, "held once");
+}
