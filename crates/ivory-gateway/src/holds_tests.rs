@@ -183,6 +183,9 @@ async fn all_or_nothing_across_shards_holds_nothing_when_one_line_is_short() {
     for (p, q) in [("P1", 5.0), ("P2", 5.0), ("P3", 1.0)] {
         assert_eq!(available(&app, &t, p).await, q, "{p}: nothing is held");
     }
+    // A hold that never was is not in the event stream.
+    let (_, page) = call(&app, Method::GET, "events?wait=false", &t, None).await;
+    assert_eq!(page["events"], json!([]), "{page}");
     // Across shards with enough stock: every line held, in both shards.
     let body = json!({"id": "Cart-Y", "organizationId": ORG,
         "items": [item("a", "P1", &a, 2), item("b", "P2", &b, 2)]});
