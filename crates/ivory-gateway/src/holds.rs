@@ -300,14 +300,33 @@ async fn read_parts(s: &AppState, key: &HoldKey) -> Result<Vec<(u32, HoldState)>
             parts.push((shard, h));
         }
     }
+    // A refused create with another body under this id may have left (released, never
+    // committed) parts behind: they are not this hold's.
+    let fingerprint = primary(&parts).map(|p| p.body_fingerprint);
+    parts.retain(|(_, h)| Some(h.body_fingerprint) == fingerprint);
     Ok(parts)
 }
 
-/// The part that speaks for the hold (its first line's shard), else the first one known.
+fn committed(h: &HoldState) -> bool {
+    h.history
+        .iter()
+        .any(|(s, _)| matches!(s, HoldStatus::Active | HoldStatus::Confirmed))
+}
+
+/// The part that speaks for the hold: a primary part (its first line's shard), preferring one
+/// that was committed, then the latest created (a refused request under the same id leaves only
+/// never-committed parts); else the first part known.
 fn primary(parts: &[(u32, HoldState)]) -> Option<&HoldState> {
     parts
         .iter()
-        .find(|(_, h)| h.primary)
+        .filter(|(_, h)| h.primary)
+        .max_by_key(|(shard, h)| {
+            (
+                committed(h),
+                h.history.first().map(|(_, at)| *at),
+                std::cmp::Reverse(*shard),
+            )
+        })
         .or_else(|| parts.first())
         .map(|(_, h)| h)
 }
@@ -474,7 +493,14 @@ async fn create_inner(s: &AppState, env: String, body: Body) -> Result<Response,
         .collect();
     let results = propose_each(s, commands).await;
     if let Some(e) = first_failure(&results) {
-        release_everywhere(s, &key, parts.keys().copied()).await;
+        // Only the parts this request placed: a shard that refused holds nothing of it (or holds
+        // another request's hold under this id, which is not ours to release), and a shard whose
+        // answer was lost keeps at most a tentative part that expires by itself.
+        let placed = results
+            .iter()
+            .filter(|(_, r)| matches!(r, Ok(r) if r.outcome.applied()))
+            .map(|(shard, _)| *shard);
+        release_everywhere(s, &key, placed).await;
         return Err(e);
     }
     if let Some(pause) = test_pause(&key.id) {

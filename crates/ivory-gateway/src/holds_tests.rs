@@ -685,3 +685,63 @@ async fn a_retry_completes_a_hold_whose_gateway_died_between_the_phases() {
     assert_eq!(available(&app, &t, "P1").await, 3.0, "held once");
     assert_eq!(available(&app, &t, "P2").await, 3.0, "held once");
 }
+
+/// Another body under a known id whose first line lives in a shard the hold does not touch: the
+/// conflict shows in phase 1, and the existing hold keeps its stock.
+#[tokio::test]
+async fn a_conflicting_create_never_releases_the_existing_hold() {
+    let (app, backend) = setup();
+    let t = token(&app).await;
+    let [a, b] = two_shards(&backend);
+    stock(&app, &t, "P1", &a, 10).await;
+    stock(&app, &t, "P2", &b, 10).await;
+    let body = json!({"id": "D1", "organizationId": ORG, "items": [item("1", "P1", &a, 3)]});
+    assert_eq!(
+        call(&app, Method::POST, "holds", &t, Some(body)).await.0,
+        StatusCode::CREATED
+    );
+    let other = json!({"id": "D1", "organizationId": ORG, "items": [item("1", "P2", &b, 1), item("2", "P1", &a, 1)]});
+    let (status, err) = call(&app, Method::POST, "holds", &t, Some(other)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    assert_eq!(err["code"], "hold.conflict");
+    assert_eq!(
+        available(&app, &t, "P1").await,
+        7.0,
+        "the existing hold still holds its line"
+    );
+    assert_eq!(
+        available(&app, &t, "P2").await,
+        10.0,
+        "the other request's part was released"
+    );
+    let (_, hold) = call(&app, Method::GET, &format!("holds/D1?organizationId={ORG}"), &t, None).await;
+    assert_eq!(hold["status"], "active", "{hold}");
+    assert_eq!(statuses(&hold), ["1=held"], "only the hold's own part: {hold}");
+    // The same, with the existing hold's shard after the other request's first shard.
+    let body = json!({"id": "D2", "organizationId": ORG, "items": [item("1", "P2", &b, 3)]});
+    assert_eq!(
+        call(&app, Method::POST, "holds", &t, Some(body)).await.0,
+        StatusCode::CREATED
+    );
+    let other = json!({"id": "D2", "organizationId": ORG, "items": [item("1", "P1", &a, 1), item("2", "P2", &b, 1)]});
+    assert_eq!(
+        call(&app, Method::POST, "holds", &t, Some(other)).await.0,
+        StatusCode::CONFLICT
+    );
+    let (_, hold) = call(&app, Method::GET, &format!("holds/D2?organizationId={ORG}"), &t, None).await;
+    assert_eq!(hold["status"], "active", "{hold}");
+    assert_eq!(statuses(&hold), ["1=held"], "{hold}");
+    assert_eq!(available(&app, &t, "P2").await, 7.0);
+    assert_eq!(available(&app, &t, "P1").await, 7.0);
+    // Lifecycle steps reach only the hold's own parts.
+    let (status, hold) = call(
+        &app,
+        Method::DELETE,
+        &format!("holds/D2?organizationId={ORG}"),
+        &t,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{hold}");
+    assert_eq!(available(&app, &t, "P2").await, 10.0);
+}
