@@ -29,6 +29,8 @@ pub struct Proc {
     pub addr: SocketAddr,
     pub data: PathBuf,
     args: Vec<String>,
+    /// Extra environment variables (test hooks such as `IVORY_TEST_HOLD_PAUSE_MS`).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -44,6 +46,7 @@ impl Proc {
             .env("IVORY_CLIENT_ID", CLIENT_ID)
             .env("IVORY_CLIENT_SECRET", CLIENT_SECRET)
             .env("RUST_LOG", "info,openraft=error,sled=warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
@@ -103,6 +106,7 @@ impl Cluster {
             addr,
             data,
             args,
+            env: Vec::new(),
             child: None,
         };
         node.spawn(bin);
@@ -115,6 +119,11 @@ impl Cluster {
 
     /// `ivory node` x n, replication factor min(n, 3).
     pub fn nodes(bin: &Path, n: u64, shards: u32) -> Cluster {
+        Cluster::nodes_with_env(bin, n, shards, &[])
+    }
+
+    /// [`Cluster::nodes`] with extra environment variables for every node (test hooks).
+    pub fn nodes_with_env(bin: &Path, n: u64, shards: u32, env: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let addrs: Vec<SocketAddr> = (0..n)
             .map(|_| format!("127.0.0.1:{}", free_port()).parse().expect("addr"))
@@ -151,6 +160,7 @@ impl Cluster {
                     addr: *addr,
                     data,
                     args,
+                    env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                     child: None,
                 };
                 node.spawn(bin);

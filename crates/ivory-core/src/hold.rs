@@ -230,7 +230,13 @@ impl Holds {
     }
 
     fn emit(&mut self, ts_ms: u64, kind: EventKind, hold: &HoldState) {
-        if !hold.primary {
+        // A hold never committed (a tentative part released or expired because the hold failed
+        // or its gateway died) was never announced, so its end is not announced either.
+        let announced = hold
+            .history
+            .iter()
+            .any(|(s, _)| matches!(s, HoldStatus::Active | HoldStatus::Confirmed));
+        if !hold.primary || !announced {
             return;
         }
         self.events.push_back(Event {

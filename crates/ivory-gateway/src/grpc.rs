@@ -25,10 +25,11 @@ use crate::{Backend, GatewayConfig, router};
 /// on one port: `grpc_service(b.clone(), c.clone()).fallback_service(router(b, c))` (tonic's
 /// router has a fallback of its own, so `merge` would panic).
 pub fn grpc_service(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
-    let service = GrpcInventory {
-        rest: router(backend, config),
-    };
-    tonic::service::Routes::new(InventoryServer::new(service)).into_axum_router()
+    let rest = router(backend, config);
+    let service = GrpcInventory { rest: rest.clone() };
+    tonic::service::Routes::new(InventoryServer::new(service))
+        .add_service(crate::holds_grpc::server(rest))
+        .into_axum_router()
 }
 
 /// The gRPC code of a REST answer: 400 INVALID_ARGUMENT, 401 UNAUTHENTICATED, 403

@@ -13,11 +13,16 @@
 mod admin;
 pub mod auth;
 mod error;
+mod events;
 mod grpc;
+mod holds;
+mod holds_grpc;
 mod parse;
 mod queries;
 mod writes;
 
+#[cfg(test)]
+mod holds_tests;
 #[cfg(any(test, feature = "test-support"))]
 pub mod local;
 #[cfg(test)]
@@ -32,7 +37,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use futures::future::BoxFuture;
 use ivory_core::{CmdResult, Command, Config, PartitionKey, ReadRequest, ReadResponse};
 use tracing::Instrument;
@@ -234,6 +239,13 @@ pub fn router(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
         .route(&format!("{E}/allpartitionids"), get(admin::all_partition_ids))
         .route(&format!("{E}/partitions/cleanupalldata"), delete(admin::clean_up))
         .route(&format!("{E}/cleanupalldata"), delete(admin::clean_up))
+        .route(&format!("{E}/holds"), post(holds::create))
+        .route(&format!("{E}/holds/{{id}}"), get(holds::get).delete(holds::release))
+        .route(&format!("{E}/holds/{{id}}/items"), patch(holds::patch_items))
+        .route(&format!("{E}/holds/{{id}}/extend"), post(holds::extend))
+        .route(&format!("{E}/holds/{{id}}/confirm"), post(holds::confirm))
+        .route(&format!("{E}/holds/{{id}}/consume"), post(holds::consume))
+        .route(&format!("{E}/events"), get(events::events))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     let inner = Router::new()
         .route("/token", post(auth::token))
@@ -275,7 +287,9 @@ pub(crate) fn canonical_path_of(path: &str) -> String {
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            if is_api && i == 3 {
+            // The environment id and a hold id keep their case.
+            let is_hold_id = is_api && i == 5 && segments[4].eq_ignore_ascii_case("holds");
+            if is_api && i == 3 || is_hold_id {
                 (*s).to_string()
             } else {
                 s.to_ascii_lowercase()

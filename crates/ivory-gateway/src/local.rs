@@ -76,6 +76,13 @@ fn poisoned() -> BackendError {
     }
 }
 
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// FNV-1a over the partition's canonical bytes.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
@@ -97,10 +104,7 @@ impl Backend for LocalBackend {
         let result = match self.injected_failure(shard) {
             Some(e) => Err(e),
             None => self.shard(shard).and_then(|m| {
-                let ts_ms = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0);
+                let ts_ms = now_ms();
                 let mut guard = m.lock().map_err(|_| poisoned())?;
                 Ok(guard.apply(&Batch { ts_ms, commands }))
             }),
@@ -111,9 +115,18 @@ impl Backend for LocalBackend {
     fn read(&self, shard: u32, request: ReadRequest) -> BoxFuture<'static, Result<ReadResponse, BackendError>> {
         let result = match self.injected_failure(shard) {
             Some(e) => Err(e),
-            None => self
-                .shard(shard)
-                .and_then(|m| Ok(m.lock().map_err(|_| poisoned())?.read(&request))),
+            None => self.shard(shard).and_then(|m| {
+                let mut guard = m.lock().map_err(|_| poisoned())?;
+                // As a node's linearizable read does: sweep first when a hold is due.
+                let now = now_ms();
+                if guard.next_expiry_ms().is_some_and(|at| at <= now) {
+                    guard.apply(&Batch {
+                        ts_ms: now,
+                        commands: Vec::new(),
+                    });
+                }
+                Ok(guard.read(&request))
+            }),
         };
         Box::pin(async move { result })
     }

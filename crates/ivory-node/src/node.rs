@@ -37,6 +37,9 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(6);
 const LOCAL_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Membership changes wait for a learner to catch up; bounded so that a dead learner fails the call.
 const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a leader checks its shards for holds due (DESIGN.md §3, Holds): an expired hold's
+/// stock is back within this interval (plus one log write).
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -192,6 +195,7 @@ impl Node {
             node.shutdown().await;
             return Err(e);
         }
+        node.spawn_sweeper();
         Ok(node)
     }
 
@@ -402,11 +406,12 @@ impl Node {
     ///
     /// # Errors
     /// [`NodeError::NoQuorum`] / [`NodeError::Unavailable`] (retryable) when no leader could take the
-    /// write within about 2 s; [`NodeError::Invalid`] for an empty or oversized batch.
+    /// write within about 2 s; [`NodeError::Invalid`] for an oversized batch. An empty batch is
+    /// the hold-expiry sweep: it only stamps the leader's time, which expires the holds due.
     pub async fn propose(&self, shard: u32, commands: Vec<Command>) -> Result<Vec<CmdResult>, NodeError> {
-        if commands.is_empty() || commands.len() > BATCH_COMMANDS_MAX {
+        if commands.len() > BATCH_COMMANDS_MAX {
             return Err(NodeError::Invalid(format!(
-                "a proposal holds 1..={BATCH_COMMANDS_MAX} commands, got {}",
+                "a proposal holds 0..={BATCH_COMMANDS_MAX} commands, got {}",
                 commands.len()
             )));
         }
@@ -497,11 +502,60 @@ impl Node {
             retry_after_ms: NO_QUORUM_RETRY_AFTER_MS,
         })?
         .map_err(|e| map_read_err(shard, self.id(), e))?;
+        // Reads never count an expired hold: a leader with a hold due sweeps first.
+        if hold_due(&group) {
+            self.propose_local(shard, Vec::new()).await?;
+        }
         let state = group
             .shard
             .read()
             .map_err(|_| NodeError::Storage("shard lock poisoned".into()))?;
         Ok(state.read(req))
+    }
+
+    /// One round of the expiry sweeper: every shard this node leads with a hold due gets an
+    /// empty batch (the sweep). Costs a metrics borrow and a read lock per idle shard.
+    async fn sweep_due(&self) {
+        let groups: Vec<(GroupId, Group)> = self
+            .inner
+            .groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        for (shard, group) in groups {
+            let leading = group.raft.metrics().borrow_watched().state == ServerState::Leader;
+            if leading && hold_due(&group) {
+                match self.propose_local(shard, Vec::new()).await {
+                    Ok(_) => metrics::counter!("ivory_hold_sweeps_total").increment(1),
+                    Err(e) => tracing::debug!(shard, error = %e, "expiry sweep not applied"),
+                }
+            }
+        }
+    }
+
+    /// Starts the expiry sweeper (every [`SWEEP_INTERVAL`]); it stops at [`Node::shutdown`].
+    fn spawn_sweeper(&self) {
+        // A weak handle: a node dropped without shutdown does not live on in its sweeper.
+        let weak = Arc::downgrade(&self.inner);
+        let mut shutdown = self.inner.shutdown_tx.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let Some(inner) = weak.upgrade() else { break };
+                        Node { inner }.sweep_due().await;
+                    }
+                    _ = shutdown.changed() => break,
+                }
+                if *shutdown.borrow() {
+                    break;
+                }
+            }
+        });
     }
 
     async fn forward_read(&self, target: u64, shard: u32, request: Vec<u8>) -> Result<ReadResponse, NodeError> {
@@ -788,6 +842,12 @@ impl Node {
             tracing::warn!(error = %e, "final flush failed");
         }
     }
+}
+
+/// Whether the replica's state machine has a hold whose expiry has passed (by this node's clock).
+fn hold_due(group: &Group) -> bool {
+    let next = group.shard.read().ok().and_then(|s| s.next_expiry_ms());
+    next.is_some_and(|at| at <= ivory_raft::now_ms())
 }
 
 /// Keeps the `ivory_raft_is_leader{shard}` gauge in step with the group's state.

@@ -1,0 +1,896 @@
+//! Holds: a cart's lines held for a time to live, all of them or none, with a lifecycle
+//! (DESIGN.md §3 "Holds"; api/iv-api.md §8). Every rule about stock is in `ivory_core::hold`;
+//! this module parses, routes lines to shards and runs the cross-shard protocol:
+//!
+//! - lines in one shard: one `Create(tentative = false)`, one log entry, all or nothing;
+//! - lines in several shards: `Create(tentative = true, expires in 10 s)` in each, in parallel;
+//!   then `Commit(expires_at)` in each; any refusal releases the parts already held. A gateway
+//!   that dies half way leaves tentative parts that expire by themselves (the sweep).
+//!
+//! A hold is known by (environment, organizationId, id): the routes that name a hold by id take
+//! `organizationId` as a query parameter (or in the body of a POST/PATCH).
+//!
+//! Replays: a create whose id is known with the same body answers 200 with the hold as it is now
+//! (a first create answers 201); a known id with another body is 409 `hold.conflict`. A create
+//! whose primary part is still tentative (its gateway died) runs the protocol again to its end.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ivory_core::hold::{HoldCommand, HoldKey, HoldLine, HoldState, HoldStatus, LineState, body_fingerprint};
+use ivory_core::json::KeyCanon;
+use ivory_core::{CmdResult, Command, MeasureRef, Outcome, ReadRequest, ReadResponse};
+use serde_json::{Map, Value, json};
+
+use crate::parse::{
+    FIELDS, bool_value, json_body, mapping_config, optional_text, partition_and_cell, qty_value, required_text,
+    text_value,
+};
+use crate::{ApiError, AppState, json_response};
+
+/// The first phase's expiry across shards: a gateway that dies leaves nothing held longer.
+pub const TENTATIVE_TTL_MS: u64 = 10_000;
+/// `expiresInSeconds` when the client gives none (Kibo's default cart timer: 15 minutes).
+pub const EXPIRES_IN_DEFAULT_S: u64 = 900;
+/// Longest `expiresInSeconds` accepted: 7 days.
+pub const EXPIRES_IN_MAX_S: u64 = 7 * 24 * 3600;
+/// Test hook (off unless set): pause this long between the two phases of a cross-shard create.
+pub const TEST_PAUSE_ENV: &str = "IVORY_TEST_HOLD_PAUSE_MS";
+/// With the hook on, pause only holds whose id starts with this (default: every hold).
+pub const TEST_PAUSE_PREFIX_ENV: &str = "IVORY_TEST_HOLD_PAUSE_PREFIX";
+
+const HOLD_FIELDS: &[&str] = &[
+    "items",
+    "lineId",
+    "lineIds",
+    "expiresInSeconds",
+    "allOrNothing",
+    "allowOversell",
+];
+
+type Body = Result<Bytes, BytesRejection>;
+type Params = Query<HashMap<String, String>>;
+
+fn canon() -> &'static KeyCanon {
+    static CANON: OnceLock<KeyCanon> = OnceLock::new();
+    CANON.get_or_init(|| {
+        let all: Vec<&'static str> = FIELDS.iter().chain(HOLD_FIELDS).copied().collect();
+        KeyCanon::new(&all)
+    })
+}
+
+fn hold_body(body: Body) -> Result<Value, ApiError> {
+    let value = json_body(body)?;
+    canon()
+        .apply(value)
+        .map_err(|e| ApiError::bad_request("body.malformed", e))
+}
+
+/// An empty body counts as `{}` for the action routes.
+fn optional_body(body: Body) -> Result<Map<String, Value>, ApiError> {
+    if matches!(&body, Ok(b) if b.iter().all(u8::is_ascii_whitespace)) {
+        return Ok(Map::new());
+    }
+    match hold_body(body)? {
+        Value::Object(m) => Ok(m),
+        Value::Null => Ok(Map::new()),
+        _ => Err(ApiError::bad_request("body.not_object", "body: must be a JSON object")),
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `2026-11-23T10:26:09.123Z`.
+pub(crate) fn rfc3339(ms: u64) -> String {
+    let (y, m, d) = ivory_core::date::civil_from_days((ms / 86_400_000) as i64);
+    let t = ms % 86_400_000;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t / 3_600_000,
+        (t / 60_000) % 60,
+        (t / 1000) % 60,
+        t % 1000
+    )
+}
+
+fn test_pause(id: &str) -> Option<Duration> {
+    static HOOK: OnceLock<Option<(u64, String)>> = OnceLock::new();
+    let hook = HOOK.get_or_init(|| {
+        let ms = std::env::var(TEST_PAUSE_ENV).ok()?.trim().parse::<u64>().ok()?;
+        let prefix = std::env::var(TEST_PAUSE_PREFIX_ENV).unwrap_or_default();
+        tracing::warn!(
+            ms,
+            prefix,
+            "test hook on: cross-shard hold creates pause between their phases"
+        );
+        Some((ms, prefix))
+    });
+    hook.as_ref()
+        .filter(|(_, prefix)| id.starts_with(prefix.as_str()))
+        .map(|(ms, _)| Duration::from_millis(*ms))
+}
+
+/// The stable code and HTTP status of a shard's refusal.
+fn refusal(r: &CmdResult) -> ApiError {
+    let (status, code) = match r.outcome {
+        Outcome::Insufficient => (StatusCode::CONFLICT, "hold.insufficient"),
+        Outcome::Conflict => (StatusCode::CONFLICT, "hold.conflict"),
+        Outcome::NotFound => (StatusCode::NOT_FOUND, "hold.not_found"),
+        Outcome::Invalid => (StatusCode::BAD_REQUEST, "hold.invalid"),
+        Outcome::Success | Outcome::PartialSuccess => (StatusCode::BAD_GATEWAY, "backend.bad_response"),
+    };
+    ApiError::new(status, code, r.message.clone())
+}
+
+/// `organizationId` from the query (any case) or the body.
+fn organization(params: &HashMap<String, String>, body: &Map<String, Value>) -> Result<String, ApiError> {
+    let from_query = params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("organizationId"))
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty());
+    match from_query {
+        Some(org) => Ok(org),
+        None => required_text(body, "organizationId", "").map_err(|_| {
+            ApiError::bad_request(
+                "field.missing",
+                "organizationId: is required (query parameter, or in the body)",
+            )
+        }),
+    }
+}
+
+fn hold_id(id: &str) -> Result<String, ApiError> {
+    let id = text_value(&Value::String(id.to_string()), "id")?;
+    if id.is_empty() {
+        return Err(ApiError::bad_request("field.empty", "id: must not be empty"));
+    }
+    Ok(id)
+}
+
+fn expires_in(body: &Map<String, Value>, default: Option<u64>) -> Result<u64, ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            "field.bad_value",
+            format!("expiresInSeconds: a whole number of seconds from 1 to {EXPIRES_IN_MAX_S}"),
+        )
+    };
+    let seconds = match body.get("expiresInSeconds") {
+        None | Some(Value::Null) => {
+            default.ok_or_else(|| ApiError::bad_request("field.missing", "expiresInSeconds: is required"))?
+        }
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(bad)?,
+        Some(Value::String(s)) => s.trim().parse::<u64>().map_err(|_| bad())?,
+        Some(_) => return Err(bad()),
+    };
+    if !(1..=EXPIRES_IN_MAX_S).contains(&seconds) {
+        return Err(bad());
+    }
+    Ok(seconds)
+}
+
+/// The items of a create or a PATCH, as hold lines in request order.
+async fn parse_items(
+    s: &AppState,
+    environment: &str,
+    organization: &str,
+    body: &Map<String, Value>,
+) -> Result<Vec<HoldLine>, ApiError> {
+    let Some(Value::Array(items)) = body.get("items") else {
+        return Err(ApiError::bad_request(
+            "field.missing",
+            "items: an array of 1 to 512 lines is required",
+        ));
+    };
+    if items.is_empty() || items.len() > ivory_core::hold::HOLD_LINES_MAX {
+        return Err(ApiError::bad_request(
+            "limit.hold_lines",
+            format!(
+                "items: {} lines, a hold has 1 to {}",
+                items.len(),
+                ivory_core::hold::HOLD_LINES_MAX
+            ),
+        ));
+    }
+    let config = mapping_config(s, environment, crate::parse::needs_mappings(items)).await?;
+    let mut lines = Vec::with_capacity(items.len());
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("items[{i}]");
+        let Value::Object(obj) = item else {
+            return Err(ApiError::bad_request(
+                "body.not_object",
+                format!("{path}: must be a JSON object"),
+            ));
+        };
+        let mut obj = obj.clone();
+        obj.insert("organizationId".into(), Value::String(organization.to_string()));
+        let (partition, cell) = partition_and_cell(&obj, environment, &config, &path, true)?;
+        let line_id = optional_text(&obj, "lineId", &path)?.unwrap_or_else(|| (i + 1).to_string());
+        if !seen.insert(line_id.clone()) {
+            return Err(ApiError::bad_request(
+                "field.duplicate",
+                format!("{path}.lineId: '{line_id}' is used twice"),
+            ));
+        }
+        let quantity = match obj.get("quantity") {
+            None | Some(Value::Null) => {
+                return Err(ApiError::bad_request(
+                    "field.missing",
+                    format!("{path}.quantity: is required"),
+                ));
+            }
+            Some(v) => qty_value(v, &format!("{path}.quantity"))?,
+        };
+        if !quantity.is_positive() {
+            return Err(ApiError::bad_request(
+                "field.bad_value",
+                format!("{path}.quantity: must be greater than zero"),
+            ));
+        }
+        let allow_oversell = bool_value(obj.get("allowOversell"), &format!("{path}.allowOversell"), false)?;
+        lines.push(HoldLine {
+            line_id,
+            partition,
+            cell,
+            quantity,
+            allow_oversell,
+        });
+    }
+    Ok(lines)
+}
+
+/// Lines by shard, each shard's lines in request order.
+fn by_shard(s: &AppState, lines: &[HoldLine]) -> BTreeMap<u32, Vec<HoldLine>> {
+    let mut out: BTreeMap<u32, Vec<HoldLine>> = BTreeMap::new();
+    for line in lines {
+        out.entry(s.backend.shard_of(&line.partition))
+            .or_default()
+            .push(line.clone());
+    }
+    out
+}
+
+/// Proposes one hold command per shard, in parallel; one answer per shard.
+async fn propose_each(s: &AppState, commands: Vec<(u32, HoldCommand)>) -> Vec<(u32, Result<CmdResult, ApiError>)> {
+    let calls = commands.into_iter().map(|(shard, command)| async move {
+        let result = s
+            .propose(shard, vec![Command::Hold(command)])
+            .await
+            .and_then(|mut r| r.pop().ok_or_else(|| ApiError::bad_backend("empty result")));
+        (shard, result)
+    });
+    futures::future::join_all(calls).await
+}
+
+/// The first failure among the answers: a business refusal before a backend error.
+fn first_failure(results: &[(u32, Result<CmdResult, ApiError>)]) -> Option<ApiError> {
+    let refused = results.iter().find_map(|(_, r)| match r {
+        Ok(r) if !r.outcome.applied() => Some(refusal(r)),
+        _ => None,
+    });
+    refused.or_else(|| results.iter().find_map(|(_, r)| r.as_ref().err().cloned()))
+}
+
+/// The hold's part in one shard.
+async fn read_part(s: &AppState, shard: u32, key: &HoldKey) -> Result<Option<HoldState>, ApiError> {
+    match s.read(shard, ReadRequest::Hold(key.clone())).await? {
+        ReadResponse::Hold(h) => Ok(h.map(|b| *b)),
+        _ => Err(ApiError::bad_backend("a hold read answered something else")),
+    }
+}
+
+/// The hold's parts in every shard that knows it (linearizable reads, in parallel).
+async fn read_parts(s: &AppState, key: &HoldKey) -> Result<Vec<(u32, HoldState)>, ApiError> {
+    let reads = (0..s.backend.shard_count()).map(|shard| async move { (shard, read_part(s, shard, key).await) });
+    let mut parts = Vec::new();
+    for (shard, result) in futures::future::join_all(reads).await {
+        if let Some(h) = result? {
+            parts.push((shard, h));
+        }
+    }
+    // A refused create with another body under this id may have left (released, never
+    // committed) parts behind: they are not this hold's.
+    let fingerprint = primary(&parts).map(|p| p.body_fingerprint);
+    parts.retain(|(_, h)| Some(h.body_fingerprint) == fingerprint);
+    Ok(parts)
+}
+
+fn committed(h: &HoldState) -> bool {
+    h.history
+        .iter()
+        .any(|(s, _)| matches!(s, HoldStatus::Active | HoldStatus::Confirmed))
+}
+
+/// The part that speaks for the hold: a primary part (its first line's shard), preferring one
+/// that was committed, then the latest created (a refused request under the same id leaves only
+/// never-committed parts); else the first part known.
+fn primary(parts: &[(u32, HoldState)]) -> Option<&HoldState> {
+    parts
+        .iter()
+        .filter(|(_, h)| h.primary)
+        .max_by_key(|(shard, h)| {
+            (
+                committed(h),
+                h.history.first().map(|(_, at)| *at),
+                std::cmp::Reverse(*shard),
+            )
+        })
+        .or_else(|| parts.first())
+        .map(|(_, h)| h)
+}
+
+fn line_status(state: LineState) -> &'static str {
+    match state {
+        LineState::Held => "held",
+        LineState::Short => "short",
+        LineState::Consumed => "consumed",
+        LineState::Released => "released",
+    }
+}
+
+/// The hold as the client sees it: the primary part's status, expiry and history, every
+/// part's lines (the primary's first). While the primary's lines are done but another part
+/// still holds stock, that part's status is the hold's.
+fn hold_json(parts: &[(u32, HoldState)]) -> Value {
+    let Some(p) = primary(parts) else {
+        return Value::Null;
+    };
+    let mut status = p.status;
+    if status.is_terminal()
+        && let Some((_, other)) = parts
+            .iter()
+            .find(|(_, h)| !h.status.is_terminal() && h.lines.iter().any(|l| l.state == LineState::Held))
+    {
+        status = other.status;
+    }
+    let mut ordered: Vec<&HoldState> = vec![p];
+    ordered.extend(parts.iter().map(|(_, h)| h).filter(|h| !std::ptr::eq(*h, p)));
+    let items: Vec<Value> = ordered
+        .iter()
+        .flat_map(|h| h.lines.iter())
+        .map(|l| {
+            let mut dims: Map<String, Value> = l.line.cell.dims.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            dims.insert("siteid".into(), json!(l.line.partition.site));
+            dims.insert("locationid".into(), json!(l.line.partition.location));
+            json!({
+                "lineId": l.line.line_id,
+                "productId": l.line.cell.product,
+                "dimensions": dims,
+                "quantity": l.line.quantity.to_json(),
+                "allowOversell": l.line.allow_oversell,
+                "status": line_status(l.state),
+            })
+        })
+        .collect();
+    let history: Vec<Value> = p
+        .history
+        .iter()
+        .map(|(st, at)| json!({"status": st.name(), "at": rfc3339(*at)}))
+        .collect();
+    json!({
+        "id": p.key.id,
+        "organizationId": p.key.organization,
+        "status": status.name(),
+        // None once confirmed, released or consumed; an expired hold keeps the time it expired.
+        "expiresAt": p.expires_at_ms.map(rfc3339),
+        "createdAt": p.history.first().map(|(_, at)| rfc3339(*at)),
+        "allOrNothing": p.all_or_nothing,
+        "measure": p.measure.to_string(),
+        "items": items,
+        "history": history,
+    })
+}
+
+async fn answer_hold(s: &AppState, key: &HoldKey, status: StatusCode) -> Response {
+    match read_parts(s, key).await {
+        Ok(parts) if parts.is_empty() => not_found(key).into_response(),
+        Ok(parts) => json_response(status, hold_json(&parts)),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn not_found(key: &HoldKey) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "hold.not_found",
+        format!("hold '{}' of organization '{}' is not known", key.id, key.organization),
+    )
+}
+
+/// What a create request means, not how it is spelled: key case and spacing do not change it.
+pub(crate) fn request_fingerprint(
+    measure: &MeasureRef,
+    lines: &[HoldLine],
+    ttl_ms: u64,
+    all_or_nothing: bool,
+) -> [u8; 16] {
+    body_fingerprint(format!("{measure:?}|{lines:?}|{ttl_ms}|{all_or_nothing}").as_bytes())
+}
+
+/// `POST /holds`.
+pub(crate) async fn create(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+    match create_inner(&s, env, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn create_inner(s: &AppState, env: String, body: Body) -> Result<Response, ApiError> {
+    let Value::Object(body) = hold_body(body)? else {
+        return Err(ApiError::bad_request("body.not_object", "body: must be a JSON object"));
+    };
+    let organization = required_text(&body, "organizationId", "")?;
+    let id = required_text(&body, "id", "")?;
+    let lines = parse_items(s, &env, &organization, &body).await?;
+    let ttl_ms = expires_in(&body, Some(EXPIRES_IN_DEFAULT_S))? * 1000;
+    let all_or_nothing = bool_value(body.get("allOrNothing"), "allOrNothing", true)?;
+    let modifier = optional_text(&body, "modifier", "")?.unwrap_or_else(|| "softreservphysical".into());
+    let measure = match optional_text(&body, "quantityDataSource", "")? {
+        Some(ds) => MeasureRef::new(&ds, &modifier),
+        None => MeasureRef::parse(&modifier).unwrap_or_else(|| MeasureRef::new("iv", &modifier)),
+    };
+    let fingerprint = request_fingerprint(&measure, &lines, ttl_ms, all_or_nothing);
+    let key = HoldKey {
+        environment: env,
+        organization,
+        id,
+    };
+    let parts = by_shard(s, &lines);
+    let primary_shard = s.backend.shard_of(&lines[0].partition);
+
+    // A replay: the primary part answers for the hold.
+    if let Some(existing) = read_part(s, primary_shard, &key).await? {
+        if existing.body_fingerprint != fingerprint {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "hold.conflict",
+                format!("hold '{}' exists with a different body", key.id),
+            ));
+        }
+        if existing.status != HoldStatus::Tentative {
+            return Ok(answer_hold(s, &key, StatusCode::OK).await);
+        }
+    }
+
+    let create = |shard: u32, lines: Vec<HoldLine>, expires_at_ms: u64, tentative: bool| HoldCommand::Create {
+        key: key.clone(),
+        measure: measure.clone(),
+        lines,
+        expires_at_ms,
+        all_or_nothing,
+        tentative,
+        body_fingerprint: fingerprint,
+        primary: shard == primary_shard,
+    };
+
+    if parts.len() == 1 {
+        // One shard: one log entry, all or nothing.
+        let commands = vec![(primary_shard, create(primary_shard, lines, now_ms() + ttl_ms, false))];
+        let results = propose_each(s, commands).await;
+        if let Some(e) = first_failure(&results) {
+            return Err(e);
+        }
+        return Ok(answer_hold(s, &key, StatusCode::CREATED).await);
+    }
+
+    // Phase 1: tentative parts everywhere, with a short expiry.
+    let tentative_until = now_ms() + TENTATIVE_TTL_MS;
+    let commands: Vec<(u32, HoldCommand)> = parts
+        .iter()
+        .map(|(shard, lines)| (*shard, create(*shard, lines.clone(), tentative_until, true)))
+        .collect();
+    let results = propose_each(s, commands).await;
+    if let Some(e) = first_failure(&results) {
+        // Only the parts this request placed: a shard that refused holds nothing of it (or holds
+        // another request's hold under this id, which is not ours to release), and a shard whose
+        // answer was lost keeps at most a tentative part that expires by itself.
+        let placed = results
+            .iter()
+            .filter(|(_, r)| matches!(r, Ok(r) if r.outcome.applied()))
+            .map(|(shard, _)| *shard);
+        release_everywhere(s, &key, placed).await;
+        return Err(e);
+    }
+    if let Some(pause) = test_pause(&key.id) {
+        tracing::warn!(hold = %key.id, ?pause, "test hook: pausing between the phases of a hold");
+        tokio::time::sleep(pause).await;
+    }
+    // Phase 2: commit everywhere with the hold's real expiry.
+    let expires_at_ms = now_ms() + ttl_ms;
+    let commands: Vec<(u32, HoldCommand)> = parts
+        .keys()
+        .map(|shard| {
+            (
+                *shard,
+                HoldCommand::Commit {
+                    key: key.clone(),
+                    expires_at_ms,
+                },
+            )
+        })
+        .collect();
+    let results = propose_each(s, commands).await;
+    if let Some(e) = first_failure(&results) {
+        release_everywhere(s, &key, parts.keys().copied()).await;
+        return Err(ApiError::new(
+            e.status,
+            e.code,
+            format!(
+                "the hold could not be committed in every shard; nothing is held: {}",
+                e.message
+            ),
+        ));
+    }
+    Ok(answer_hold(s, &key, StatusCode::CREATED).await)
+}
+
+/// Best effort: a part that cannot be released now expires with its tentative expiry.
+async fn release_everywhere(s: &AppState, key: &HoldKey, shards: impl Iterator<Item = u32>) {
+    let commands = shards
+        .map(|shard| (shard, HoldCommand::Release { key: key.clone() }))
+        .collect();
+    for (shard, result) in propose_each(s, commands).await {
+        match result {
+            Ok(r) if r.outcome.applied() || r.outcome == Outcome::NotFound => {}
+            Ok(r) => tracing::info!(shard, hold = %key.id, message = %r.message, "release after a failed hold refused"),
+            Err(e) => {
+                tracing::warn!(shard, hold = %key.id, error = %e.message, "release after a failed hold failed; the tentative part expires")
+            }
+        }
+    }
+}
+
+fn key_of(
+    env: String,
+    id: &str,
+    params: &HashMap<String, String>,
+    body: &Map<String, Value>,
+) -> Result<HoldKey, ApiError> {
+    Ok(HoldKey {
+        environment: env,
+        organization: organization(params, body)?,
+        id: hold_id(id)?,
+    })
+}
+
+/// `GET /holds/{id}?organizationId=`.
+pub(crate) async fn get(
+    State(s): State<AppState>,
+    Path((env, id)): Path<(String, String)>,
+    Query(params): Params,
+) -> Response {
+    match key_of(env, &id, &params, &Map::new()) {
+        Ok(key) => answer_hold(&s, &key, StatusCode::OK).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Which lifecycle step a route takes.
+enum Step {
+    Release,
+    Confirm,
+    Extend,
+    Consume,
+}
+
+/// Sends the step to every part it applies to; all applied -> 200 with the hold.
+async fn step(
+    s: AppState,
+    env: String,
+    id: String,
+    params: HashMap<String, String>,
+    body: Body,
+    step: Step,
+) -> Response {
+    let run = async {
+        let body = optional_body(body)?;
+        let key = key_of(env, &id, &params, &body)?;
+        let parts = read_parts(&s, &key).await?;
+        let Some(p) = primary(&parts) else {
+            return Err(not_found(&key));
+        };
+        let p_status = p.status;
+        let live = |h: &HoldState| {
+            matches!(
+                h.status,
+                HoldStatus::Tentative | HoldStatus::Active | HoldStatus::Confirmed
+            )
+        };
+        let refused = |what: &str| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "hold.conflict",
+                format!("hold is {}; {what}", p_status.name()),
+            )
+        };
+        let commands: Vec<(u32, HoldCommand)> = match step {
+            Step::Release => {
+                let c: Vec<_> = parts
+                    .iter()
+                    .filter(|(_, h)| live(h))
+                    .map(|(shard, _)| (*shard, HoldCommand::Release { key: key.clone() }))
+                    .collect();
+                if c.is_empty() && p_status != HoldStatus::Released {
+                    return Err(refused("there is nothing left to release"));
+                }
+                c
+            }
+            Step::Confirm => {
+                let c: Vec<_> = parts
+                    .iter()
+                    .filter(|(_, h)| h.status == HoldStatus::Active)
+                    .map(|(shard, _)| (*shard, HoldCommand::Confirm { key: key.clone() }))
+                    .collect();
+                if c.is_empty() && p_status != HoldStatus::Confirmed {
+                    return Err(refused("only an active hold can be confirmed"));
+                }
+                c
+            }
+            Step::Extend => {
+                let expires_at_ms = now_ms() + expires_in(&body, None)? * 1000;
+                let c: Vec<_> = parts
+                    .iter()
+                    .filter(|(_, h)| h.status == HoldStatus::Active)
+                    .map(|(shard, _)| {
+                        (
+                            *shard,
+                            HoldCommand::Extend {
+                                key: key.clone(),
+                                expires_at_ms,
+                            },
+                        )
+                    })
+                    .collect();
+                if c.is_empty() {
+                    return Err(refused("only an active hold can be extended"));
+                }
+                c
+            }
+            Step::Consume => consume_commands(&key, &parts, &body)?,
+        };
+        let results = propose_each(&s, commands).await;
+        if let Some(e) = first_failure(&results) {
+            return Err(e);
+        }
+        Ok(answer_hold(&s, &key, StatusCode::OK).await)
+    };
+    match run.await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `lineIds` (all lines when absent or empty) to `Consume` per shard that holds them.
+fn consume_commands(
+    key: &HoldKey,
+    parts: &[(u32, HoldState)],
+    body: &Map<String, Value>,
+) -> Result<Vec<(u32, HoldCommand)>, ApiError> {
+    let consumable = |h: &HoldState| matches!(h.status, HoldStatus::Active | HoldStatus::Confirmed);
+    let wanted: Vec<String> = match body.get("lineIds") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(ids)) => ids
+            .iter()
+            .enumerate()
+            .map(|(i, v)| text_value(v, &format!("lineIds[{i}]")))
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "field.bad_type",
+                "lineIds: must be an array of line ids",
+            ));
+        }
+    };
+    let mut commands = Vec::new();
+    if wanted.is_empty() {
+        commands.extend(parts.iter().filter(|(_, h)| consumable(h)).map(|(shard, _)| {
+            (
+                *shard,
+                HoldCommand::Consume {
+                    key: key.clone(),
+                    line_ids: Vec::new(),
+                },
+            )
+        }));
+    } else {
+        let mut per_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for id in &wanted {
+            let Some((shard, _)) = parts
+                .iter()
+                .find(|(_, h)| h.lines.iter().any(|l| &l.line.line_id == id))
+            else {
+                return Err(ApiError::bad_request(
+                    "field.bad_value",
+                    format!("lineIds: '{id}' is not a line of this hold"),
+                ));
+            };
+            per_shard.entry(*shard).or_default().push(id.clone());
+        }
+        commands.extend(per_shard.into_iter().map(|(shard, line_ids)| {
+            (
+                shard,
+                HoldCommand::Consume {
+                    key: key.clone(),
+                    line_ids,
+                },
+            )
+        }));
+    }
+    if commands.is_empty()
+        || commands
+            .iter()
+            .any(|(shard, _)| !parts.iter().any(|(s, h)| s == shard && consumable(h)))
+    {
+        let status = primary(parts).map_or("unknown", |p| p.status.name());
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "hold.conflict",
+            format!("hold is {status}; only an active or confirmed hold can be consumed"),
+        ));
+    }
+    Ok(commands)
+}
+
+/// `DELETE /holds/{id}`: releases every open line (Digital River).
+pub(crate) async fn release(
+    State(s): State<AppState>,
+    Path((env, id)): Path<(String, String)>,
+    Query(params): Params,
+    body: Body,
+) -> Response {
+    step(s, env, id, params, body, Step::Release).await
+}
+
+/// `POST /holds/{id}/confirm`: no expiry from now on (VTEX's confirmed).
+pub(crate) async fn confirm(
+    State(s): State<AppState>,
+    Path((env, id)): Path<(String, String)>,
+    Query(params): Params,
+    body: Body,
+) -> Response {
+    step(s, env, id, params, body, Step::Confirm).await
+}
+
+/// `POST /holds/{id}/extend {expiresInSeconds}`: a new expiry, counted from now.
+pub(crate) async fn extend(
+    State(s): State<AppState>,
+    Path((env, id)): Path<(String, String)>,
+    Query(params): Params,
+    body: Body,
+) -> Response {
+    step(s, env, id, params, body, Step::Extend).await
+}
+
+/// `POST /holds/{id}/consume {lineIds?}`: the stock leaves on-hand, as a fulfilment order does.
+pub(crate) async fn consume(
+    State(s): State<AppState>,
+    Path((env, id)): Path<(String, String)>,
+    Query(params): Params,
+    body: Body,
+) -> Response {
+    step(s, env, id, params, body, Step::Consume).await
+}
+
+/// `PATCH /holds/{id}/items {items, expiresInSeconds?}`: the full new list of lines; the timer
+/// restarts (`expiresInSeconds`, default 900). Within one shard the change is one log entry,
+/// all or nothing. Across shards it is compensated, not atomic: each shard's part changes on its
+/// own and, when one refuses, the parts already changed get their old lines back (a concurrent
+/// reader may see the mix for that moment; if the old stock was taken meanwhile, putting it back
+/// fails and that part keeps the new lines: the answer then says so).
+pub(crate) async fn patch_items(
+    State(s): State<AppState>,
+    Path((env, id)): Path<(String, String)>,
+    Query(params): Params,
+    body: Body,
+) -> Response {
+    match patch_inner(&s, env, &id, &params, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn patch_inner(
+    s: &AppState,
+    env: String,
+    id: &str,
+    params: &HashMap<String, String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Value::Object(body) = hold_body(body)? else {
+        return Err(ApiError::bad_request("body.not_object", "body: must be a JSON object"));
+    };
+    let key = key_of(env, id, params, &body)?;
+    let lines = parse_items(s, &key.environment, &key.organization, &body).await?;
+    let expires_at_ms = now_ms() + expires_in(&body, Some(EXPIRES_IN_DEFAULT_S))? * 1000;
+    let parts = read_parts(s, &key).await?;
+    let Some(p) = primary(&parts).cloned() else {
+        return Err(not_found(&key));
+    };
+    if p.status != HoldStatus::Active {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "hold.conflict",
+            format!("hold is {}; only an active hold's lines can change", p.status.name()),
+        ));
+    }
+    let mut new_lines = by_shard(s, &lines);
+    for (shard, _) in &parts {
+        new_lines.entry(*shard).or_default();
+    }
+    let old: BTreeMap<u32, &HoldState> = parts.iter().map(|(shard, h)| (*shard, h)).collect();
+    let commands: Vec<(u32, HoldCommand)> = new_lines
+        .into_iter()
+        .map(|(shard, lines)| {
+            let command = if old.contains_key(&shard) {
+                HoldCommand::ReplaceLines {
+                    key: key.clone(),
+                    lines,
+                    expires_at_ms,
+                }
+            } else {
+                HoldCommand::Create {
+                    key: key.clone(),
+                    measure: p.measure.clone(),
+                    lines,
+                    expires_at_ms,
+                    all_or_nothing: p.all_or_nothing,
+                    tentative: false,
+                    body_fingerprint: p.body_fingerprint,
+                    primary: false,
+                }
+            };
+            (shard, command)
+        })
+        .collect();
+    let results = propose_each(s, commands).await;
+    let Some(e) = first_failure(&results) else {
+        return Ok(answer_hold(s, &key, StatusCode::OK).await);
+    };
+    // Compensate: the parts that changed get their old lines back.
+    let undo: Vec<(u32, HoldCommand)> = results
+        .iter()
+        .filter(|(_, r)| matches!(r, Ok(r) if r.outcome.applied()))
+        .map(|(shard, _)| {
+            let (lines, expires) = match old.get(shard) {
+                Some(h) => (
+                    h.lines
+                        .iter()
+                        .filter(|l| l.state == LineState::Held)
+                        .map(|l| l.line.clone())
+                        .collect(),
+                    h.expires_at_ms.unwrap_or(expires_at_ms),
+                ),
+                None => (Vec::new(), expires_at_ms),
+            };
+            (
+                *shard,
+                HoldCommand::ReplaceLines {
+                    key: key.clone(),
+                    lines,
+                    expires_at_ms: expires,
+                },
+            )
+        })
+        .collect();
+    let undone = propose_each(s, undo).await;
+    let message = match first_failure(&undone) {
+        None => format!("{}; the hold keeps its old lines", e.message),
+        Some(u) => format!(
+            "{}; putting the old lines back failed in a shard ({}), so the hold now mixes old and new lines: read it",
+            e.message, u.message
+        ),
+    };
+    Err(ApiError::new(e.status, e.code, message))
+}
