@@ -638,7 +638,7 @@ async fn bench(
     }
     println!("{out}");
     if let Some(path) = &c.report {
-        let html = report::render(&out, &live.timeline(), &total.hist, items_per_request);
+        let html = report::render(&out, &live.timeline(), &total.hist, items_per_request, secs);
         std::fs::write(path, html).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         eprintln!("[report] {}", path.display());
     }

@@ -55,7 +55,14 @@ const T: f64 = 20.0;
 const B: f64 = 40.0;
 
 /// A line chart. `log_y`: logarithmic y axis (for latencies), values must be > 0.
-pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], log_y: bool) -> String {
+pub fn line_chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    log_y: bool,
+    x_ticks: Option<&[(f64, &str)]>,
+) -> String {
     let xmax = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.0))
@@ -109,7 +116,11 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], 
             fmt_num(*t)
         );
     }
-    for t in nice_ticks(xmax) {
+    let ticks: Vec<(f64, String)> = match x_ticks {
+        Some(t) => t.iter().map(|(v, l)| (*v, l.to_string())).collect(),
+        None => nice_ticks(xmax).into_iter().map(|t| (t, fmt_num(t))).collect(),
+    };
+    for (t, label) in ticks {
         if t > xmax * 1.0001 {
             break;
         }
@@ -118,7 +129,7 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], 
             r##"<line x1="{xv:.1}" x2="{xv:.1}" y1="{T}" y2="{}" stroke="#eee"/><text x="{xv:.1}" y="{}" text-anchor="middle">{}</text>"##,
             T + ph,
             T + ph + 16.0,
-            fmt_num(t)
+            esc(&label)
         );
     }
     s += &format!(
@@ -172,10 +183,25 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], 
 }
 
 /// The HTML page: summary JSON as a table plus three charts.
-pub fn render(summary: &Value, timeline: &[Second], hist: &Histogram<u64>, items_per_request: u64) -> String {
+pub fn render(
+    summary: &Value,
+    timeline: &[Second],
+    hist: &Histogram<u64>,
+    items_per_request: u64,
+    elapsed_s: f64,
+) -> String {
     let secs: Vec<f64> = (0..timeline.len()).map(|i| i as f64 + 0.5).collect();
+    // The last second is usually partial (answers in flight at the deadline): per-second rates
+    // divide by the part of it the run covered, and a sliver under 0.2 s is left out.
+    let span = |i: usize| -> f64 { (elapsed_s - i as f64).clamp(0.0, 1.0) };
     let col = |f: &dyn Fn(&Second) -> f64| -> Vec<(f64, f64)> {
-        timeline.iter().zip(&secs).map(|(s, x)| (*x, f(s))).collect()
+        timeline
+            .iter()
+            .zip(&secs)
+            .enumerate()
+            .filter(|(i, _)| elapsed_s <= 0.0 || span(*i) >= 0.2)
+            .map(|(i, (s, x))| (*x, if elapsed_s > 0.0 { f(s) / span(i) } else { f(s) }))
+            .collect()
     };
     let mut thr = vec![
         Series {
@@ -292,21 +318,31 @@ th,td{{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}
             "seconds since start",
             "per second",
             &thr,
-            false
+            false,
+            None
         ),
         c2 = line_chart(
             "Latency per second (log scale)",
             "seconds since start",
             "milliseconds",
             &lat,
-            true
+            true,
+            None
         ),
         c3 = line_chart(
-            "Latency distribution (x: nines, 1 = p90, 2 = p99, 3 = p99.9)",
-            "percentile (nines)",
+            "Latency distribution (whole run, by percentile)",
+            "percentile",
             "milliseconds",
             &dist,
-            true
+            true,
+            Some(&[
+                (0.0, "p0"),
+                (1.0, "p90"),
+                (2.0, "p99"),
+                (3.0, "p99.9"),
+                (4.0, "p99.99"),
+                (5.0, "p99.999")
+            ]),
         ),
     )
 }
@@ -341,7 +377,7 @@ mod tests {
         let summary = serde_json::json!({"workload": "hot", "deployment": "<spawn1>", "ok_rps": 1000.0, "ok_items_per_s": 1000.0,
             "latency_us": {"p50": 1500, "p99": 3000, "p999": 3090}, "errors": 0,
             "hot": {"exact": true, "stock": 10}});
-        let html = render(&summary, &live.timeline(), &h, 1);
+        let html = render(&summary, &live.timeline(), &h, 1, 3.0);
         assert!(html.starts_with("<!doctype html>"));
         assert_eq!(html.matches("<svg").count(), 3);
         assert!(html.contains("&lt;spawn1&gt;") && !html.contains("<spawn1>"));
@@ -352,7 +388,7 @@ mod tests {
         );
         assert!(!html.contains("NaN") && !html.contains("inf"));
         // an empty run still renders
-        let empty = render(&serde_json::json!({}), &[], &new_hist(), 512);
+        let empty = render(&serde_json::json!({}), &[], &new_hist(), 512, 0.0);
         assert_eq!(empty.matches("<svg").count(), 3);
         assert!(!empty.contains("NaN"));
     }

@@ -5,6 +5,7 @@
 pub struct Rng(u64);
 
 impl Rng {
+    #[cfg(test)]
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
@@ -64,6 +65,7 @@ impl Zipf {
     }
 
     /// Probability of rank `k`.
+    #[cfg(test)]
     pub fn p(&self, k: usize) -> f64 {
         match k {
             0 => self.cdf[0],
