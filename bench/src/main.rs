@@ -570,7 +570,7 @@ async fn bench(
     }
     if let Some(rate) = c.rate {
         out["open_loop"] =
-            json!({"target_rps": rate, "late_sends": total.late_sends, "latency_from": "intended_send_time"});
+            json!({"target_rps": rate, "late_sends_over_2ms": total.late_sends, "latency_from": "intended_send_time"});
     }
     let mut passed = true;
     if let Some(key) = hot_key {

@@ -61,7 +61,7 @@ pub struct Recorder {
     pub first_error: Option<String>,
     pub hist: Histogram<u64>,
     pub by_op: BTreeMap<&'static str, OpStats>,
-    /// Open loop: sends that left more than 1 ms after their intended time.
+    /// Open loop: sends that left more than `workload::LATE` (2 ms) after their intended time.
     pub late_sends: u64,
 }
 

@@ -525,6 +525,9 @@ pub struct Plan {
     pub clients: usize,
 }
 
+/// Open loop: a send counts as late beyond this (tokio's timers have 1 ms resolution).
+pub const LATE: Duration = Duration::from_millis(2);
+
 /// Stop a client after this many errors in a row (server gone, misconfiguration).
 const MAX_CONSECUTIVE_ERRORS: u32 = 200;
 
@@ -579,7 +582,7 @@ pub async fn client_loop(
             let sent = Instant::now();
             if let Some(i) = intended
                 && attempt == 1
-                && sent.saturating_duration_since(i) > Duration::from_millis(1)
+                && sent.saturating_duration_since(i) > LATE
             {
                 rec.late_sends += 1;
             }
