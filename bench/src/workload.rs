@@ -762,4 +762,127 @@ mod tests {
         assert_eq!(r.expect_records, Some(500));
         assert_eq!(spec.stock(7, 0).len(), 2000);
     }
+
+    /// A tiny HTTP/1.1 keep-alive stub: the first `stock` reserves succeed, then 409 shortfalls;
+    /// every 7th request first answers 503 (retryable).
+    async fn stub_server(stock: u64) -> (String, Arc<AtomicU64>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sold = Arc::new(AtomicU64::new(0));
+        let seen = Arc::new(AtomicU64::new(0));
+        let sold2 = sold.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let (sold, seen) = (sold2.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        // one request: headers, then content-length bytes
+                        let (head_end, len) = loop {
+                            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                let head = String::from_utf8_lossy(&buf[..p]).to_ascii_lowercase();
+                                let len = head
+                                    .lines()
+                                    .find_map(|l| {
+                                        l.strip_prefix("content-length:")
+                                            .map(|v| v.trim().parse::<usize>().unwrap())
+                                    })
+                                    .unwrap_or(0);
+                                break (p + 4, len);
+                            }
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        while buf.len() < head_end + len {
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.drain(..head_end + len);
+                        let (status, body) = if seen.fetch_add(1, Ordering::SeqCst) % 7 == 6 {
+                            ("503 Service Unavailable", r#"{"code":"raft.no_quorum"}"#.to_string())
+                        } else if sold.fetch_add(1, Ordering::SeqCst) < stock {
+                            (
+                                "200 OK",
+                                r#"{"reservationId":"r","processingStatus":"success","statusCode":200}"#.to_string(),
+                            )
+                        } else {
+                            sold.fetch_sub(1, Ordering::SeqCst);
+                            (
+                                "409 Conflict",
+                                r#"{"processingStatus":"failure","statusCode":500}"#.to_string(),
+                            )
+                        };
+                        let resp = format!(
+                            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if sock.write_all(resp.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (format!("http://{addr}"), sold)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hot_loop_against_a_stub_counts_exactly_and_retries_503() {
+        let (base, sold) = stub_server(300).await;
+        let key = Key {
+            product: "t-hot".into(),
+            site: "1".into(),
+            location: "101".into(),
+        };
+        let start = Instant::now();
+        let plan = Arc::new(Plan {
+            spec: Spec::Hot { key },
+            org: "usmf".into(),
+            tag: "t".into(),
+            seed: 1,
+            deadline: Some(start + Duration::from_secs(20)),
+            requests: None,
+            schedule: None,
+            retries: 10,
+            clients: 4,
+        });
+        let live = Arc::new(Live::new(start));
+        let issued = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for c in 0..4 {
+            let http = api::http_client(Duration::from_secs(5), 1).unwrap();
+            let conn = Conn::new(http, &base, "bench", "token");
+            tasks.push(tokio::spawn(client_loop(
+                c,
+                conn,
+                plan.clone(),
+                live.clone(),
+                issued.clone(),
+            )));
+        }
+        let mut total = Recorder::default();
+        for t in tasks {
+            let (r, end) = t.await.unwrap();
+            assert!(end.sold_out);
+            assert_eq!(end.unresolved, 0);
+            total.merge(&r);
+        }
+        assert_eq!(total.ok, 300);
+        assert_eq!(sold.load(Ordering::SeqCst), 300);
+        assert_eq!(total.refused, 4);
+        assert!(total.errors > 0);
+        assert_eq!(total.errors_by_kind.get("http_503:raft.no_quorum"), Some(&total.errors));
+        assert_eq!(total.requests, 304 + total.errors);
+        let tl = live.timeline();
+        assert_eq!(tl.iter().map(|s| s.ok).sum::<u64>(), 300);
+    }
 }
