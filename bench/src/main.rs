@@ -636,7 +636,7 @@ async fn bench(
             eprintln!("ivory-bench: HOT CHECK FAILED: {}", reasons.join("; "));
         }
     }
-    println!("{out}");
+    println!("{}", report::ordered(&out));
     if let Some(path) = &c.report {
         let html = report::render(&out, &live.timeline(), &total.hist, items_per_request, secs);
         std::fs::write(path, html).map_err(|e| format!("cannot write {}: {e}", path.display()))?;

@@ -5,6 +5,83 @@ use crate::stats::Second;
 use hdrhistogram::Histogram;
 use serde_json::Value;
 
+/// Key order of the JSON result line (serde_json's map sorts keys; people read this line).
+const ORDER: &[&str] = &[
+    "target",
+    "deployment",
+    "nodes",
+    "urls",
+    "label",
+    "workload",
+    "mode",
+    "clients",
+    "duration_s",
+    "elapsed_s",
+    "requests",
+    "successes",
+    "failures",
+    "errors",
+    "unresolved",
+    "items_per_request",
+    "rps",
+    "ok_rps",
+    "failed_rps",
+    "error_rps",
+    "items_per_s",
+    "ok_items_per_s",
+    "latency_us",
+    "p50",
+    "p99",
+    "p999",
+    "max",
+    "mean",
+    "hot",
+    "stock",
+    "store_reserved",
+    "store_available",
+    "exact",
+    "oversold",
+    "reason",
+    "open_loop",
+    "errors_by_kind",
+    "first_error",
+    "records",
+    "loadgen_cpu_pct",
+    "server_cpu_pct",
+    "cores",
+    "seed",
+    "tag",
+    "by_op",
+    "ok",
+    "refused",
+];
+
+fn key_rank(k: &str) -> usize {
+    ORDER.iter().position(|o| *o == k).unwrap_or(ORDER.len())
+}
+
+/// Keys of an object in the result line's order (known keys first, the rest alphabetically).
+pub fn ordered_keys(m: &serde_json::Map<String, Value>) -> Vec<&String> {
+    let mut keys: Vec<&String> = m.keys().collect();
+    keys.sort_by(|a, b| key_rank(a).cmp(&key_rank(b)).then_with(|| a.cmp(b)));
+    keys
+}
+
+/// Compact JSON with object keys in the result line's order, recursively.
+pub fn ordered(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let parts: Vec<String> = ordered_keys(m)
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::from(k.as_str()), ordered(&m[k])))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(a) => format!("[{}]", a.iter().map(ordered).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
+}
+
 pub struct Series<'a> {
     pub name: &'a str,
     pub color: &'a str,
@@ -274,10 +351,10 @@ pub fn render(
     );
     let mut rows = String::new();
     if let Some(obj) = summary.as_object() {
-        for (k, v) in obj {
-            let shown = match v {
+        for k in ordered_keys(obj) {
+            let shown = match &obj[k] {
                 Value::String(s) => s.clone(),
-                other => other.to_string(),
+                other => ordered(other),
             };
             rows += &format!("<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&shown));
         }
@@ -352,6 +429,19 @@ mod tests {
     use super::*;
     use crate::stats::{Class, Live, new_hist};
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn result_line_keeps_a_readable_key_order() {
+        let v = serde_json::json!({"by_op": {"reserve": {"ok": 1}}, "workload": "hot", "target": "ivory", "zeta": [1, {"b": 2, "a": 1}],
+            "latency_us": {"max": 9, "p50": 1, "mean": 2.5, "p999": 8, "p99": 5}});
+        let line = ordered(&v);
+        assert_eq!(
+            line,
+            r#"{"target":"ivory","workload":"hot","latency_us":{"p50":1,"p99":5,"p999":8,"max":9,"mean":2.5},"by_op":{"reserve":{"ok":1}},"zeta":[1,{"a":1,"b":2}]}"#
+        );
+        let back: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, v);
+    }
 
     #[test]
     fn ticks_are_nice_and_cover_the_maximum() {
