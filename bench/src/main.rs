@@ -569,8 +569,18 @@ async fn bench(
         out["first_error"] = json!(e);
     }
     if let Some(rate) = c.rate {
-        out["open_loop"] =
-            json!({"target_rps": rate, "late_sends_over_2ms": total.late_sends, "latency_from": "intended_send_time"});
+        // Operations due before the deadline that no client got round to sending: their latency
+        // would be at least (deadline - due), so a large number means the figures above are
+        // for a server that could not keep up with the rate.
+        let due = duration.map(|d| (d * rate).floor() as u64);
+        out["open_loop"] = json!({
+            "target_rps": rate,
+            "due": due,
+            "started": total.ops,
+            "not_sent": due.map(|d| d.saturating_sub(total.ops)),
+            "late_sends_over_2ms": total.late_sends,
+            "latency_from": "intended_send_time",
+        });
     }
     let mut passed = true;
     if let Some(key) = hot_key {

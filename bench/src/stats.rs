@@ -63,6 +63,8 @@ pub struct Recorder {
     pub by_op: BTreeMap<&'static str, OpStats>,
     /// Open loop: sends that left more than `workload::LATE` (2 ms) after their intended time.
     pub late_sends: u64,
+    /// Logical operations started (a retried request is one operation).
+    pub ops: u64,
 }
 
 impl Default for Recorder {
@@ -81,6 +83,7 @@ impl Default for Recorder {
             hist: new_hist(),
             by_op: BTreeMap::new(),
             late_sends: 0,
+            ops: 0,
         }
     }
 }
@@ -126,6 +129,7 @@ impl Recorder {
         self.error_items += o.error_items;
         self.records += o.records;
         self.late_sends += o.late_sends;
+        self.ops += o.ops;
         for (k, n) in &o.errors_by_kind {
             *self.errors_by_kind.entry(k.clone()).or_default() += n;
         }

@@ -576,6 +576,7 @@ pub async fn client_loop(
             None => None,
         };
         let mut req = plan.spec.next(&mut st, &plan.org);
+        rec.ops += 1;
         let mut attempt = 0;
         loop {
             attempt += 1;
