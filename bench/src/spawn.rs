@@ -125,6 +125,18 @@ pub async fn spawn(o: &SpawnOpts<'_>) -> Result<Cluster, String> {
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .kill_on_drop(true);
+        // If this harness dies without running its guard (SIGKILL, abort), the kernel kills the
+        // nodes too, so they do not keep eating the cores of the next run.
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl is async-signal-safe and touches only the child's own attributes.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", o.bin.display()))?;
