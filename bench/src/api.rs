@@ -360,14 +360,29 @@ pub fn classify_query(status: u16, body: &[u8]) -> Verdict {
     }
 }
 
-/// `iv.softreservphysical` and `iv.availabletoreserve` summed over the records of a query answer.
-pub fn reserved_and_available(body: &[u8]) -> Result<(f64, f64), String> {
+/// What an index query answer says about reservations.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReadBack {
+    pub records: usize,
+    /// `iv.softreservphysical`, summed over the records.
+    pub reserved: f64,
+    /// `iv.availabletoreserve`, summed over the records.
+    pub available: f64,
+    /// Records with `iv.availabletoreserve` < 0 (oversold).
+    pub negative: usize,
+}
+
+/// Read `iv.softreservphysical` and `iv.availabletoreserve` from every record of a query answer.
+pub fn read_back(body: &[u8]) -> Result<ReadBack, String> {
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("query answer is not JSON: {e}"))?;
     let records = v.as_array().ok_or("query answer is not an array")?;
     if records.is_empty() {
         return Err("query answer has no record".into());
     }
-    let (mut reserved, mut available) = (0.0, 0.0);
+    let mut rb = ReadBack {
+        records: records.len(),
+        ..ReadBack::default()
+    };
     for r in records {
         let iv = r
             .get("quantities")
@@ -381,10 +396,14 @@ pub fn reserved_and_available(body: &[u8]) -> Result<(f64, f64), String> {
                 Some(other) => Err(format!("iv.{name} is {other}")),
             }
         };
-        reserved += num("softreservphysical")?;
-        available += num("availabletoreserve")?;
+        rb.reserved += num("softreservphysical")?;
+        let a = num("availabletoreserve")?;
+        rb.available += a;
+        if a < 0.0 {
+            rb.negative += 1;
+        }
     }
-    Ok((reserved, available))
+    Ok(rb)
 }
 
 #[derive(Deserialize)]
@@ -571,11 +590,29 @@ mod tests {
                 records: 1
             }
         );
-        assert_eq!(reserved_and_available(body), Ok((10.0, 0.0)));
+        assert_eq!(
+            read_back(body),
+            Ok(ReadBack {
+                records: 1,
+                reserved: 10.0,
+                available: 0.0,
+                negative: 0
+            })
+        );
+        let two = br#"[{"quantities":{"iv":{"softreservphysical":"3","availabletoreserve":-1}}},{"quantities":{"iv":{"softreservphysical":2}}}]"#;
+        assert_eq!(
+            read_back(two),
+            Ok(ReadBack {
+                records: 2,
+                reserved: 5.0,
+                available: -1.0,
+                negative: 1
+            })
+        );
         assert!(matches!(classify_query(200, b"{}"), Verdict::Error { .. }));
-        assert!(reserved_and_available(b"[]").is_err());
-        assert!(reserved_and_available(br#"[{"quantities":{}}]"#).is_err());
-        assert!(reserved_and_available(br#"[{"quantities":{"iv":{"softreservphysical":"x"}}}]"#).is_err());
+        assert!(read_back(b"[]").is_err());
+        assert!(read_back(br#"[{"quantities":{}}]"#).is_err());
+        assert!(read_back(br#"[{"quantities":{"iv":{"softreservphysical":"x"}}}]"#).is_err());
     }
 
     #[test]

@@ -88,6 +88,10 @@ struct Common {
     /// Stock load: bulk on-hand calls in flight.
     #[arg(long, global = true, default_value_t = 4)]
     setup_parallel: usize,
+    /// spread, bulk, channels: afterwards read every key back with index queries and check that
+    /// the reserved quantities add up to what the clients were told (exit code 1 if not).
+    #[arg(long, global = true)]
+    verify: bool,
     /// Skip loading stock (it is already there under --tag).
     #[arg(long, global = true)]
     no_setup: bool,
@@ -595,7 +599,7 @@ async fn bench(
         let read = conn
             .post("onhand/indexquery", body, |s, b| {
                 if s == 200 {
-                    api::reserved_and_available(b)
+                    api::read_back(b)
                 } else {
                     Err(format!("index query: HTTP {s}"))
                 }
@@ -613,7 +617,7 @@ async fn bench(
             ));
         }
         let (reserved, available) = match &read {
-            Ok((r, a)) => (Some(*r), Some(*a)),
+            Ok(rb) => (Some(rb.reserved), Some(rb.available)),
             Err(e) => {
                 reasons.push(format!("read-back failed: {e}"));
                 (None, None)
@@ -645,6 +649,69 @@ async fn bench(
         if !exact {
             eprintln!("ivory-bench: HOT CHECK FAILED: {}", reasons.join("; "));
         }
+    }
+    if c.verify
+        && let Some(space) = plan.spec.space()
+    {
+        let t0 = Instant::now();
+        let conns: Vec<api::Conn> = (0..c.setup_parallel.max(1))
+            .map(|i| conn_to(i, setup_http.clone()))
+            .collect();
+        let qty = match &plan.spec {
+            Spec::Spread { qty, .. } => *qty as f64,
+            _ => 1.0,
+        };
+        // Channels: every unreserve cancels 1 of an earlier successful reserve of the same key.
+        let ok_of = |suffix: &str| -> u64 {
+            total
+                .by_op
+                .iter()
+                .filter(|(k, _)| k.ends_with(suffix))
+                .map(|(_, o)| o.ok)
+                .sum()
+        };
+        let expected = match &plan.spec {
+            Spec::Channels { .. } => ok_of(".reserve") as f64 - ok_of(".unreserve") as f64,
+            _ => total.ok_items as f64 * qty,
+        };
+        let exactness_known = unresolved == 0 && total.error_items == 0;
+        let mut reasons = Vec::new();
+        let v = match workload::read_back_space(&conns, &c.org, space, c.setup_parallel).await {
+            Ok(rb) => {
+                if rb.records != space.products {
+                    reasons.push(format!("{} records for {} keys", rb.records, space.products));
+                }
+                if exactness_known && rb.reserved != expected {
+                    reasons.push(format!(
+                        "store holds {} reserved, clients were told {expected}",
+                        rb.reserved
+                    ));
+                }
+                if !exactness_known && rb.reserved > expected + (unresolved + total.error_items) as f64 * qty {
+                    reasons.push(format!(
+                        "store holds {} reserved, more than the clients could have caused",
+                        rb.reserved
+                    ));
+                }
+                if !matches!(plan.spec, Spec::Channels { .. }) && rb.negative > 0 {
+                    reasons.push(format!("{} keys with negative availabletoreserve", rb.negative));
+                }
+                json!({"keys": space.products, "records": rb.records, "store_reserved": rb.reserved,
+                       "expected_reserved": expected, "negative_available": rb.negative,
+                       "exact_known": exactness_known, "ok": reasons.is_empty(),
+                       "reason": if reasons.is_empty() { Value::Null } else { json!(reasons.join("; ")) },
+                       "seconds": round(t0.elapsed().as_secs_f64(), 1)})
+            }
+            Err(e) => {
+                reasons.push(e.clone());
+                json!({"ok": false, "reason": e})
+            }
+        };
+        if !reasons.is_empty() {
+            passed = false;
+            eprintln!("ivory-bench: VERIFY FAILED: {}", reasons.join("; "));
+        }
+        out["verify"] = v;
     }
     println!("{}", report::ordered(&out));
     if let Some(path) = &c.report {

@@ -369,18 +369,18 @@ pub fn render(
         trim(lat_us["p999"].as_f64().unwrap_or(0.0) / 1000.0),
         summary["errors"]
     );
-    let check = match summary.get("hot") {
-        Some(h) => {
-            let ok = h["exact"].as_bool() == Some(true);
-            format!(
-                "<p class={}>hot check: {} &mdash; {}</p>",
+    let mut check = String::new();
+    for (name, field, ok_key) in [("hot check", "hot", "exact"), ("read-back check", "verify", "ok")] {
+        if let Some(h) = summary.get(field) {
+            let ok = h[ok_key].as_bool() == Some(true);
+            check += &format!(
+                "<p class={}>{name}: {} &mdash; {}</p>",
                 if ok { "pass" } else { "fail" },
-                if ok { "EXACT" } else { "FAILED" },
-                esc(&h.to_string())
-            )
+                if ok { "PASSED" } else { "FAILED" },
+                esc(&ordered(h))
+            );
         }
-        None => String::new(),
-    };
+    }
     format!(
         r#"<!doctype html><html><head><meta charset="utf-8"><title>{t}</title><style>
 body{{font-family:sans-serif;margin:24px;color:#222;max-width:900px}} h1{{font-size:20px}} .big{{font-size:17px}}
@@ -471,7 +471,7 @@ mod tests {
         assert!(html.starts_with("<!doctype html>"));
         assert_eq!(html.matches("<svg").count(), 3);
         assert!(html.contains("&lt;spawn1&gt;") && !html.contains("<spawn1>"));
-        assert!(html.contains("EXACT"));
+        assert!(html.contains("hot check: PASSED"));
         assert!(
             !html.contains("<script") && !html.contains("http://") && !html.contains("https://")
                 || html.contains("http://www.w3.org/2000/svg")

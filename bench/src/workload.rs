@@ -513,6 +513,82 @@ pub async fn load_stock(
     Ok(())
 }
 
+impl Spec {
+    /// The key space of spread, bulk and channels.
+    pub fn space(&self) -> Option<&Space> {
+        match self {
+            Spec::Spread { space, .. } | Spec::Bulk { space, .. } | Spec::Channels { space, .. } => Some(space),
+            _ => None,
+        }
+    }
+}
+
+/// Read every key of `space` back with index queries (one site/location pair and up to 1,000
+/// products a query, `parallel` queries in flight) and add up what the answers say.
+pub async fn read_back_space(
+    conns: &[Conn],
+    org: &str,
+    space: &Space,
+    parallel: usize,
+) -> Result<api::ReadBack, String> {
+    let pairs = space.sites * space.locations;
+    let mut bodies = Vec::new();
+    for p in 0..pairs {
+        let keys: Vec<Key> = (p..space.products).step_by(pairs).map(|i| space.key(i)).collect();
+        for chunk in keys.chunks(1000) {
+            let names: Vec<&str> = chunk.iter().map(|k| k.product.as_str()).collect();
+            let body = api::index_query(org, names, vec![&chunk[0].site], vec![&chunk[0].location]);
+            bodies.push(to_json(&body));
+        }
+    }
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..parallel.max(1) {
+        let conn = conns[w % conns.len()].clone();
+        let (bodies, next) = (bodies.clone(), next.clone());
+        tasks.spawn(async move {
+            let mut sum = api::ReadBack::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= bodies.len() {
+                    return Ok::<_, String>(sum);
+                }
+                let mut attempt = 0;
+                let rb = loop {
+                    attempt += 1;
+                    let r = conn
+                        .post("onhand/indexquery", bodies[i].clone(), |s, b| match s {
+                            200 => api::read_back(b).map_err(|e| (false, e)),
+                            503 | 429 => Err((true, format!("HTTP {s}"))),
+                            _ => Err((false, format!("HTTP {s}: {}", String::from_utf8_lossy(b)))),
+                        })
+                        .await
+                        .unwrap_or_else(|k| Err((true, k.to_string())));
+                    match r {
+                        Ok(rb) => break rb,
+                        Err((true, _)) if attempt < 10 => tokio::time::sleep(Duration::from_millis(200)).await,
+                        Err((_, e)) => return Err(format!("read-back query {i}: {e}")),
+                    }
+                };
+                sum.records += rb.records;
+                sum.reserved += rb.reserved;
+                sum.available += rb.available;
+                sum.negative += rb.negative;
+            }
+        });
+    }
+    let mut total = api::ReadBack::default();
+    while let Some(r) = tasks.join_next().await {
+        let rb = r.map_err(|e| format!("read-back task: {e}"))??;
+        total.records += rb.records;
+        total.reserved += rb.reserved;
+        total.available += rb.available;
+        total.negative += rb.negative;
+    }
+    Ok(total)
+}
+
 pub struct Plan {
     pub spec: Spec,
     pub org: String,
