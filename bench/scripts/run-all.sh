@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every workload against a spawned `ivory serve` and a spawned 3-node local cluster, 64 clients,
-# 10 s each (hot: until sold out). JSON lines go to $OUT (default /tmp/ivory-bench/results.jsonl),
-# HTML reports next to it. Run from the workspace root after
+# 10 s each (hot: until sold out; spread, bulk and channels then read every key back, --verify).
+# JSON lines go to $OUT (default /tmp/ivory-bench/results.jsonl), HTML reports next to it. Run from the workspace root after
 #   cargo build --release -p ivory -p ivory-bench
 set -euo pipefail
 OUT_DIR=${OUT_DIR:-/tmp/ivory-bench}
@@ -19,7 +19,8 @@ for n in $SPAWNS; do
     extra=()
     case $w in
       hot) extra=(--stock "$HOT_STOCK") ;;
-      *) extra=(--duration "$DURATION") ;;
+      query) extra=(--duration "$DURATION") ;;
+      *) extra=(--duration "$DURATION" --verify) ;;   # read-back after the clock stops
     esac
     echo "== $w on --spawn $n (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
     if ! "$BIN" "$w" --spawn "$n" --clients "$CLIENTS" "${extra[@]}" \
