@@ -657,23 +657,8 @@ async fn bench(
         let conns: Vec<api::Conn> = (0..c.setup_parallel.max(1))
             .map(|i| conn_to(i, setup_http.clone()))
             .collect();
-        let qty = match &plan.spec {
-            Spec::Spread { qty, .. } => *qty as f64,
-            _ => 1.0,
-        };
-        // Channels: every unreserve cancels 1 of an earlier successful reserve of the same key.
-        let ok_of = |suffix: &str| -> u64 {
-            total
-                .by_op
-                .iter()
-                .filter(|(k, _)| k.ends_with(suffix))
-                .map(|(_, o)| o.ok)
-                .sum()
-        };
-        let expected = match &plan.spec {
-            Spec::Channels { .. } => ok_of(".reserve") as f64 - ok_of(".unreserve") as f64,
-            _ => total.ok_items as f64 * qty,
-        };
+        let qty = plan.spec.qty() as f64;
+        let expected = plan.spec.expected_reserved(&total);
         let exactness_known = unresolved == 0 && total.error_items == 0;
         let mut reasons = Vec::new();
         let v = match workload::read_back_space(&conns, &c.org, space, c.setup_parallel).await {

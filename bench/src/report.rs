@@ -374,7 +374,7 @@ pub fn render(
         if let Some(h) = summary.get(field) {
             let ok = h[ok_key].as_bool() == Some(true);
             check += &format!(
-                "<p class={}>{name}: {} &mdash; {}</p>",
+                "<p class={}>{name}: {}</p><p class=detail>{}</p>",
                 if ok { "pass" } else { "fail" },
                 if ok { "PASSED" } else { "FAILED" },
                 esc(&ordered(h))
@@ -386,7 +386,8 @@ pub fn render(
 body{{font-family:sans-serif;margin:24px;color:#222;max-width:900px}} h1{{font-size:20px}} .big{{font-size:17px}}
 figure{{margin:16px 0}} figcaption{{font-weight:bold;margin-bottom:4px}} table{{border-collapse:collapse;font-size:12px}}
 th,td{{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}} td{{font-family:monospace;word-break:break-all}}
-.pass{{color:#161;font-weight:bold}} .fail{{color:#b00;font-weight:bold}}</style></head><body>
+.pass{{color:#161;font-weight:bold;margin-bottom:0}} .fail{{color:#b00;font-weight:bold;margin-bottom:0}}
+.detail{{font-family:monospace;font-size:12px;overflow-wrap:anywhere;margin-top:2px}}</style></head><body>
 <h1>{t}</h1>{headline}{check}{c1}{c2}{c3}<h2>Result</h2><table>{rows}</table></body></html>
 "#,
         t = esc(&title),

@@ -514,6 +514,32 @@ pub async fn load_stock(
 }
 
 impl Spec {
+    /// Quantity of every reserve.
+    pub fn qty(&self) -> i64 {
+        match self {
+            Spec::Spread { qty, .. } => *qty,
+            _ => 1,
+        }
+    }
+
+    /// What the store must hold reserved in all after a run whose every outcome is known: the
+    /// successful reserve items x qty; channels: successful reserves - successful unreserves (each
+    /// unreserve cancels 1 of an earlier successful reserve of the same key).
+    pub fn expected_reserved(&self, total: &Recorder) -> f64 {
+        let ok_of = |suffix: &str| -> u64 {
+            total
+                .by_op
+                .iter()
+                .filter(|(k, _)| k.ends_with(suffix))
+                .map(|(_, o)| o.ok)
+                .sum()
+        };
+        match self {
+            Spec::Channels { .. } => ok_of(".reserve") as f64 - ok_of(".unreserve") as f64,
+            _ => total.ok_items as f64 * self.qty() as f64,
+        }
+    }
+
     /// The key space of spread, bulk and channels.
     pub fn space(&self) -> Option<&Space> {
         match self {
@@ -819,6 +845,46 @@ mod tests {
         let r2 = spec.next(&mut st, "usmf");
         let v2: serde_json::Value = serde_json::from_slice(&r2.body).unwrap();
         assert_ne!(v2[0]["id"], v[0]["id"]);
+    }
+
+    #[test]
+    fn expected_reserved_counts_reserves_minus_unreserves() {
+        let space = Space {
+            tag: "t".into(),
+            products: 10,
+            sites: 1,
+            locations: 1,
+        };
+        let mut r = Recorder::default();
+        for _ in 0..5 {
+            r.record("web.reserve", Class::Ok, 1);
+        }
+        r.record("web.reserve", Class::Refused, 1);
+        r.record("marketplace.reserve", Class::Ok, 1);
+        r.record("web.unreserve", Class::Ok, 1);
+        r.record("marketplace.unreserve", Class::Ok, 1);
+        r.record("pos.change", Class::Ok, 1);
+        let ch = Spec::Channels {
+            space: space.clone(),
+            zipf: Zipf::new(10, 1.0).unwrap(),
+            mixes: [
+                Mix::parse("reserve=1").unwrap(),
+                Mix::parse("reserve=1").unwrap(),
+                Mix::parse("reserve=1").unwrap(),
+            ],
+            split: [1.0, 1.0, 1.0],
+        };
+        assert_eq!(ch.expected_reserved(&r), 4.0);
+        r.ok_items = 7;
+        assert_eq!(
+            Spec::Spread {
+                space: space.clone(),
+                qty: 3
+            }
+            .expected_reserved(&r),
+            21.0
+        );
+        assert_eq!(Spec::Bulk { space, size: 2 }.expected_reserved(&r), 7.0);
     }
 
     #[test]
