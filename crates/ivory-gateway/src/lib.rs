@@ -3,8 +3,9 @@
 //! only parses, validates shapes and limits, routes to shards and merges answers.
 //!
 //! Read in this order: [`router`] (the routes and middleware), `writes` (on-hand change, set,
-//! reserve, unreserve), `queries` (index, exact and GET queries), `admin` (configuration,
-//! partitions, clean-up), `auth` (tokens).
+//! reserve, unreserve, change schedule, allocate, unallocate, reallocate, consume), `queries`
+//! (index, exact and GET queries with ATP, allocation query), `admin` (configuration, partitions,
+//! clean-up), `auth` (tokens), `grpc` (the gRPC API over the REST router).
 //!
 //! The layer below is the [`Backend`] trait: the `ivory` binary implements it over raft nodes;
 //! tests use `LocalBackend` (feature `test-support`).
@@ -12,6 +13,7 @@
 mod admin;
 pub mod auth;
 mod error;
+mod grpc;
 mod parse;
 mod queries;
 mod writes;
@@ -36,6 +38,13 @@ use ivory_core::{CmdResult, Command, Config, PartitionKey, ReadRequest, ReadResp
 use tracing::Instrument;
 
 pub use error::ApiError;
+pub use grpc::{grpc_code, grpc_service};
+
+/// The generated messages, server and client of proto/ivory/v1/inventory.proto.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("ivory.v1");
+}
 
 /// An error of the layer below: a stable `code` (`raft.not_leader`, `raft.no_quorum`, ...), a
 /// message, and whether the same call may succeed if retried.
@@ -208,6 +217,16 @@ pub fn router(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
         .route(&format!("{E}/onhand/reserve/bulk"), post(writes::reserve_bulk))
         .route(&format!("{E}/onhand/unreserve"), post(writes::unreserve))
         .route(&format!("{E}/onhand/unreserve/bulk"), post(writes::unreserve_bulk))
+        .route(&format!("{E}/onhand/changeschedule"), post(writes::change_schedule))
+        .route(
+            &format!("{E}/onhand/changeschedule/bulk"),
+            post(writes::change_schedule_bulk),
+        )
+        .route(&format!("{E}/allocation/allocate"), post(writes::allocate))
+        .route(&format!("{E}/allocation/unallocate"), post(writes::unallocate))
+        .route(&format!("{E}/allocation/reallocate"), post(writes::reallocate))
+        .route(&format!("{E}/allocation/consume"), post(writes::consume))
+        .route(&format!("{E}/allocation/query"), post(queries::allocation_query))
         .route(&format!("{E}/onhand/indexquery"), post(queries::index_query))
         .route(&format!("{E}/onhand/exactquery"), post(queries::exact_query))
         .route(&format!("{E}/configuration"), get(admin::get_configuration))

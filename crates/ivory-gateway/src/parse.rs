@@ -8,9 +8,12 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use ivory_core::json::KeyCanon;
 use ivory_core::model::{NAME_LEN_MAX, canonical_name};
+use std::collections::BTreeMap;
+
+use ivory_core::date::parse_day;
 use ivory_core::{
-    Availability, Cell, Command, Config, MeasureRef, OnHandChange, PartitionKey, Qty, Quantities, Reserve, SetOnHand,
-    Unreserve,
+    Allocation, Availability, Cell, Command, Config, Consumption, MeasureRef, Modifier, OnHandChange, PartitionKey,
+    Qty, Quantities, Reallocation, Reserve, ScheduleChange, SetOnHand, Unreserve,
 };
 use serde_json::{Map, Value};
 
@@ -41,6 +44,14 @@ pub(crate) const FIELDS: &[&str] = &[
     "QueryATP",
     "ATPFromDate",
     "ATPToDate",
+    "quantitiesByDate",
+    "groups",
+    "targetGroups",
+    "sourceGroups",
+    "physicalMeasures",
+    // IV's spelling of the default allocation group levels, echoed back by `allocation/query`.
+    "customerGroup",
+    "orderType",
 ];
 
 /// Reads a JSON body: 413 over the body limit, 400 when it is not JSON.
@@ -180,11 +191,19 @@ fn dimension_pairs(obj: &Map<String, Value>, path: &str) -> Result<Vec<(String, 
 
 fn quantities(obj: &Map<String, Value>, path: &str) -> Result<Quantities, ApiError> {
     let field = join(path, "quantities");
-    let Some(Value::Object(sources)) = obj.get("quantities") else {
-        return Err(match obj.get("quantities") {
-            None => missing(path, "quantities"),
-            Some(_) => ApiError::bad_request("field.bad_type", format!("{field}: must be an object")),
-        });
+    match obj.get("quantities") {
+        None => Err(missing(path, "quantities")),
+        Some(v) => quantities_value(v, &field),
+    }
+}
+
+/// `{dataSource: {measure: number}}` at `field`.
+fn quantities_value(value: &Value, field: &str) -> Result<Quantities, ApiError> {
+    let Value::Object(sources) = value else {
+        return Err(ApiError::bad_request(
+            "field.bad_type",
+            format!("{field}: must be an object"),
+        ));
     };
     let mut out = Quantities::new();
     for (ds, measures) in sources {
@@ -221,6 +240,11 @@ pub(crate) enum WriteKind {
     Set,
     Reserve,
     Unreserve,
+    Schedule,
+    Allocate,
+    Unallocate,
+    Reallocate,
+    Consume,
 }
 
 impl WriteKind {
@@ -231,7 +255,20 @@ impl WriteKind {
             WriteKind::Set => OpCode::SetOnHand.prefix(),
             WriteKind::Reserve => OpCode::Reserve.prefix(),
             WriteKind::Unreserve => OpCode::Unreserve.prefix(),
+            WriteKind::Schedule => OpCode::ScheduleChange.prefix(),
+            WriteKind::Allocate => OpCode::Allocate.prefix(),
+            WriteKind::Unallocate => OpCode::Unallocate.prefix(),
+            WriteKind::Reallocate => OpCode::Reallocate.prefix(),
+            WriteKind::Consume => OpCode::Consume.prefix(),
         }
+    }
+
+    /// Whether parsing needs the environment's configuration (allocation group levels).
+    pub fn needs_config(self) -> bool {
+        matches!(
+            self,
+            WriteKind::Allocate | WriteKind::Unallocate | WriteKind::Reallocate | WriteKind::Consume
+        )
     }
 }
 
@@ -266,7 +303,7 @@ pub(crate) async fn mapping_config(
     }
 }
 
-fn partition_and_cell(
+pub(crate) fn partition_and_cell(
     obj: &Map<String, Value>,
     environment: &str,
     config: &Config,
@@ -385,7 +422,202 @@ pub(crate) fn write_command(
                 offset,
             }))
         }
+        WriteKind::Schedule => {
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            Ok(Command::ScheduleChange(ScheduleChange {
+                id,
+                partition,
+                cell,
+                quantities_by_date: quantities_by_date(obj, path)?,
+            }))
+        }
+        WriteKind::Allocate | WriteKind::Unallocate => {
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            let allocation = Allocation {
+                id,
+                partition,
+                cell,
+                groups: target_groups(obj, config, path, true)?,
+                quantity: required_qty(obj, "quantity", path)?,
+            };
+            Ok(if kind == WriteKind::Allocate {
+                Command::Allocate(allocation)
+            } else {
+                Command::Unallocate(allocation)
+            })
+        }
+        WriteKind::Reallocate => {
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            let source_groups = match obj.get("sourceGroups") {
+                None | Some(Value::Null) => return Err(missing(path, "sourceGroups")),
+                Some(v) => group_path(v, config, &join(path, "sourceGroups"))?,
+            };
+            Ok(Command::Reallocate(Reallocation {
+                id,
+                partition,
+                cell,
+                source_groups,
+                groups: target_groups(obj, config, path, true)?,
+                quantity: required_qty(obj, "quantity", path)?,
+            }))
+        }
+        WriteKind::Consume => {
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            Ok(Command::Consume(Consumption {
+                id,
+                partition,
+                cell,
+                groups: target_groups(obj, config, path, true)?,
+                quantity: required_qty(obj, "quantity", path)?,
+                physical: physical_measures(obj, path)?,
+            }))
+        }
     }
+}
+
+fn required_qty(obj: &Map<String, Value>, field: &str, path: &str) -> Result<Qty, ApiError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Err(missing(path, field)),
+        Some(v) => qty_value(v, &join(path, field)),
+    }
+}
+
+/// `quantitiesByDate`: `{"<date>": {dataSource: {measure: number}}}`; a date in any form
+/// `ivory_core::date::parse_day` reads, as a UTC day.
+fn quantities_by_date(obj: &Map<String, Value>, path: &str) -> Result<BTreeMap<i64, Quantities>, ApiError> {
+    let field = join(path, "quantitiesByDate");
+    let Some(value) = obj.get("quantitiesByDate").filter(|v| !v.is_null()) else {
+        return Err(missing(path, "quantitiesByDate"));
+    };
+    let Value::Object(days) = value else {
+        return Err(ApiError::bad_request(
+            "field.bad_type",
+            format!("{field}: must be an object of date -> quantities"),
+        ));
+    };
+    let default_ds = optional_text(obj, "quantityDataSource", path)?;
+    let mut out = BTreeMap::new();
+    for (key, q) in days {
+        // Keys arrive lower-cased (`KeyCanon`): `2023-09-26t00:00:00z`.
+        let day = parse_day(&key.to_ascii_uppercase()).ok_or_else(|| {
+            ApiError::bad_request(
+                "field.bad_timestamp",
+                format!(
+                    "{field}.{key}: not a date (expected e.g. 2023-09-26, 2023-09-26T00:00:00Z or Tue Sep 26 2023)"
+                ),
+            )
+        })?;
+        // With `quantityDataSource`, a date may hold `{measure: number}` directly.
+        let q = match (&default_ds, q) {
+            (Some(ds), Value::Object(m)) if m.values().all(|v| !v.is_object()) => {
+                let mut wrapped = Map::new();
+                wrapped.insert(ds.clone(), q.clone());
+                quantities_value(&Value::Object(wrapped), &format!("{field}.{key}"))?
+            }
+            _ => quantities_value(q, &format!("{field}.{key}"))?,
+        };
+        if out.insert(day, q).is_some() {
+            return Err(ApiError::bad_request(
+                "field.duplicate",
+                format!("{field}.{key}: this day is given twice"),
+            ));
+        }
+    }
+    if out.is_empty() {
+        return Err(ApiError::bad_request(
+            "field.empty",
+            format!("{field}: at least one date is required"),
+        ));
+    }
+    Ok(out)
+}
+
+/// `{groupName: value}` -> the group path in level order (`Config::group_path`).
+pub(crate) fn group_path(value: &Value, config: &Config, field: &str) -> Result<Vec<String>, ApiError> {
+    let Value::Object(map) = value else {
+        return Err(ApiError::bad_request(
+            "field.bad_type",
+            format!("{field}: must be an object of group name -> value"),
+        ));
+    };
+    let mut named = BTreeMap::new();
+    for (k, v) in map {
+        let text = if v.is_null() {
+            String::new()
+        } else {
+            text_value(v, &format!("{field}.{k}"))?
+        };
+        named.insert(k.clone(), text);
+    }
+    config.group_path(&named).map_err(|m| {
+        // core names the field `groups.<level>`: keep the client's field name.
+        let m = m
+            .strip_prefix("groups")
+            .map_or(m.clone(), |rest| format!("{field}{rest}"));
+        ApiError::bad_request("field.bad_value", m)
+    })
+}
+
+/// `groups`, or its 2022 name `targetGroups`.
+pub(crate) fn target_groups(
+    obj: &Map<String, Value>,
+    config: &Config,
+    path: &str,
+    required: bool,
+) -> Result<Vec<String>, ApiError> {
+    let given = |f: &str| obj.get(f).filter(|v| !v.is_null());
+    let (field, value) = match (given("groups"), given("targetGroups")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "field.duplicate",
+                format!("{}: give groups or targetGroups, not both", join(path, "groups")),
+            ));
+        }
+        (Some(v), None) => ("groups", v),
+        (None, Some(v)) => ("targetGroups", v),
+        (None, None) if required => return Err(missing(path, "groups")),
+        (None, None) => return Ok(Vec::new()),
+    };
+    group_path(value, config, &join(path, field))
+}
+
+/// `physicalMeasures: {dataSource: {measure: "Addition" | "Subtraction"}}`.
+fn physical_measures(obj: &Map<String, Value>, path: &str) -> Result<Vec<(MeasureRef, Modifier)>, ApiError> {
+    let field = join(path, "physicalMeasures");
+    let sources = match obj.get("physicalMeasures") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Object(sources)) => sources,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "field.bad_type",
+                format!("{field}: must be an object of data source -> {{measure: modifier}}"),
+            ));
+        }
+    };
+    let mut out = Vec::new();
+    for (ds, measures) in sources {
+        let Value::Object(measures) = measures else {
+            return Err(ApiError::bad_request(
+                "field.bad_type",
+                format!("{field}.{ds}: must be an object of measure -> \"Addition\" or \"Subtraction\""),
+            ));
+        };
+        for (m, modifier) in measures {
+            let name = format!("{field}.{ds}.{m}");
+            let modifier = match modifier.as_str().map(|w| w.trim().to_ascii_lowercase()).as_deref() {
+                Some("addition") => Modifier::Addition,
+                Some("subtraction") => Modifier::Subtraction,
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "field.bad_value",
+                        format!("{name}: {modifier} must be \"Addition\" or \"Subtraction\""),
+                    ));
+                }
+            };
+            out.push((MeasureRef::new(ds, m), modifier));
+        }
+    }
+    Ok(out)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date.

@@ -10,12 +10,18 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use ivory_core::allocation::AllocationQuery;
+use ivory_core::date::{day_of_ms, format_day, parse_day};
+use ivory_core::json::KeyCanon;
 use ivory_core::model::{LOCATION_ID, SITE_ID, base_dimension, canonical_name};
 use ivory_core::query::{QUERY_LOCATIONS_MAX, QUERY_PRODUCTS_MAX};
-use ivory_core::{Config, ExactFilter, PartitionKey, Query, ReadRequest, ReadResponse, Record};
+use ivory_core::schedule::AtpRequest;
+use ivory_core::{Config, ExactFilter, PartitionKey, Quantities, Query, ReadRequest, ReadResponse, Record};
 use serde_json::{Map, Value, json};
 
-use crate::parse::{bool_value, json_body, mapping_config, optional_text, text_value};
+use crate::parse::{
+    FIELDS, bool_value, json_body, mapping_config, optional_text, partition_and_cell, target_groups, text_value,
+};
 use crate::{ApiError, AppState, json_response};
 
 /// IV 2024 (*By location*): at most 10,000 site x location pairs per query, beyond v1's 100.
@@ -62,6 +68,8 @@ struct Common {
     /// (base dimension, name as the client sent it), for grouping and echo.
     group_by: Vec<(String, String)>,
     return_negative: bool,
+    /// `QueryATP`: the window starts at the gateway's UTC day.
+    atp: Option<AtpRequest>,
 }
 
 fn string_list(obj: &Map<String, Value>, field: &str, path: &str) -> Result<Vec<String>, ApiError> {
@@ -117,14 +125,49 @@ fn check_products(products: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_atp(obj: &Map<String, Value>) -> Result<(), ApiError> {
-    if bool_value(obj.get("QueryATP"), "QueryATP", false)? {
+/// The UTC day of the gateway's clock: "today" of an ATP query.
+pub(crate) fn today() -> i64 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    day_of_ms(ms)
+}
+
+fn wants_atp(obj: &Map<String, Value>) -> Result<bool, ApiError> {
+    bool_value(obj.get("QueryATP"), "QueryATP", false)
+}
+
+/// `QueryATP` with `ATPFromDate` / `ATPToDate` (they only filter the days returned).
+fn atp_request(obj: &Map<String, Value>) -> Result<Option<AtpRequest>, ApiError> {
+    if !wants_atp(obj)? {
+        return Ok(None);
+    }
+    let day = |field: &str| -> Result<Option<i64>, ApiError> {
+        match optional_text(obj, field, "")? {
+            None => Ok(None),
+            Some(text) => parse_day(&text).map(Some).ok_or_else(|| {
+                ApiError::bad_request(
+                    "field.bad_timestamp",
+                    format!("{field}: '{text}' is not a date (expected e.g. 2023-09-26)"),
+                )
+            }),
+        }
+    };
+    let (from, to) = (day("ATPFromDate")?, day("ATPToDate")?);
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
         return Err(ApiError::bad_request(
-            "unsupported.atp",
-            "QueryATP: ATP queries are not supported yet",
+            "field.bad_value",
+            "ATPFromDate: is after ATPToDate",
         ));
     }
-    Ok(())
+    Ok(Some(AtpRequest {
+        today: today(),
+        from,
+        to,
+    }))
 }
 
 fn group_by(
@@ -188,7 +231,7 @@ fn index_plans(
     config: &Config,
     version: ApiVersion,
 ) -> Result<(Vec<Plan>, Common), ApiError> {
-    check_atp(obj)?;
+    let atp = atp_request(obj)?;
     let data_source = optional_text(obj, "dimensionDataSource", "")?;
     let ds = data_source.as_deref();
     let filters = filters_object(obj)?;
@@ -275,6 +318,7 @@ fn index_plans(
         filters: dim_filters,
         group_by: group_by(obj, config, ds)?,
         return_negative: bool_value(obj.get("returnNegative"), "returnNegative", false)?,
+        atp,
     };
     let plans = orgs
         .into_iter()
@@ -294,7 +338,7 @@ fn exact_plans(
     config: &Config,
     version: ApiVersion,
 ) -> Result<(Vec<Plan>, Common), ApiError> {
-    check_atp(obj)?;
+    let atp = atp_request(obj)?;
     let data_source = optional_text(obj, "dimensionDataSource", "")?;
     let ds = data_source.as_deref();
     let filters = filters_object(obj)?;
@@ -450,6 +494,7 @@ fn exact_plans(
         filters: BTreeMap::new(),
         group_by: group,
         return_negative: bool_value(obj.get("returnNegative"), "returnNegative", false)?,
+        atp,
     };
     Ok((plans, common))
 }
@@ -460,8 +505,12 @@ async fn fan_out(
     env: &str,
     plans: Vec<Plan>,
     common: &Common,
+    config: &Config,
 ) -> Result<Vec<(String, Record)>, ApiError> {
-    let group_by: Vec<String> = sorted_unique(common.group_by.iter().map(|(b, _)| b.clone()).collect());
+    let mut group_by: Vec<String> = sorted_unique(common.group_by.iter().map(|(b, _)| b.clone()).collect());
+    if common.atp.is_some() {
+        group_by = in_index_set_order(config, group_by);
+    }
     let mut reads = Vec::new();
     for plan in plans {
         let mut by_shard: BTreeMap<u32, Option<Vec<(String, String)>>> = BTreeMap::new();
@@ -492,8 +541,13 @@ async fn fan_out(
                 exact: plan.exact.clone(),
                 group_by: group_by.clone(),
                 return_negative: common.return_negative,
-                atp: None,
+                atp: common.atp.clone(),
             };
+            if query.atp.is_some() {
+                query
+                    .validate(config)
+                    .map_err(|m| ApiError::bad_request("query.invalid", m))?;
+            }
             let org = plan.organization.clone();
             let s = Arc::clone(s);
             reads.push(async move { (org, s.read(shard, ReadRequest::Query(query)).await) });
@@ -513,6 +567,23 @@ async fn fan_out(
     Ok(out)
 }
 
+/// An ATP group-by names one schedule index set in any order: put it in the set's order, which is
+/// the order `Query::validate` compares.
+fn in_index_set_order(config: &Config, group_by: Vec<String>) -> Vec<String> {
+    let (partition, rest): (Vec<String>, Vec<String>) =
+        group_by.into_iter().partition(|d| d == SITE_ID || d == LOCATION_ID);
+    let wanted: BTreeSet<&String> = rest.iter().collect();
+    match config
+        .schedule
+        .index_sets
+        .iter()
+        .find(|set| set.len() == rest.len() && set.iter().collect::<BTreeSet<_>>() == wanted)
+    {
+        Some(set) => set.iter().cloned().chain(partition).collect(),
+        None => rest.into_iter().chain(partition).collect(),
+    }
+}
+
 fn record_json(org: Option<&str>, record: &Record, common: &Common) -> Value {
     let mut dims = Map::new();
     for (base, value) in &record.dims {
@@ -525,22 +596,44 @@ fn record_json(org: Option<&str>, record: &Record, common: &Common) -> Value {
     }
     dims.insert(SITE_ID.into(), json!(record.site));
     dims.insert(LOCATION_ID.into(), json!(record.location));
-    let quantities: Map<String, Value> = record
-        .quantities
-        .iter()
-        .map(|(ds, measures)| {
-            let m: Map<String, Value> = measures.iter().map(|(k, q)| (k.clone(), q.to_json())).collect();
-            (ds.clone(), Value::Object(m))
-        })
-        .collect();
     let mut out = Map::new();
     if let Some(org) = org {
         out.insert("organizationId".into(), json!(org));
     }
     out.insert("productId".into(), json!(record.product));
     out.insert("dimensions".into(), Value::Object(dims));
-    out.insert("quantities".into(), Value::Object(quantities));
+    out.insert("quantities".into(), quantities_json(&record.quantities));
+    if common.atp.is_some() {
+        out.insert(
+            "quantitiesByDate".into(),
+            by_date_json(&record.quantities_by_date, "T00:00:00"),
+        );
+        out.insert(
+            "atpQuantities".into(),
+            by_date_json(&record.atp_quantities, "T00:00:00Z"),
+        );
+    }
     Value::Object(out)
+}
+
+fn quantities_json(q: &Quantities) -> Value {
+    let sources: Map<String, Value> = q
+        .iter()
+        .map(|(ds, measures)| {
+            let m: Map<String, Value> = measures.iter().map(|(k, q)| (k.clone(), q.to_json())).collect();
+            (ds.clone(), Value::Object(m))
+        })
+        .collect();
+    Value::Object(sources)
+}
+
+/// `{"2022-02-02T00:00:00": {...}}` (api/iv-api.md §2.6 spells the two maps' keys differently).
+fn by_date_json(days: &BTreeMap<i64, Quantities>, suffix: &str) -> Value {
+    Value::Object(
+        days.iter()
+            .map(|(d, q)| (format!("{}{suffix}", format_day(*d)), quantities_json(q)))
+            .collect(),
+    )
 }
 
 fn paging(query: Option<&str>) -> Result<(usize, usize), ApiError> {
@@ -616,13 +709,13 @@ async fn run(
         return Err(ApiError::bad_request("body.not_object", "body: must be a JSON object"));
     };
     let ds = optional_text(&obj, "dimensionDataSource", "")?;
-    let config = mapping_config(&s, &env, ds.is_some()).await?;
+    let config = mapping_config(&s, &env, ds.is_some() || wants_atp(&obj)?).await?;
     let (plans, common) = if endpoint == "exactquery" {
         exact_plans(&obj, &config, version)?
     } else {
         index_plans(&obj, &config, version)?
     };
-    let records = fan_out(&s, &env, plans, &common).await?;
+    let records = fan_out(&s, &env, plans, &common, &config).await?;
     Ok(render(version, endpoint, &records, &common, page))
 }
 
@@ -729,7 +822,12 @@ pub(crate) async fn get_onhand(
             "dimensiondatasource" => {
                 body.insert("dimensionDataSource".into(), json!(value));
             }
-            "atpfromdate" | "atptodate" => {}
+            "atpfromdate" => {
+                body.insert("ATPFromDate".into(), json!(value));
+            }
+            "atptodate" => {
+                body.insert("ATPToDate".into(), json!(value));
+            }
             _ => {
                 let canonical = match lower.as_str() {
                     "organizationid" => "organizationId".to_string(),
@@ -756,6 +854,66 @@ pub(crate) async fn get_onhand(
             Value::Object(body),
             (1, PAGE_SIZE_DEFAULT),
         )
+        .await,
+    )
+}
+
+/// `POST /allocation/query`: `{productId, organizationId, dimensions, groups}`; dimensions match
+/// exactly, `groups` (or `targetGroups`) is a prefix of the path (empty = every path). Answers
+/// `[{productId, dimensions, groups: {level: value}, quantities: {"@iv": {...}}}]`.
+pub(crate) async fn allocation_query(
+    State(s): State<AppState>,
+    Path(env): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    respond(
+        async {
+            let value = json_body(body)?;
+            let Value::Object(obj) = &value else {
+                return Err(ApiError::bad_request("body.not_object", "body: must be a JSON object"));
+            };
+            let config = s.environment_config(&env).await?;
+            let (partition, cell) = partition_and_cell(obj, &env, &config, "", true)?;
+            let groups = target_groups(obj, &config, "", false)?;
+            let shard = s.backend.shard_of(&partition);
+            let request = ReadRequest::Allocations(AllocationQuery {
+                partition,
+                cell,
+                groups,
+            });
+            let records = match s.read(shard, request).await? {
+                ReadResponse::Allocations(list) => list,
+                ReadResponse::Refused(message) => return Err(ApiError::bad_request("query.invalid", message)),
+                _ => return Err(ApiError::bad_backend("an allocation query answered something else")),
+            };
+            let names = KeyCanon::new(FIELDS);
+            let list: Vec<Value> = records
+                .iter()
+                .map(|r| {
+                    let mut dims: Map<String, Value> = r.dims.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                    dims.insert(SITE_ID.into(), json!(r.site));
+                    dims.insert(LOCATION_ID.into(), json!(r.location));
+                    let groups: Map<String, Value> = config
+                        .allocation_groups
+                        .iter()
+                        .zip(&r.groups)
+                        .map(|(level, v)| (names.canonical(level), json!(v)))
+                        .collect();
+                    json!({
+                        "productId": r.product,
+                        "dimensions": dims,
+                        "groups": groups,
+                        "quantities": {"@iv": {
+                            "@allocated": r.state.allocated.to_json(),
+                            "@consumed": r.state.consumed.to_json(),
+                            "@cumulative_allocated": r.state.cumulative_allocated.to_json(),
+                            "@cumulative_consumed": r.state.cumulative_consumed.to_json(),
+                        }},
+                    })
+                })
+                .collect();
+            Ok(json_response(StatusCode::OK, Value::Array(list)))
+        }
         .await,
     )
 }

@@ -939,3 +939,6 @@ async fn real_listener_smoke() {
     assert!(text.to_ascii_lowercase().contains("x-request-id: abc"), "{text}");
     server.abort();
 }
+
+mod grpc;
+mod issue6;

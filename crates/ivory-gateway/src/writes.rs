@@ -1,5 +1,5 @@
-//! On-hand change, set on-hand, reserve and unreserve: single (result envelope + HTTP status by
-//! outcome) and bulk (<= 512 items, one proposal per shard in parallel, IV's buckets, HTTP 200).
+//! On-hand change, set on-hand, reserve, unreserve, change schedule and the allocation writes:
+//! single (result envelope + HTTP status by outcome) and bulk (<= 512 items, one proposal per shard in parallel, IV's buckets, HTTP 200).
 //!
 //! Bulk rule: every item is validated first. The whole call is refused (400, nothing applied) only
 //! when the body is not an array or has more than 512 items; a malformed item becomes a `failure`
@@ -39,6 +39,24 @@ pub(crate) async fn reserve_bulk(State(s): State<AppState>, Path(env): Path<Stri
 }
 pub(crate) async fn unreserve_bulk(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
     bulk(s, env, WriteKind::Unreserve, body).await
+}
+pub(crate) async fn change_schedule(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+    single(s, env, WriteKind::Schedule, body).await
+}
+pub(crate) async fn change_schedule_bulk(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+    bulk(s, env, WriteKind::Schedule, body).await
+}
+pub(crate) async fn allocate(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+    single(s, env, WriteKind::Allocate, body).await
+}
+pub(crate) async fn unallocate(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+    single(s, env, WriteKind::Unallocate, body).await
+}
+pub(crate) async fn reallocate(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+    single(s, env, WriteKind::Reallocate, body).await
+}
+pub(crate) async fn consume(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+    single(s, env, WriteKind::Consume, body).await
 }
 /// `{inventorySystem}` is accepted and not used: each item's `quantities` names its data sources.
 pub(crate) async fn setonhand_bulk(
@@ -106,7 +124,7 @@ async fn single(s: AppState, env: String, kind: WriteKind, body: Body) -> Respon
         Err(e) => return e.into_response(),
     };
     let id = client_id(&value);
-    let config = match mapping_config(&s, &env, needs_mappings([&value])).await {
+    let config = match mapping_config(&s, &env, kind.needs_config() || needs_mappings([&value])).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
@@ -155,7 +173,7 @@ async fn bulk(s: AppState, env: String, kind: WriteKind, body: Body) -> Response
         )
         .into_response();
     }
-    let config = match mapping_config(&s, &env, needs_mappings(&items)).await {
+    let config = match mapping_config(&s, &env, kind.needs_config() || needs_mappings(&items)).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };

@@ -34,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+mod batcher;
 mod error;
 pub mod network;
 mod node;

@@ -78,6 +78,8 @@ pub(crate) struct Inner {
     registry_lock: tokio::sync::Mutex<()>,
     raft_config: Arc<openraft::Config>,
     pub(crate) shutdown_tx: tokio::sync::watch::Sender<bool>,
+    /// Per-shard queues that turn concurrent proposals into one log entry.
+    pub(crate) coalescer: crate::batcher::Coalescer,
 }
 
 /// A node handle; cheap to clone.
@@ -182,6 +184,7 @@ impl Node {
                 registry_lock: tokio::sync::Mutex::new(()),
                 raft_config,
                 shutdown_tx,
+                coalescer: Default::default(),
             }),
         };
         if let Err(e) = node.open_hosted_groups(bootstrap).await {
@@ -251,6 +254,7 @@ impl Node {
         let (log, sm) = self.inner.storage.open_group(shard).await?;
         let shard_state = sm.shard();
         let digest = sm.digest();
+        let snapshot_trigger = sm.snapshot_trigger();
         let network = GroupNetworkFactory {
             group: shard,
             id: self.id(),
@@ -259,6 +263,7 @@ impl Node {
         let raft = Raft::new(self.id(), self.inner.raft_config.clone(), network, log, sm)
             .await
             .map_err(storage_err)?;
+        let _ = snapshot_trigger.set(raft.clone());
         spawn_leader_gauge(shard, self.id(), raft.clone());
         let group = Group {
             raft: raft.clone(),
@@ -405,14 +410,22 @@ impl Node {
                 commands.len()
             )));
         }
-        let encoded = encode(&commands).map_err(NodeError::Invalid)?;
+        // Encoded only if the write must be forwarded: most proposals stay on the leader.
+        let encoded = std::sync::OnceLock::new();
         let commands = &commands;
         let encoded = &encoded;
         self.with_retries(shard, |target| async move {
             if target == self.id() {
-                self.propose_local(shard, commands.clone()).await
+                self.propose_coalesced(shard, commands.clone()).await
             } else {
-                self.forward_propose(target, shard, encoded.clone()).await
+                let bytes = match encoded.get() {
+                    Some(bytes) => bytes,
+                    None => {
+                        let bytes = encode(commands).map_err(NodeError::Invalid)?;
+                        encoded.get_or_init(|| bytes)
+                    }
+                };
+                self.forward_propose(target, shard, bytes.clone()).await
             }
         })
         .await
@@ -764,6 +777,7 @@ impl Node {
     /// Stops every group and the gRPC server started by [`Node::serve`]; flushes storage.
     pub async fn shutdown(&self) {
         let _ = self.inner.shutdown_tx.send(true);
+        self.inner.coalescer.close();
         let groups: Vec<(GroupId, Group)> = std::mem::take(&mut *self.groups_write()).into_iter().collect();
         for (shard, group) in groups {
             if let Err(e) = group.raft.shutdown().await {

@@ -101,7 +101,7 @@ impl Shard for Node {
         let request = request.into_inner();
         let shard = request.group_id;
         let result = match decode::<Vec<Command>>(&request.commands) {
-            Ok(commands) => self.propose_local(shard, commands).await,
+            Ok(commands) => self.propose_coalesced(shard, commands).await,
             Err(e) => Err(NodeError::Invalid(e)),
         };
         let reply = match result.and_then(|r| encode(&r).map_err(NodeError::Invalid)) {

@@ -3,7 +3,7 @@
 //! snapshot and openraft re-applies the committed log after it.
 
 use std::io;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
 use futures::{Stream, TryStreamExt};
@@ -34,6 +34,10 @@ pub struct ApplyDigest {
 
 pub type SharedDigest = Arc<Mutex<ApplyDigest>>;
 
+/// The group's Raft handle, set once the group runs, so that the state machine can ask for a
+/// snapshot when enough work was applied since the last one.
+pub type SnapshotTrigger = Arc<OnceLock<crate::Raft>>;
+
 /// What a snapshot's data holds: the shard's deterministic bytes, checked by hash on install.
 #[derive(Serialize, Deserialize)]
 struct SnapshotPayload {
@@ -55,6 +59,10 @@ pub struct ShardStateMachine {
     membership: StoredMembershipOf<TypeConfig>,
     tree: sled::Tree,
     flusher: Flusher,
+    trigger: SnapshotTrigger,
+    commands_since_snapshot: u64,
+    log_bytes_since_snapshot: u64,
+    snapshot_requested: bool,
 }
 
 fn poisoned() -> io::Error {
@@ -74,6 +82,10 @@ impl ShardStateMachine {
             membership: Default::default(),
             tree,
             flusher,
+            trigger: Arc::default(),
+            commands_since_snapshot: 0,
+            log_bytes_since_snapshot: 0,
+            snapshot_requested: false,
         };
         if let Some(stored) = stored {
             sm.load(stored)?;
@@ -84,6 +96,31 @@ impl ShardStateMachine {
     /// The shard state, for reads. Readers must first pass openraft's read-index check.
     pub fn shard(&self) -> SharedShard {
         self.shard.clone()
+    }
+
+    /// Where the node puts the group's Raft handle once it runs.
+    pub fn snapshot_trigger(&self) -> SnapshotTrigger {
+        self.trigger.clone()
+    }
+
+    fn note_applied(&mut self, commands: usize, log_bytes: usize) {
+        self.commands_since_snapshot += commands as u64;
+        self.log_bytes_since_snapshot += log_bytes as u64;
+        let due = self.commands_since_snapshot >= crate::SNAPSHOT_COMMANDS_SINCE_LAST
+            || self.log_bytes_since_snapshot >= crate::SNAPSHOT_LOG_BYTES_SINCE_LAST;
+        if due
+            && !self.snapshot_requested
+            && let Some(raft) = self.trigger.get()
+        {
+            self.snapshot_requested = true;
+            let raft = raft.clone();
+            // Never await Raft from inside apply: Raft may be waiting on this very task.
+            tokio::spawn(async move {
+                if let Err(e) = raft.trigger().snapshot().await {
+                    tracing::warn!(error = %e, "snapshot request failed");
+                }
+            });
+        }
     }
 
     /// The apply digest, for tests and tools comparing replicas.
@@ -125,6 +162,7 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
+        let (mut commands, mut log_bytes) = (0usize, 0usize);
         while let Some((entry, responder)) = entries.try_next().await? {
             let started = Instant::now();
             let results = match entry.payload {
@@ -134,7 +172,10 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
                     let mut h = Sha256::new();
                     h.update(digest.digest);
                     h.update(entry.log_id.index().to_be_bytes());
-                    h.update(encode(&batch)?);
+                    let encoded = encode(&batch)?;
+                    h.update(&encoded);
+                    log_bytes += encoded.len();
+                    commands += batch.0.commands.len();
                     *digest = ApplyDigest {
                         index: Some(entry.log_id.index()),
                         digest: h.finalize().into(),
@@ -153,6 +194,7 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
                 responder.send(results);
             }
         }
+        self.note_applied(commands, log_bytes);
         Ok(())
     }
 
@@ -161,6 +203,9 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.commands_since_snapshot = 0;
+        self.log_bytes_since_snapshot = 0;
+        self.snapshot_requested = false;
         // Runs on the state machine task between applies: the copy matches `applied` exactly.
         let data = match (self.shard.read(), self.digest.lock()) {
             (Ok(shard), Ok(digest)) => {

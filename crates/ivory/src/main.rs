@@ -197,22 +197,22 @@ async fn run(id: u64, peers: BTreeMap<u64, String>, replicas: usize, common: Com
     .map_err(|e| format!("cannot start node {id}: {e}"))?;
 
     let backend = Arc::new(backend::NodeBackend::new(node.clone(), ring));
-    let gateway = ivory_gateway::router(
-        backend.clone(),
-        ivory_gateway::GatewayConfig {
-            metrics: Some(metrics),
-            ..credentials.gateway_config()
-        },
-    );
+    let gateway_config = ivory_gateway::GatewayConfig {
+        metrics: Some(metrics),
+        ..credentials.gateway_config()
+    };
+    let public_grpc = ivory_gateway::grpc_service(backend.clone(), gateway_config.clone());
+    let gateway = ivory_gateway::router(backend.clone(), gateway_config);
     let status_node = node.clone();
-    // gRPC routes first; every other path is REST (a merge would clash on the two fallbacks).
+    // Node gRPC routes first (a merge would clash on the routers' fallbacks).
     let app = node
         .grpc_router()
         .route(
             "/status",
             axum::routing::get(move || std::future::ready(axum::Json(status_json(&status_node)))),
         )
-        .fallback_service(gateway);
+        // Then the public gRPC API, then REST.
+        .fallback_service(public_grpc.fallback_service(gateway));
     if let Some(json) = default_config {
         tokio::spawn(backend::put_default_config(backend.clone(), json));
     }

@@ -1,0 +1,129 @@
+//! Proposal coalescing (DESIGN.md §6): on a shard's leader, proposals that queue up while earlier
+//! ones are in flight leave together as one log entry. Each Raft entry costs an append, a flush
+//! share, task hops and an apply round trip; one entry for many requests pays them once.
+//!
+//! There is no linger: a lone proposal goes out at once. Batches grow only when the shard is busy,
+//! because a batch is cut only when an in-flight slot is free.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use ivory_core::{BATCH_COMMANDS_MAX, CmdResult, Command};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::error::NodeError;
+use crate::node::{Inner, Node};
+
+/// Proposals waiting per shard; senders wait beyond it (backpressure, not unbounded memory).
+const QUEUED_PROPOSALS_MAX: usize = 4096;
+/// Batches of one shard in flight at once: enough to keep the log busy while one is fsynced.
+const IN_FLIGHT_BATCHES_MAX: usize = 4;
+
+type Reply = oneshot::Sender<Result<Vec<CmdResult>, NodeError>>;
+
+struct Pending {
+    commands: Vec<Command>,
+    reply: Reply,
+}
+
+/// One queue and one batching task per shard, created on first use.
+#[derive(Default)]
+pub(crate) struct Coalescer {
+    queues: Mutex<BTreeMap<u32, mpsc::Sender<Pending>>>,
+}
+
+impl Coalescer {
+    fn sender(&self, inner: &Arc<Inner>, shard: u32) -> Option<mpsc::Sender<Pending>> {
+        let mut queues = self.queues.lock().ok()?;
+        let tx = queues.entry(shard).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(QUEUED_PROPOSALS_MAX);
+            tokio::spawn(run(Arc::downgrade(inner), shard, rx));
+            tx
+        });
+        Some(tx.clone())
+    }
+
+    /// Drops every queue: the batching tasks end once their queue is empty.
+    pub(crate) fn close(&self) {
+        if let Ok(mut queues) = self.queues.lock() {
+            queues.clear();
+        }
+    }
+}
+
+impl Node {
+    /// Proposes `commands` on this node (which should lead `shard`) through the shard's queue; the
+    /// answer is this proposal's results, in order, whatever it was batched with.
+    pub(crate) async fn propose_coalesced(
+        &self,
+        shard: u32,
+        commands: Vec<Command>,
+    ) -> Result<Vec<CmdResult>, NodeError> {
+        let stopped = || NodeError::Unavailable(format!("shard {shard}: this node is shutting down"));
+        let tx = self.inner.coalescer.sender(&self.inner, shard).ok_or_else(stopped)?;
+        let (reply, answer) = oneshot::channel();
+        tx.send(Pending { commands, reply }).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run(inner: Weak<Inner>, shard: u32, mut queue: mpsc::Receiver<Pending>) {
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_BATCHES_MAX));
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match queue.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        // Wait for a slot before cutting the batch: whatever queues meanwhile joins it.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        let mut commands = batch[0].commands.len();
+        while let Ok(next) = queue.try_recv() {
+            if commands + next.commands.len() > BATCH_COMMANDS_MAX {
+                carried = Some(next);
+                break;
+            }
+            commands += next.commands.len();
+            batch.push(next);
+        }
+        let Some(node) = inner.upgrade().map(|inner| Node { inner }) else {
+            return;
+        };
+        metrics::histogram!("ivory_node_batch_proposals").record(batch.len() as f64);
+        tokio::spawn(async move {
+            propose_batch(&node, shard, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn propose_batch(node: &Node, shard: u32, mut batch: Vec<Pending>) {
+    let counts: Vec<usize> = batch.iter().map(|p| p.commands.len()).collect();
+    let all: Vec<Command> = batch.iter_mut().flat_map(|p| std::mem::take(&mut p.commands)).collect();
+    let total = all.len();
+    match node.propose_local(shard, all).await {
+        Ok(results) if results.len() == total => {
+            let mut results = results.into_iter();
+            for (pending, n) in batch.into_iter().zip(counts) {
+                let _ = pending.reply.send(Ok(results.by_ref().take(n).collect()));
+            }
+        }
+        Ok(results) => {
+            let e = NodeError::Storage(format!("shard {shard}: {} results for {total} commands", results.len()));
+            for pending in batch {
+                let _ = pending.reply.send(Err(e.clone()));
+            }
+        }
+        Err(e) => {
+            for pending in batch {
+                let _ = pending.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
