@@ -490,15 +490,16 @@ pub async fn load_stock(
                         .unwrap_or_else(|k| Verdict::error(k, true));
                     match v {
                         Verdict::Ok { .. } => break,
-                        Verdict::Error { retryable: true, kind } | Verdict::Mixed { kind: Some(kind), .. }
-                            if attempt < 30
-                                && (kind.starts_with("http_503")
-                                    || kind == "bulk_unknown"
-                                    || !kind.starts_with("http_")) =>
-                        {
-                            if kind.starts_with("malformed") {
-                                return Err(format!("stock load: {kind}"));
-                            }
+                        // 503/429/timeouts, and bulk items of an unreachable shard: the same
+                        // events again (same ids: already applied items answer as before).
+                        Verdict::Error { retryable: true, .. } if attempt < 30 => {
+                            tokio::time::sleep(Duration::from_millis(100 * attempt.min(10))).await;
+                        }
+                        Verdict::Mixed {
+                            kind: Some(ref kind),
+                            refused: 0,
+                            ..
+                        } if kind == "bulk_unknown" && attempt < 30 => {
                             tokio::time::sleep(Duration::from_millis(100 * attempt.min(10))).await;
                         }
                         other => return Err(format!("stock load, call {i}: {other:?}")),
