@@ -201,6 +201,20 @@ impl Command {
         }
     }
 
+    /// The product a single-partition stock command touches (unreserve: found by its id).
+    pub fn product(&self) -> Option<&str> {
+        match self {
+            Command::OnHandChange(c) => Some(&c.cell.product),
+            Command::SetOnHand(c) => Some(&c.cell.product),
+            Command::Reserve(c) => Some(&c.cell.product),
+            Command::ScheduleChange(c) => Some(&c.cell.product),
+            Command::Allocate(c) | Command::Unallocate(c) => Some(&c.cell.product),
+            Command::Reallocate(c) => Some(&c.cell.product),
+            Command::Consume(c) => Some(&c.cell.product),
+            Command::Unreserve(_) | Command::Hold(_) | Command::PutConfig { .. } | Command::CleanUp { .. } => None,
+        }
+    }
+
     /// The client's event id and operation, for commands that are idempotent by id.
     pub fn event(&self) -> Option<(OpCode, &str)> {
         match self {

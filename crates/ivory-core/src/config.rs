@@ -54,6 +54,9 @@ const DOC_FIELDS: &[&str] = &[
     "useProductId",
     "useDimensions",
     "cachePartitionIdVersion",
+    "alertConfiguration",
+    "lowStockMeasure",
+    "lowStockThreshold",
 ];
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -73,6 +76,20 @@ pub struct ConfigDoc {
     pub partition_configuration: PartitionConfigDoc,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_partition_id_version: Option<String>,
+    /// Ivory's addition: when to emit `stock.below-threshold` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_configuration: Option<AlertConfigDoc>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AlertConfigDoc {
+    /// `dataSource.measure`, physical or calculated (default `iv.availabletoreserve`).
+    #[serde(default)]
+    pub low_stock_measure: Option<String>,
+    /// A number: the event fires when the measure goes from at least this to below it.
+    #[serde(default)]
+    pub low_stock_threshold: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -212,6 +229,16 @@ pub struct Config {
     pub allocation_groups: Vec<String>,
     /// The allocation pool: `availableToAllocateCalculation` as a formula.
     pub available_to_allocate: Formula,
+    /// `stock.below-threshold`: the measure (as a formula: a physical measure is a one-term
+    /// formula) and the threshold; `None` when the configuration turns alerts off.
+    pub low_stock: Option<LowStock>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LowStock {
+    pub measure: MeasureRef,
+    pub formula: Formula,
+    pub threshold: crate::Qty,
 }
 
 /// Change schedules and available-to-promise (api/iv-api.md §4).
@@ -266,6 +293,7 @@ impl Config {
         let reservation_hierarchy = compile_reservation_hierarchy(&doc)?;
         let schedule = compile_schedule(&doc, &calculated)?;
         let (allocation_groups, available_to_allocate) = compile_allocation(&doc, &data_sources)?;
+        let low_stock = compile_alerts(&doc, &data_sources, &calculated)?;
         Ok(Config {
             reservation_version: doc.reserv_configuration.version,
             reservation_enabled: doc.reserv_configuration.is_reserv_enabled,
@@ -278,6 +306,7 @@ impl Config {
             schedule,
             allocation_groups,
             available_to_allocate,
+            low_stock,
         })
     }
 
@@ -672,6 +701,53 @@ fn compile_allocation(
         ));
     }
     Ok((groups, pool))
+}
+
+/// Alerts are on when `alertConfiguration` is present (absent or `null`: off): by default
+/// `iv.availabletoreserve` below 1, i.e. sold out.
+fn compile_alerts(
+    doc: &ConfigDoc,
+    data_sources: &BTreeMap<String, DataSource>,
+    calculated: &BTreeMap<MeasureRef, Formula>,
+) -> Result<Option<LowStock>, ConfigError> {
+    let Some(alerts) = &doc.alert_configuration else {
+        return Ok(None);
+    };
+    let measure_text = alerts
+        .low_stock_measure
+        .clone()
+        .unwrap_or_else(|| "iv.availabletoreserve".to_string());
+    let field = "alertConfiguration.lowStockMeasure";
+    let measure = MeasureRef::parse(&measure_text)
+        .ok_or_else(|| bad(field, format!("'{measure_text}' is not of the form dataSource.measure")))?;
+    let formula = match calculated.get(&measure) {
+        Some(f) => f.clone(),
+        None if data_sources
+            .get(&measure.data_source)
+            .is_some_and(|d| d.physical.contains(&measure.measure)) =>
+        {
+            Formula {
+                add: vec![measure.clone()],
+                sub: Vec::new(),
+            }
+        }
+        None => return Err(bad(field, format!("'{measure}' is not a configured measure"))),
+    };
+    let threshold = match &alerts.low_stock_threshold {
+        None => crate::Qty::ONE,
+        Some(value) => {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            crate::Qty::parse(&text).map_err(|e| bad("alertConfiguration.lowStockThreshold", e.to_string()))?
+        }
+    };
+    Ok(Some(LowStock {
+        measure,
+        formula,
+        threshold,
+    }))
 }
 
 impl Config {

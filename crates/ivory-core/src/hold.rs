@@ -173,6 +173,8 @@ pub enum EventKind {
     HoldConsumed,
     HoldReleased,
     HoldExpired,
+    /// A product's low-stock measure in a partition went below the configured threshold.
+    StockBelowThreshold,
 }
 
 impl EventKind {
@@ -186,6 +188,7 @@ impl EventKind {
             EventKind::HoldConsumed => "hold.consumed",
             EventKind::HoldReleased => "hold.released",
             EventKind::HoldExpired => "hold.expired",
+            EventKind::StockBelowThreshold => "stock.below-threshold",
         }
     }
 }
@@ -196,8 +199,23 @@ pub struct Event {
     pub seq: u64,
     pub ts_ms: u64,
     pub kind: EventKind,
+    /// The hold (stock events: the partition's environment and organization, an empty id).
     pub hold: HoldKey,
+    /// The hold's status (stock events: not meaningful).
     pub status: HoldStatus,
+    /// Stock events: what went below what.
+    pub stock: Option<StockAlert>,
+}
+
+/// A product's low-stock measure in one partition, after the command that took it below the
+/// threshold (`alertConfiguration`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StockAlert {
+    pub partition: PartitionKey,
+    pub product: String,
+    pub measure: MeasureRef,
+    pub value: Qty,
+    pub threshold: Qty,
 }
 
 /// Holds of one shard, their expiry index and the shard's event stream.
@@ -229,6 +247,25 @@ impl Holds {
         )
     }
 
+    pub(crate) fn emit_stock(&mut self, ts_ms: u64, alert: StockAlert) {
+        self.events.push_back(Event {
+            seq: self.next_seq,
+            ts_ms,
+            kind: EventKind::StockBelowThreshold,
+            hold: HoldKey {
+                environment: alert.partition.environment.clone(),
+                organization: alert.partition.organization.clone(),
+                id: String::new(),
+            },
+            status: HoldStatus::Active,
+            stock: Some(alert),
+        });
+        self.next_seq += 1;
+        while self.events.len() > EVENTS_KEPT_MAX {
+            self.events.pop_front();
+        }
+    }
+
     fn emit(&mut self, ts_ms: u64, kind: EventKind, hold: &HoldState) {
         // A hold never committed (a tentative part released or expired because the hold failed
         // or its gateway died) was never announced, so its end is not announced either.
@@ -245,6 +282,7 @@ impl Holds {
             kind,
             hold: hold.key.clone(),
             status: hold.status,
+            stock: None,
         });
         self.next_seq += 1;
         while self.events.len() > EVENTS_KEPT_MAX {

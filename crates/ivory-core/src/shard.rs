@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::command::{Batch, CmdResult, Command, OpCode, Outcome};
 use crate::config::Config;
+use crate::hold::HoldCommand;
 use crate::model::{Dims, MeasureRef, PartitionKey, Quantities};
 use crate::qty::Qty;
 use crate::query::{ReadRequest, ReadResponse};
@@ -216,7 +217,12 @@ impl Shard {
             );
         }
         let config = Arc::clone(self.config(&partition.environment));
+        let product = command.product();
+        let low_before = self.low_stock_level(&config, partition, product);
         let result = crate::stock::apply_stock(&mut self.state.partitions, &config, self.state.clock_ms, command);
+        if result.outcome.applied() {
+            self.alert_if_crossed(&config, partition, product, low_before);
+        }
         // Refusals for bad input are not remembered: the client may fix the body and reuse the id.
         if result.outcome != Outcome::Invalid {
             let ts_ms = self.state.clock_ms;
@@ -236,12 +242,64 @@ impl Shard {
         result
     }
 
+    /// The low-stock measure of a product over its whole partition, when alerts are on.
+    fn low_stock_level(&self, config: &Config, partition: &PartitionKey, product: Option<&str>) -> Option<Qty> {
+        let low = config.low_stock.as_ref()?;
+        let cells = self.state.partitions.get(partition)?.products.get(product?)?;
+        Some(crate::stock::calculated_over(Some(cells), &low.formula, &[]))
+    }
+
+    fn alert_if_crossed(
+        &mut self,
+        config: &Config,
+        partition: &PartitionKey,
+        product: Option<&str>,
+        before: Option<Qty>,
+    ) {
+        let (Some(low), Some(product)) = (config.low_stock.as_ref(), product) else {
+            return;
+        };
+        let Some(after) = self.low_stock_level(config, partition, Some(product)) else {
+            return;
+        };
+        // A product first seen below the threshold (before = None) alerts too: it never had stock.
+        let was_above = before.is_none_or(|b| b >= low.threshold);
+        if was_above && after < low.threshold {
+            let alert = crate::hold::StockAlert {
+                partition: partition.clone(),
+                product: product.to_string(),
+                measure: low.measure.clone(),
+                value: after,
+                threshold: low.threshold,
+            };
+            self.state.holds.emit_stock(self.state.clock_ms, alert);
+        }
+    }
+
     fn apply_admin(&mut self, command: &Command) -> CmdResult {
         match command {
             Command::Hold(hold) => {
                 let config = Arc::clone(self.config(&hold.key().environment));
                 let now = self.state.clock_ms;
-                self.state.holds.apply(&mut self.state.partitions, &config, now, hold)
+                // Holding stock lowers availability: watch every product the new lines touch.
+                let touched: BTreeSet<(PartitionKey, String)> = match hold {
+                    HoldCommand::Create { lines, .. } | HoldCommand::ReplaceLines { lines, .. } => lines
+                        .iter()
+                        .map(|l| (l.partition.clone(), l.cell.product.clone()))
+                        .collect(),
+                    _ => BTreeSet::new(),
+                };
+                let before: Vec<Option<Qty>> = touched
+                    .iter()
+                    .map(|(p, product)| self.low_stock_level(&config, p, Some(product)))
+                    .collect();
+                let result = self.state.holds.apply(&mut self.state.partitions, &config, now, hold);
+                if result.outcome.applied() {
+                    for ((p, product), before) in touched.iter().zip(before) {
+                        self.alert_if_crossed(&config, p, Some(product), before);
+                    }
+                }
+                result
             }
             Command::PutConfig {
                 environment,

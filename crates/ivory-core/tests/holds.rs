@@ -353,3 +353,81 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn stock_below_threshold_fires_once_per_crossing() {
+    use ivory_core::hold::EventKind;
+    let mut shard = Shard::new(EVENT_RETENTION_MS_DEFAULT);
+    let mut doc: serde_json::Value = serde_json::from_str(&shard.config(ENV).to_json()).expect("config JSON");
+    doc["AlertConfiguration"] = serde_json::json!({});
+    let on = Command::PutConfig {
+        environment: ENV.into(),
+        config_json: doc.to_string(),
+    };
+    assert_eq!(apply(&mut shard, 0, on).outcome, Outcome::Success);
+    stock(&mut shard, 0, 3);
+    let reserve = |id: &str, q: i64| {
+        Command::Reserve(Reserve {
+            id: id.into(),
+            partition: partition(),
+            cell: Cell {
+                product: "p0".into(),
+                dims: Dims::new(),
+            },
+            measure: soft(),
+            quantity: Qty::from_i64(q),
+            availability: Availability::Checked,
+        })
+    };
+    let alerts = |shard: &Shard| -> Vec<(String, Qty)> {
+        let ReadResponse::Events { events, .. } = shard.read(&ReadRequest::Events {
+            from_seq: 0,
+            limit: 100,
+        }) else {
+            panic!("events")
+        };
+        events
+            .into_iter()
+            .filter(|e| e.kind == EventKind::StockBelowThreshold)
+            .map(|e| {
+                let alert = e.stock.expect("a stock event carries its alert");
+                (alert.product, alert.value)
+            })
+            .collect()
+    };
+    apply(&mut shard, 1, reserve("r1", 2));
+    assert!(
+        alerts(&shard).is_empty(),
+        "1 left: not below the default threshold of 1"
+    );
+    apply(&mut shard, 2, reserve("r2", 1));
+    assert_eq!(alerts(&shard), [("p0".to_string(), Qty::ZERO)], "sold out");
+    // A refused reserve changes nothing and does not alert again.
+    assert_eq!(apply(&mut shard, 3, reserve("r3", 1)).outcome, Outcome::Insufficient);
+    assert_eq!(alerts(&shard).len(), 1);
+    // Restocked (a new event id: `stock` would replay its first one), then sold out again by a
+    // hold: a second crossing, a second alert.
+    let restock = Command::OnHandChange(OnHandChange {
+        id: "restock".into(),
+        partition: partition(),
+        cell: Cell {
+            product: "p0".into(),
+            dims: Dims::new(),
+        },
+        quantities: [("iv".to_string(), [("onhand".to_string(), Qty::from_i64(3))].into())].into(),
+    });
+    assert_eq!(apply(&mut shard, 3, restock).outcome, Outcome::Success);
+    assert_eq!(alerts(&shard).len(), 1);
+    apply(&mut shard, 4, create(7, vec![line(0, 0, 3)], 1_000, true));
+    assert_eq!(alerts(&shard).len(), 2);
+    // Alerts off by configuration: no more events.
+    doc["AlertConfiguration"] = serde_json::Value::Null;
+    let off = Command::PutConfig {
+        environment: ENV.into(),
+        config_json: doc.to_string(),
+    };
+    assert_eq!(apply(&mut shard, 5, off).outcome, Outcome::Success);
+    apply(&mut shard, 6, Command::Hold(HoldCommand::Release { key: key(7) }));
+    apply(&mut shard, 7, create(8, vec![line(0, 0, 3)], 1_000, true));
+    assert_eq!(alerts(&shard).len(), 2);
+}

@@ -71,6 +71,21 @@ impl Cursor {
 }
 
 fn event_json(shard: u32, e: &Event) -> Value {
+    if let Some(stock) = &e.stock {
+        return json!({
+            "type": e.kind.name(),
+            "organizationId": stock.partition.organization,
+            "productId": stock.product,
+            "siteId": stock.partition.site,
+            "locationId": stock.partition.location,
+            "measure": stock.measure.to_string(),
+            "value": stock.value.to_json(),
+            "threshold": stock.threshold.to_json(),
+            "at": rfc3339(e.ts_ms),
+            "shard": shard,
+            "seq": e.seq,
+        });
+    }
     json!({
         "type": e.kind.name(),
         "holdId": e.hold.id,

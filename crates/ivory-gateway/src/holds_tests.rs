@@ -745,3 +745,36 @@ async fn a_conflicting_create_never_releases_the_existing_hold() {
     assert_eq!(status, StatusCode::OK, "{hold}");
     assert_eq!(available(&app, &t, "P2").await, 10.0);
 }
+
+#[tokio::test]
+async fn stock_below_threshold_reaches_the_event_stream() {
+    let (app, backend) = setup();
+    let t = token(&app).await;
+    let [a, _] = two_shards(&backend);
+    // Alerts are opt-in: the environment's configuration turns them on (threshold 1 = sold out).
+    let (_, mut config) = call(&app, Method::GET, "configuration", &t, None).await;
+    config["alertConfiguration"] = json!({"lowStockThreshold": "2"});
+    let (status, body) = call(&app, Method::POST, "configuration/hardupdate", &t, Some(config)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    stock(&app, &t, "LAST", &a, 3).await;
+    let reserve = |id: &str| {
+        json!({"id": id, "organizationId": ORG, "productId": "LAST", "dimensions": {"siteId": a.0, "locationId": a.1},
+               "quantityDataSource": "iv", "modifier": "softreservphysical", "quantity": 1})
+    };
+    for id in ["r1", "r2"] {
+        let (status, body) = call(&app, Method::POST, "onhand/reserve", &t, Some(reserve(id))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (_, page) = call(&app, Method::GET, "events?wait=false", &t, None).await;
+    let alerts: Vec<&Value> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "stock.below-threshold")
+        .collect();
+    assert_eq!(alerts.len(), 1, "3 -> 2 is not below 2, 2 -> 1 is: {page}");
+    assert_eq!(alerts[0]["productId"], "LAST");
+    assert_eq!(alerts[0]["value"], 1);
+    assert_eq!(alerts[0]["threshold"], 2);
+    assert_eq!(alerts[0]["measure"], "iv.availabletoreserve");
+}

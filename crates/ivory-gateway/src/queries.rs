@@ -731,14 +731,7 @@ pub(crate) async fn index_query(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    respond(
-        async {
-            let version = api_version(&headers)?;
-            let page = paging(query.as_deref())?;
-            run(s, env, version, "indexquery", json_body(body)?, page).await
-        }
-        .await,
-    )
+    posted_query(s, env, query, headers, body, "indexquery").await
 }
 
 /// `POST /onhand/exactquery` (v1 `dimensions`; v2 `keys`, paged like the index query).
@@ -749,11 +742,22 @@ pub(crate) async fn exact_query(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    posted_query(s, env, query, headers, body, "exactquery").await
+}
+
+async fn posted_query(
+    s: AppState,
+    env: String,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    kind: &'static str,
+) -> Response {
     respond(
         async {
             let version = api_version(&headers)?;
             let page = paging(query.as_deref())?;
-            run(s, env, version, "exactquery", json_body(body)?, page).await
+            run(s, env, version, kind, json_body(body)?, page).await
         }
         .await,
     )

@@ -134,6 +134,27 @@ async fn serve_walkthrough_limits_auth_and_restart() {
         let r = c.post_ok("onhand/bulk", &Value::Array(fine)).await;
         assert_eq!(r["success"].as_array().map(Vec::len), Some(512));
 
+        // Query limits: NumOf(siteId) x NumOf(locationId) <= 100, at most 5,000 products.
+        let grid = |sites: usize, locations: usize, products: usize| {
+            json!({"filters": {"organizationId": ["usmf"],
+                               "productId": (0..products).map(|i| format!("Q{i}")).collect::<Vec<_>>(),
+                               "siteId": (0..sites).map(|i| i.to_string()).collect::<Vec<_>>(),
+                               "locationId": (0..locations).map(|i| i.to_string()).collect::<Vec<_>>()},
+                   "groupByValues": [], "returnNegative": true})
+        };
+        for (sites, locations, products, status) in [
+            (10, 10, 1, 200),
+            (101, 1, 1, 400),
+            (1, 1, 5_000, 200),
+            (1, 1, 5_001, 400),
+        ] {
+            let a = c
+                .post("onhand/indexquery", &grid(sites, locations, products))
+                .await
+                .unwrap();
+            assert_eq!(a.status, status, "{sites} x {locations} x {products}: {}", a.body);
+        }
+
         // Bad input: a clear 400 naming the field, nothing applied.
         let bad = c
             .post(
