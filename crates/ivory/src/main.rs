@@ -4,6 +4,11 @@
 mod backend;
 mod credentials;
 
+/// Requests allocate and free many small JSON values and keys; glibc's malloc spent about 30% of a
+/// bulk run's CPU on them (perf), mimalloc's per-thread free lists do not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
