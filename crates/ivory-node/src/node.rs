@@ -95,23 +95,30 @@ fn storage_err(e: impl std::fmt::Display) -> NodeError {
     NodeError::Storage(e.to_string())
 }
 
+/// A "forward to leader" answer: a hint to follow, or (no leader yet, or a new leader that has not
+/// heard from a quorum) a retryable no-quorum.
+fn forward_err(shard: u32, me: u64, leader_id: Option<u64>) -> NodeError {
+    match leader_id {
+        Some(l) if l != me => NodeError::NotLeader {
+            shard,
+            leader_hint: Some(l),
+        },
+        _ => no_quorum(shard),
+    }
+}
+
+fn no_quorum(shard: u32) -> NodeError {
+    NodeError::NoQuorum {
+        shard,
+        retry_after_ms: NO_QUORUM_RETRY_AFTER_MS,
+    }
+}
+
 fn map_write_err(shard: u32, me: u64, e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> NodeError {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => match f.leader_id {
-            Some(l) if l != me => NodeError::NotLeader {
-                shard,
-                leader_hint: Some(l),
-            },
-            _ => NodeError::NoQuorum {
-                shard,
-                retry_after_ms: NO_QUORUM_RETRY_AFTER_MS,
-            },
-        },
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => forward_err(shard, me, f.leader_id),
         // Commit status unknown: retrying is safe because ivory-core deduplicates by event id.
-        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => NodeError::NoQuorum {
-            shard,
-            retry_after_ms: NO_QUORUM_RETRY_AFTER_MS,
-        },
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => no_quorum(shard),
         RaftError::APIError(e) => NodeError::Invalid(e.to_string()),
         RaftError::Fatal(e) => NodeError::Unavailable(format!("shard {shard}: {e}")),
     }
@@ -119,20 +126,8 @@ fn map_write_err(shard: u32, me: u64, e: RaftError<TypeConfig, ClientWriteError<
 
 fn map_read_err(shard: u32, me: u64, e: RaftError<TypeConfig, LinearizableReadError<TypeConfig>>) -> NodeError {
     match e {
-        RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => match f.leader_id {
-            Some(l) if l != me => NodeError::NotLeader {
-                shard,
-                leader_hint: Some(l),
-            },
-            _ => NodeError::NoQuorum {
-                shard,
-                retry_after_ms: NO_QUORUM_RETRY_AFTER_MS,
-            },
-        },
-        RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)) => NodeError::NoQuorum {
-            shard,
-            retry_after_ms: NO_QUORUM_RETRY_AFTER_MS,
-        },
+        RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => forward_err(shard, me, f.leader_id),
+        RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)) => no_quorum(shard),
         RaftError::Fatal(e) => NodeError::Unavailable(format!("shard {shard}: {e}")),
     }
 }
@@ -446,10 +441,7 @@ impl Node {
         match tokio::time::timeout(LOCAL_ATTEMPT_TIMEOUT, raft.client_write(batch)).await {
             Ok(Ok(response)) => Ok(response.data),
             Ok(Err(e)) => Err(map_write_err(shard, self.id(), e)),
-            Err(_) => Err(NodeError::NoQuorum {
-                shard,
-                retry_after_ms: NO_QUORUM_RETRY_AFTER_MS,
-            }),
+            Err(_) => Err(no_quorum(shard)),
         }
     }
 
@@ -497,10 +489,7 @@ impl Node {
             group.raft.ensure_linearizable(ReadPolicy::ReadIndex),
         )
         .await
-        .map_err(|_| NodeError::NoQuorum {
-            shard,
-            retry_after_ms: NO_QUORUM_RETRY_AFTER_MS,
-        })?
+        .map_err(|_| no_quorum(shard))?
         .map_err(|e| map_read_err(shard, self.id(), e))?;
         // Reads never count an expired hold: a leader with a hold due sweeps first.
         if hold_due(&group) {
