@@ -34,6 +34,19 @@ const ORPHAN_SCAN_EVERY: u64 = 20;
 pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A failed move is retried after this.
 const MOVE_BACKOFF: Duration = Duration::from_secs(2);
+/// Test hook (off unless set): pause this long between recording a move and executing it, so
+/// that a test can kill the rebalancer in the middle of a move.
+pub const TEST_MOVE_PAUSE_ENV: &str = "IVORY_TEST_MOVE_PAUSE_MS";
+
+fn test_move_pause() -> Option<Duration> {
+    static PAUSE: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *PAUSE.get_or_init(|| {
+        std::env::var(TEST_MOVE_PAUSE_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+    })
+}
 
 pub(crate) fn spawn(node: &Node) {
     let weak = std::sync::Arc::downgrade(&node.inner);
@@ -266,6 +279,9 @@ impl Node {
     }
 
     async fn execute_move(&self, shard: u32, mv: Move) -> Result<(), MoveFailure> {
+        if let Some(pause) = test_move_pause() {
+            tokio::time::sleep(pause).await;
+        }
         let before = self
             .with_meta(|m| m.placement.get(&shard).cloned().unwrap_or_default())
             .unwrap_or_default();
