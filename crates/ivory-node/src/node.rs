@@ -109,6 +109,9 @@ pub(crate) struct Inner {
     pub(crate) meta: std::sync::OnceLock<SharedMeta>,
     /// Shards whose replica move this node's rebalancer is executing.
     pub(crate) moving: std::sync::Mutex<BTreeSet<u32>>,
+    /// The metadata version this node applied, refreshed every rebalancer round: carried in every
+    /// answer without taking the metadata lock on the hot path.
+    pub(crate) placement_version: std::sync::atomic::AtomicU64,
 }
 
 /// A node handle; cheap to clone.
@@ -212,6 +215,7 @@ impl Node {
                 leaders: LeaderCache::default(),
                 meta: std::sync::OnceLock::new(),
                 moving: Default::default(),
+                placement_version: Default::default(),
             }),
         };
         if let Err(e) = node.open_hosted_groups(bootstrap).await {
@@ -366,6 +370,19 @@ impl Node {
 
     fn metrics(raft: &Raft) -> RaftMetrics<TypeConfig> {
         raft.metrics().borrow_watched().clone()
+    }
+
+    /// The placement version of this node's copy of the cluster metadata (at most ~0.5 s old).
+    pub fn placement_version(&self) -> u64 {
+        self.inner.placement_version.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Notes a peer's placement version: a newer one means this node's copy lags (it catches up
+    /// by itself as the metadata group replicates; meanwhile hints steer requests).
+    fn note_peer_version(&self, peer_version: u64) {
+        if peer_version > self.placement_version() {
+            metrics::counter!("ivory_placement_stale_total").increment(1);
+        }
     }
 
     /// Reads this node's copy of the cluster metadata (`None` before the metadata group opened).
@@ -585,6 +602,7 @@ impl Node {
             .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
             .map_err(status_err)?
             .into_inner();
+        self.note_peer_version(reply.placement_version);
         if let Some(e) = reply.error {
             return Err(NodeError::from_proto(shard, e));
         }
@@ -689,6 +707,7 @@ impl Node {
         .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
         .map_err(status_err)?
         .into_inner();
+        self.note_peer_version(reply.placement_version);
         if let Some(e) = reply.error {
             return Err(NodeError::from_proto(shard, e));
         }

@@ -80,6 +80,9 @@ impl Node {
 
     async fn rebalance_round(&self, round: u64) {
         if let Some(version) = self.with_meta(|m| m.version) {
+            self.inner
+                .placement_version
+                .store(version, std::sync::atomic::Ordering::Relaxed);
             metrics::gauge!("ivory_placement_version").set(version as f64);
         }
         if !self.leads_meta() {

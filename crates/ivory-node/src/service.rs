@@ -121,10 +121,15 @@ impl Shard for Node {
             }
         };
         let reply = match result {
-            Ok(results) => proto::ProposeReply { results, error: None },
+            Ok(results) => proto::ProposeReply {
+                results,
+                error: None,
+                placement_version: self.placement_version(),
+            },
             Err(e) => proto::ProposeReply {
                 results: Vec::new(),
                 error: Some(e.to_proto()),
+                placement_version: self.placement_version(),
             },
         };
         Ok(Response::new(reply))
@@ -138,10 +143,15 @@ impl Shard for Node {
             Err(e) => Err(NodeError::Invalid(e)),
         };
         let reply = match result.and_then(|r| encode(&r).map_err(NodeError::Invalid)) {
-            Ok(response) => proto::ReadReply { response, error: None },
+            Ok(response) => proto::ReadReply {
+                response,
+                error: None,
+                placement_version: self.placement_version(),
+            },
             Err(e) => proto::ReadReply {
                 response: Vec::new(),
                 error: Some(e.to_proto()),
+                placement_version: self.placement_version(),
             },
         };
         Ok(Response::new(reply))
@@ -193,7 +203,7 @@ impl Admin for Node {
         Ok(Response::new(proto::StatusReply {
             node_id: self.id(),
             groups,
-            placement_version: self.with_meta(|m| m.version).unwrap_or(0),
+            placement_version: self.placement_version(),
             meta: self.meta_status().map(group_status),
         }))
     }

@@ -342,7 +342,7 @@ fn status_json(node: &Node) -> serde_json::Value {
     let meta = node
         .meta_status()
         .map(|s| serde_json::json!({"leader": s.leader, "voters": s.voters, "learners": s.learners}));
-    let version = node.with_meta(|m| m.version).unwrap_or(0);
+    let version = node.placement_version();
     serde_json::json!({ "node": node.id(), "shards": shards, "placementVersion": version, "meta": meta })
 }
 
