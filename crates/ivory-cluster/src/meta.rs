@@ -67,6 +67,7 @@ pub enum MetaCommand {
         id: u64,
     },
     /// `Active` -> `Draining`; refused when the others could not hold every shard's replicas.
+    /// A `Joining` node (registered, never activated, holding nothing) goes straight to `Removed`.
     Drain {
         id: u64,
     },
@@ -279,6 +280,12 @@ impl ClusterMeta {
                 match self.members.get(id).map(|m| m.state) {
                     Some(MemberState::Active) => {}
                     Some(MemberState::Draining) => return ok,
+                    Some(MemberState::Joining) => {
+                        if let Some(m) = self.members.get_mut(id) {
+                            m.state = MemberState::Removed;
+                        }
+                        return ok;
+                    }
                     Some(state) => return refused(format!("node {id} is {}, not active", state.as_str())),
                     None => return refused(format!("node {id} is not a member")),
                 }
@@ -465,6 +472,24 @@ mod tests {
         };
         assert!(reason.contains("replication factor of 3"), "{reason}");
         assert_eq!(meta, before);
+    }
+
+    #[test]
+    fn a_registration_can_be_withdrawn_before_the_node_runs() {
+        let mut meta = cluster(3, 4, 3);
+        let add = MetaCommand::AddMember {
+            id: 4,
+            addr: "127.0.0.1:7004".into(),
+        };
+        assert!(matches!(meta.apply(&add), MetaReply::Done { .. }));
+        assert!(matches!(
+            meta.apply(&MetaCommand::Drain { id: 4 }),
+            MetaReply::Done { .. }
+        ));
+        assert_eq!(meta.members[&4].state, MemberState::Removed);
+        assert!(meta.is_settled());
+        // The id stays used.
+        assert!(matches!(meta.apply(&add), MetaReply::Refused { .. }));
     }
 
     #[test]
