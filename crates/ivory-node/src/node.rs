@@ -148,6 +148,11 @@ fn map_write_err(shard: u32, me: u64, e: RaftError<TypeConfig, ClientWriteError<
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => forward_err(shard, me, f.leader_id),
         // Commit status unknown: retrying is safe because ivory-core deduplicates by event id.
         RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => no_quorum(shard),
+        // A membership change still committing (often: a new leader has not committed its term's
+        // first entry yet): the same change succeeds a moment later.
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            openraft::error::ChangeMembershipError::InProgress(_),
+        )) => no_quorum(shard),
         RaftError::APIError(e) => NodeError::Invalid(e.to_string()),
         RaftError::Fatal(e) => NodeError::Unavailable(format!("shard {shard}: {e}")),
     }
@@ -835,23 +840,25 @@ impl Node {
     /// [`NodeError::Unavailable`] when `node` cannot be reached; leadership errors as for propose.
     pub async fn add_replica(&self, shard: u32, node: u64, addr: String) -> Result<(), NodeError> {
         let addr = &addr;
-        self.with_retries(shard, |target| async move {
-            if target == self.id() {
-                self.add_replica_local(shard, node, addr.clone()).await
-            } else {
-                let mut client = AdminClient::new(self.channel_to(shard, target)?);
-                let request = proto::AddReplicaRequest {
-                    group_id: shard,
-                    node_id: node,
-                    addr: addr.clone(),
-                };
-                let reply = tokio::time::timeout(MEMBERSHIP_TIMEOUT, client.add_replica(request))
-                    .await
-                    .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
-                    .map_err(status_err)?
-                    .into_inner();
-                reply.error.map_or(Ok(()), |e| Err(NodeError::from_proto(shard, e)))
-            }
+        retry_membership(|| {
+            self.with_retries(shard, |target| async move {
+                if target == self.id() {
+                    self.add_replica_local(shard, node, addr.clone()).await
+                } else {
+                    let mut client = AdminClient::new(self.channel_to(shard, target)?);
+                    let request = proto::AddReplicaRequest {
+                        group_id: shard,
+                        node_id: node,
+                        addr: addr.clone(),
+                    };
+                    let reply = tokio::time::timeout(MEMBERSHIP_TIMEOUT, client.add_replica(request))
+                        .await
+                        .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
+                        .map_err(status_err)?
+                        .into_inner();
+                    reply.error.map_or(Ok(()), |e| Err(NodeError::from_proto(shard, e)))
+                }
+            })
         })
         .await
     }
@@ -907,32 +914,26 @@ impl Node {
     /// # Errors
     /// [`NodeError::Invalid`] when removing the last voter; leadership errors as for propose.
     pub async fn remove_replica(&self, shard: u32, node: u64) -> Result<(), NodeError> {
-        let deadline = Instant::now() + MEMBERSHIP_TIMEOUT;
-        loop {
-            let result = self
-                .with_retries(shard, |target| async move {
-                    if target == self.id() {
-                        self.remove_replica_local(shard, node).await
-                    } else {
-                        let mut client = AdminClient::new(self.channel_to(shard, target)?);
-                        let request = proto::RemoveReplicaRequest {
-                            group_id: shard,
-                            node_id: node,
-                        };
-                        let reply = tokio::time::timeout(MEMBERSHIP_TIMEOUT, client.remove_replica(request))
-                            .await
-                            .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
-                            .map_err(status_err)?
-                            .into_inner();
-                        reply.error.map_or(Ok(()), |e| Err(NodeError::from_proto(shard, e)))
-                    }
-                })
-                .await;
-            match result {
-                Err(e) if e.is_retryable() && Instant::now() < deadline => tokio::time::sleep(RETRY_PAUSE).await,
-                other => return other,
-            }
-        }
+        retry_membership(|| {
+            self.with_retries(shard, |target| async move {
+                if target == self.id() {
+                    self.remove_replica_local(shard, node).await
+                } else {
+                    let mut client = AdminClient::new(self.channel_to(shard, target)?);
+                    let request = proto::RemoveReplicaRequest {
+                        group_id: shard,
+                        node_id: node,
+                    };
+                    let reply = tokio::time::timeout(MEMBERSHIP_TIMEOUT, client.remove_replica(request))
+                        .await
+                        .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
+                        .map_err(status_err)?
+                        .into_inner();
+                    reply.error.map_or(Ok(()), |e| Err(NodeError::from_proto(shard, e)))
+                }
+            })
+        })
+        .await
     }
 
     pub(crate) async fn remove_replica_local(&self, shard: u32, node: u64) -> Result<(), NodeError> {
@@ -1062,6 +1063,22 @@ impl Node {
         }
         if let Err(e) = self.inner.storage.flusher().flush().await {
             tracing::warn!(error = %e, "final flush failed");
+        }
+    }
+}
+
+/// Runs a membership step until it succeeds, fails for good, or [`MEMBERSHIP_TIMEOUT`] passes:
+/// leaderships move and changes are still committing while replicas move.
+async fn retry_membership<F, Fut>(mut step: F) -> Result<(), NodeError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), NodeError>>,
+{
+    let deadline = Instant::now() + MEMBERSHIP_TIMEOUT;
+    loop {
+        match step().await {
+            Err(e) if e.is_retryable() && Instant::now() < deadline => tokio::time::sleep(RETRY_PAUSE * 4).await,
+            other => return other,
         }
     }
 }
