@@ -49,5 +49,6 @@ pub mod proto {
 
 pub use error::{NO_QUORUM_RETRY_AFTER_MS, NodeError};
 pub use ivory_raft::{ApplyDigest, StorageOptions};
+pub use network::FaultSettings;
 pub use node::{Node, NodeConfig, SWEEP_INTERVAL, ShardStatus};
 pub use placement::replicas_for;
