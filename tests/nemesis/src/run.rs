@@ -121,8 +121,8 @@ fn locations(shards: u32, wanted: usize) -> Result<(Vec<String>, BTreeMap<u32, S
     for i in 0..10_000 {
         let loc = format!("L{i}");
         let shard = ring.shard_of(&PartitionKey::new(ENVIRONMENT, ORGANIZATION, SITE, &loc));
-        if !by_shard.contains_key(&shard) {
-            by_shard.insert(shard, loc.clone());
+        if let std::collections::btree_map::Entry::Vacant(slot) = by_shard.entry(shard) {
+            slot.insert(loc.clone());
             if work.len() < wanted {
                 work.push(loc);
             }
