@@ -335,7 +335,7 @@ pub fn no_lost_acknowledgement(
     }
     if reserved < b.reserved_min {
         problems.push(format!(
-            "final reserved {reserved} < {} (the acknowledged reservations and holds, less everything that may have been given back)",
+            "final reserved {reserved} < {} (the acknowledged reservations and holds, less everything that may have been given back): an acknowledged reservation is missing, or a give-back counted twice",
             b.reserved_min
         ));
     }
