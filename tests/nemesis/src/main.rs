@@ -72,6 +72,18 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term => {} }
+}
+
 fn default_bin() -> PathBuf {
     std::env::current_exe()
         .ok()
@@ -140,7 +152,18 @@ fn main() -> ExitCode {
         cfg.liveness_bound = Duration::from_secs(cli.liveness_bound);
         cfg.out = Some(cli.out.clone());
         println!("run {run}: seed {seed} (replay: --seed {seed})");
-        match runtime.block_on(run_once(&cfg)) {
+        // Ctrl-C or SIGTERM ends the run: dropping it kills its processes and removes its dir.
+        let outcome = runtime.block_on(async {
+            tokio::select! {
+                r = run_once(&cfg) => Some(r),
+                _ = stop_signal() => None,
+            }
+        });
+        let Some(outcome) = outcome else {
+            println!("seed {seed}: interrupted");
+            break;
+        };
+        match outcome {
             Ok(report) => {
                 println!("{}", report.summary());
                 if !report.passed() {
