@@ -133,6 +133,7 @@ pub struct Recorder {
     start: Instant,
     ops: Mutex<Vec<Op>>,
     duplicates: Mutex<Vec<Duplicate>>,
+    notes: Mutex<Vec<String>>,
 }
 
 impl Recorder {
@@ -141,6 +142,7 @@ impl Recorder {
             start,
             ops: Mutex::new(Vec::new()),
             duplicates: Mutex::new(Vec::new()),
+            notes: Mutex::new(Vec::new()),
         }
     }
 
@@ -159,10 +161,16 @@ impl Recorder {
         self.duplicates.lock().unwrap_or_else(|p| p.into_inner()).push(d);
     }
 
+    /// Something worth reporting that is not a violation (a known Ivory issue).
+    pub fn note(&self, text: String) {
+        self.notes.lock().unwrap_or_else(|p| p.into_inner()).push(text);
+    }
+
     pub fn history(&self) -> History {
         History {
             ops: self.ops.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             duplicates: self.duplicates.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            notes: self.notes.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 }
@@ -173,6 +181,8 @@ pub struct History {
     pub ops: Vec<Op>,
     /// Duplicate deliveries whose answers differed from the first.
     pub duplicates: Vec<Duplicate>,
+    /// Known Ivory issues seen (not violations).
+    pub notes: Vec<String>,
 }
 
 impl History {

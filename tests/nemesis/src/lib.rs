@@ -28,6 +28,8 @@ pub struct Summary {
     pub requests: u64,
     pub faults: BTreeMap<&'static str, u64>,
     pub violations: usize,
+    /// Known Ivory issues seen (not violations).
+    pub notes: usize,
     pub failed_seeds: Vec<u64>,
     pub errors: Vec<String>,
     pub elapsed: Duration,
@@ -43,6 +45,7 @@ impl Summary {
             *self.faults.entry(k).or_default() += v;
         }
         self.violations += r.findings.violations.len();
+        self.notes += r.notes.len();
         if !r.passed() {
             self.failed_seeds.push(r.seed);
         }
@@ -51,7 +54,7 @@ impl Summary {
 
     pub fn render(&self) -> String {
         let mut s = format!(
-            "runs: {}\noperations: {} ({} unknown), requests: {}\nfaults injected: {}\nviolations: {}{}\nrun time: {:.0}s",
+            "runs: {}\noperations: {} ({} unknown), requests: {}\nfaults injected: {}\nviolations: {}{}\nnotes (known issues): {}\nrun time: {:.0}s",
             self.runs,
             self.ops,
             self.unknown,
@@ -71,6 +74,7 @@ impl Summary {
             } else {
                 format!(" (seeds {:?}; replay with --seed N)", self.failed_seeds)
             },
+            self.notes,
             self.elapsed.as_secs_f64()
         );
         for e in &self.errors {

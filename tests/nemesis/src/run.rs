@@ -72,6 +72,8 @@ pub struct RunReport {
     pub findings: Findings,
     /// Per shard, how long after healing its first write was acknowledged.
     pub liveness_ms: BTreeMap<u32, u64>,
+    /// Known Ivory issues seen (not violations).
+    pub notes: Vec<String>,
     pub elapsed: Duration,
 }
 
@@ -99,6 +101,9 @@ impl RunReport {
                 format!("{} violation(s)", self.findings.violations.len())
             }
         );
+        for n in &self.notes {
+            s.push_str(&format!("\n  note: {n}"));
+        }
         if !self.findings.gave_up.is_empty() {
             s.push_str(&format!(
                 "\n  linearizability search gave up on {:?}",
@@ -295,6 +300,7 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
         schedule: steps.iter().map(|s| s.to_string()).collect(),
         nemesis_events: executor.log.events.clone(),
         liveness_ms,
+        notes: history.notes.clone(),
         ..RunReport::default()
     };
     for op in ops {

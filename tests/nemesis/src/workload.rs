@@ -688,10 +688,18 @@ impl Client {
             },
             (Answer::Http(200, _), _) => Outcome::Ok,
             // Consume takes no event id: a retry of a consume whose answer was lost finds the
-            // hold consumed (only this client ever consumes it), so the lost attempt applied.
+            // hold consumed (only this client ever consumes it), so an earlier attempt applied.
+            // On a first attempt it was the node's own retry of a proposal whose commit it did
+            // not see (an Ivory issue, see README): noted, not counted as a violation.
             (Answer::Http(409, b), _)
-                if consume && n > 1 && b["message"].as_str().is_some_and(|m| m.contains("hold is consumed")) =>
+                if consume && b["message"].as_str().is_some_and(|m| m.contains("hold is consumed")) =>
             {
+                if n == 1 {
+                    self.rec.note(format!(
+                        "consume of hold {} answered 409 'hold is consumed' on its only attempt: it was applied",
+                        hold.id
+                    ));
+                }
                 Outcome::Ok
             }
             (Answer::Http(s, b), _) => Outcome::Failed {
