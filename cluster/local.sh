@@ -2,6 +2,9 @@
 # A local Ivory cluster on 127.0.0.1 for development, demos and benchmarks.
 #
 #   cluster/local.sh start N BASEPORT DATADIR   start N nodes on ports BASEPORT..BASEPORT+N-1, wait for /healthz
+#   cluster/local.sh add DATADIR                add one node (next id, next port), wait until rebalanced
+#   cluster/local.sh remove DATADIR ID          drain and remove node ID, wait, then stop its process
+#   cluster/local.sh status DATADIR             `ivory cluster status` against the first live node
 #   cluster/local.sh stop DATADIR               stop the nodes started with that DATADIR
 #
 # Logs and pid files go to DATADIR/nodeI.log and DATADIR/nodeI.pid. The binary is IVORY_BIN, else
@@ -11,7 +14,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 bin() {
   local b="${IVORY_BIN:-$root/target/release/ivory}"
@@ -35,6 +38,7 @@ start() {
     members+="${members:+,}$i=127.0.0.1:$((base + i - 1))"
   done
   local replicas=$(( n < 3 ? n : 3 ))
+  echo "$base" >"$dir/baseport"
   for ((i = 1; i <= n; i++)); do
     if [ -f "$dir/node$i.pid" ] && kill -0 "$(cat "$dir/node$i.pid")" 2>/dev/null; then
       echo "node $i is already running (pid $(cat "$dir/node$i.pid"))" >&2; exit 1
@@ -57,6 +61,65 @@ start() {
   echo "ivory: $n nodes healthy on 127.0.0.1:$base..$((base + n - 1)); client_id=$IVORY_CLIENT_ID; data in $dir"
 }
 
+wait_healthy() {
+  local i="$1" port="$2" dir="$3" waited=0
+  until curl -sf -o /dev/null "http://127.0.0.1:$port/healthz"; do
+    if ! kill -0 "$(cat "$dir/node$i.pid")" 2>/dev/null; then
+      echo "node $i exited; last lines of $dir/node$i.log:" >&2; tail -20 "$dir/node$i.log" >&2; exit 1
+    fi
+    sleep 0.2; waited=$((waited + 1))
+    if [ "$waited" -ge 300 ]; then echo "node $i not healthy after 60 s" >&2; exit 1; fi
+  done
+}
+
+# The address of a running node other than $2 (if given).
+live_endpoint() {
+  local dir="$1" except="${2:-}" base f i
+  base="$(cat "$dir/baseport")"
+  shopt -s nullglob
+  for f in "$dir"/node*.pid; do
+    i="${f##*/node}"; i="${i%.pid}"
+    [ "$i" = "$except" ] && continue
+    if kill -0 "$(cat "$f")" 2>/dev/null; then echo "127.0.0.1:$((base + i - 1))"; return; fi
+  done
+  echo "no running node in $dir" >&2; exit 1
+}
+
+add() {
+  local dir="$1" b base id=0 f i port endpoint
+  [ -f "$dir/baseport" ] || { echo "$dir has no cluster started by this script" >&2; exit 1; }
+  b="$(bin)"; base="$(cat "$dir/baseport")"
+  export IVORY_CLIENT_ID="${IVORY_CLIENT_ID:-ivory-local}"
+  export IVORY_CLIENT_SECRET="${IVORY_CLIENT_SECRET:-local-secret-change-me-0123456789}"
+  shopt -s nullglob
+  for f in "$dir"/node*; do
+    i="${f##*/node}"; i="${i%%.*}"
+    [[ "$i" =~ ^[0-9]+$ ]] && [ "$i" -gt "$id" ] && id="$i"
+  done
+  id=$((id + 1)); port=$((base + id - 1)); endpoint="$(live_endpoint "$dir")"
+  "$b" cluster add-node --endpoint "$endpoint" --id "$id" --address "127.0.0.1:$port"
+  nohup "$b" node --id "$id" --listen "127.0.0.1:$port" --data "$dir/node$id" --join "$endpoint" \
+    >>"$dir/node$id.log" 2>&1 &
+  echo $! >"$dir/node$id.pid"
+  wait_healthy "$id" "$port" "$dir"
+  "$b" cluster status --endpoint "$endpoint" --wait
+  echo "ivory: node $id added on 127.0.0.1:$port"
+}
+
+remove() {
+  local dir="$1" id="$2" b endpoint pid
+  b="$(bin)"; endpoint="$(live_endpoint "$dir" "$id")"
+  "$b" cluster remove-node --endpoint "$endpoint" --id "$id"
+  if [ -f "$dir/node$id.pid" ]; then
+    pid="$(cat "$dir/node$id.pid")"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$dir/node$id.pid"
+  fi
+  echo "ivory: node $id removed and stopped (its data is in $dir/node$id)"
+}
+
 stop() {
   local dir="$1" f pid
   shopt -s nullglob
@@ -75,5 +138,8 @@ stop() {
 case "${1:-}" in
   start) [ $# -eq 4 ] || usage; start "$2" "$3" "$4" ;;
   stop) [ $# -eq 2 ] || usage; stop "$2" ;;
+  add) [ $# -eq 2 ] || usage; add "$2" ;;
+  remove) [ $# -eq 3 ] || usage; remove "$2" "$3" ;;
+  status) [ $# -eq 2 ] || usage; "$(bin)" cluster status --endpoint "$(live_endpoint "$2")" ;;
   *) usage ;;
 esac

@@ -236,6 +236,156 @@ impl Cluster {
     pub async fn client(&self, i: usize, environment: &str) -> Client {
         Client::connect(self.nodes[i].addr, environment).await
     }
+
+    /// The index in `nodes` of node `id`.
+    pub fn index_of(&self, id: u64) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.id == id)
+            .unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    /// Starts node `id` on a free port with `ivory node --join` through the running node `via`
+    /// (with the same extra environment as the first node); returns its index.
+    pub fn join(&mut self, id: u64, via: usize) -> usize {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        self.join_at(id, via, addr)
+    }
+
+    /// [`Cluster::join`] on a given address (registered beforehand with `cluster add-node`).
+    pub fn join_at(&mut self, id: u64, via: usize, addr: SocketAddr) -> usize {
+        let data = self._dir.path().join(format!("node{id}"));
+        let args = vec![
+            "node".into(),
+            "--id".into(),
+            id.to_string(),
+            "--listen".into(),
+            addr.to_string(),
+            "--data".into(),
+            data.display().to_string(),
+            "--join".into(),
+            self.nodes[via].addr.to_string(),
+        ];
+        let mut node = Proc {
+            id,
+            addr,
+            data,
+            args,
+            env: self.nodes.first().map(|n| n.env.clone()).unwrap_or_default(),
+            child: None,
+        };
+        node.spawn(&self.bin);
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    /// Runs the `ivory` CLI (e.g. `cluster status --endpoint ...`), killed after `timeout`.
+    pub async fn cli(&self, args: &[&str], timeout: Duration) -> CliOutput {
+        let child = tokio::process::Command::new(&self.bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the ivory CLI starts");
+        match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Ok(Ok(out)) => CliOutput {
+                success: out.status.success(),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            },
+            Ok(Err(e)) => panic!("ivory {args:?}: {e}"),
+            Err(_) => panic!("ivory {args:?} did not finish within {timeout:?}"),
+        }
+    }
+
+    /// `ivory cluster status --json` through node `via`; `None` when it fails (e.g. mid-election).
+    pub async fn cluster_status(&self, via: usize) -> Option<Value> {
+        let endpoint = self.nodes[via].addr.to_string();
+        let out = self
+            .cli(
+                &["cluster", "status", "--endpoint", &endpoint, "--json"],
+                Duration::from_secs(30),
+            )
+            .await;
+        if !out.success {
+            return None;
+        }
+        serde_json::from_str(&out.stdout).ok()
+    }
+
+    /// Polls the cluster status through node `via` until `done` holds; panics with the last
+    /// status and the logs after `timeout`.
+    pub async fn wait_cluster(
+        &self,
+        via: usize,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        let mut last = Value::Null;
+        loop {
+            if let Some(status) = self.cluster_status(via).await {
+                if done(&status) {
+                    return status;
+                }
+                last = status;
+            }
+            if Instant::now() > deadline {
+                panic!("not {what} within {timeout:?}; last status: {last:#}\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// `GET /status` of node index `i`: its shards, their leaders and members.
+    pub async fn node_status(&self, i: usize) -> Option<Value> {
+        let url = format!("http://{}/status", self.nodes[i].addr);
+        let r = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
+        r.json().await.ok()
+    }
+}
+
+/// What a CLI run printed.
+#[derive(Debug)]
+pub struct CliOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A member's state in a `cluster status --json` document.
+pub fn member_state(status: &Value, id: u64) -> Option<String> {
+    status["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["id"] == id)
+        .and_then(|m| m["state"].as_str())
+        .map(str::to_string)
+}
+
+/// Settled: no move in flight, every shard on its desired replicas, no node joining, and every
+/// shard's Raft voters (as its leader reports them) equal to its placement, with no learner.
+pub fn fully_settled(status: &Value) -> bool {
+    let members_ok = status["members"]
+        .as_array()
+        .is_some_and(|ms| ms.iter().all(|m| m["state"] != "joining"));
+    let shards_ok = status["shards"].as_array().is_some_and(|shards| {
+        shards.iter().all(|s| {
+            s["leader"].is_u64()
+                && s["replicas"] == s["desired"]
+                && s["voters"] == s["replicas"]
+                && s["learners"].as_array().is_some_and(Vec::is_empty)
+        })
+    });
+    status["settled"] == true && members_ok && shards_ok
 }
 
 fn tail(text: &str, lines: usize) -> String {

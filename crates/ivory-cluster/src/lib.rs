@@ -7,6 +7,10 @@
 
 use std::collections::BTreeSet;
 
+pub mod meta;
+
+pub use meta::{ClusterMeta, META_GROUP, Member, MemberState, MetaCommand, MetaReply, Move};
+
 use hashring::HashRing;
 use ivory_core::PartitionKey;
 use serde::{Deserialize, Serialize};

@@ -19,6 +19,9 @@ pub enum NodeError {
     Unavailable(String),
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The cluster metadata refused an operation (and nothing changed); the message says why.
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 impl NodeError {
@@ -39,6 +42,7 @@ impl NodeError {
             NodeError::Storage(_) => "storage.failure",
             NodeError::Unavailable(_) => "node.unavailable",
             NodeError::Invalid(_) => "request.invalid",
+            NodeError::Refused(_) => "cluster.refused",
         }
     }
 
@@ -69,6 +73,7 @@ impl NodeError {
             "raft.unknown_shard" => NodeError::UnknownShard(shard),
             "storage.failure" => NodeError::Storage(e.message),
             "request.invalid" => NodeError::Invalid(e.message),
+            "cluster.refused" => NodeError::Refused(e.message),
             _ => NodeError::Unavailable(e.message),
         }
     }
@@ -99,6 +104,7 @@ mod tests {
             NodeError::Storage("disk".into()),
             NodeError::Unavailable("down".into()),
             NodeError::Invalid("bad".into()),
+            NodeError::Refused("below the replication factor".into()),
         ];
         for e in errors {
             let back = NodeError::from_proto(3, e.to_proto());

@@ -35,10 +35,13 @@
 //! ```
 
 mod batcher;
+mod cluster;
 mod error;
+mod meta;
 pub mod network;
 mod node;
 mod placement;
+mod rebalancer;
 mod service;
 
 pub mod proto {
@@ -49,6 +52,8 @@ pub mod proto {
 
 pub use error::{NO_QUORUM_RETRY_AFTER_MS, NodeError};
 pub use ivory_raft::{ApplyDigest, StorageOptions};
+pub use meta::{JoinInfo, join_cluster};
 pub use network::FaultSettings;
 pub use node::{Node, NodeConfig, SWEEP_INTERVAL, ShardStatus};
 pub use placement::replicas_for;
+pub use rebalancer::MOVES_IN_FLIGHT_MAX;

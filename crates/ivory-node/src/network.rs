@@ -337,6 +337,8 @@ impl GroupNetwork {
             .install_snapshot(tokio_stream::iter(chunks))
             .await
             .map_err(|s| StreamingError::Unreachable(Unreachable::from_string(s.to_string())))?;
+        // Counted once the receiver took it: what replica moves and lagging followers cost.
+        metrics::counter!("ivory_snapshot_bytes_sent_total").increment(snapshot.snapshot.len() as u64);
         decode(&reply.into_inner().payload).map_err(network)
     }
 }

@@ -7,10 +7,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use ivory_cluster::{ClusterMeta, META_GROUP};
 use ivory_core::{BATCH_COMMANDS_MAX, Batch, CmdResult, Command, ReadRequest, ReadResponse};
 use ivory_raft::openraft;
 use ivory_raft::{
-    ApplyDigest, GroupId, NodeStorage, Raft, ShardBatch, SharedDigest, SharedShard, StorageOptions, TypeConfig,
+    ApplyDigest, GroupEntry, GroupId, GroupReply, NodeStorage, Raft, SharedDigest, SharedMeta, SharedShard,
+    StorageOptions, TypeConfig,
 };
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
@@ -31,13 +33,13 @@ const RETRY_FOR: Duration = Duration::from_secs(2);
 /// Pause between retries.
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
 /// One forwarded request to another node.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(6);
+pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(6);
 /// One local write or read-index round; a leader without quorum would otherwise wait forever.
 /// A write that timed out may still commit: retrying is safe because ivory-core deduplicates
 /// event ids.
 const LOCAL_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Membership changes wait for a learner to catch up; bounded so that a dead learner fails the call.
-const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a leader checks its shards for holds due (DESIGN.md §3, Holds): an expired hold's
 /// stock is back within this interval (plus one log write).
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
@@ -64,6 +66,8 @@ pub struct ShardStatus {
     pub last_applied: Option<u64>,
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
+    /// On the leader: log entries each replica is behind it (from openraft's replication metrics).
+    pub lag: BTreeMap<u64, u64>,
 }
 
 #[derive(Clone)]
@@ -73,10 +77,27 @@ struct Group {
     digest: SharedDigest,
 }
 
+/// The last leader seen per group, learned from answers and hints, so that a node that does not
+/// host a shard sends its requests straight to the leader.
+#[derive(Default)]
+pub(crate) struct LeaderCache(RwLock<std::collections::HashMap<GroupId, u64>>);
+
+impl LeaderCache {
+    fn get(&self, group: GroupId) -> Option<u64> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).get(&group).copied()
+    }
+
+    fn set(&self, group: GroupId, leader: u64) {
+        if self.get(group) != Some(leader) {
+            self.0.write().unwrap_or_else(|p| p.into_inner()).insert(group, leader);
+        }
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) cfg: NodeConfig,
     storage: NodeStorage,
-    peers: Arc<Peers>,
+    pub(crate) peers: Arc<Peers>,
     groups: RwLock<BTreeMap<GroupId, Group>>,
     /// Serialises opening and closing groups.
     registry_lock: tokio::sync::Mutex<()>,
@@ -84,6 +105,11 @@ pub(crate) struct Inner {
     pub(crate) shutdown_tx: tokio::sync::watch::Sender<bool>,
     /// Per-shard queues that turn concurrent proposals into one log entry.
     pub(crate) coalescer: crate::batcher::Coalescer,
+    pub(crate) leaders: LeaderCache,
+    /// The metadata group's state on this node (a follower's copy unless it leads the group).
+    pub(crate) meta: std::sync::OnceLock<SharedMeta>,
+    /// Shards whose replica move this node's rebalancer is executing.
+    pub(crate) moving: std::sync::Mutex<BTreeSet<u32>>,
 }
 
 /// A node handle; cheap to clone.
@@ -184,6 +210,9 @@ impl Node {
                 raft_config,
                 shutdown_tx,
                 coalescer: Default::default(),
+                leaders: LeaderCache::default(),
+                meta: std::sync::OnceLock::new(),
+                moving: Default::default(),
             }),
         };
         if let Err(e) = node.open_hosted_groups(bootstrap).await {
@@ -192,6 +221,7 @@ impl Node {
             return Err(e);
         }
         node.spawn_sweeper();
+        crate::rebalancer::spawn(&node);
         Ok(node)
     }
 
@@ -200,23 +230,43 @@ impl Node {
             for group in self.inner.storage.hosted_groups()? {
                 self.open_group(group).await?;
             }
+            // Every node follows the metadata group (data dirs from before it existed open it empty).
+            self.open_group(META_GROUP).await?;
+            if bootstrap {
+                self.spawn_meta_init();
+            }
             Ok(())
         } else if bootstrap {
             self.bootstrap().await
         } else {
+            // A joining node waits, with an empty metadata replica, to be added as a learner.
+            self.open_group(META_GROUP).await?;
             Ok(self.inner.storage.set_bootstrapped().await?)
         }
     }
 
     async fn bootstrap(&self) -> Result<(), NodeError> {
         let cfg = &self.inner.cfg;
+        // The metadata group: every initial member votes.
+        let meta_raft = self.open_group(META_GROUP).await?;
+        if cfg.peers.keys().next() == Some(&cfg.id) {
+            let members: BTreeMap<u64, BasicNode> = cfg
+                .peers
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                .collect();
+            if let Err(e) = meta_raft.initialize(members).await {
+                tracing::info!(error = %e, "metadata group initialize skipped");
+            }
+        }
         for shard in 0..cfg.shard_count {
             let replicas = replicas_for(shard, &cfg.peers, cfg.replicas);
             if !replicas.contains(&cfg.id) {
                 continue;
             }
             let raft = self.open_group(shard).await?;
-            if replicas.first() == Some(&cfg.id) {
+            // The initializing replica becomes the first leader: spread them from the start.
+            if replicas.get(shard as usize % replicas.len().max(1)) == Some(&cfg.id) {
                 let members: BTreeMap<u64, BasicNode> = replicas
                     .iter()
                     .filter_map(|id| cfg.peers.get(id).map(|addr| (*id, BasicNode { addr: addr.clone() })))
@@ -228,6 +278,7 @@ impl Node {
             }
         }
         self.inner.storage.set_bootstrapped().await?;
+        self.spawn_meta_init();
         Ok(())
     }
 
@@ -252,6 +303,9 @@ impl Node {
             return Ok(g.raft);
         }
         let (log, sm) = self.inner.storage.open_group(shard).await?;
+        if shard == META_GROUP {
+            let _ = self.inner.meta.set(sm.meta());
+        }
         let shard_state = sm.shard();
         let digest = sm.digest();
         let snapshot_trigger = sm.snapshot_trigger();
@@ -279,6 +333,9 @@ impl Node {
     /// # Errors
     /// [`NodeError::Storage`] on sled errors.
     pub async fn close_group(&self, shard: u32) -> Result<(), NodeError> {
+        if shard == META_GROUP {
+            return Err(NodeError::Invalid("the metadata group is never closed".into()));
+        }
         let _guard = self.inner.registry_lock.lock().await;
         let Some(group) = self.groups_write().remove(&shard) else {
             return Ok(());
@@ -305,22 +362,60 @@ impl Node {
     }
 
     pub(crate) fn raft(&self, shard: u32) -> Result<Raft, NodeError> {
-        self.group(shard).map(|g| g.raft).ok_or(NodeError::UnknownShard(shard))
+        self.group(shard).map(|g| g.raft).ok_or_else(|| self.not_hosted(shard))
     }
 
     fn metrics(raft: &Raft) -> RaftMetrics<TypeConfig> {
         raft.metrics().borrow_watched().clone()
     }
 
-    /// The address of node `id`: from the group's membership if known, else from the peer list.
-    fn addr_of(&self, shard: u32, id: u64) -> Option<String> {
+    /// Reads this node's copy of the cluster metadata (`None` before the metadata group opened).
+    pub fn with_meta<R>(&self, f: impl FnOnce(&ClusterMeta) -> R) -> Option<R> {
+        let meta = self.inner.meta.get()?;
+        let guard = meta.read().unwrap_or_else(|p| p.into_inner());
+        Some(f(&guard))
+    }
+
+    /// The address of node `id`: from the group's membership, else the cluster metadata, else the
+    /// peer list the node started with.
+    pub(crate) fn addr_of(&self, shard: u32, id: u64) -> Option<String> {
         if let Some(g) = self.group(shard) {
             let m = Node::metrics(&g.raft);
             if let Some(n) = m.membership_config.membership().get_node(&id) {
                 return Some(n.addr.clone());
             }
         }
+        if let Some(Some(addr)) = self.with_meta(|m| m.addr_of(id).map(str::to_string)) {
+            return Some(addr);
+        }
         self.inner.cfg.peers.get(&id).cloned()
+    }
+
+    /// The replicas of a shard this node does not host: by the cluster metadata once it is
+    /// initialized, else by the ring over the initial members.
+    fn placed_replicas(&self, shard: u32) -> Vec<u64> {
+        let placed = self.with_meta(|m| m.placement.get(&shard).cloned()).flatten();
+        placed.unwrap_or_else(|| replicas_for(shard, &self.inner.cfg.peers, self.inner.cfg.replicas))
+    }
+
+    /// The answer for a request about a shard this node does not host: where to go instead.
+    pub(crate) fn not_hosted(&self, shard: u32) -> NodeError {
+        if shard != META_GROUP && shard >= self.inner.cfg.shard_count {
+            return NodeError::UnknownShard(shard);
+        }
+        let hint = self
+            .inner
+            .leaders
+            .get(shard)
+            .or_else(|| self.placed_replicas(shard).first().copied())
+            .filter(|l| *l != self.id());
+        match hint {
+            Some(l) => NodeError::NotLeader {
+                shard,
+                leader_hint: Some(l),
+            },
+            None => NodeError::Unavailable(format!("shard {shard} is not hosted on node {}", self.id())),
+        }
     }
 
     fn channel_to(&self, shard: u32, id: u64) -> Result<PeerChannel, NodeError> {
@@ -331,16 +426,15 @@ impl Node {
     }
 
     /// Where to send a request for `shard` first: the known leader, else this node if it hosts
-    /// the shard, else the first replica by placement.
+    /// the shard, else the last leader seen, else the first replica by placement.
     fn first_target(&self, shard: u32) -> u64 {
         if let Some(g) = self.group(shard) {
             return Node::metrics(&g.raft).current_leader.unwrap_or(self.id());
         }
-        let cfg = &self.inner.cfg;
-        replicas_for(shard, &cfg.peers, cfg.replicas)
-            .first()
-            .copied()
-            .unwrap_or(self.id())
+        if let Some(leader) = self.inner.leaders.get(shard) {
+            return leader;
+        }
+        self.placed_replicas(shard).first().copied().unwrap_or(self.id())
     }
 
     /// The next node to try after `failed` did not answer.
@@ -351,7 +445,7 @@ impl Node {
                 .membership()
                 .voter_ids()
                 .collect(),
-            None => replicas_for(shard, &self.inner.cfg.peers, self.inner.cfg.replicas),
+            None => self.placed_replicas(shard),
         };
         candidates.sort_unstable();
         let pos = candidates.iter().position(|c| *c == failed).map_or(0, |p| p + 1);
@@ -363,7 +457,7 @@ impl Node {
 
     /// Runs `attempt(target)` until it succeeds, fails for good, or [`RETRY_FOR`] passes:
     /// follows leader hints, waits out missing quorums, moves on from unreachable nodes.
-    async fn with_retries<T, F, Fut>(&self, shard: u32, mut attempt: F) -> Result<T, NodeError>
+    pub(crate) async fn with_retries<T, F, Fut>(&self, shard: u32, mut attempt: F) -> Result<T, NodeError>
     where
         F: FnMut(u64) -> Fut,
         Fut: Future<Output = Result<T, NodeError>>,
@@ -373,9 +467,20 @@ impl Node {
         let mut hops_without_pause = 0;
         loop {
             let err = match attempt(target).await {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    if target != self.id() {
+                        self.inner.leaders.set(shard, target);
+                    }
+                    return Ok(v);
+                }
                 Err(e) => e,
             };
+            if let NodeError::NotLeader {
+                leader_hint: Some(l), ..
+            } = &err
+            {
+                self.inner.leaders.set(shard, *l);
+            }
             if !err.is_retryable() || Instant::now() >= deadline {
                 return Err(err);
             }
@@ -434,19 +539,41 @@ impl Node {
 
     /// One attempt at this node: the leader stamps the batch and appends it.
     pub(crate) async fn propose_local(&self, shard: u32, commands: Vec<Command>) -> Result<Vec<CmdResult>, NodeError> {
-        let raft = self.raft(shard)?;
-        let batch = ShardBatch(Batch {
+        if shard == META_GROUP {
+            return Err(NodeError::Invalid("stock commands go to shard groups".into()));
+        }
+        let batch = GroupEntry::Shard(Batch {
             ts_ms: ivory_raft::now_ms(),
             commands,
         });
-        match tokio::time::timeout(LOCAL_ATTEMPT_TIMEOUT, raft.client_write(batch)).await {
+        match self.write_local(shard, batch).await? {
+            GroupReply::Shard(results) => Ok(results),
+            GroupReply::Meta(_) => Err(NodeError::Storage(format!("shard {shard} answered as metadata"))),
+        }
+    }
+
+    /// Appends one entry to a group this node leads and waits until it is applied.
+    pub(crate) async fn write_local(&self, group: GroupId, entry: GroupEntry) -> Result<GroupReply, NodeError> {
+        let raft = self.raft(group)?;
+        match tokio::time::timeout(LOCAL_ATTEMPT_TIMEOUT, raft.client_write(entry)).await {
             Ok(Ok(response)) => Ok(response.data),
-            Ok(Err(e)) => Err(map_write_err(shard, self.id(), e)),
-            Err(_) => Err(no_quorum(shard)),
+            Ok(Err(e)) => Err(map_write_err(group, self.id(), e)),
+            Err(_) => Err(no_quorum(group)),
         }
     }
 
     async fn forward_propose(&self, target: u64, shard: u32, commands: Vec<u8>) -> Result<Vec<CmdResult>, NodeError> {
+        let results = self.forward_propose_bytes(target, shard, commands).await?;
+        decode(&results).map_err(NodeError::Unavailable)
+    }
+
+    /// Sends encoded commands (or an encoded metadata command) to `target`'s Propose.
+    pub(crate) async fn forward_propose_bytes(
+        &self,
+        target: u64,
+        shard: u32,
+        commands: Vec<u8>,
+    ) -> Result<Vec<u8>, NodeError> {
         let mut client = ShardClient::new(self.channel_to(shard, target)?)
             .max_decoding_message_size(GRPC_MESSAGE_MAX_BYTES)
             .max_encoding_message_size(GRPC_MESSAGE_MAX_BYTES);
@@ -462,7 +589,7 @@ impl Node {
         if let Some(e) = reply.error {
             return Err(NodeError::from_proto(shard, e));
         }
-        decode(&reply.results).map_err(NodeError::Unavailable)
+        Ok(reply.results)
     }
 
     /// A linearizable read of `shard` (read-index through the leader).
@@ -484,7 +611,7 @@ impl Node {
     }
 
     pub(crate) async fn read_local(&self, shard: u32, req: &ReadRequest) -> Result<ReadResponse, NodeError> {
-        let group = self.group(shard).ok_or(NodeError::UnknownShard(shard))?;
+        let group = self.group(shard).ok_or_else(|| self.not_hosted(shard))?;
         tokio::time::timeout(
             LOCAL_ATTEMPT_TIMEOUT,
             group.raft.ensure_linearizable(ReadPolicy::ReadIndex),
@@ -583,13 +710,24 @@ impl Node {
     }
 
     /// Per hosted shard: leader, whether this node leads it, last applied index, members.
+    /// The metadata group is not a shard: see [`Node::meta_status`].
     pub fn shard_status(&self) -> Vec<ShardStatus> {
+        self.group_status(|g| g != META_GROUP)
+    }
+
+    /// This node's view of the metadata group (`None` before it opened).
+    pub fn meta_status(&self) -> Option<ShardStatus> {
+        self.group_status(|g| g == META_GROUP).into_iter().next()
+    }
+
+    fn group_status(&self, include: impl Fn(GroupId) -> bool) -> Vec<ShardStatus> {
         let groups: Vec<(GroupId, Group)> = self
             .inner
             .groups
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
+            .filter(|(k, _)| include(**k))
             .map(|(k, v)| (*k, v.clone()))
             .collect();
         groups
@@ -599,6 +737,18 @@ impl Node {
                 let membership = m.membership_config.membership();
                 let voters: Vec<u64> = membership.voter_ids().collect();
                 let learners: Vec<u64> = membership.learner_ids().collect();
+                let last_log = m.last_log_index.unwrap_or(0);
+                let lag = m
+                    .replication
+                    .as_ref()
+                    .map(|r| {
+                        r.iter()
+                            .map(|(id, matched)| {
+                                (*id, last_log.saturating_sub(matched.as_ref().map_or(0, |l| l.index())))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 ShardStatus {
                     shard,
                     leader: m.current_leader,
@@ -606,6 +756,7 @@ impl Node {
                     last_applied: m.last_applied.as_ref().map(|l| l.index()),
                     voters,
                     learners,
+                    lag,
                 }
             })
             .collect()
@@ -719,8 +870,11 @@ impl Node {
                 leader_hint: m.current_leader.filter(|l| *l != self.id()),
             });
         }
-        let mut voters: BTreeSet<u64> = m.membership_config.membership().voter_ids().collect();
-        if voters.contains(&node) {
+        let membership = m.membership_config.membership();
+        let mut voters: BTreeSet<u64> = membership.voter_ids().collect();
+        // In a joint config (a change cut short by a crash) the union is listed: finish it below.
+        let uniform = membership.get_joint_config().len() == 1;
+        if voters.contains(&node) && uniform {
             return Ok(());
         }
         if node != self.id() {
@@ -801,6 +955,16 @@ impl Node {
         if !voters.contains(&node) && !is_learner {
             return Ok(());
         }
+        if is_learner && !voters.contains(&node) {
+            // A learner left by a failed add: voters are unaffected by a voter change, remove it as a node.
+            let change = openraft::ChangeMembers::RemoveNodes(BTreeSet::from([node]));
+            tokio::time::timeout(MEMBERSHIP_TIMEOUT, raft.change_membership(change, false))
+                .await
+                .map_err(|_| NodeError::Unavailable("membership change timed out".into()))?
+                .map_err(|e| map_write_err(shard, self.id(), e))?;
+            self.close_remote_group(shard, node).await;
+            return Ok(());
+        }
         voters.remove(&node);
         let Some(successor) = voters.iter().next().copied() else {
             return Err(NodeError::Invalid(format!(
@@ -822,12 +986,24 @@ impl Node {
                 leader_hint: Node::metrics(&raft).current_leader.filter(|l| *l != node),
             });
         }
-        let addr = self.addr_of(shard, node);
         tokio::time::timeout(MEMBERSHIP_TIMEOUT, raft.change_membership(voters, false))
             .await
             .map_err(|_| NodeError::Unavailable("membership change timed out".into()))?
             .map_err(|e| map_write_err(shard, self.id(), e))?;
-        if let Some(addr) = addr
+        self.close_remote_group(shard, node).await;
+        Ok(())
+    }
+
+    /// Tells a node that left `shard` to stop its replica and drop its trees (best effort: a node
+    /// that is down is cleaned up later by the rebalancer).
+    pub(crate) async fn close_remote_group(&self, shard: u32, node: u64) {
+        if node == self.id() {
+            if let Err(e) = self.close_group(shard).await {
+                tracing::info!(shard, error = %e, "could not close the removed replica");
+            }
+            return;
+        }
+        if let Some(addr) = self.addr_of(shard, node)
             && let Ok(channel) = self.inner.peers.channel(&addr)
         {
             let mut client = AdminClient::new(channel);
@@ -838,7 +1014,45 @@ impl Node {
                 Err(_) => tracing::info!(shard, node, "removed node did not close its replica in time"),
             }
         }
-        Ok(())
+    }
+
+    /// Asks `leader` (which leads `shard`) to hand leadership to `to`.
+    ///
+    /// # Errors
+    /// When `leader` cannot be reached or no longer leads the shard.
+    pub async fn transfer_leader(&self, shard: u32, leader: u64, to: u64) -> Result<(), NodeError> {
+        if leader == self.id() {
+            return self.transfer_leader_local(shard, to).await;
+        }
+        let mut client = AdminClient::new(self.channel_to(shard, leader)?);
+        let request = proto::RemoveReplicaRequest {
+            group_id: shard,
+            node_id: to,
+        };
+        let reply = tokio::time::timeout(FORWARD_TIMEOUT, client.transfer_leader(request))
+            .await
+            .map_err(|_| NodeError::Unavailable(format!("node {leader} did not answer in time")))?
+            .map_err(status_err)?
+            .into_inner();
+        reply.error.map_or(Ok(()), |e| Err(NodeError::from_proto(shard, e)))
+    }
+
+    pub(crate) async fn transfer_leader_local(&self, shard: u32, to: u64) -> Result<(), NodeError> {
+        let raft = self.raft(shard)?;
+        let m = Node::metrics(&raft);
+        if m.state != ServerState::Leader {
+            return Err(NodeError::NotLeader {
+                shard,
+                leader_hint: m.current_leader.filter(|l| *l != self.id()),
+            });
+        }
+        if !m.membership_config.membership().voter_ids().any(|v| v == to) {
+            return Err(NodeError::Invalid(format!("node {to} is not a voter of shard {shard}")));
+        }
+        raft.trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| NodeError::Unavailable(e.to_string()))
     }
 
     /// Stops every group and the gRPC server started by [`Node::serve`]; flushes storage.

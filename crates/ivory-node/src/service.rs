@@ -10,13 +10,16 @@ use openraft::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::NodeError;
+use crate::cluster::group_status;
 use crate::network::{GRPC_MESSAGE_MAX_BYTES, decode, encode};
 use crate::node::Node;
 use crate::proto;
 use crate::proto::admin_server::{Admin, AdminServer};
+use crate::proto::cluster_server::ClusterServer;
 use crate::proto::raft_transport_server::{RaftTransport, RaftTransportServer};
 use crate::proto::shard_server::{Shard, ShardServer};
-use crate::{NodeError, ShardStatus};
+use ivory_cluster::{META_GROUP, MetaCommand};
 
 /// A received snapshot may not exceed this (it is held in memory while installing).
 const SNAPSHOT_RECEIVE_MAX_BYTES: usize = 1 << 30;
@@ -100,11 +103,24 @@ impl Shard for Node {
     async fn propose(&self, request: Request<proto::ProposeRequest>) -> Result<Response<proto::ProposeReply>, Status> {
         let request = request.into_inner();
         let shard = request.group_id;
-        let result = match decode::<Vec<Command>>(&request.commands) {
-            Ok(commands) => self.propose_coalesced(shard, commands).await,
-            Err(e) => Err(NodeError::Invalid(e)),
+        let result = if shard == META_GROUP {
+            match decode::<MetaCommand>(&request.commands) {
+                Ok(command) => self
+                    .propose_meta_local(command)
+                    .await
+                    .and_then(|r| encode(&r).map_err(NodeError::Invalid)),
+                Err(e) => Err(NodeError::Invalid(e)),
+            }
+        } else {
+            match decode::<Vec<Command>>(&request.commands) {
+                Ok(commands) => self
+                    .propose_coalesced(shard, commands)
+                    .await
+                    .and_then(|r| encode(&r).map_err(NodeError::Invalid)),
+                Err(e) => Err(NodeError::Invalid(e)),
+            }
         };
-        let reply = match result.and_then(|r| encode(&r).map_err(NodeError::Invalid)) {
+        let reply = match result {
             Ok(results) => proto::ProposeReply { results, error: None },
             Err(e) => proto::ProposeReply {
                 results: Vec::new(),
@@ -164,22 +180,21 @@ impl Admin for Node {
         admin_reply(self.close_group(request.into_inner().group_id).await)
     }
 
+    async fn transfer_leader(
+        &self,
+        request: Request<proto::RemoveReplicaRequest>,
+    ) -> Result<Response<proto::AdminReply>, Status> {
+        let r = request.into_inner();
+        admin_reply(self.transfer_leader_local(r.group_id, r.node_id).await)
+    }
+
     async fn status(&self, _request: Request<proto::StatusRequest>) -> Result<Response<proto::StatusReply>, Status> {
-        let groups = self
-            .shard_status()
-            .into_iter()
-            .map(|s: ShardStatus| proto::GroupStatus {
-                group_id: s.shard,
-                leader: s.leader,
-                is_leader: s.is_leader,
-                last_applied: s.last_applied,
-                voters: s.voters,
-                learners: s.learners,
-            })
-            .collect();
+        let groups = self.shard_status().into_iter().map(group_status).collect();
         Ok(Response::new(proto::StatusReply {
             node_id: self.id(),
             groups,
+            placement_version: self.with_meta(|m| m.version).unwrap_or(0),
+            meta: self.meta_status().map(group_status),
         }))
     }
 }
@@ -196,6 +211,7 @@ impl Node {
         tonic::service::Routes::new(transport)
             .add_service(shard)
             .add_service(AdminServer::new(self.clone()))
+            .add_service(ClusterServer::new(self.clone()))
             .into_axum_router()
     }
 

@@ -20,27 +20,38 @@ pub mod state_machine;
 pub mod storage;
 
 pub use log_store::SledLogStore;
-pub use state_machine::{ApplyDigest, ShardStateMachine, SharedDigest, SharedShard};
+pub use state_machine::{ApplyDigest, ShardStateMachine, SharedDigest, SharedMeta, SharedShard};
 pub use storage::{NodeStorage, StorageOptions};
 
-/// One log entry's application data: one client request's commands for one shard.
-///
-/// A newtype because openraft requires `Display` of its entries.
+/// One log entry's application data: a batch of commands for a shard group, or one change of
+/// the cluster's metadata for the metadata group ([`ivory_cluster::META_GROUP`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ShardBatch(pub ivory_core::Batch);
+pub enum GroupEntry {
+    Shard(ivory_core::Batch),
+    Meta(ivory_cluster::MetaCommand),
+}
 
-impl fmt::Display for ShardBatch {
+impl fmt::Display for GroupEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "batch(ts_ms={}, commands={})", self.0.ts_ms, self.0.commands.len())
+        match self {
+            GroupEntry::Shard(b) => write!(f, "batch(ts_ms={}, commands={})", b.ts_ms, b.commands.len()),
+            GroupEntry::Meta(c) => write!(f, "meta({c:?})"),
+        }
     }
+}
+
+/// What applying a [`GroupEntry`] answered: one result per command, or the metadata's reply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum GroupReply {
+    Shard(Vec<ivory_core::CmdResult>),
+    Meta(ivory_cluster::MetaReply),
 }
 
 openraft::declare_raft_types!(
     /// Ivory's openraft type configuration.
     pub TypeConfig:
-        D = ShardBatch,
-        R = Vec<ivory_core::CmdResult>,
+        D = GroupEntry,
+        R = GroupReply,
         NodeId = u64,
         Node = openraft::BasicNode,
 );
@@ -49,7 +60,7 @@ openraft::declare_raft_types!(
 pub type Raft = openraft::Raft<TypeConfig, ShardStateMachine>;
 pub type NodeId = u64;
 pub type Node = openraft::BasicNode;
-/// A shard id doubles as its Raft group id.
+/// A shard id doubles as its Raft group id; the metadata group is `ivory_cluster::META_GROUP`.
 pub type GroupId = u32;
 
 pub use openraft;

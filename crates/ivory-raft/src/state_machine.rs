@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
 use futures::{Stream, TryStreamExt};
+use ivory_cluster::ClusterMeta;
 use ivory_core::{EVENT_RETENTION_MS_DEFAULT, Shard};
 use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::storage::{EntryResponder, RaftStateMachine};
@@ -16,12 +17,14 @@ use sha2::{Digest, Sha256};
 
 use crate::log_store::{decode, encode};
 use crate::storage::Flusher;
-use crate::{TypeConfig, io_err};
+use crate::{GroupEntry, GroupReply, TypeConfig, io_err};
 
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
 
 /// The shard state, shared between the state machine task (writer) and the read path.
 pub type SharedShard = Arc<RwLock<Shard>>;
+/// The cluster metadata of the metadata group (empty in shard groups), shared with the node.
+pub type SharedMeta = Arc<RwLock<ClusterMeta>>;
 
 /// A hash chain over every applied batch (`h = sha256(h || index || batch)`): replicas that
 /// applied the same entries in the same order hold the same digest. Carried in snapshots.
@@ -38,12 +41,14 @@ pub type SharedDigest = Arc<Mutex<ApplyDigest>>;
 /// snapshot when enough work was applied since the last one.
 pub type SnapshotTrigger = Arc<OnceLock<crate::Raft>>;
 
-/// What a snapshot's data holds: the shard's deterministic bytes, checked by hash on install.
+/// What a snapshot's data holds: the shard's deterministic bytes, checked by hash on install, and
+/// the cluster metadata (only the metadata group has any).
 #[derive(Serialize, Deserialize)]
 struct SnapshotPayload {
     state_hash: [u8; 32],
     apply_digest: ApplyDigest,
     shard: Vec<u8>,
+    meta: ClusterMeta,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -54,6 +59,7 @@ struct StoredSnapshot {
 
 pub struct ShardStateMachine {
     shard: SharedShard,
+    meta: SharedMeta,
     digest: SharedDigest,
     applied: Option<LogIdOf<TypeConfig>>,
     membership: StoredMembershipOf<TypeConfig>,
@@ -77,6 +83,7 @@ impl ShardStateMachine {
         };
         let mut sm = ShardStateMachine {
             shard: Arc::new(RwLock::new(Shard::new(EVENT_RETENTION_MS_DEFAULT))),
+            meta: Arc::default(),
             digest: Arc::default(),
             applied: None,
             membership: Default::default(),
@@ -96,6 +103,11 @@ impl ShardStateMachine {
     /// The shard state, for reads. Readers must first pass openraft's read-index check.
     pub fn shard(&self) -> SharedShard {
         self.shard.clone()
+    }
+
+    /// The cluster metadata (the metadata group's state; empty elsewhere).
+    pub fn meta(&self) -> SharedMeta {
+        self.meta.clone()
     }
 
     /// Where the node puts the group's Raft handle once it runs.
@@ -136,6 +148,7 @@ impl ShardStateMachine {
             return Err(invalid("snapshot state hash mismatch".into()));
         }
         *self.shard.write().map_err(|_| poisoned())? = shard;
+        *self.meta.write().map_err(|_| poisoned())? = payload.meta;
         *self.digest.lock().map_err(|_| poisoned())? = payload.apply_digest;
         self.applied = stored.meta.last_log_id;
         self.membership = stored.meta.last_membership.clone();
@@ -166,26 +179,34 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
         while let Some((entry, responder)) = entries.try_next().await? {
             let started = Instant::now();
             let results = match entry.payload {
-                EntryPayload::Blank => Vec::new(),
-                EntryPayload::Normal(batch) => {
+                EntryPayload::Blank => GroupReply::Shard(Vec::new()),
+                EntryPayload::Normal(entry_data) => {
                     let mut digest = self.digest.lock().map_err(|_| poisoned())?;
                     let mut h = Sha256::new();
                     h.update(digest.digest);
                     h.update(entry.log_id.index().to_be_bytes());
-                    let encoded = encode(&batch)?;
+                    let encoded = encode(&entry_data)?;
                     h.update(&encoded);
                     log_bytes += encoded.len();
-                    commands += batch.0.commands.len();
                     *digest = ApplyDigest {
                         index: Some(entry.log_id.index()),
                         digest: h.finalize().into(),
                     };
                     drop(digest);
-                    self.shard.write().map_err(|_| poisoned())?.apply(&batch.0)
+                    match &entry_data {
+                        GroupEntry::Shard(batch) => {
+                            commands += batch.commands.len();
+                            GroupReply::Shard(self.shard.write().map_err(|_| poisoned())?.apply(batch))
+                        }
+                        GroupEntry::Meta(command) => {
+                            commands += 1;
+                            GroupReply::Meta(self.meta.write().map_err(|_| poisoned())?.apply(command))
+                        }
+                    }
                 }
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), membership);
-                    Vec::new()
+                    GroupReply::Shard(Vec::new())
                 }
             };
             self.applied = Some(entry.log_id);
@@ -207,13 +228,14 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
         self.log_bytes_since_snapshot = 0;
         self.snapshot_requested = false;
         // Runs on the state machine task between applies: the copy matches `applied` exactly.
-        let data = match (self.shard.read(), self.digest.lock()) {
-            (Ok(shard), Ok(digest)) => {
+        let data = match (self.shard.read(), self.digest.lock(), self.meta.read()) {
+            (Ok(shard), Ok(digest), Ok(meta)) => {
                 let shard_bytes = shard.snapshot();
                 encode(&SnapshotPayload {
                     state_hash: Sha256::digest(&shard_bytes).into(),
                     apply_digest: *digest,
                     shard: shard_bytes,
+                    meta: meta.clone(),
                 })
             }
             _ => Err(poisoned()),

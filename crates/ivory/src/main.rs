@@ -2,6 +2,7 @@
 //! the node (raft groups on sled, gRPC), the REST gateway, metrics and tracing.
 
 mod backend;
+mod cluster_cli;
 mod credentials;
 
 /// Requests allocate and free many small JSON values and keys; glibc's malloc spent about 30% of a
@@ -16,7 +17,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use ivory_cluster::{Layout, SHARDS_DEFAULT, ShardRing};
-use ivory_node::{Node, NodeConfig};
+use ivory_node::{JoinInfo, Node, NodeConfig, StorageOptions};
 use tracing::{info, warn};
 
 #[derive(Parser)]
@@ -36,6 +37,9 @@ enum Command {
     Serve(ServeArgs),
     /// One member of a multi-node cluster; any node answers any REST call.
     Node(NodeArgs),
+    /// Operate a running cluster: status, add-node, remove-node.
+    #[command(subcommand)]
+    Cluster(cluster_cli::ClusterCommand),
 }
 
 #[derive(Args)]
@@ -69,10 +73,14 @@ struct NodeArgs {
     /// This node's id (a positive integer, never reused).
     #[arg(long)]
     id: u64,
-    /// Every member: `1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003`.
-    #[arg(long, value_parser = parse_members)]
-    initial_cluster: BTreeMap<u64, String>,
-    /// Replicas per shard.
+    /// Every member of a new cluster: `1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003`.
+    #[arg(long, value_parser = parse_members, required_unless_present = "join", conflicts_with = "join")]
+    initial_cluster: Option<BTreeMap<u64, String>>,
+    /// Join a running cluster through any member (HOST:PORT). Only the first start needs it:
+    /// a restart finds the cluster in the data directory.
+    #[arg(long)]
+    join: Option<String>,
+    /// Replicas per shard (a new cluster's; joining nodes use the cluster's).
     #[arg(long, default_value_t = 3)]
     replicas: usize,
     #[command(flatten)]
@@ -121,17 +129,11 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => {
                 let listen = args.common.listen;
-                run(1, BTreeMap::from([(1, listen.to_string())]), 1, args.common).await
+                let members = BTreeMap::from([(1, listen.to_string())]);
+                run(1, Membership::Bootstrap(members, 1), args.common).await
             }
-            Command::Node(args) => {
-                let Some(own) = args.initial_cluster.get(&args.id) else {
-                    return Err(format!("--initial-cluster does not list this node's id {}", args.id));
-                };
-                if own.parse::<SocketAddr>().ok() != Some(args.common.listen) {
-                    warn!(listen = %args.common.listen, member = %own, "--listen differs from this node's --initial-cluster address");
-                }
-                run(args.id, args.initial_cluster, args.replicas, args.common).await
-            }
+            Command::Node(args) => node_command(args).await,
+            Command::Cluster(command) => cluster_cli::run(command).await,
         }
     });
     match result {
@@ -141,6 +143,89 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// What a joined node keeps in its data directory, so that a restart needs no `--join`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct JoinedCluster {
+    id: u64,
+    shard_count: u32,
+    replication: u32,
+    members: BTreeMap<u64, String>,
+}
+
+async fn node_command(args: NodeArgs) -> Result<(), String> {
+    if args.id == 0 {
+        return Err("--id must be a positive integer".into());
+    }
+    if let Some(initial) = &args.initial_cluster {
+        let Some(own) = initial.get(&args.id) else {
+            return Err(format!("--initial-cluster does not list this node's id {}", args.id));
+        };
+        if own.parse::<SocketAddr>().ok() != Some(args.common.listen) {
+            warn!(listen = %args.common.listen, member = %own, "--listen differs from this node's --initial-cluster address");
+        }
+        return run(
+            args.id,
+            Membership::Bootstrap(initial.clone(), args.replicas),
+            args.common,
+        )
+        .await;
+    }
+    let seed = args.join.unwrap_or_default();
+    std::fs::create_dir_all(&args.common.data)
+        .map_err(|e| format!("cannot create {}: {e}", args.common.data.display()))?;
+    let path = args.common.data.join("joined.json");
+    let joined = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let joined: JoinedCluster =
+                serde_json::from_str(&text).map_err(|e| format!("{} is not valid: {e}", path.display()))?;
+            if joined.id != args.id {
+                return Err(format!(
+                    "{} belongs to node {}, not {}",
+                    path.display(),
+                    joined.id,
+                    args.id
+                ));
+            }
+            joined
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let info = ivory_node::join_cluster(&seed, args.id, &args.common.listen.to_string())
+                .await
+                .map_err(|e| format!("cannot join through {seed}: {e}"))?;
+            let joined = JoinedCluster {
+                id: args.id,
+                shard_count: info.shard_count,
+                replication: info.replication,
+                members: info.members,
+            };
+            let text = serde_json::to_string_pretty(&joined).map_err(|e| e.to_string())?;
+            std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            info!(
+                node = args.id,
+                seed,
+                shards = joined.shard_count,
+                "registered with the cluster"
+            );
+            joined
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let mut common = args.common;
+    common.shards = joined.shard_count;
+    let info = JoinInfo {
+        shard_count: joined.shard_count,
+        replication: joined.replication,
+        members: joined.members,
+    };
+    run(args.id, Membership::Join(info), common).await
+}
+
+/// How a node finds its cluster: it creates one with fixed members, or joined one.
+enum Membership {
+    Bootstrap(BTreeMap<u64, String>, usize),
+    Join(JoinInfo),
 }
 
 /// The layout is fixed when a data directory is first used; a later start with another shard count
@@ -172,7 +257,7 @@ fn load_or_store_layout(data: &Path, shards: u32) -> Result<Layout, String> {
     }
 }
 
-async fn run(id: u64, peers: BTreeMap<u64, String>, replicas: usize, common: Common) -> Result<(), String> {
+async fn run(id: u64, membership: Membership, common: Common) -> Result<(), String> {
     std::fs::create_dir_all(&common.data).map_err(|e| format!("cannot create {}: {e}", common.data.display()))?;
     let layout = load_or_store_layout(&common.data, common.shards)?;
     let ring = ShardRing::new(&layout).map_err(|e| e.to_string())?;
@@ -194,16 +279,25 @@ async fn run(id: u64, peers: BTreeMap<u64, String>, replicas: usize, common: Com
     let listener = tokio::net::TcpListener::bind(common.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", common.listen))?;
-    let node = Node::start(NodeConfig {
-        id,
-        listen: common.listen,
-        data_dir: common.data.join("sled"),
-        peers,
-        shard_count: layout.shard_count,
-        replicas,
-    })
-    .await
-    .map_err(|e| format!("cannot start node {id}: {e}"))?;
+    let data_dir = common.data.join("sled");
+    let started = match membership {
+        Membership::Bootstrap(peers, replicas) => {
+            Node::start(NodeConfig {
+                id,
+                listen: common.listen,
+                data_dir,
+                peers,
+                shard_count: layout.shard_count,
+                replicas,
+            })
+            .await
+        }
+        Membership::Join(info) => {
+            let cfg = NodeConfig::joining(id, common.listen, data_dir, &info);
+            Node::start_joining(cfg, StorageOptions::default()).await
+        }
+    };
+    let node = started.map_err(|e| format!("cannot start node {id}: {e}"))?;
 
     let backend = Arc::new(backend::NodeBackend::new(node.clone(), ring));
     let gateway_config = ivory_gateway::GatewayConfig {
@@ -275,7 +369,11 @@ fn status_json(node: &Node) -> serde_json::Value {
             })
         })
         .collect();
-    serde_json::json!({ "node": node.id(), "shards": shards })
+    let meta = node
+        .meta_status()
+        .map(|s| serde_json::json!({"leader": s.leader, "voters": s.voters, "learners": s.learners}));
+    let version = node.with_meta(|m| m.version).unwrap_or(0);
+    serde_json::json!({ "node": node.id(), "shards": shards, "placementVersion": version, "meta": meta })
 }
 
 async fn shutdown_signal() {
