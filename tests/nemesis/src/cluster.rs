@@ -194,15 +194,11 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Starts node `id` with `--join` (to be added with `ivory cluster add-node`); its address.
+    /// Starts node `id` at `addr` with `--join` (after `ivory cluster add-node` registered it).
     ///
     /// # Errors
-    /// When no port or process can be had.
-    pub fn spawn_joining(&mut self, id: u64) -> Result<SocketAddr, String> {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?)
-            .parse()
-            .map_err(|e| format!("addr: {e}"))?;
-        let join = self.nodes[0].addr.to_string();
+    /// When the process cannot be started.
+    pub fn spawn_joining(&mut self, id: u64, addr: SocketAddr, join: &str) -> Result<(), String> {
         let data = self.dir.path().join(format!("node{id}"));
         let mut node = NodeProc {
             id,
@@ -216,9 +212,7 @@ impl Cluster {
                 "--data".into(),
                 data.display().to_string(),
                 "--join".into(),
-                join,
-                "--shards".into(),
-                self.shards.to_string(),
+                join.to_string(),
                 "--enable-fault-injection".into(),
             ],
             data,
@@ -227,7 +221,7 @@ impl Cluster {
         };
         node.spawn(&self.bin)?;
         self.joined.push(node);
-        Ok(addr)
+        Ok(())
     }
 
     /// Stops a node started by [`Cluster::spawn_joining`].

@@ -53,6 +53,9 @@ struct Cli {
     /// Seconds within which every shard must take a write after the faults heal.
     #[arg(long, default_value_t = 10)]
     liveness_bound: u64,
+    /// Print every run's schedule and nemesis events, not only a failing run's.
+    #[arg(long)]
+    verbose: bool,
     /// Where a failing run leaves its history, schedule, violations and node logs.
     #[arg(long, default_value = "nemesis-out")]
     out: PathBuf,
@@ -166,10 +169,12 @@ fn main() -> ExitCode {
         match outcome {
             Ok(report) => {
                 println!("{}", report.summary());
-                if !report.passed() {
+                if !report.passed() || cli.verbose {
                     println!("  schedule:\n    {}", report.schedule.join("\n    "));
                     println!("  nemesis:\n    {}", report.nemesis_events.join("\n    "));
-                    println!("  history and logs: {}", cli.out.join(format!("seed-{seed}")).display());
+                    if !report.passed() {
+                        println!("  history and logs: {}", cli.out.join(format!("seed-{seed}")).display());
+                    }
                 }
                 summary.add(&report);
             }

@@ -2,6 +2,7 @@
 //! operator commands (`ivory cluster add-node|remove-node|status`, `ivory node --join`). Off by
 //! default until those commands exist (see [`crate::nemesis::MEMBERSHIP_READY`]).
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, free_port};
 
 /// Bounds one operator command (remove-node waits until the node is drained and removed).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
@@ -40,22 +41,24 @@ async fn ivory_cluster(bin: &Path, args: &[String]) -> Result<String, String> {
     }
 }
 
-/// Starts node `id` with `--join`, adds it, lets it serve for a while, removes it (the command
+/// Registers node `id` (`ivory cluster add-node`), starts it with `--join`, waits until the
+/// cluster has placed replicas on it (`status --wait`), lets it serve, removes it (the command
 /// waits until it is drained and removed) and stops its process.
 ///
 /// # Errors
 /// The first command that failed.
 pub async fn add_then_remove(cluster: &Arc<Mutex<Cluster>>, bin: &Path, id: u64, until: Instant) -> Result<(), String> {
-    let (addr, endpoint) = {
-        let mut c = cluster.lock().await;
-        let endpoint = c
-            .nodes
+    let endpoint = {
+        let c = cluster.lock().await;
+        c.nodes
             .iter()
             .find(|n| n.is_live())
             .map(|n| n.addr.to_string())
-            .ok_or("no live node to send the commands to")?;
-        (c.spawn_joining(id)?, endpoint)
+            .ok_or("no live node to send the commands to")?
     };
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?)
+        .parse()
+        .map_err(|e| format!("addr: {e}"))?;
     let result = async {
         ivory_cluster(
             bin,
@@ -70,13 +73,23 @@ pub async fn add_then_remove(cluster: &Arc<Mutex<Cluster>>, bin: &Path, id: u64,
             ],
         )
         .await?;
-        let serve_for = Duration::from_secs(3).min(until.saturating_duration_since(Instant::now()));
-        tokio::time::sleep(serve_for).await;
+        cluster.lock().await.spawn_joining(id, addr, &endpoint)?;
+        let wait = COMMAND_TIMEOUT.as_secs().saturating_sub(10).to_string();
         ivory_cluster(
             bin,
-            &["status".into(), "--endpoint".into(), endpoint.clone(), "--json".into()],
+            &[
+                "status".into(),
+                "--endpoint".into(),
+                endpoint.clone(),
+                "--json".into(),
+                "--wait".into(),
+                "--timeout-secs".into(),
+                wait.clone(),
+            ],
         )
         .await?;
+        let serve_for = Duration::from_secs(3).min(until.saturating_duration_since(Instant::now()));
+        tokio::time::sleep(serve_for).await;
         ivory_cluster(
             bin,
             &[
@@ -85,6 +98,8 @@ pub async fn add_then_remove(cluster: &Arc<Mutex<Cluster>>, bin: &Path, id: u64,
                 endpoint.clone(),
                 "--id".into(),
                 id.to_string(),
+                "--timeout-secs".into(),
+                wait,
             ],
         )
         .await

@@ -16,10 +16,10 @@ use tokio::sync::Mutex;
 
 use crate::cluster::Cluster;
 
-/// The membership-change nemesis needs `ivory cluster add-node|remove-node|status` and
-/// `ivory node --join`, which main is still building: flip this to `true` when they exist to
-/// put it in the default mix (`--nemeses ...,membership` runs it before that).
-pub const MEMBERSHIP_READY: bool = false;
+/// Whether the membership-change nemesis (`ivory cluster add-node|remove-node|status`,
+/// `ivory node --join`) is in the default mix; `--membership` or `--nemeses ...,membership`
+/// runs it either way.
+pub const MEMBERSHIP_READY: bool = true;
 
 /// A kind of fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
