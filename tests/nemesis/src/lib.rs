@@ -30,6 +30,8 @@ pub struct Summary {
     pub violations: usize,
     /// Known Ivory issues seen (not violations).
     pub notes: usize,
+    /// Keys whose linearizability search ran out of budget (neither passed nor failed).
+    pub gave_up: usize,
     pub failed_seeds: Vec<u64>,
     pub errors: Vec<String>,
     pub elapsed: Duration,
@@ -46,6 +48,7 @@ impl Summary {
         }
         self.violations += r.findings.violations.len();
         self.notes += r.notes.len();
+        self.gave_up += r.findings.gave_up.len();
         if !r.passed() {
             self.failed_seeds.push(r.seed);
         }
@@ -54,7 +57,7 @@ impl Summary {
 
     pub fn render(&self) -> String {
         let mut s = format!(
-            "runs: {}\noperations: {} ({} unknown), requests: {}\nfaults injected: {}\nviolations: {}{}\nnotes (known issues): {}\nrun time: {:.0}s",
+            "runs: {}\noperations: {} ({} unknown), requests: {}\nfaults injected: {}\nviolations: {}{}\nnotes (known issues): {}\nlinearizability checks over budget: {}\nrun time: {:.0}s",
             self.runs,
             self.ops,
             self.unknown,
@@ -75,6 +78,7 @@ impl Summary {
                 format!(" (seeds {:?}; replay with --seed N)", self.failed_seeds)
             },
             self.notes,
+            self.gave_up,
             self.elapsed.as_secs_f64()
         );
         for e in &self.errors {

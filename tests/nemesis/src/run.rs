@@ -287,7 +287,8 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
         history: &history,
         initial_stock: cfg.initial_stock,
         final_reads: &final_reads,
-        max_steps: 20_000_000,
+        // Each step may keep one cache entry (the linearized set and a state): about 2 GB at most.
+        max_steps: 3_000_000,
     });
     violations.append(&mut findings.violations);
     findings.violations = violations;
