@@ -53,6 +53,7 @@ pub mod proto {
 pub use error::{NO_QUORUM_RETRY_AFTER_MS, NodeError};
 pub use ivory_raft::{ApplyDigest, StorageOptions};
 pub use meta::{JoinInfo, join_cluster};
+pub use network::FaultSettings;
 pub use node::{Node, NodeConfig, SWEEP_INTERVAL, ShardStatus};
 pub use placement::replicas_for;
 pub use rebalancer::MOVES_IN_FLIGHT_MAX;

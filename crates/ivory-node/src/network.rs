@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use ivory_raft::openraft;
@@ -16,8 +17,8 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, RPCTypes};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::proto;
@@ -31,44 +32,182 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 pub const SNAPSHOT_TRANSFER_TIMEOUT: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Test-only fault injection on everything this node sends to other nodes (Raft RPCs, snapshots,
+/// forwarded proposals and reads, admin calls): addresses to drop, and a delay before each
+/// request. Address-based, so it stays right when membership changes. Off (one relaxed atomic
+/// load per request) until something is set: the `ivory` binary sets it only through its
+/// `--enable-fault-injection` control route, in-process tests through [`crate::Node::isolate`].
+#[derive(Default)]
+pub struct Faults {
+    /// Whether any fault is set: the only thing a request checks when none is.
+    active: AtomicBool,
+    settings: RwLock<NetworkFaults>,
+}
+
+/// Every fault a node can be told to inject (`POST /_test/fault` of a node started with
+/// `--enable-fault-injection`): the network part ([`NetworkFaults`]) and a slow disk.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct FaultSettings {
+    /// Outgoing requests to these addresses ("host:port") fail as unreachable.
+    pub drop: BTreeSet<String>,
+    /// Added before every outgoing node-to-node request, in milliseconds.
+    pub delay_ms: u64,
+    /// Added before every flush + fsync of the node's storage, in milliseconds.
+    pub slow_disk_ms: u64,
+}
+
+/// The network part of a fault setting.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetworkFaults {
+    /// Requests to these addresses ("host:port") fail at once as unreachable.
+    pub drop: BTreeSet<String>,
+    /// Added before every outgoing request, in milliseconds.
+    pub delay_ms: u64,
+}
+
+impl NetworkFaults {
+    fn is_empty(&self) -> bool {
+        self.drop.is_empty() && self.delay_ms == 0
+    }
+}
+
+impl Faults {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, NetworkFaults> {
+        self.settings.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update(&self, change: impl FnOnce(&mut NetworkFaults)) {
+        let mut settings = self.settings.write().unwrap_or_else(|p| p.into_inner());
+        change(&mut settings);
+        self.active.store(!settings.is_empty(), Ordering::Release);
+    }
+
+    /// Replaces every network fault.
+    pub fn set(&self, faults: NetworkFaults) {
+        self.update(|s| *s = faults);
+    }
+
+    pub fn get(&self) -> NetworkFaults {
+        self.read().clone()
+    }
+
+    #[inline]
+    fn active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    fn dropped(&self, addr: &str) -> bool {
+        self.active() && self.read().drop.contains(addr)
+    }
+
+    fn delay(&self) -> Duration {
+        Duration::from_millis(self.read().delay_ms)
+    }
+}
+
+fn dropped_status(addr: &str) -> tonic::Status {
+    tonic::Status::unavailable(format!("{addr} is isolated (fault injection)"))
+}
+
+/// A peer's [`Channel`] behind the fault hook: with no fault set it is the channel itself (one
+/// atomic load per request); else a request to a dropped address fails as unavailable and every
+/// request waits the configured delay first.
+#[derive(Clone)]
+pub struct PeerChannel {
+    channel: Channel,
+    addr: Arc<str>,
+    faults: Arc<Faults>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type HttpRequest = tonic::codegen::http::Request<tonic::body::Body>;
+type HttpResponse = tonic::codegen::http::Response<tonic::body::Body>;
+
+impl tower::Service<HttpRequest> for PeerChannel {
+    type Response = HttpResponse;
+    type Error = BoxError;
+    type Future = futures::future::Either<
+        futures::future::ErrInto<tonic::transport::channel::ResponseFuture, BoxError>,
+        futures::future::BoxFuture<'static, Result<HttpResponse, BoxError>>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        self.channel.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: HttpRequest) -> Self::Future {
+        use futures::{FutureExt, TryFutureExt};
+        if !self.faults.active() {
+            return futures::future::Either::Left(self.channel.call(request).err_into());
+        }
+        let addr = self.addr.clone();
+        let faults = self.faults.clone();
+        // The ready channel goes with the request; this handle keeps a fresh clone (tower's rule).
+        let fresh = self.channel.clone();
+        let mut channel = std::mem::replace(&mut self.channel, fresh);
+        futures::future::Either::Right(
+            async move {
+                if faults.dropped(&addr) {
+                    return Err(Box::new(dropped_status(&addr)) as BoxError);
+                }
+                let delay = faults.delay();
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                    // A partition set while this request waited applies to it too.
+                    if faults.dropped(&addr) {
+                        return Err(Box::new(dropped_status(&addr)) as BoxError);
+                    }
+                }
+                channel.call(request).await.map_err(Into::into)
+            }
+            .boxed(),
+        )
+    }
+}
+
 /// One channel per peer address, connected on first use.
 #[derive(Default)]
 pub struct Peers {
     channels: Mutex<HashMap<String, Channel>>,
-    /// Fault injection: addresses this node must not send to (see `Node::isolate`).
-    blocked: Mutex<BTreeSet<String>>,
+    faults: Arc<Faults>,
 }
 
 impl Peers {
     /// Fault injection: from now on, requests to `addrs` fail as unreachable.
     pub fn block(&self, addrs: impl IntoIterator<Item = String>) {
-        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
-        blocked.extend(addrs);
+        self.faults.update(|s| s.drop.extend(addrs));
     }
 
-    /// Ends fault injection.
+    /// Ends the dropping of requests (the delay stays).
     pub fn unblock_all(&self) {
-        self.blocked.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.faults.update(|s| s.drop.clear());
     }
 
-    fn is_blocked(&self, addr: &str) -> bool {
-        self.blocked.lock().unwrap_or_else(|p| p.into_inner()).contains(addr)
+    /// The fault hook of everything this node sends.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// The shared channel to `addr` ("host:port").
     ///
     /// # Errors
     /// When `addr` is not a valid endpoint.
-    pub fn channel(&self, addr: &str) -> Result<Channel, String> {
-        if self.is_blocked(addr) {
+    pub fn channel(&self, addr: &str) -> Result<PeerChannel, String> {
+        if self.faults.dropped(addr) {
             return Err(format!("{addr} is isolated (fault injection)"));
         }
         let mut channels = self
             .channels
             .lock()
             .map_err(|_| "peer table lock poisoned".to_string())?;
+        let wrap = |channel: Channel| PeerChannel {
+            channel,
+            addr: Arc::from(addr),
+            faults: self.faults.clone(),
+        };
         if let Some(channel) = channels.get(addr) {
-            return Ok(channel.clone());
+            return Ok(wrap(channel.clone()));
         }
         let channel = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| format!("bad peer address {addr}: {e}"))?
@@ -78,10 +217,10 @@ impl Peers {
             .keep_alive_timeout(Duration::from_secs(5))
             .connect_lazy();
         channels.insert(addr.to_string(), channel.clone());
-        Ok(channel)
+        Ok(wrap(channel))
     }
 
-    pub fn transport(&self, addr: &str) -> Result<RaftTransportClient<Channel>, String> {
+    pub fn transport(&self, addr: &str) -> Result<RaftTransportClient<PeerChannel>, String> {
         Ok(RaftTransportClient::new(self.channel(addr)?)
             .max_decoding_message_size(GRPC_MESSAGE_MAX_BYTES)
             .max_encoding_message_size(GRPC_MESSAGE_MAX_BYTES))
@@ -135,7 +274,7 @@ fn status_to_rpc(status: tonic::Status) -> RPCError<TypeConfig> {
 }
 
 impl GroupNetwork {
-    fn client(&self) -> Result<RaftTransportClient<Channel>, RPCError<TypeConfig>> {
+    fn client(&self) -> Result<RaftTransportClient<PeerChannel>, RPCError<TypeConfig>> {
         self.peers
             .transport(&self.addr)
             .map_err(|e| RPCError::Unreachable(Unreachable::from_string(e)))
@@ -151,7 +290,7 @@ impl GroupNetwork {
     where
         Req: Serialize,
         Resp: DeserializeOwned,
-        F: FnOnce(RaftTransportClient<Channel>, proto::RaftRequest) -> Fut,
+        F: FnOnce(RaftTransportClient<PeerChannel>, proto::RaftRequest) -> Fut,
         Fut: Future<Output = Result<tonic::Response<proto::RaftReply>, tonic::Status>>,
     {
         let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::from_string(e)))?;

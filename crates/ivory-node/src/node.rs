@@ -18,10 +18,11 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::raft::ReadPolicy;
 use openraft::{BasicNode, RaftMetrics, ServerState};
-use tonic::transport::Channel;
 
 use crate::error::{NO_QUORUM_RETRY_AFTER_MS, NodeError};
-use crate::network::{GRPC_MESSAGE_MAX_BYTES, GroupNetworkFactory, Peers, decode, encode};
+use crate::network::{
+    FaultSettings, GRPC_MESSAGE_MAX_BYTES, GroupNetworkFactory, NetworkFaults, PeerChannel, Peers, decode, encode,
+};
 use crate::placement::replicas_for;
 use crate::proto;
 use crate::proto::admin_client::AdminClient;
@@ -439,7 +440,7 @@ impl Node {
         }
     }
 
-    fn channel_to(&self, shard: u32, id: u64) -> Result<Channel, NodeError> {
+    fn channel_to(&self, shard: u32, id: u64) -> Result<PeerChannel, NodeError> {
         let addr = self
             .addr_of(shard, id)
             .ok_or_else(|| NodeError::Unavailable(format!("no address for node {id}")))?;
@@ -821,6 +822,29 @@ impl Node {
     /// Ends [`Node::isolate`].
     pub fn heal(&self) {
         self.inner.peers.unblock_all();
+    }
+
+    /// Fault injection for tests: replaces every fault this node injects (dropped addresses and
+    /// a delay on everything it sends to other nodes, a slow disk). The default heals all.
+    pub fn set_faults(&self, faults: FaultSettings) {
+        self.inner
+            .storage
+            .flusher()
+            .set_delay(Duration::from_millis(faults.slow_disk_ms));
+        self.inner.peers.faults().set(NetworkFaults {
+            drop: faults.drop,
+            delay_ms: faults.delay_ms,
+        });
+    }
+
+    /// The faults set by [`Node::set_faults`] or [`Node::isolate`].
+    pub fn faults(&self) -> FaultSettings {
+        let network = self.inner.peers.faults().get();
+        FaultSettings {
+            drop: network.drop,
+            delay_ms: network.delay_ms,
+            slow_disk_ms: u64::try_from(self.inner.storage.flusher().delay().as_millis()).unwrap_or(u64::MAX),
+        }
     }
 
     /// Flush + fsync rounds of this node's storage so far (group commit: one serves many writes).

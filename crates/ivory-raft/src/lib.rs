@@ -99,6 +99,12 @@ pub fn raft_config(cluster_name: &str) -> Result<Arc<openraft::Config>, openraft
         max_in_snapshot_log_to_keep: SNAPSHOT_LOGS_TO_KEEP,
         // Bounds one AppendEntries message well under the 64 MiB gRPC limit even for full bulks.
         max_payload_entries: 256,
+        // A restarted leader must win an election (and commit a blank entry of its new term)
+        // before it serves again. Restored at once (openraft's default), its read index came
+        // from the committed index it had persisted, which lags what it acknowledged before the
+        // crash: a linearizable read answered stale state (nemesis seed 438610,
+        // crates/ivory/tests/leader_restart.rs).
+        enable_leader_restore: Some(false),
         ..Default::default()
     };
     Ok(Arc::new(config.validate()?))

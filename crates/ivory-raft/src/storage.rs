@@ -50,6 +50,8 @@ impl Default for StorageOptions {
 pub struct Flusher {
     tx: mpsc::SyncSender<FlushDone>,
     flushes: Arc<AtomicU64>,
+    /// Fault injection (a slow disk): milliseconds slept before each flush + fsync; 0 = off.
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl Flusher {
@@ -57,10 +59,23 @@ impl Flusher {
         let (tx, rx) = mpsc::sync_channel::<FlushDone>(FLUSH_QUEUE_MAX);
         let flushes = Arc::new(AtomicU64::new(0));
         let counter = flushes.clone();
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let delay = delay_ms.clone();
         std::thread::Builder::new()
             .name("ivory-flusher".into())
-            .spawn(move || flusher_loop(db, file, fsync, rx, &counter))?;
-        Ok(Flusher { tx, flushes })
+            .spawn(move || flusher_loop(db, file, fsync, rx, &counter, &delay))?;
+        Ok(Flusher { tx, flushes, delay_ms })
+    }
+
+    /// Fault injection: a slow disk, `delay` added before every flush + fsync (zero turns it off).
+    pub fn set_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.delay_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The slow-disk delay set by [`Flusher::set_delay`].
+    pub fn delay(&self) -> Duration {
+        Duration::from_millis(self.delay_ms.load(Ordering::Relaxed))
     }
 
     /// How many flush + fsync rounds ran so far (each serves every request queued before it).
@@ -85,14 +100,25 @@ impl Flusher {
     }
 }
 
-fn flusher_loop(db: sled::Db, file: File, fsync: bool, rx: mpsc::Receiver<FlushDone>, flushes: &AtomicU64) {
+fn flusher_loop(
+    db: sled::Db,
+    file: File,
+    fsync: bool,
+    rx: mpsc::Receiver<FlushDone>,
+    flushes: &AtomicU64,
+    delay_ms: &AtomicU64,
+) {
     let mut pending: Vec<FlushDone> = Vec::new();
     while let Ok(first) = rx.recv() {
+        let started = Instant::now();
+        let delay = delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
         pending.push(first);
         while let Ok(more) = rx.try_recv() {
             pending.push(more);
         }
-        let started = Instant::now();
         let result = db
             .flush()
             .map_err(io_err)

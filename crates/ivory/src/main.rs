@@ -56,6 +56,10 @@ struct Common {
     /// A configuration document in IV's JSON shape, the default for every environment.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Tests only: serve `GET|POST /_test/fault` (drop or delay what this node sends to other
+    /// nodes, slow its disk). Without it the route does not exist and nothing can be injected.
+    #[arg(long)]
+    enable_fault_injection: bool,
 }
 
 #[derive(Args)]
@@ -304,12 +308,15 @@ async fn run(id: u64, membership: Membership, common: Common) -> Result<(), Stri
     let gateway = ivory_gateway::router(backend.clone(), gateway_config);
     let status_node = node.clone();
     // Node gRPC routes first (a merge would clash on the routers' fallbacks).
-    let app = node
-        .grpc_router()
-        .route(
-            "/status",
-            axum::routing::get(move || std::future::ready(axum::Json(status_json(&status_node)))),
-        )
+    let mut app = node.grpc_router().route(
+        "/status",
+        axum::routing::get(move || std::future::ready(axum::Json(status_json(&status_node)))),
+    );
+    if common.enable_fault_injection {
+        warn!("fault injection is enabled (POST /_test/fault): for tests only");
+        app = app.route("/_test/fault", fault_route(node.clone()));
+    }
+    let app = app
         // Then the public gRPC API, then REST.
         .fallback_service(public_grpc.fallback_service(gateway));
     if let Some(json) = default_config {
@@ -325,6 +332,29 @@ async fn run(id: u64, membership: Membership, common: Common) -> Result<(), Stri
     let served = serve.await.map_err(|e| format!("server failed: {e}"));
     node.shutdown().await;
     served
+}
+
+/// `GET /_test/fault`: the faults set; `POST /_test/fault` with a [`ivory_node::FaultSettings`]
+/// (`{"drop": ["127.0.0.1:7002"], "delayMs": 50, "slowDiskMs": 20}`, every field optional) replaces
+/// them all; `{}` heals. Only with `--enable-fault-injection`.
+fn fault_route(node: ivory_node::Node) -> axum::routing::MethodRouter {
+    let get_node = node.clone();
+    axum::routing::get(move || std::future::ready(axum::Json(get_node.faults()))).post(
+        move |body: Result<axum::Json<ivory_node::FaultSettings>, axum::extract::rejection::JsonRejection>| {
+            let answer = match body {
+                Ok(axum::Json(faults)) => {
+                    info!(?faults, "fault injection");
+                    node.set_faults(faults);
+                    axum::response::IntoResponse::into_response(axum::Json(node.faults()))
+                }
+                Err(e) => axum::response::IntoResponse::into_response((
+                    axum::http::StatusCode::BAD_REQUEST,
+                    axum::Json(serde_json::json!({"code": "body.malformed", "message": e.body_text()})),
+                )),
+            };
+            std::future::ready(answer)
+        },
+    )
 }
 
 /// `GET /status`: this node's view of its shards, for operators and tests.

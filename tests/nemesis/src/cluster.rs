@@ -1,0 +1,459 @@
+//! A cluster of real `ivory node` processes started with `--enable-fault-injection`, and the
+//! process and network faults a nemesis applies to them: kill -9 and restart, SIGSTOP/SIGCONT,
+//! and the node's own fault hook (`POST /_test/fault`: dropped addresses, delay, slow disk).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const CLIENT_ID: &str = "ivory-nemesis";
+pub const CLIENT_SECRET: &str = "nemesis-secret-0123456789abcdef";
+
+/// A port that was free a moment ago.
+///
+/// # Errors
+/// When the OS hands out no loopback port.
+pub fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free loopback port: {e}"))
+}
+
+/// One `ivory node` process.
+pub struct NodeProc {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl NodeProc {
+    fn log_path(&self) -> PathBuf {
+        self.data.with_extension("log")
+    }
+
+    fn spawn(&mut self, bin: &Path) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .map_err(|e| format!("log file {}: {e}", self.log_path().display()))?;
+        let err_log = log.try_clone().map_err(|e| format!("log handle: {e}"))?;
+        let child = Command::new(bin)
+            .args(&self.args)
+            .env("IVORY_CLIENT_ID", CLIENT_ID)
+            .env("IVORY_CLIENT_SECRET", CLIENT_SECRET)
+            .env("RUST_LOG", "info,openraft=error,sled=warn,h2=warn,tower=warn")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err_log)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        self.child = Some(child);
+        self.paused = false;
+        Ok(())
+    }
+
+    fn signal(&self, sig: libc::c_int) -> bool {
+        let Some(child) = &self.child else { return false };
+        let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+            return false;
+        };
+        // SAFETY: kill(2) on the pid of a child this process started and has not reaped yet.
+        unsafe { libc::kill(pid, sig) == 0 }
+    }
+
+    /// kill -9 (a paused process dies too).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.paused = false;
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Up and not paused: it can answer.
+    pub fn is_live(&self) -> bool {
+        self.is_running() && !self.paused
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if self.paused {
+            self.signal(libc::SIGCONT);
+        }
+        self.kill9();
+    }
+}
+
+/// A local cluster in a temp directory; processes die and the directory goes on drop.
+pub struct Cluster {
+    bin: PathBuf,
+    pub nodes: Vec<NodeProc>,
+    /// Nodes added by the membership nemesis (`--join`), outside the fault targets.
+    pub joined: Vec<NodeProc>,
+    pub shards: u32,
+    http: reqwest::Client,
+    // Dropped last: the processes die before their directories go.
+    dir: tempfile::TempDir,
+}
+
+/// What `GET /status` says about one shard.
+#[derive(Clone, Debug)]
+pub struct ShardView {
+    pub shard: u32,
+    pub leader: Option<u64>,
+    pub voters: Vec<u64>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes (replication factor min(n, 3)) with fault injection on.
+    ///
+    /// # Errors
+    /// When a port, the temp dir or a process cannot be had.
+    pub fn start(bin: &Path, n: u64, shards: u32) -> Result<Cluster, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("ivory-nemesis-")
+            .tempdir()
+            .map_err(|e| format!("temp dir: {e}"))?;
+        let mut addrs = Vec::new();
+        for _ in 0..n {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?)
+                .parse()
+                .map_err(|e| format!("addr: {e}"))?;
+            addrs.push(addr);
+        }
+        let members = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| format!("http client: {e}"))?;
+        let mut cluster = Cluster {
+            bin: bin.to_path_buf(),
+            nodes: Vec::new(),
+            joined: Vec::new(),
+            shards,
+            http,
+            dir,
+        };
+        for (i, addr) in addrs.iter().enumerate() {
+            let id = i as u64 + 1;
+            let data = cluster.dir.path().join(format!("node{id}"));
+            let args = vec![
+                "node".into(),
+                "--id".into(),
+                id.to_string(),
+                "--listen".into(),
+                addr.to_string(),
+                "--data".into(),
+                data.display().to_string(),
+                "--initial-cluster".into(),
+                members.clone(),
+                "--shards".into(),
+                shards.to_string(),
+                "--replicas".into(),
+                n.min(3).to_string(),
+                "--enable-fault-injection".into(),
+            ];
+            let mut node = NodeProc {
+                id,
+                addr: *addr,
+                data,
+                args,
+                child: None,
+                paused: false,
+            };
+            node.spawn(bin)?;
+            cluster.nodes.push(node);
+        }
+        Ok(cluster)
+    }
+
+    /// Starts node `id` at `addr` with `--join` (after `ivory cluster add-node` registered it).
+    ///
+    /// # Errors
+    /// When the process cannot be started.
+    pub fn spawn_joining(&mut self, id: u64, addr: SocketAddr, join: &str) -> Result<(), String> {
+        let data = self.dir.path().join(format!("node{id}"));
+        let mut node = NodeProc {
+            id,
+            addr,
+            args: vec![
+                "node".into(),
+                "--id".into(),
+                id.to_string(),
+                "--listen".into(),
+                addr.to_string(),
+                "--data".into(),
+                data.display().to_string(),
+                "--join".into(),
+                join.to_string(),
+                "--enable-fault-injection".into(),
+            ],
+            data,
+            child: None,
+            paused: false,
+        };
+        node.spawn(&self.bin)?;
+        self.joined.push(node);
+        Ok(())
+    }
+
+    /// Stops a node started by [`Cluster::spawn_joining`].
+    pub fn stop_joining(&mut self, id: u64) {
+        if let Some(i) = self.joined.iter().position(|n| n.id == id) {
+            self.joined.remove(i).kill9();
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.addr).collect()
+    }
+
+    /// The index of the node with this address.
+    pub fn index_of(&self, addr: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.addr.to_string() == addr)
+    }
+
+    pub fn kill9(&mut self, i: usize) {
+        self.nodes[i].kill9();
+    }
+
+    /// Starts a killed node again from its data directory (a no-op when it runs).
+    ///
+    /// # Errors
+    /// When the process cannot be started.
+    pub fn restart(&mut self, i: usize) -> Result<(), String> {
+        if self.nodes[i].is_running() {
+            return Ok(());
+        }
+        let bin = self.bin.clone();
+        self.nodes[i].spawn(&bin)
+    }
+
+    /// SIGSTOP.
+    pub fn pause(&mut self, i: usize) -> bool {
+        let node = &mut self.nodes[i];
+        if node.is_live() && node.signal(libc::SIGSTOP) {
+            node.paused = true;
+        }
+        node.paused
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        if node.paused {
+            node.signal(libc::SIGCONT);
+            node.paused = false;
+        }
+    }
+
+    /// Sets node `i`'s faults (`{"drop": [...], "delayMs": n, "slowDiskMs": n}`; `{}` heals).
+    ///
+    /// # Errors
+    /// When the node does not take them (down, paused, or no answer in 2 s).
+    pub async fn set_faults(&self, i: usize, faults: &Value) -> Result<(), String> {
+        let node = &self.nodes[i];
+        if !node.is_live() {
+            return Err(format!("node {} is not live", node.id));
+        }
+        let r = self
+            .http
+            .post(format!("http://{}/_test/fault", node.addr))
+            .json(faults)
+            .send()
+            .await
+            .map_err(|e| format!("node {}: /_test/fault: {e}", node.id))?;
+        if r.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("node {}: /_test/fault answered {}", node.id, r.status()))
+        }
+    }
+
+    /// Node `i` drops everything it sends to the nodes at `to`.
+    ///
+    /// # Errors
+    /// As [`Cluster::set_faults`].
+    pub async fn drop_to(&self, i: usize, to: &BTreeSet<usize>) -> Result<(), String> {
+        let drop: Vec<String> = to.iter().map(|j| self.nodes[*j].addr.to_string()).collect();
+        self.set_faults(i, &json!({ "drop": drop })).await
+    }
+
+    /// Cuts the cluster into components: two nodes talk iff some component holds both.
+    /// A node in several components is a bridge.
+    ///
+    /// # Errors
+    /// When a live node does not take its faults.
+    pub async fn partition(&self, components: &[BTreeSet<usize>]) -> Result<(), String> {
+        for i in 0..self.nodes.len() {
+            let reachable: BTreeSet<usize> = components
+                .iter()
+                .filter(|c| c.contains(&i))
+                .flat_map(|c| c.iter().copied())
+                .collect();
+            let cut: BTreeSet<usize> = (0..self.nodes.len()).filter(|j| !reachable.contains(j)).collect();
+            if self.nodes[i].is_live() {
+                self.drop_to(i, &cut).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends every fault: resumes paused nodes, restarts killed ones, clears every hook.
+    ///
+    /// # Errors
+    /// When a node cannot be restarted, or a node's hook cannot be cleared within `timeout`.
+    pub async fn heal_all(&mut self, timeout: Duration) -> Result<(), String> {
+        for i in 0..self.nodes.len() {
+            self.resume(i);
+            self.restart(i)?;
+        }
+        let deadline = Instant::now() + timeout;
+        for i in 0..self.nodes.len() {
+            loop {
+                match self.set_faults(i, &json!({})).await {
+                    Ok(()) => break,
+                    Err(e) if Instant::now() > deadline => return Err(format!("heal: {e}")),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `GET /status` of node `i`: its shards with leader and voters.
+    pub async fn status(&self, i: usize) -> Option<Vec<ShardView>> {
+        let node = &self.nodes[i];
+        if !node.is_live() {
+            return None;
+        }
+        let r = self
+            .http
+            .get(format!("http://{}/status", node.addr))
+            .send()
+            .await
+            .ok()?;
+        let v: Value = r.json().await.ok()?;
+        let shards = v["shards"].as_array()?;
+        Some(
+            shards
+                .iter()
+                .filter_map(|s| {
+                    Some(ShardView {
+                        shard: u32::try_from(s["shard"].as_u64()?).ok()?,
+                        leader: s["leader"].as_u64(),
+                        voters: s["voters"]
+                            .as_array()
+                            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                            .unwrap_or_default(),
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    /// Shard -> leader node id, as the live nodes see it (a leader claimed by its own node wins).
+    pub async fn leaders(&self) -> BTreeMap<u32, u64> {
+        let mut leaders = BTreeMap::new();
+        for i in 0..self.nodes.len() {
+            for s in self.status(i).await.unwrap_or_default() {
+                if let Some(l) = s.leader {
+                    if l == self.nodes[i].id {
+                        leaders.insert(s.shard, l);
+                    } else {
+                        leaders.entry(s.shard).or_insert(l);
+                    }
+                }
+            }
+        }
+        leaders
+    }
+
+    /// Whether `GET /healthz` of every running node answers 200 (every shard has a leader).
+    pub async fn healthy(&self) -> bool {
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            let ok = self
+                .http
+                .get(format!("http://{}/healthz", node.addr))
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false);
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Waits until [`Cluster::healthy`].
+    ///
+    /// # Errors
+    /// When the cluster is not healthy within `timeout`.
+    pub async fn wait_healthy(&self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        while !self.healthy().await {
+            if Instant::now() > deadline {
+                return Err(format!("cluster not healthy within {timeout:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    /// The last `lines` lines of every node's log.
+    pub fn logs(&self, lines: usize) -> String {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let log = n.log();
+                let all: Vec<&str> = log.lines().collect();
+                format!(
+                    "==== node {} ({}) ====\n{}",
+                    n.id,
+                    n.addr,
+                    all[all.len().saturating_sub(lines)..].join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Copies every node's log into `to`.
+    pub fn save_logs(&self, to: &Path) {
+        for n in &self.nodes {
+            let _ = std::fs::copy(n.log_path(), to.join(format!("node{}.log", n.id)));
+        }
+    }
+}

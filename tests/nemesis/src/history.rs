@@ -1,0 +1,200 @@
+//! The recorded history: every operation a client ran, per key, with the time it was invoked
+//! and the time its outcome became known (none when it stayed unknown).
+
+use std::fmt;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// One stock key: a product in a partition (organization `org`, site `1`, the location).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Key {
+    pub location: String,
+    pub product: String,
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.location, self.product)
+    }
+}
+
+/// What an operation does to one key. A bulk call or a hold with several lines is recorded as
+/// one operation per key, all with the request's interval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpKind {
+    /// `POST onhand`: iv.onhand += q.
+    OnHand { q: i64 },
+    /// `POST onhand/reserve[/bulk]` with the availability check: iv.softreservphysical += q if
+    /// iv.availabletoreserve >= q.
+    Reserve { q: i64, bulk: bool },
+    /// `POST onhand/unreserve`: the key's reservation goes down by min(q, what it holds).
+    Unreserve { q: i64 },
+    /// A line of `POST holds` (all or nothing; `lines` lines in one partition).
+    HoldCreate { hold: String, q: i64, lines: usize },
+    /// A line of `DELETE holds/{id}` of a hold that was created.
+    HoldRelease { hold: String, q: i64 },
+    /// A line of `POST holds/{id}/consume`: iv.onhand and the held quantity go down by q.
+    HoldConsume { hold: String, q: i64 },
+    /// `POST onhand/indexquery` of the key (linearizable).
+    Read,
+}
+
+impl OpKind {
+    pub fn is_read(&self) -> bool {
+        matches!(self, OpKind::Read)
+    }
+}
+
+/// How an operation ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Applied.
+    Ok,
+    /// An unreserve applied; `excess` is the part of the offset the reservation did not hold.
+    Unreserved { excess: i64 },
+    /// A read's answer.
+    Read { onhand: i64, reserved: i64 },
+    /// Refused for lack of stock: no effect.
+    Insufficient,
+    /// An unreserve of a reservation the partition does not know: no effect.
+    NotFound,
+    /// Another definite refusal (a client or server error that is not retryable): no effect.
+    Failed { status: u16, body: String },
+    /// No definite answer (timeout, connection error, 503) even after retries with the same id:
+    /// it may or may not have taken effect.
+    Unknown { error: String },
+}
+
+impl Outcome {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Ok | Outcome::Unreserved { .. } | Outcome::Read { .. })
+    }
+
+    pub fn is_unknown(&self) -> bool {
+        matches!(self, Outcome::Unknown { .. })
+    }
+}
+
+/// One operation on one key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Op {
+    /// Position in the history.
+    pub index: usize,
+    pub client: usize,
+    /// The event id (or hold id) the client sent, the same on every retry.
+    pub id: String,
+    pub key: Key,
+    pub kind: OpKind,
+    /// Microseconds since the run started: the first attempt was sent.
+    pub invoke_us: u64,
+    /// The definite answer arrived; `None` for an unknown outcome.
+    pub complete_us: Option<u64>,
+    pub outcome: Outcome,
+    /// Attempts sent (retries of an unknown outcome use the same id).
+    pub attempts: u32,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let end = self
+            .complete_us
+            .map_or("?".to_string(), |c| format!("{:.3}", c as f64 / 1e6));
+        write!(
+            f,
+            "#{} c{} {} {:?} id={} [{:.3}s..{}s] -> {:?} ({} attempt{})",
+            self.index,
+            self.client,
+            self.key,
+            self.kind,
+            self.id,
+            self.invoke_us as f64 / 1e6,
+            end,
+            self.outcome,
+            self.attempts,
+            if self.attempts == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// A duplicate delivery: a request sent again after its definite answer, whose second answer
+/// must equal the first (exactly once).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Duplicate {
+    pub id: String,
+    pub request: String,
+    pub first: String,
+    pub second: String,
+}
+
+/// The shared recorder.
+pub struct Recorder {
+    start: Instant,
+    ops: Mutex<Vec<Op>>,
+    duplicates: Mutex<Vec<Duplicate>>,
+    notes: Mutex<Vec<String>>,
+}
+
+impl Recorder {
+    pub fn new(start: Instant) -> Recorder {
+        Recorder {
+            start,
+            ops: Mutex::new(Vec::new()),
+            duplicates: Mutex::new(Vec::new()),
+            notes: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Microseconds since the run started.
+    pub fn now_us(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    pub fn record(&self, mut op: Op) {
+        let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        op.index = ops.len();
+        ops.push(op);
+    }
+
+    pub fn duplicate(&self, d: Duplicate) {
+        self.duplicates.lock().unwrap_or_else(|p| p.into_inner()).push(d);
+    }
+
+    /// Something worth reporting that is not a violation (a known Ivory issue).
+    pub fn note(&self, text: String) {
+        self.notes.lock().unwrap_or_else(|p| p.into_inner()).push(text);
+    }
+
+    pub fn history(&self) -> History {
+        History {
+            ops: self.ops.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            duplicates: self.duplicates.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            notes: self.notes.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+}
+
+/// Everything recorded in one run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct History {
+    pub ops: Vec<Op>,
+    /// Duplicate deliveries whose answers differed from the first.
+    pub duplicates: Vec<Duplicate>,
+    /// Known Ivory issues seen (not violations).
+    pub notes: Vec<String>,
+}
+
+impl History {
+    /// The operations on `key`, in history order.
+    pub fn of_key<'a>(&'a self, key: &'a Key) -> impl Iterator<Item = &'a Op> + 'a {
+        self.ops.iter().filter(move |o| &o.key == key)
+    }
+
+    pub fn keys(&self) -> Vec<Key> {
+        let mut keys: Vec<Key> = self.ops.iter().map(|o| o.key.clone()).collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+}

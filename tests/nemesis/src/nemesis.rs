@@ -1,0 +1,439 @@
+//! Nemeses: a schedule of faults drawn from one seed (the same seed gives the same schedule;
+//! the real system's timing is another matter), and the executor that applies each fault to
+//! the cluster, holds it, and heals it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use crate::cluster::Cluster;
+
+/// Whether the membership-change nemesis (`ivory cluster add-node|remove-node|status`,
+/// `ivory node --join`) is in the default mix; `--membership` or `--nemeses ...,membership`
+/// runs it either way.
+pub const MEMBERSHIP_READY: bool = true;
+
+/// A kind of fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Kill,
+    Pause,
+    Partition,
+    SlowNet,
+    SlowDisk,
+    Membership,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Kill,
+        Kind::Pause,
+        Kind::Partition,
+        Kind::SlowNet,
+        Kind::SlowDisk,
+        Kind::Membership,
+    ];
+
+    /// The kinds a run uses unless told otherwise.
+    pub fn defaults() -> Vec<Kind> {
+        Kind::ALL
+            .into_iter()
+            .filter(|k| *k != Kind::Membership || MEMBERSHIP_READY)
+            .collect()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Kill => "kill",
+            Kind::Pause => "pause",
+            Kind::Partition => "partition",
+            Kind::SlowNet => "slow-net",
+            Kind::SlowDisk => "slow-disk",
+            Kind::Membership => "membership",
+        }
+    }
+
+    /// # Errors
+    /// An unknown name.
+    pub fn parse(name: &str) -> Result<Kind, String> {
+        Kind::ALL.into_iter().find(|k| k.name() == name.trim()).ok_or_else(|| {
+            format!("unknown nemesis '{name}' (kill, pause, partition, slow-net, slow-disk, membership)")
+        })
+    }
+}
+
+/// Which node a fault hits: the leader of the most shards when known, else a node by index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Leader { fallback: usize },
+    Node(usize),
+}
+
+/// How a partition cuts the cluster (indexes are a permutation drawn from the seed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// The leader of the most shards alone on one side.
+    IsolatedLeader { fallback: usize },
+    /// A minority (less than half the nodes) cut from the majority.
+    MajorityMinority { minority: BTreeSet<usize> },
+    /// Two sides that only one node (the bridge) talks to both of.
+    Bridge { left: BTreeSet<usize>, bridge: usize },
+}
+
+/// One fault and how long it lasts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    Kill {
+        target: Target,
+        down_ms: u64,
+    },
+    Pause {
+        target: Target,
+        ms: u64,
+    },
+    Partition {
+        shape: Shape,
+        ms: u64,
+    },
+    SlowNet {
+        nodes: BTreeSet<usize>,
+        delay_ms: u64,
+        ms: u64,
+    },
+    SlowDisk {
+        target: Target,
+        delay_ms: u64,
+        ms: u64,
+    },
+    Membership {
+        id: u64,
+    },
+}
+
+impl Fault {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Fault::Kill { .. } => Kind::Kill,
+            Fault::Pause { .. } => Kind::Pause,
+            Fault::Partition { .. } => Kind::Partition,
+            Fault::SlowNet { .. } => Kind::SlowNet,
+            Fault::SlowDisk { .. } => Kind::SlowDisk,
+            Fault::Membership { .. } => Kind::Membership,
+        }
+    }
+}
+
+/// A quiet gap, then a fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub gap_ms: u64,
+    pub fault: Fault,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "+{}ms {:?}", self.gap_ms, self.fault)
+    }
+}
+
+/// The schedule for `seed`: faults of `kinds` on `nodes` nodes, enough to fill `duration`.
+/// Elections take 1-2 s, so pauses outlast them and every fault is followed by a quiet gap.
+pub fn schedule(seed: u64, nodes: usize, kinds: &[Kind], duration: Duration) -> Vec<Step> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321);
+    let mut steps = Vec::new();
+    if kinds.is_empty() || nodes == 0 {
+        return steps;
+    }
+    let budget = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    let mut used = 0u64;
+    let mut next_member_id = 100;
+    while used < budget {
+        let gap_ms = rng.random_range(500..2_000);
+        let kind = kinds[rng.random_range(0..kinds.len())];
+        let node = rng.random_range(0..nodes);
+        let target = if rng.random_bool(0.7) {
+            Target::Leader { fallback: node }
+        } else {
+            Target::Node(node)
+        };
+        let fault = match kind {
+            Kind::Kill => Fault::Kill {
+                target,
+                down_ms: rng.random_range(500..4_000),
+            },
+            Kind::Pause => Fault::Pause {
+                target,
+                ms: rng.random_range(2_500..5_000),
+            },
+            Kind::Partition => {
+                let mut perm: Vec<usize> = (0..nodes).collect();
+                perm.shuffle(&mut rng);
+                let shape = match rng.random_range(0..3) {
+                    0 => Shape::IsolatedLeader { fallback: node },
+                    1 => {
+                        let size = rng.random_range(1..=(nodes - 1) / 2).max(1);
+                        Shape::MajorityMinority {
+                            minority: perm[..size.min(nodes)].iter().copied().collect(),
+                        }
+                    }
+                    _ => {
+                        let half = nodes / 2;
+                        Shape::Bridge {
+                            left: perm[..half].iter().copied().collect(),
+                            bridge: perm[half.min(nodes - 1)],
+                        }
+                    }
+                };
+                Fault::Partition {
+                    shape,
+                    ms: rng.random_range(2_000..6_000),
+                }
+            }
+            Kind::SlowNet => {
+                let all = rng.random_bool(0.5);
+                let nodes: BTreeSet<usize> = if all {
+                    (0..nodes).collect()
+                } else {
+                    BTreeSet::from([node])
+                };
+                Fault::SlowNet {
+                    nodes,
+                    delay_ms: rng.random_range(20..400),
+                    ms: rng.random_range(2_000..5_000),
+                }
+            }
+            Kind::SlowDisk => Fault::SlowDisk {
+                target,
+                delay_ms: rng.random_range(20..300),
+                ms: rng.random_range(2_000..5_000),
+            },
+            Kind::Membership => {
+                next_member_id += 1;
+                Fault::Membership { id: next_member_id }
+            }
+        };
+        let length = match &fault {
+            Fault::Kill { down_ms, .. } => *down_ms,
+            Fault::Pause { ms, .. }
+            | Fault::Partition { ms, .. }
+            | Fault::SlowNet { ms, .. }
+            | Fault::SlowDisk { ms, .. } => *ms,
+            Fault::Membership { .. } => 8_000,
+        };
+        used += gap_ms + length;
+        steps.push(Step { gap_ms, fault });
+    }
+    steps
+}
+
+/// What the executor did.
+#[derive(Clone, Debug, Default)]
+pub struct NemesisLog {
+    /// Faults applied, by kind.
+    pub counts: BTreeMap<&'static str, u64>,
+    /// One line per event, with its time since the run started.
+    pub events: Vec<String>,
+}
+
+/// Applies `steps` to the cluster until `until`, then heals everything.
+pub struct Executor {
+    pub cluster: Arc<Mutex<Cluster>>,
+    pub start: Instant,
+    pub until: Instant,
+    pub log: NemesisLog,
+    /// The `ivory` binary, for the membership commands.
+    pub bin: PathBuf,
+}
+
+impl Executor {
+    fn note(&mut self, text: String) {
+        let t = self.start.elapsed().as_secs_f64();
+        self.log.events.push(format!("{t:8.3}s {text}"));
+    }
+
+    /// Sleeps `ms`, or less if the nemesis window ends first; false when it ended.
+    async fn hold(&self, ms: u64) -> bool {
+        let wake = Instant::now() + Duration::from_millis(ms);
+        let end = wake.min(self.until);
+        tokio::time::sleep_until(end.into()).await;
+        wake <= self.until
+    }
+
+    async fn resolve(&self, target: Target) -> usize {
+        let cluster = self.cluster.lock().await;
+        match target {
+            Target::Node(i) => i % cluster.nodes.len(),
+            Target::Leader { fallback } => {
+                let leaders = cluster.leaders().await;
+                let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+                for l in leaders.values() {
+                    *counts.entry(*l).or_default() += 1;
+                }
+                counts
+                    .iter()
+                    .max_by_key(|(id, c)| (**c, std::cmp::Reverse(**id)))
+                    .and_then(|(id, _)| cluster.nodes.iter().position(|n| n.id == *id))
+                    .unwrap_or(fallback % cluster.nodes.len())
+            }
+        }
+    }
+
+    /// Runs the schedule; every fault is healed before the next one and at the end.
+    pub async fn run(&mut self, steps: &[Step]) {
+        for step in steps {
+            if !self.hold(step.gap_ms).await {
+                break;
+            }
+            *self.log.counts.entry(step.fault.kind().name()).or_default() += 1;
+            let ended = match &step.fault {
+                Fault::Kill { target, down_ms } => {
+                    let i = self.resolve(*target).await;
+                    let id = self.cluster.lock().await.nodes[i].id;
+                    self.cluster.lock().await.kill9(i);
+                    self.note(format!("kill -9 node {id}"));
+                    let more = self.hold(*down_ms).await;
+                    let restarted = self.cluster.lock().await.restart(i);
+                    self.note(format!("restart node {id}: {restarted:?}"));
+                    more
+                }
+                Fault::Pause { target, ms } => {
+                    let i = self.resolve(*target).await;
+                    let (id, paused) = {
+                        let mut c = self.cluster.lock().await;
+                        (c.nodes[i].id, c.pause(i))
+                    };
+                    self.note(format!("SIGSTOP node {id} ({paused})"));
+                    let more = self.hold(*ms).await;
+                    self.cluster.lock().await.resume(i);
+                    self.note(format!("SIGCONT node {id}"));
+                    more
+                }
+                Fault::Partition { shape, ms } => {
+                    let components = self.components(shape).await;
+                    let result = self.cluster.lock().await.partition(&components).await;
+                    let ids = self.ids_of(&components).await;
+                    self.note(format!("partition {shape:?} -> components {ids:?}: {result:?}"));
+                    let more = self.hold(*ms).await;
+                    self.heal_hooks().await;
+                    self.note("partition healed".into());
+                    more
+                }
+                Fault::SlowNet { nodes, delay_ms, ms } => {
+                    let mut results = Vec::new();
+                    {
+                        let c = self.cluster.lock().await;
+                        for i in nodes {
+                            results.push(c.set_faults(*i, &json!({ "delayMs": delay_ms })).await);
+                        }
+                    }
+                    self.note(format!("slow network {delay_ms}ms on nodes {nodes:?}: {results:?}"));
+                    let more = self.hold(*ms).await;
+                    self.heal_hooks().await;
+                    self.note("slow network healed".into());
+                    more
+                }
+                Fault::SlowDisk { target, delay_ms, ms } => {
+                    let i = self.resolve(*target).await;
+                    let (id, result) = {
+                        let c = self.cluster.lock().await;
+                        (c.nodes[i].id, c.set_faults(i, &json!({ "slowDiskMs": delay_ms })).await)
+                    };
+                    self.note(format!("slow disk {delay_ms}ms on node {id}: {result:?}"));
+                    let more = self.hold(*ms).await;
+                    self.heal_hooks().await;
+                    self.note("slow disk healed".into());
+                    more
+                }
+                Fault::Membership { id } => {
+                    let result = crate::membership::add_then_remove(&self.cluster, &self.bin, *id, self.until).await;
+                    self.note(format!("membership: add then remove node {id}: {result:?}"));
+                    Instant::now() < self.until
+                }
+            };
+            if !ended {
+                break;
+            }
+        }
+    }
+
+    async fn components(&self, shape: &Shape) -> Vec<BTreeSet<usize>> {
+        let n = self.cluster.lock().await.nodes.len();
+        let all: BTreeSet<usize> = (0..n).collect();
+        match shape {
+            Shape::IsolatedLeader { fallback } => {
+                let leader = self.resolve(Target::Leader { fallback: *fallback }).await;
+                vec![
+                    BTreeSet::from([leader]),
+                    all.iter().copied().filter(|i| *i != leader).collect(),
+                ]
+            }
+            Shape::MajorityMinority { minority } => {
+                vec![minority.clone(), all.difference(minority).copied().collect()]
+            }
+            Shape::Bridge { left, bridge } => {
+                let mut l = left.clone();
+                l.insert(*bridge);
+                let mut r: BTreeSet<usize> = all.difference(left).copied().collect();
+                r.insert(*bridge);
+                vec![l, r]
+            }
+        }
+    }
+
+    async fn ids_of(&self, components: &[BTreeSet<usize>]) -> Vec<Vec<u64>> {
+        let c = self.cluster.lock().await;
+        components
+            .iter()
+            .map(|s| s.iter().map(|i| c.nodes[*i].id).collect())
+            .collect()
+    }
+
+    async fn heal_hooks(&self) {
+        let c = self.cluster.lock().await;
+        for i in 0..c.nodes.len() {
+            if c.nodes[i].is_live() {
+                let _ = c.set_faults(i, &json!({})).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_seed_one_schedule() {
+        let kinds = Kind::defaults();
+        let a = schedule(42, 3, &kinds, Duration::from_secs(60));
+        let b = schedule(42, 3, &kinds, Duration::from_secs(60));
+        let c = schedule(43, 3, &kinds, Duration::from_secs(60));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.len() >= 5);
+        assert!(a.iter().all(|s| s.fault.kind() != Kind::Membership || MEMBERSHIP_READY));
+        for s in schedule(7, 5, &kinds, Duration::from_secs(120)) {
+            if let Fault::Partition {
+                shape: Shape::MajorityMinority { minority },
+                ..
+            } = &s.fault
+            {
+                assert!(!minority.is_empty() && minority.len() <= 2);
+            }
+        }
+    }
+
+    #[test]
+    fn kinds_parse_by_name() {
+        assert_eq!(Kind::parse("slow-disk"), Ok(Kind::SlowDisk));
+        assert!(Kind::parse("meteor").is_err());
+    }
+}

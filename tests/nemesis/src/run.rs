@@ -1,0 +1,339 @@
+//! One run: start a cluster, seed stock, run clients and the nemesis, heal, check liveness, read
+//! every key back, run the checkers.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ivory_cluster::{Layout, ShardRing};
+use ivory_core::PartitionKey;
+use tokio::sync::Mutex;
+
+use crate::checker::{CheckInput, Findings, Violation, check_all};
+use crate::cluster::Cluster;
+use crate::history::{Key, Op, OpKind, Outcome, Recorder};
+use crate::nemesis::{Executor, Kind, NemesisLog, schedule};
+use crate::workload::{Api, ENVIRONMENT, ORGANIZATION, SITE, WorkloadConfig, run_clients};
+
+/// One run's settings.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// The `ivory` binary.
+    pub bin: PathBuf,
+    pub seed: u64,
+    pub nodes: u64,
+    pub shards: u32,
+    pub clients: usize,
+    /// Partitions with keys (each in another shard when the shards allow).
+    pub locations: usize,
+    pub products: usize,
+    pub initial_stock: i64,
+    /// How long clients send new operations; the nemesis acts during this window.
+    pub traffic: Duration,
+    pub kinds: Vec<Kind>,
+    /// Every shard must take a write within this after the faults heal.
+    pub liveness_bound: Duration,
+    /// Where a failing run leaves its history, schedule and node logs.
+    pub out: Option<PathBuf>,
+}
+
+impl RunConfig {
+    pub fn new(bin: PathBuf, seed: u64) -> RunConfig {
+        RunConfig {
+            bin,
+            seed,
+            nodes: 3,
+            shards: 4,
+            clients: 6,
+            locations: 3,
+            products: 2,
+            initial_stock: 20,
+            traffic: Duration::from_secs(20),
+            kinds: Kind::defaults(),
+            liveness_bound: Duration::from_secs(10),
+            out: None,
+        }
+    }
+}
+
+/// What a run found.
+#[derive(Clone, Debug, Default)]
+pub struct RunReport {
+    pub seed: u64,
+    pub ops: usize,
+    pub ok: usize,
+    pub refused: usize,
+    pub unknown: usize,
+    pub requests: u64,
+    pub faults: BTreeMap<&'static str, u64>,
+    pub schedule: Vec<String>,
+    pub nemesis_events: Vec<String>,
+    pub findings: Findings,
+    /// Per shard, how long after healing its first write was acknowledged.
+    pub liveness_ms: BTreeMap<u32, u64>,
+    /// Known Ivory issues seen (not violations).
+    pub notes: Vec<String>,
+    pub elapsed: Duration,
+}
+
+impl RunReport {
+    pub fn passed(&self) -> bool {
+        self.findings.violations.is_empty()
+    }
+
+    /// A few lines for a person.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "seed {}: {} ops ({} ok, {} refused, {} unknown), {} requests, faults {:?}, liveness {:?} ms, {:.1}s: {}",
+            self.seed,
+            self.ops,
+            self.ok,
+            self.refused,
+            self.unknown,
+            self.requests,
+            self.faults,
+            self.liveness_ms,
+            self.elapsed.as_secs_f64(),
+            if self.passed() {
+                "ok".to_string()
+            } else {
+                format!("{} violation(s)", self.findings.violations.len())
+            }
+        );
+        for n in &self.notes {
+            s.push_str(&format!("\n  note: {n}"));
+        }
+        if !self.findings.gave_up.is_empty() {
+            s.push_str(&format!(
+                "\n  linearizability search gave up on {:?}",
+                self.findings.gave_up
+            ));
+        }
+        for v in &self.findings.violations {
+            s.push_str(&format!("\n  {v}"));
+        }
+        s
+    }
+}
+
+/// Locations for the workload keys, one per shard as far as possible, and one liveness
+/// location per shard.
+fn locations(shards: u32, wanted: usize) -> Result<(Vec<String>, BTreeMap<u32, String>), String> {
+    let ring = ShardRing::new(&Layout::new(shards)).map_err(|e| e.to_string())?;
+    let mut by_shard: BTreeMap<u32, String> = BTreeMap::new();
+    let mut work = Vec::new();
+    for i in 0..10_000 {
+        let loc = format!("L{i}");
+        let shard = ring.shard_of(&PartitionKey::new(ENVIRONMENT, ORGANIZATION, SITE, &loc));
+        if let std::collections::btree_map::Entry::Vacant(slot) = by_shard.entry(shard) {
+            slot.insert(loc.clone());
+            if work.len() < wanted {
+                work.push(loc);
+            }
+        }
+        if by_shard.len() == shards as usize && work.len() >= wanted.min(shards as usize) {
+            break;
+        }
+    }
+    let mut i = 0;
+    while work.len() < wanted {
+        work.push(format!("X{i}"));
+        i += 1;
+    }
+    Ok((work, by_shard))
+}
+
+/// Runs once.
+///
+/// # Errors
+/// When the cluster cannot be started or the run cannot be carried out (not a violation).
+pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
+    let began = Instant::now();
+    let (work_locations, live_locations) = locations(cfg.shards, cfg.locations)?;
+    let keys: Vec<Key> = work_locations
+        .iter()
+        .flat_map(|l| {
+            (0..cfg.products).map(move |p| Key {
+                location: l.clone(),
+                product: format!("P{p}"),
+            })
+        })
+        .collect();
+    let cluster = Cluster::start(&cfg.bin, cfg.nodes, cfg.shards)?;
+    let addrs = cluster.addrs();
+    if let Err(e) = cluster.wait_healthy(Duration::from_secs(60)).await {
+        return Err(format!("{e}\n{}", cluster.logs(30)));
+    }
+    let cluster = Arc::new(Mutex::new(cluster));
+    let api = Api::connect(&addrs, Instant::now() + Duration::from_secs(30)).await?;
+    for key in &keys {
+        let id = format!("seed-{}-{key}", cfg.seed).replace('/', "-");
+        api.seed_stock(key, cfg.initial_stock, &id, Instant::now() + Duration::from_secs(30))
+            .await?;
+    }
+
+    let start = Instant::now();
+    let rec = Arc::new(Recorder::new(start));
+    let traffic_until = start + cfg.traffic;
+    // Unknown outcomes are retried past the heal, so that most of them become definite.
+    let retry_until = traffic_until + Duration::from_secs(15);
+    let steps = schedule(cfg.seed, cfg.nodes as usize, &cfg.kinds, cfg.traffic);
+    let workload = WorkloadConfig {
+        clients: cfg.clients,
+        keys: keys.clone(),
+        locations: work_locations.clone(),
+        initial_stock: cfg.initial_stock,
+        seed: cfg.seed,
+    };
+    let clients = tokio::spawn(run_clients(
+        api.clone(),
+        rec.clone(),
+        workload,
+        traffic_until,
+        retry_until,
+    ));
+    let mut executor = Executor {
+        cluster: cluster.clone(),
+        start,
+        // Leave the last second of traffic fault-free.
+        until: traffic_until - Duration::from_secs(1).min(cfg.traffic / 4),
+        log: NemesisLog::default(),
+        bin: cfg.bin.clone(),
+    };
+    executor.run(&steps).await;
+    let heal = cluster.lock().await.heal_all(Duration::from_secs(30)).await;
+    let healed_at = Instant::now();
+    executor
+        .log
+        .events
+        .push(format!("{:8.3}s healed all: {heal:?}", start.elapsed().as_secs_f64()));
+
+    // Liveness: every shard takes a write within the bound after healing.
+    let mut violations: Vec<Violation> = Vec::new();
+    let mut liveness_ms = BTreeMap::new();
+    for (shard, location) in &live_locations {
+        let mut n = 0usize;
+        loop {
+            let id = format!("live-{}-{shard}-{n}", cfg.seed);
+            if api.probe_write(n, location, &id).await {
+                liveness_ms.insert(
+                    *shard,
+                    u64::try_from(healed_at.elapsed().as_millis()).unwrap_or(u64::MAX),
+                );
+                break;
+            }
+            if healed_at.elapsed() > cfg.liveness_bound {
+                violations.push(Violation {
+                    checker: "liveness",
+                    key: None,
+                    message: format!(
+                        "shard {shard} (location {location}) took no write within {:?} after the faults healed",
+                        cfg.liveness_bound
+                    ),
+                    ops: vec![],
+                });
+                break;
+            }
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    let stats = clients.await.unwrap_or_default();
+
+    // The final read of every key, recorded as a read so that linearizability covers it too.
+    let mut final_reads = BTreeMap::new();
+    for key in &keys {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut n = 0;
+        loop {
+            let invoke = rec.now_us();
+            match api.read_key(n, key).await {
+                Ok((onhand, reserved)) => {
+                    rec.record(Op {
+                        index: 0,
+                        client: usize::MAX,
+                        id: "final-read".into(),
+                        key: key.clone(),
+                        kind: OpKind::Read,
+                        invoke_us: invoke,
+                        complete_us: Some(rec.now_us()),
+                        outcome: Outcome::Read { onhand, reserved },
+                        attempts: 1,
+                    });
+                    final_reads.insert(key.clone(), (onhand, reserved));
+                    break;
+                }
+                Err(e) if Instant::now() > deadline => {
+                    violations.push(Violation {
+                        checker: "liveness",
+                        key: Some(key.to_string()),
+                        message: format!("no final read within 30 s after healing: {e}"),
+                        ops: vec![],
+                    });
+                    break;
+                }
+                Err(_) => {
+                    n += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    let history = rec.history();
+    let mut findings = check_all(&CheckInput {
+        history: &history,
+        initial_stock: cfg.initial_stock,
+        final_reads: &final_reads,
+        // Each step may keep one cache entry (the linearized set and a state): about 2 GB at most.
+        max_steps: 3_000_000,
+    });
+    violations.append(&mut findings.violations);
+    findings.violations = violations;
+
+    let ops = history.ops.iter().filter(|o| o.client != usize::MAX);
+    let mut report = RunReport {
+        seed: cfg.seed,
+        requests: stats.requests,
+        faults: executor.log.counts.clone(),
+        schedule: steps.iter().map(|s| s.to_string()).collect(),
+        nemesis_events: executor.log.events.clone(),
+        liveness_ms,
+        notes: history.notes.clone(),
+        ..RunReport::default()
+    };
+    for op in ops {
+        report.ops += 1;
+        if op.outcome.is_ok() {
+            report.ok += 1;
+        } else if op.outcome.is_unknown() {
+            report.unknown += 1;
+        } else {
+            report.refused += 1;
+        }
+    }
+    report.findings = findings;
+    report.elapsed = began.elapsed();
+
+    if !report.passed()
+        && let Some(out) = &cfg.out
+    {
+        let dir = out.join(format!("seed-{}", cfg.seed));
+        if std::fs::create_dir_all(&dir).is_ok() {
+            let _ = std::fs::write(
+                dir.join("history.json"),
+                serde_json::to_string_pretty(&history).unwrap_or_default(),
+            );
+            let _ = std::fs::write(dir.join("schedule.txt"), report.schedule.join("\n"));
+            let _ = std::fs::write(dir.join("nemesis.txt"), report.nemesis_events.join("\n"));
+            let _ = std::fs::write(
+                dir.join("violations.json"),
+                serde_json::to_string_pretty(&report.findings).unwrap_or_default(),
+            );
+            cluster.lock().await.save_logs(&dir);
+        }
+    }
+    Ok(report)
+}
