@@ -484,6 +484,18 @@ impl Holds {
         let Some(hold) = self.holds.get_mut(key) else {
             return not_found(key);
         };
+        // Consume again, as a retry whose first answer was lost does: the same success, nothing
+        // changes (as for confirm and release; hold commands carry no event id).
+        let already = hold.status == HoldStatus::Consumed
+            && hold.lines.iter().all(|l| {
+                l.state == LineState::Consumed || !(line_ids.is_empty() || line_ids.contains(&l.line.line_id))
+            })
+            && line_ids
+                .iter()
+                .all(|id| hold.lines.iter().any(|l| &l.line.line_id == id));
+        if already {
+            return CmdResult::success();
+        }
         if !matches!(hold.status, HoldStatus::Active | HoldStatus::Confirmed) {
             return CmdResult::refused(
                 Outcome::Conflict,

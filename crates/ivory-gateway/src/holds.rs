@@ -693,6 +693,21 @@ fn consume_commands(
             ));
         }
     };
+    // A consume repeated after its first answer was lost: the same answer, nothing proposed.
+    let line_consumed = |id: &String| {
+        parts
+            .iter()
+            .flat_map(|(_, h)| h.lines.iter())
+            .any(|l| &l.line.line_id == id && l.state == LineState::Consumed)
+    };
+    let done = if wanted.is_empty() {
+        !parts.is_empty() && parts.iter().all(|(_, h)| h.status == HoldStatus::Consumed)
+    } else {
+        wanted.iter().all(line_consumed)
+    };
+    if done {
+        return Ok(Vec::new());
+    }
     let mut commands = Vec::new();
     if wanted.is_empty() {
         commands.extend(parts.iter().filter(|(_, h)| consumable(h)).map(|(shard, _)| {

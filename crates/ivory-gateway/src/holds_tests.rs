@@ -282,6 +282,11 @@ async fn lifecycle_transitions_and_refusals() {
     assert_eq!(hold["status"], "consumed");
     assert_eq!(statuses(&hold), ["1=consumed", "2=consumed"]);
     assert_eq!(available(&app, &t, "P1").await, 8.0);
+    // A retried consume (its first answer lost) gets the same success and changes nothing.
+    let (status, again) = call(&app, Method::POST, &format!("holds/L1/consume{q}"), &t, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(statuses(&again), ["1=consumed", "2=consumed"]);
+    assert_eq!(available(&app, &t, "P1").await, 8.0);
     assert_eq!(
         call(&app, Method::DELETE, &format!("holds/L1{q}"), &t, None).await.0,
         StatusCode::CONFLICT
