@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 
 use crate::{ApiError, AppState, json_response};
 
+#[utoipa::path(get, path = "/api/environment/{environmentId}/configuration", tag = "admin", summary = "The environment's configuration",
+    params(crate::openapi::EnvironmentPath),
+    responses((status = 200, description = "IV's configuration document", body = Object)))]
 /// `GET /configuration`: the environment's configuration document (IV's JSON shape), from shard 0.
 pub(crate) async fn get_configuration(State(s): State<AppState>, Path(env): Path<String>) -> Response {
     match s.read(0, ReadRequest::Config { environment: env }).await {
@@ -41,6 +44,13 @@ async fn propose_everywhere(s: &AppState, command: Command) -> Result<(), ApiErr
     Ok(())
 }
 
+#[utoipa::path(post, path = "/api/environment/{environmentId}/configuration/hardupdate", tag = "admin", summary = "Replace the environment's configuration",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = Object, content_type = "application/json", description = "IV's configuration document (as `GET configuration` answers)"),
+    responses(
+        (status = 200, description = "The stored document", body = Object),
+        (status = 409, description = "A shard refused it (`command.refused`)", body = crate::openapi::ErrorBody),
+    ))]
 /// `POST /configuration/hardupdate`: validated here first (400 naming the field), then proposed
 /// to every shard. Answers the stored document.
 pub(crate) async fn hard_update(
@@ -90,6 +100,9 @@ pub(crate) async fn hard_update(
     }
 }
 
+#[utoipa::path(get, path = "/api/environment/{environmentId}/allpartitionids", tag = "admin", summary = "Every partition holding data",
+    params(crate::openapi::EnvironmentPath),
+    responses((status = 200, description = "`<organizationId>~<siteId>~<locationId>`, sorted", body = Vec<String>)))]
 /// `GET /allpartitionids`: every partition of the environment that holds data, as
 /// `<organizationId>~<siteId>~<locationId>`, sorted.
 pub(crate) async fn all_partition_ids(State(s): State<AppState>, Path(env): Path<String>) -> Response {
@@ -111,6 +124,14 @@ pub(crate) async fn all_partition_ids(State(s): State<AppState>, Path(env): Path
     json_response(StatusCode::OK, json!(ids))
 }
 
+#[utoipa::path(delete, path = "/api/environment/{environmentId}/partitions/cleanupalldata", tag = "admin", summary = "Delete partitions",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = Option<Vec<String>>, content_type = "application/json",
+        description = "Partition ids as `allpartitionids` lists them; an empty body deletes every partition of the environment"),
+    responses(
+        (status = 200, description = "Deleted", body = crate::openapi::WriteResult),
+        (status = 409, description = "A shard refused it (`command.refused`)", body = crate::openapi::ErrorBody),
+    ))]
 /// `DELETE /cleanupalldata` and `/partitions/cleanupalldata`: body = JSON array of partition ids
 /// (`<org>~<site>~<location>`, as `/allpartitionids` lists them); an empty body deletes every
 /// partition of the environment. Proposed to every shard.
@@ -164,6 +185,29 @@ pub(crate) async fn clean_up(
     }
 }
 
+#[utoipa::path(delete, path = "/api/environment/{environmentId}/cleanupalldata", tag = "admin", summary = "Delete partitions",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = Option<Vec<String>>, content_type = "application/json",
+        description = "Partition ids as `allpartitionids` lists them; an empty body deletes every partition of the environment"),
+    responses(
+        (status = 200, description = "Deleted", body = crate::openapi::WriteResult),
+        (status = 409, description = "A shard refused it (`command.refused`)", body = crate::openapi::ErrorBody),
+    ))]
+/// `DELETE /cleanupalldata`: the same as `/partitions/cleanupalldata` (IV has both).
+pub(crate) async fn clean_up_alias(
+    state: State<AppState>,
+    env: Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    clean_up(state, env, body).await
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations", summary = "Health",
+    responses(
+        (status = 200, description = "Every shard has a leader accepting writes", body = crate::openapi::Health),
+        (status = 503, description = "Not every shard has a leader (`cluster.unhealthy`)", body = crate::openapi::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ))]
 /// `GET /healthz`: 200 when every shard has a leader accepting writes, else 503.
 pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
     match s.backend.healthy().await {
@@ -176,6 +220,11 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations", summary = "Prometheus metrics",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 404, description = "No metrics recorder is configured (`metrics.disabled`)", body = crate::openapi::ErrorBody),
+    ))]
 /// `GET /metrics`: Prometheus text, when a recorder handle was configured.
 pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
     match &s.config.metrics {

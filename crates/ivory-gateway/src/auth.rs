@@ -207,6 +207,17 @@ fn token_fields(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)
     Ok(parse_form(text))
 }
 
+#[utoipa::path(post, path = "/token", tag = "auth", summary = "Get a bearer token for an environment",
+    request_body(content(
+        (crate::openapi::TokenRequest = "application/json"),
+        (crate::openapi::TokenRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "A token for the environment named by `context`", body = crate::openapi::TokenAnswer),
+        (status = 400, description = "`token.missing_context`, `token.bad_context`, `token.missing_secret`, `body.malformed`", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Wrong client credentials (`auth.invalid_client`)", body = crate::openapi::ErrorBody,
+            headers(("WWW-Authenticate" = String))),
+    ))]
 /// `POST /token`: `{client_id, client_secret, context}` as JSON or form, or IV's shape
 /// `{grant_type, client_assertion_type, client_assertion, scope, context, context_type}` where
 /// `client_assertion` carries the client secret. `context` is the environment id.

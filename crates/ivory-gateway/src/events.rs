@@ -127,6 +127,16 @@ async fn poll(s: &AppState, env: &str, cursor: &mut Cursor, limit: usize) -> Vec
     out
 }
 
+#[utoipa::path(get, path = "/api/environment/{environmentId}/events", tag = "holds", summary = "Hold and stock events",
+    params(crate::openapi::EnvironmentPath, crate::openapi::EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this cursor (server-sent events)")),
+    responses(
+        (status = 200, description = "`wait=false`: one JSON page; else server-sent events whose `id:` is the cursor after the event",
+            content(
+                (crate::openapi::EventsPage = "application/json"),
+                (String = "text/event-stream"),
+            )),
+    ))]
 /// `GET /events?from=<cursor>&wait=false&limit=N`, or a server-sent event stream.
 pub(crate) async fn events(
     State(s): State<AppState>,

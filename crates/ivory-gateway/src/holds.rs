@@ -419,6 +419,14 @@ pub(crate) fn request_fingerprint(
     body_fingerprint(format!("{measure:?}|{lines:?}|{ttl_ms}|{all_or_nothing}").as_bytes())
 }
 
+#[utoipa::path(post, path = "/api/environment/{environmentId}/holds", tag = "holds", summary = "Hold a cart's lines, all or nothing",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = crate::openapi::HoldCreateRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Held", body = crate::openapi::Hold),
+        (status = 200, description = "The same id and request again: the hold as it is now", body = crate::openapi::Hold),
+        (status = 409, description = "A line the stock cannot cover (`hold.insufficient`, nothing held) or the id is known with another body (`hold.conflict`)", body = crate::openapi::ErrorBody),
+    ))]
 /// `POST /holds`.
 pub(crate) async fn create(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
     match create_inner(&s, env, body).await {
@@ -565,6 +573,9 @@ fn key_of(
     })
 }
 
+#[utoipa::path(get, path = "/api/environment/{environmentId}/holds/{id}", tag = "holds", summary = "A hold",
+    params(crate::openapi::HoldPath, crate::openapi::HoldQuery),
+    responses((status = 200, description = "The hold as it is now", body = crate::openapi::Hold), (status = 404, description = "Unknown hold (`hold.not_found`)", body = crate::openapi::ErrorBody)))]
 /// `GET /holds/{id}?organizationId=`.
 pub(crate) async fn get(
     State(s): State<AppState>,
@@ -743,6 +754,9 @@ fn consume_commands(
     Ok(commands)
 }
 
+#[utoipa::path(delete, path = "/api/environment/{environmentId}/holds/{id}", tag = "holds", summary = "Release every open line",
+    params(crate::openapi::HoldPath, crate::openapi::HoldQuery),
+    responses((status = 200, description = "The hold as it is now", body = crate::openapi::Hold), (status = 404, description = "Unknown hold (`hold.not_found`)", body = crate::openapi::ErrorBody), (status = 409, description = "The hold's status does not allow it (`hold.conflict`)", body = crate::openapi::ErrorBody)))]
 /// `DELETE /holds/{id}`: releases every open line (Digital River).
 pub(crate) async fn release(
     State(s): State<AppState>,
@@ -753,6 +767,9 @@ pub(crate) async fn release(
     step(s, env, id, params, body, Step::Release).await
 }
 
+#[utoipa::path(post, path = "/api/environment/{environmentId}/holds/{id}/confirm", tag = "holds", summary = "Keep the hold without expiry",
+    params(crate::openapi::HoldPath, crate::openapi::HoldQuery),
+    responses((status = 200, description = "The hold as it is now", body = crate::openapi::Hold), (status = 404, description = "Unknown hold (`hold.not_found`)", body = crate::openapi::ErrorBody), (status = 409, description = "The hold's status does not allow it (`hold.conflict`)", body = crate::openapi::ErrorBody)))]
 /// `POST /holds/{id}/confirm`: no expiry from now on (VTEX's confirmed).
 pub(crate) async fn confirm(
     State(s): State<AppState>,
@@ -763,6 +780,10 @@ pub(crate) async fn confirm(
     step(s, env, id, params, body, Step::Confirm).await
 }
 
+#[utoipa::path(post, path = "/api/environment/{environmentId}/holds/{id}/extend", tag = "holds", summary = "A new expiry, from now",
+    params(crate::openapi::HoldPath, crate::openapi::HoldQuery),
+    request_body(content = Option<crate::openapi::HoldExtendRequest>, content_type = "application/json"),
+    responses((status = 200, description = "The hold as it is now", body = crate::openapi::Hold), (status = 404, description = "Unknown hold (`hold.not_found`)", body = crate::openapi::ErrorBody), (status = 409, description = "The hold's status does not allow it (`hold.conflict`)", body = crate::openapi::ErrorBody)))]
 /// `POST /holds/{id}/extend {expiresInSeconds}`: a new expiry, counted from now.
 pub(crate) async fn extend(
     State(s): State<AppState>,
@@ -773,6 +794,10 @@ pub(crate) async fn extend(
     step(s, env, id, params, body, Step::Extend).await
 }
 
+#[utoipa::path(post, path = "/api/environment/{environmentId}/holds/{id}/consume", tag = "holds", summary = "The held stock leaves on-hand",
+    params(crate::openapi::HoldPath, crate::openapi::HoldQuery),
+    request_body(content = Option<crate::openapi::HoldConsumeRequest>, content_type = "application/json"),
+    responses((status = 200, description = "The hold as it is now", body = crate::openapi::Hold), (status = 404, description = "Unknown hold (`hold.not_found`)", body = crate::openapi::ErrorBody), (status = 409, description = "The hold's status does not allow it (`hold.conflict`)", body = crate::openapi::ErrorBody)))]
 /// `POST /holds/{id}/consume {lineIds?}`: the stock leaves on-hand, as a fulfilment order does.
 pub(crate) async fn consume(
     State(s): State<AppState>,
@@ -783,6 +808,10 @@ pub(crate) async fn consume(
     step(s, env, id, params, body, Step::Consume).await
 }
 
+#[utoipa::path(patch, path = "/api/environment/{environmentId}/holds/{id}/items", tag = "holds", summary = "Replace the lines; the timer restarts",
+    params(crate::openapi::HoldPath, crate::openapi::HoldQuery),
+    request_body(content = crate::openapi::HoldPatchRequest, content_type = "application/json"),
+    responses((status = 200, description = "The hold as it is now", body = crate::openapi::Hold), (status = 404, description = "Unknown hold (`hold.not_found`)", body = crate::openapi::ErrorBody), (status = 409, description = "Not active (`hold.conflict`) or a line the stock cannot cover (`hold.insufficient`; the old lines are kept)", body = crate::openapi::ErrorBody)))]
 /// `PATCH /holds/{id}/items {items, expiresInSeconds?}`: the full new list of lines; the timer
 /// restarts (`expiresInSeconds`, default 900). Within one shard the change is one log entry,
 /// all or nothing. Across shards it is compensated, not atomic: each shard's part changes on its

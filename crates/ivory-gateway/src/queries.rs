@@ -723,6 +723,13 @@ fn respond(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+#[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/indexquery", tag = "queries", summary = "Query on-hand by index",
+    params(crate::openapi::EnvironmentPath, crate::openapi::PageQuery, crate::openapi::ApiVersionHeader),
+    request_body(content = crate::openapi::IndexQueryRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Api-Version 1.0: an array of records; 2.0: a page `{Value, nextLink}`",
+            body = inline(crate::openapi::QueryAnswer)),
+    ))]
 /// `POST /onhand/indexquery` (v1; v2 with `?pageNumber=&pageSize=`).
 pub(crate) async fn index_query(
     State(s): State<AppState>,
@@ -734,6 +741,13 @@ pub(crate) async fn index_query(
     posted_query(s, env, query, headers, body, "indexquery").await
 }
 
+#[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/exactquery", tag = "queries", summary = "Query on-hand by exact dimension tuples",
+    params(crate::openapi::EnvironmentPath, crate::openapi::PageQuery, crate::openapi::ApiVersionHeader),
+    request_body(content = crate::openapi::ExactQueryRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Api-Version 1.0: an array of records; 2.0: a page `{Value, nextLink}`",
+            body = inline(crate::openapi::QueryAnswer)),
+    ))]
 /// `POST /onhand/exactquery` (v1 `dimensions`; v2 `keys`, paged like the index query).
 pub(crate) async fn exact_query(
     State(s): State<AppState>,
@@ -794,6 +808,9 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+#[utoipa::path(get, path = "/api/environment/{environmentId}/onhand", tag = "queries", summary = "Query on-hand by URL parameters",
+    params(crate::openapi::EnvironmentPath, crate::openapi::OnHandQuery),
+    responses((status = 200, description = "The records, as a v1 index query answers", body = Vec<crate::openapi::QueryRecord>)))]
 /// `GET /onhand?organizationId=&productId=&siteId=&locationId=&<dim>=&groupBy=a,b&returnNegative=`:
 /// parameter names in any case, each repeatable; `groupBy` also comma-separated. Same rules as a
 /// v1 index query.
@@ -862,6 +879,10 @@ pub(crate) async fn get_onhand(
     )
 }
 
+#[utoipa::path(post, path = "/api/environment/{environmentId}/allocation/query", tag = "allocation", summary = "Query allocations",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = crate::openapi::AllocationQueryRequest, content_type = "application/json"),
+    responses((status = 200, description = "One record per group path", body = Vec<crate::openapi::AllocationRecord>)))]
 /// `POST /allocation/query`: `{productId, organizationId, dimensions, groups}`; dimensions match
 /// exactly, `groups` (or `targetGroups`) is a prefix of the path (empty = every path). Answers
 /// `[{productId, dimensions, groups: {level: value}, quantities: {"@iv": {...}}}]`.
