@@ -1,20 +1,21 @@
 //! Configuration, partitions, clean-up, health and metrics.
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ivory_core::{Command, Config, Outcome, PartitionKey, ReadRequest, ReadResponse};
 use serde_json::{Value, json};
 
+use crate::parse::ApiPath;
 use crate::{ApiError, AppState, json_response};
 
 #[utoipa::path(get, path = "/api/environment/{environmentId}/configuration", tag = "admin", summary = "The environment's configuration",
     params(crate::openapi::EnvironmentPath),
     responses((status = 200, description = "IV's configuration document", body = Object)))]
 /// `GET /configuration`: the environment's configuration document (IV's JSON shape), from shard 0.
-pub(crate) async fn get_configuration(State(s): State<AppState>, Path(env): Path<String>) -> Response {
+pub(crate) async fn get_configuration(State(s): State<AppState>, ApiPath(env): ApiPath<String>) -> Response {
     match s.read(0, ReadRequest::Config { environment: env }).await {
         Ok(ReadResponse::Config(text)) => match serde_json::from_str::<Value>(&text) {
             Ok(v) => json_response(StatusCode::OK, v),
@@ -55,20 +56,12 @@ async fn propose_everywhere(s: &AppState, command: Command) -> Result<(), ApiErr
 /// to every shard. Answers the stored document.
 pub(crate) async fn hard_update(
     State(s): State<AppState>,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let bytes = match body {
+    let bytes = match crate::parse::body_bytes(body) {
         Ok(b) => b,
-        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body.too_large",
-                "the request body is over the size limit",
-            )
-            .into_response();
-        }
-        Err(r) => return ApiError::bad_request("body.unreadable", r.to_string()).into_response(),
+        Err(e) => return e.into_response(),
     };
     let Ok(text) = std::str::from_utf8(&bytes) else {
         return ApiError::bad_request("body.malformed", "body: not UTF-8").into_response();
@@ -105,7 +98,7 @@ pub(crate) async fn hard_update(
     responses((status = 200, description = "`<organizationId>~<siteId>~<locationId>`, sorted", body = Vec<String>)))]
 /// `GET /allpartitionids`: every partition of the environment that holds data, as
 /// `<organizationId>~<siteId>~<locationId>`, sorted.
-pub(crate) async fn all_partition_ids(State(s): State<AppState>, Path(env): Path<String>) -> Response {
+pub(crate) async fn all_partition_ids(State(s): State<AppState>, ApiPath(env): ApiPath<String>) -> Response {
     let reads = (0..s.backend.shard_count()).map(|shard| {
         let env = env.clone();
         let s = s.clone();
@@ -137,7 +130,7 @@ pub(crate) async fn all_partition_ids(State(s): State<AppState>, Path(env): Path
 /// partition of the environment. Proposed to every shard.
 pub(crate) async fn clean_up(
     State(s): State<AppState>,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let partitions = match body {
@@ -196,7 +189,7 @@ pub(crate) async fn clean_up(
 /// `DELETE /cleanupalldata`: the same as `/partitions/cleanupalldata` (IV has both).
 pub(crate) async fn clean_up_alias(
     state: State<AppState>,
-    env: Path<String>,
+    env: ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     clean_up(state, env, body).await

@@ -8,6 +8,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -127,9 +128,34 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// A path segment percent-decoded as the `Path` extractor decodes it; `None` when not UTF-8.
+fn decode_segment(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |j: usize| bytes.get(j).and_then(|b| (*b as char).to_digit(16));
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).ok()?);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Middleware on every `/api/environment/{env}/...` route (paths are canonical by now).
 pub(crate) async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let environment = request.uri().path().split('/').nth(3).unwrap_or("").to_string();
+    // Decoded, as the handlers see it: a token for `a%20b` must not open environment `a b`.
+    let raw = request.uri().path().split('/').nth(3).unwrap_or("");
+    let Some(environment) = decode_segment(raw) else {
+        return ApiError::bad_request("field.bad_value", "path: the environment id is not UTF-8").into_response();
+    };
     let Some(token) = bearer(request.headers()) else {
         return unauthorized(
             "auth.missing_token",
@@ -221,7 +247,16 @@ fn token_fields(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)
 /// `POST /token`: `{client_id, client_secret, context}` as JSON or form, or IV's shape
 /// `{grant_type, client_assertion_type, client_assertion, scope, context, context_type}` where
 /// `client_assertion` carries the client secret. `context` is the environment id.
-pub(crate) async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    // Not a bare `Bytes`: its rejection (413 over the body limit) would be plain text.
+    let body = match crate::parse::body_bytes(body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     let fields = match token_fields(&headers, &body) {
         Ok(f) => f,
         Err(e) => return e.into_response(),

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +23,7 @@ use ivory_core::{ReadRequest, ReadResponse};
 use serde_json::{Value, json};
 
 use crate::holds::rfc3339;
+use crate::parse::{ApiPath, ApiQuery};
 use crate::{ApiError, AppState, json_response};
 
 /// How often a follower asks the shards for new events.
@@ -140,8 +141,8 @@ async fn poll(s: &AppState, env: &str, cursor: &mut Cursor, limit: usize) -> Vec
 /// `GET /events?from=<cursor>&wait=false&limit=N`, or a server-sent event stream.
 pub(crate) async fn events(
     State(s): State<AppState>,
-    Path(env): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
+    ApiPath(env): ApiPath<String>,
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     let param = |name: &str| {

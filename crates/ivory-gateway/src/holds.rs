@@ -19,8 +19,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ivory_core::hold::{HoldCommand, HoldKey, HoldLine, HoldState, HoldStatus, LineState, body_fingerprint};
@@ -29,8 +29,8 @@ use ivory_core::{CmdResult, Command, MeasureRef, Outcome, ReadRequest, ReadRespo
 use serde_json::{Map, Value, json};
 
 use crate::parse::{
-    FIELDS, bool_value, json_body, mapping_config, optional_text, partition_and_cell, qty_value, required_text,
-    text_value,
+    ApiPath, ApiQuery, FIELDS, bool_value, json_body, mapping_config, optional_text, partition_and_cell, qty_value,
+    required_text, text_value,
 };
 use crate::{ApiError, AppState, json_response};
 
@@ -55,7 +55,7 @@ const HOLD_FIELDS: &[&str] = &[
 ];
 
 type Body = Result<Bytes, BytesRejection>;
-type Params = Query<HashMap<String, String>>;
+type Params = ApiQuery<HashMap<String, String>>;
 
 fn canon() -> &'static KeyCanon {
     static CANON: OnceLock<KeyCanon> = OnceLock::new();
@@ -428,7 +428,7 @@ pub(crate) fn request_fingerprint(
         (status = 409, description = "A line the stock cannot cover (`hold.insufficient`, nothing held) or the id is known with another body (`hold.conflict`)", body = crate::openapi::ErrorBody),
     ))]
 /// `POST /holds`.
-pub(crate) async fn create(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+pub(crate) async fn create(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     match create_inner(&s, env, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -579,8 +579,8 @@ fn key_of(
 /// `GET /holds/{id}?organizationId=`.
 pub(crate) async fn get(
     State(s): State<AppState>,
-    Path((env, id)): Path<(String, String)>,
-    Query(params): Params,
+    ApiPath((env, id)): ApiPath<(String, String)>,
+    ApiQuery(params): Params,
 ) -> Response {
     match key_of(env, &id, &params, &Map::new()) {
         Ok(key) => answer_hold(&s, &key, StatusCode::OK).await,
@@ -760,8 +760,8 @@ fn consume_commands(
 /// `DELETE /holds/{id}`: releases every open line (Digital River).
 pub(crate) async fn release(
     State(s): State<AppState>,
-    Path((env, id)): Path<(String, String)>,
-    Query(params): Params,
+    ApiPath((env, id)): ApiPath<(String, String)>,
+    ApiQuery(params): Params,
     body: Body,
 ) -> Response {
     step(s, env, id, params, body, Step::Release).await
@@ -773,8 +773,8 @@ pub(crate) async fn release(
 /// `POST /holds/{id}/confirm`: no expiry from now on (VTEX's confirmed).
 pub(crate) async fn confirm(
     State(s): State<AppState>,
-    Path((env, id)): Path<(String, String)>,
-    Query(params): Params,
+    ApiPath((env, id)): ApiPath<(String, String)>,
+    ApiQuery(params): Params,
     body: Body,
 ) -> Response {
     step(s, env, id, params, body, Step::Confirm).await
@@ -787,8 +787,8 @@ pub(crate) async fn confirm(
 /// `POST /holds/{id}/extend {expiresInSeconds}`: a new expiry, counted from now.
 pub(crate) async fn extend(
     State(s): State<AppState>,
-    Path((env, id)): Path<(String, String)>,
-    Query(params): Params,
+    ApiPath((env, id)): ApiPath<(String, String)>,
+    ApiQuery(params): Params,
     body: Body,
 ) -> Response {
     step(s, env, id, params, body, Step::Extend).await
@@ -801,8 +801,8 @@ pub(crate) async fn extend(
 /// `POST /holds/{id}/consume {lineIds?}`: the stock leaves on-hand, as a fulfilment order does.
 pub(crate) async fn consume(
     State(s): State<AppState>,
-    Path((env, id)): Path<(String, String)>,
-    Query(params): Params,
+    ApiPath((env, id)): ApiPath<(String, String)>,
+    ApiQuery(params): Params,
     body: Body,
 ) -> Response {
     step(s, env, id, params, body, Step::Consume).await
@@ -820,8 +820,8 @@ pub(crate) async fn consume(
 /// fails and that part keeps the new lines: the answer then says so).
 pub(crate) async fn patch_items(
     State(s): State<AppState>,
-    Path((env, id)): Path<(String, String)>,
-    Query(params): Params,
+    ApiPath((env, id)): ApiPath<(String, String)>,
+    ApiQuery(params): Params,
     body: Body,
 ) -> Response {
     match patch_inner(&s, env, &id, &params, body).await {

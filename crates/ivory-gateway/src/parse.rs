@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use ivory_core::json::KeyCanon;
 use ivory_core::model::{NAME_LEN_MAX, canonical_name};
+use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
 use ivory_core::date::parse_day;
@@ -54,9 +57,9 @@ pub(crate) const FIELDS: &[&str] = &[
     "orderType",
 ];
 
-/// Reads a JSON body: 413 over the body limit, 400 when it is not JSON.
-pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    let bytes = body.map_err(|rejection| {
+/// The body's bytes: 413 over the body limit, 400 when it cannot be read.
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -69,12 +72,60 @@ pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, Ap
                 format!("the request body could not be read: {rejection}"),
             )
         }
-    })?;
+    })
+}
+
+/// Reads a JSON body: 413 over the body limit, 400 when it is not JSON.
+pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let bytes = body_bytes(body)?;
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("body.malformed", format!("body: not valid JSON: {e}")))?;
     KeyCanon::new(FIELDS)
         .apply(value)
         .map_err(|e| ApiError::bad_request("body.malformed", e))
+}
+
+/// axum's `Path`, refusing with the gateway's JSON error (axum's own rejection is plain text):
+/// a parameter that is not UTF-8 once percent-decoded is 400 `field.bad_value`.
+pub(crate) struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(ApiPath(value)),
+            Err(rejection) => Err(ApiError::bad_request(
+                "field.bad_value",
+                format!("path: {}", rejection.body_text()),
+            )),
+        }
+    }
+}
+
+/// axum's `Query`, refusing with the gateway's JSON error.
+pub(crate) struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError::bad_request(
+                "field.bad_value",
+                format!("query: {}", rejection.body_text()),
+            )),
+        }
+    }
 }
 
 fn join(path: &str, field: &str) -> String {

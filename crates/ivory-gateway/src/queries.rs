@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ivory_core::allocation::AllocationQuery;
@@ -20,7 +20,8 @@ use ivory_core::{Config, ExactFilter, PartitionKey, Quantities, Query, ReadReque
 use serde_json::{Map, Value, json};
 
 use crate::parse::{
-    FIELDS, bool_value, json_body, mapping_config, optional_text, partition_and_cell, target_groups, text_value,
+    ApiPath, FIELDS, bool_value, json_body, mapping_config, optional_text, partition_and_cell, target_groups,
+    text_value,
 };
 use crate::{ApiError, AppState, json_response};
 
@@ -733,7 +734,7 @@ fn respond(result: Result<Response, ApiError>) -> Response {
 /// `POST /onhand/indexquery` (v1; v2 with `?pageNumber=&pageSize=`).
 pub(crate) async fn index_query(
     State(s): State<AppState>,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -751,7 +752,7 @@ pub(crate) async fn index_query(
 /// `POST /onhand/exactquery` (v1 `dimensions`; v2 `keys`, paged like the index query).
 pub(crate) async fn exact_query(
     State(s): State<AppState>,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -816,7 +817,7 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
 /// v1 index query.
 pub(crate) async fn get_onhand(
     State(s): State<AppState>,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
     let mut filters = Map::new();
@@ -888,7 +889,7 @@ pub(crate) async fn get_onhand(
 /// `[{productId, dimensions, groups: {level: value}, quantities: {"@iv": {...}}}]`.
 pub(crate) async fn allocation_query(
     State(s): State<AppState>,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     respond(

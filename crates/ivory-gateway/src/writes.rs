@@ -10,14 +10,14 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ivory_core::{BATCH_COMMANDS_MAX, CmdResult, Command, Outcome};
 use serde_json::{Map, Value, json};
 
-use crate::parse::{WriteKind, client_id, json_body, mapping_config, needs_mappings, write_command};
+use crate::parse::{ApiPath, WriteKind, client_id, json_body, mapping_config, needs_mappings, write_command};
 use crate::{ApiError, AppState, json_response};
 
 type Body = Result<Bytes, BytesRejection>;
@@ -29,7 +29,7 @@ type Body = Result<Bytes, BytesRejection>;
         (status = 200, description = "Applied (or the same id and body again: the first answer)", body = crate::openapi::WriteResult),
         (status = 409, description = "Not enough stock (`stock.insufficient`, body statusCode 500) or the id was used with another body (`event.conflict`)", body = crate::openapi::WriteResult),
     ))]
-pub(crate) async fn onhand(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+pub(crate) async fn onhand(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     single(s, env, WriteKind::Change, body).await
 }
 #[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/reserve", tag = "reservations", summary = "Soft-reserve stock",
@@ -39,7 +39,7 @@ pub(crate) async fn onhand(State(s): State<AppState>, Path(env): Path<String>, b
         (status = 200, description = "Applied (or the same id and body again: the first answer)", body = crate::openapi::WriteResult),
         (status = 409, description = "Not enough stock (`stock.insufficient`, body statusCode 500) or the id was used with another body (`event.conflict`)", body = crate::openapi::WriteResult),
     ))]
-pub(crate) async fn reserve(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+pub(crate) async fn reserve(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     single(s, env, WriteKind::Reserve, body).await
 }
 #[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/unreserve", tag = "reservations", summary = "Release a reservation",
@@ -50,7 +50,7 @@ pub(crate) async fn reserve(State(s): State<AppState>, Path(env): Path<String>, 
         (status = 409, description = "Not enough stock (`stock.insufficient`, body statusCode 500) or the id was used with another body (`event.conflict`)", body = crate::openapi::WriteResult),
         (status = 404, description = "Unknown reservation (`reservation.not_found`)", body = crate::openapi::WriteResult),
     ))]
-pub(crate) async fn unreserve(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+pub(crate) async fn unreserve(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     single(s, env, WriteKind::Unreserve, body).await
 }
 #[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/bulk", tag = "on-hand", summary = "Change on-hand quantities, in bulk",
@@ -60,7 +60,7 @@ pub(crate) async fn unreserve(State(s): State<AppState>, Path(env): Path<String>
     responses(
         (status = 200, description = "Every item in one bucket, in request order; a malformed item is a `failure` with statusCode 400", body = crate::openapi::BulkResult),
     ))]
-pub(crate) async fn onhand_bulk(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+pub(crate) async fn onhand_bulk(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     bulk(s, env, WriteKind::Change, body).await
 }
 #[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/reserve/bulk", tag = "reservations", summary = "Soft-reserve, in bulk",
@@ -70,7 +70,7 @@ pub(crate) async fn onhand_bulk(State(s): State<AppState>, Path(env): Path<Strin
     responses(
         (status = 200, description = "Every item in one bucket, in request order; a malformed item is a `failure` with statusCode 400", body = crate::openapi::BulkResult),
     ))]
-pub(crate) async fn reserve_bulk(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+pub(crate) async fn reserve_bulk(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     bulk(s, env, WriteKind::Reserve, body).await
 }
 #[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/unreserve/bulk", tag = "reservations", summary = "Release reservations, in bulk",
@@ -80,7 +80,7 @@ pub(crate) async fn reserve_bulk(State(s): State<AppState>, Path(env): Path<Stri
     responses(
         (status = 200, description = "Every item in one bucket, in request order; a malformed item is a `failure` with statusCode 400", body = crate::openapi::BulkResult),
     ))]
-pub(crate) async fn unreserve_bulk(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+pub(crate) async fn unreserve_bulk(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     bulk(s, env, WriteKind::Unreserve, body).await
 }
 #[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/changeschedule", tag = "on-hand", summary = "Schedule on-hand changes by date",
@@ -90,7 +90,7 @@ pub(crate) async fn unreserve_bulk(State(s): State<AppState>, Path(env): Path<St
         (status = 200, description = "Applied (or the same id and body again: the first answer)", body = crate::openapi::WriteResult),
         (status = 409, description = "Not enough stock (`stock.insufficient`, body statusCode 500) or the id was used with another body (`event.conflict`)", body = crate::openapi::WriteResult),
     ))]
-pub(crate) async fn change_schedule(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+pub(crate) async fn change_schedule(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     single(s, env, WriteKind::Schedule, body).await
 }
 #[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/changeschedule/bulk", tag = "on-hand", summary = "Schedule on-hand changes, in bulk",
@@ -100,7 +100,11 @@ pub(crate) async fn change_schedule(State(s): State<AppState>, Path(env): Path<S
     responses(
         (status = 200, description = "Every item in one bucket, in request order; a malformed item is a `failure` with statusCode 400", body = crate::openapi::BulkResult),
     ))]
-pub(crate) async fn change_schedule_bulk(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+pub(crate) async fn change_schedule_bulk(
+    State(s): State<AppState>,
+    ApiPath(env): ApiPath<String>,
+    body: Body,
+) -> Response {
     bulk(s, env, WriteKind::Schedule, body).await
 }
 #[utoipa::path(post, path = "/api/environment/{environmentId}/allocation/allocate", tag = "allocation", summary = "Allocate to a group path",
@@ -110,7 +114,7 @@ pub(crate) async fn change_schedule_bulk(State(s): State<AppState>, Path(env): P
         (status = 200, description = "Applied (or the same id and body again: the first answer)", body = crate::openapi::WriteResult),
         (status = 409, description = "Not enough stock (`stock.insufficient`, body statusCode 500) or the id was used with another body (`event.conflict`)", body = crate::openapi::WriteResult),
     ))]
-pub(crate) async fn allocate(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+pub(crate) async fn allocate(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     single(s, env, WriteKind::Allocate, body).await
 }
 #[utoipa::path(post, path = "/api/environment/{environmentId}/allocation/unallocate", tag = "allocation", summary = "Take an allocation back",
@@ -120,7 +124,7 @@ pub(crate) async fn allocate(State(s): State<AppState>, Path(env): Path<String>,
         (status = 200, description = "Applied (or the same id and body again: the first answer)", body = crate::openapi::WriteResult),
         (status = 409, description = "Not enough stock (`stock.insufficient`, body statusCode 500) or the id was used with another body (`event.conflict`)", body = crate::openapi::WriteResult),
     ))]
-pub(crate) async fn unallocate(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+pub(crate) async fn unallocate(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     single(s, env, WriteKind::Unallocate, body).await
 }
 #[utoipa::path(post, path = "/api/environment/{environmentId}/allocation/reallocate", tag = "allocation", summary = "Move an allocation between group paths",
@@ -130,7 +134,7 @@ pub(crate) async fn unallocate(State(s): State<AppState>, Path(env): Path<String
         (status = 200, description = "Applied (or the same id and body again: the first answer)", body = crate::openapi::WriteResult),
         (status = 409, description = "Not enough stock (`stock.insufficient`, body statusCode 500) or the id was used with another body (`event.conflict`)", body = crate::openapi::WriteResult),
     ))]
-pub(crate) async fn reallocate(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+pub(crate) async fn reallocate(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     single(s, env, WriteKind::Reallocate, body).await
 }
 #[utoipa::path(post, path = "/api/environment/{environmentId}/allocation/consume", tag = "allocation", summary = "Consume allocated stock",
@@ -140,7 +144,7 @@ pub(crate) async fn reallocate(State(s): State<AppState>, Path(env): Path<String
         (status = 200, description = "Applied (or the same id and body again: the first answer)", body = crate::openapi::WriteResult),
         (status = 409, description = "Not enough stock (`stock.insufficient`, body statusCode 500) or the id was used with another body (`event.conflict`)", body = crate::openapi::WriteResult),
     ))]
-pub(crate) async fn consume(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+pub(crate) async fn consume(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     single(s, env, WriteKind::Consume, body).await
 }
 #[utoipa::path(post, path = "/api/environment/{environmentId}/setonhand/{inventorySystem}/bulk", tag = "on-hand", summary = "Set on-hand quantities, in bulk",
@@ -153,7 +157,7 @@ pub(crate) async fn consume(State(s): State<AppState>, Path(env): Path<String>, 
 /// `{inventorySystem}` is accepted and not used: each item's `quantities` names its data sources.
 pub(crate) async fn setonhand_bulk(
     State(s): State<AppState>,
-    Path((env, _system)): Path<(String, String)>,
+    ApiPath((env, _system)): ApiPath<(String, String)>,
     body: Body,
 ) -> Response {
     bulk(s, env, WriteKind::Set, body).await
