@@ -24,6 +24,8 @@ mod writes;
 
 #[cfg(test)]
 mod holds_tests;
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(any(test, feature = "test-support"))]
 pub mod local;
 #[cfg(test)]
