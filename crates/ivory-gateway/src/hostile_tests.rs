@@ -207,6 +207,8 @@ const NASTY_STRINGS: &[&str] = &[
     "Tue Sep 31 2023",
     "Foo Bar 2023",
     "Sep 26 99999999999",
+    "Tue Sep 26 9223372036854775807",
+    "Feb 1 -9223372036854775808",
     "١٩٧٠-٠١-٠١",
     "\u{0}",
     "a\u{7f}b",
@@ -225,6 +227,43 @@ const NASTY_STRINGS: &[&str] = &[
     "4294967296:1",
     "0:18446744073709551616",
 ];
+
+/// Dates a schedule key, an ATP window or `modifiedDateTimeUTC` may carry.
+const BAD_DATES: &[&str] = &[
+    "2023-02-30",
+    "2023-02-29",
+    "2024-02-30T00:00:00Z",
+    "2023-13-01",
+    "2023-00-10",
+    "0000-00-00",
+    "9999-12-31",
+    "-001-01-01",
+    "+2023-01-01",
+    "2023-09-26T25:61:61Z",
+    "2023-09-26T00:00:00.Z",
+    "2023-09-26T00:00:00+01:00",
+    "2023/9/26",
+    "26/09/2023",
+    "Tue Sep 31 2023",
+    "Sep 26 0",
+    "Sep 26 99999999999",
+    "Tue Sep 26 9223372036854775807",
+    "Feb 1 -9223372036854775808",
+    "Sep -26 2023",
+    "Septembre 26 2023",
+    "٢٠٢٣-٠٩-٢٦",
+    "2023-09-26\u{0}",
+    "1e10",
+    "",
+];
+
+fn date_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        5 => (0i64..10).prop_map(|days| ivory_core::date::format_day(crate::queries::today() + days)),
+        2 => proptest::sample::select(BAD_DATES).prop_map(str::to_string),
+        1 => "[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,4})?Z?)?",
+    ]
+}
 
 /// JSON numbers at the edges of what serde_json and rust_decimal read.
 const NASTY_NUMBERS: &[&str] = &[
@@ -303,12 +342,15 @@ fn id() -> impl Strategy<Value = String> {
 fn write_item(kind: &'static str) -> BoxedStrategy<Value> {
     let base = (id(), pick(PRODUCTS), dims(), quantity());
     match kind {
-        "change" | "set" => (base, any::<bool>())
-            .prop_map(move |((id, p, d, q), with_time)| {
+        "change" | "set" => (
+            base,
+            prop::option::of(prop_oneof![Just("2024-01-31T12:00:00Z".to_string()), date_text()]),
+        )
+            .prop_map(move |((id, p, d, q), time)| {
                 let mut v = json!({"id": id, "organizationId": "usmf", "productId": p, "dimensions": d,
                     "quantities": {"iv": {"onhand": q}}});
-                if kind == "set" && with_time {
-                    v["modifiedDateTimeUTC"] = json!("2024-01-31T12:00:00Z");
+                if let (true, Some(t)) = (kind == "set", time) {
+                    v["modifiedDateTimeUTC"] = json!(t);
                 }
                 v
             })
@@ -326,9 +368,8 @@ fn write_item(kind: &'static str) -> BoxedStrategy<Value> {
                     "reservationId": rid, "OffsetQty": q})
             })
             .boxed(),
-        "schedule" => (base, 0i64..10)
-            .prop_map(|((id, p, d, q), days)| {
-                let day = ivory_core::date::format_day(crate::queries::today() + days);
+        "schedule" => (base, date_text())
+            .prop_map(|((id, p, d, q), day)| {
                 json!({"id": id, "organizationId": "usmf", "productId": p, "dimensions": d,
                     "quantitiesByDate": {day: {"iv": {"onhand": q}}}})
             })
@@ -366,15 +407,17 @@ fn index_query_body() -> impl Strategy<Value = Value> {
         proptest::sample::subsequence(SITES, 0..=2),
         proptest::sample::subsequence(LOCATIONS, 0..=2),
         any::<bool>(),
-        any::<bool>(),
+        prop::option::of((prop::option::of(date_text()), prop::option::of(date_text()))),
     )
         .prop_map(|(p, s, l, group, atp)| {
             let mut v = json!({"filters": {"organizationId": ["usmf"], "productId": p, "siteId": s, "locationId": l},
                 "groupByValues": if group { json!(["colorId", "sizeId"]) } else { json!([]) },
                 "returnNegative": true});
-            if atp {
+            if let Some((from, to)) = atp {
                 v["QueryATP"] = json!(true);
                 v["groupByValues"] = json!(["colorId", "sizeId"]);
+                v["ATPFromDate"] = json!(from);
+                v["ATPToDate"] = json!(to);
             }
             v
         })
@@ -415,6 +458,11 @@ fn mutate(v: &mut Value, selector: &[usize], action: &Mutation) {
                             map.insert(style.apply(&key), old);
                         }
                     }
+                    Mutation::Rekey(new_key) => {
+                        if let Some(old) = map.remove(&key) {
+                            map.insert(new_key.clone(), old);
+                        }
+                    }
                 }
             } else if let Some(child) = map.get_mut(&key) {
                 mutate(child, rest, action);
@@ -428,7 +476,7 @@ fn mutate(v: &mut Value, selector: &[usize], action: &Mutation) {
                     Mutation::Remove => {
                         items.remove(i);
                     }
-                    Mutation::Rename(_) => {}
+                    Mutation::Rename(_) | Mutation::Rekey(_) => {}
                 }
             } else {
                 mutate(&mut items[i], rest, action);
@@ -464,6 +512,8 @@ enum Mutation {
     Replace(Value),
     Remove,
     Rename(KeyStyle),
+    /// A key (a date of `quantitiesByDate`, a data source, a dimension) becomes another.
+    Rekey(String),
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
@@ -472,6 +522,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         2 => Just(Mutation::Remove),
         1 => prop_oneof![Just(KeyStyle::Upper), Just(KeyStyle::Lower), Just(KeyStyle::Padded)]
             .prop_map(Mutation::Rename),
+        1 => prop_oneof![proptest::sample::select(NASTY_STRINGS).prop_map(str::to_string), "\\PC{0,12}"]
+            .prop_map(Mutation::Rekey),
     ]
 }
 
