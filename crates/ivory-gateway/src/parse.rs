@@ -671,17 +671,6 @@ fn physical_measures(obj: &Map<String, Value>, path: &str) -> Result<Vec<(Measur
     Ok(out)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// `modifiedDateTimeUTC`: `YYYY-MM-DDTHH:MM:SS[.fff][Z|+00:00]`, or milliseconds since the epoch.
 pub(crate) fn timestamp_ms(value: &Value, field: &str) -> Result<u64, ApiError> {
     let bad = || {
@@ -715,7 +704,13 @@ pub(crate) fn timestamp_ms(value: &Value, field: &str) -> Result<u64, ApiError> 
         num(14..16)?,
         num(17..19)?,
     );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+    // A day the month does not have (2023-02-31) is refused, not rolled into the next month.
+    let days = u32::try_from(mo)
+        .ok()
+        .zip(u32::try_from(d).ok())
+        .and_then(|(mo, d)| ivory_core::date::days_from_civil(y, mo, d))
+        .ok_or_else(bad)?;
+    if h > 23 || mi > 59 || s > 60 {
         return Err(bad());
     }
     let mut rest = &text[19..];
@@ -732,6 +727,35 @@ pub(crate) fn timestamp_ms(value: &Value, field: &str) -> Result<u64, ApiError> 
     if !matches!(rest, "" | "Z" | "z" | "+00:00" | "-00:00") {
         return Err(bad());
     }
-    let total = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 + s;
+    let total = ((days * 24 + h) * 60 + mi) * 60 + s;
     u64::try_from(total * 1000 + ms).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::timestamp_ms;
+
+    #[test]
+    fn timestamps_name_real_days() {
+        assert_eq!(
+            timestamp_ms(&json!("2024-01-31T12:00:00Z"), "t").ok(),
+            Some(1_706_702_400_000)
+        );
+        assert_eq!(
+            timestamp_ms(&json!("2024-02-29T00:00:00.5"), "t").ok(),
+            Some(1_709_164_800_500)
+        );
+        // Found while writing the hostile-input fuzz: these were rolled into the next month.
+        for bad in [
+            "2023-02-29T00:00:00Z",
+            "2023-02-31T00:00:00Z",
+            "2023-04-31T00:00:00Z",
+            "2023-00-10T00:00:00Z",
+        ] {
+            let e = timestamp_ms(&json!(bad), "t").unwrap_err();
+            assert_eq!(e.code, "field.bad_timestamp", "{bad}");
+        }
+    }
 }
