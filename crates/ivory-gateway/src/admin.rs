@@ -63,19 +63,9 @@ pub(crate) async fn hard_update(
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let Ok(text) = std::str::from_utf8(&bytes) else {
-        return ApiError::bad_request("body.malformed", "body: not UTF-8").into_response();
-    };
-    let config = match Config::from_json(text) {
+    let config = match parse_configuration(&bytes) {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.field == "(body)" {
-                "body.malformed"
-            } else {
-                "config.invalid"
-            };
-            return ApiError::bad_request(code, e.to_string()).into_response();
-        }
+        Err(e) => return e.into_response(),
     };
     let config_json = config.to_json();
     let command = Command::PutConfig {
@@ -91,6 +81,19 @@ pub(crate) async fn hard_update(
         },
         Err(e) => e.into_response(),
     }
+}
+
+/// A configuration document: 400 naming the field it breaks.
+pub(crate) fn parse_configuration(bytes: &[u8]) -> Result<Config, ApiError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| ApiError::bad_request("body.malformed", "body: not UTF-8"))?;
+    Config::from_json(text).map_err(|e| {
+        let code = if e.field == "(body)" {
+            "body.malformed"
+        } else {
+            "config.invalid"
+        };
+        ApiError::bad_request(code, e.to_string())
+    })
 }
 
 #[utoipa::path(get, path = "/api/environment/{environmentId}/allpartitionids", tag = "admin", summary = "Every partition holding data",
@@ -133,33 +136,9 @@ pub(crate) async fn clean_up(
     ApiPath(env): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let partitions = match body {
-        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => None,
-        body => match crate::parse::json_body(body) {
-            Ok(Value::Array(items)) => {
-                let mut list = Vec::with_capacity(items.len());
-                for (i, item) in items.iter().enumerate() {
-                    let text = match crate::parse::text_value(item, &format!("[{i}]")) {
-                        Ok(t) => t,
-                        Err(e) => return e.into_response(),
-                    };
-                    let parts: Vec<&str> = text.split('~').collect();
-                    let [org, site, location] = parts.as_slice() else {
-                        return ApiError::bad_request(
-                            "field.bad_value",
-                            format!("[{i}]: '{text}' is not a partition id <organizationId>~<siteId>~<locationId>"),
-                        )
-                        .into_response();
-                    };
-                    list.push(PartitionKey::new(env.clone(), *org, *site, *location));
-                }
-                Some(list)
-            }
-            Ok(_) => {
-                return ApiError::bad_request("body.not_array", "body: a JSON array of partition ids").into_response();
-            }
-            Err(e) => return e.into_response(),
-        },
+    let partitions = match partition_list(&env, body) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
     };
     match propose_everywhere(
         &s,
@@ -176,6 +155,35 @@ pub(crate) async fn clean_up(
         ),
         Err(e) => e.into_response(),
     }
+}
+
+/// The body of a clean-up: `None` (empty body) = every partition of the environment.
+pub(crate) fn partition_list(
+    env: &str,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Option<Vec<PartitionKey>>, ApiError> {
+    if matches!(&body, Ok(b) if b.iter().all(u8::is_ascii_whitespace)) {
+        return Ok(None);
+    }
+    let Value::Array(items) = crate::parse::json_body(body)? else {
+        return Err(ApiError::bad_request(
+            "body.not_array",
+            "body: a JSON array of partition ids",
+        ));
+    };
+    let mut list = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let text = crate::parse::text_value(item, &format!("[{i}]"))?;
+        let parts: Vec<&str> = text.split('~').collect();
+        let [org, site, location] = parts.as_slice() else {
+            return Err(ApiError::bad_request(
+                "field.bad_value",
+                format!("[{i}]: '{text}' is not a partition id <organizationId>~<siteId>~<locationId>"),
+            ));
+        };
+        list.push(PartitionKey::new(env, *org, *site, *location));
+    }
+    Ok(Some(list))
 }
 
 #[utoipa::path(delete, path = "/api/environment/{environmentId}/cleanupalldata", tag = "admin", summary = "Delete partitions",

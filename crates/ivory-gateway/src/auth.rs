@@ -233,6 +233,42 @@ fn token_fields(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)
     Ok(parse_form(text))
 }
 
+/// What a token request asks for, before the credentials are checked.
+pub(crate) struct TokenRequest {
+    pub environment: String,
+    pub client_id: Option<String>,
+    pub secret: String,
+}
+
+/// Reads a token request (JSON or form) and checks its shape: 400 naming what is missing.
+pub(crate) fn token_request(headers: &HeaderMap, body: &[u8]) -> Result<TokenRequest, ApiError> {
+    let fields = token_fields(headers, body)?;
+    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let Some(environment) = get("context").filter(|c| !c.is_empty()) else {
+        return Err(ApiError::bad_request(
+            "token.missing_context",
+            "context: the environment id is required",
+        ));
+    };
+    if environment.len() > ivory_core::model::NAME_LEN_MAX || environment.contains('/') {
+        return Err(ApiError::bad_request(
+            "token.bad_context",
+            "context: not a valid environment id",
+        ));
+    }
+    let Some(secret) = get("client_secret").or_else(|| get("client_assertion")) else {
+        return Err(ApiError::bad_request(
+            "token.missing_secret",
+            "client_secret (or IV's client_assertion) is required",
+        ));
+    };
+    Ok(TokenRequest {
+        environment,
+        client_id: get("client_id"),
+        secret,
+    })
+}
+
 #[utoipa::path(post, path = "/token", tag = "auth", summary = "Get a bearer token for an environment",
     request_body(content(
         (crate::openapi::TokenRequest = "application/json"),
@@ -257,32 +293,20 @@ pub(crate) async fn token(
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let fields = match token_fields(&headers, &body) {
-        Ok(f) => f,
+    let request = match token_request(&headers, &body) {
+        Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let Some(environment) = get("context").filter(|c| !c.is_empty()) else {
-        return ApiError::bad_request("token.missing_context", "context: the environment id is required")
-            .into_response();
-    };
-    if environment.len() > ivory_core::model::NAME_LEN_MAX || environment.contains('/') {
-        return ApiError::bad_request("token.bad_context", "context: not a valid environment id").into_response();
-    }
-    let Some(secret) = get("client_secret").or_else(|| get("client_assertion")) else {
-        return ApiError::bad_request(
-            "token.missing_secret",
-            "client_secret (or IV's client_assertion) is required",
-        )
-        .into_response();
-    };
     let key = &state.config.signing_key;
-    let id_ok = get("client_id").is_none_or(|id| ct_eq(key, id, &state.config.client_id));
-    let secret_ok = ct_eq(key, secret, &state.config.client_secret);
+    let id_ok = request
+        .client_id
+        .as_deref()
+        .is_none_or(|id| ct_eq(key, id, &state.config.client_id));
+    let secret_ok = ct_eq(key, &request.secret, &state.config.client_secret);
     if !(id_ok & secret_ok) {
         return unauthorized("auth.invalid_client", "client credentials are not valid");
     }
     let ttl = state.config.token_ttl_s;
-    let access_token = issue_token(key, environment, &state.config.client_id, now_s() + ttl);
+    let access_token = issue_token(key, &request.environment, &state.config.client_id, now_s() + ttl);
     axum::Json(json!({"access_token": access_token, "token_type": "bearer", "expires_in": ttl})).into_response()
 }

@@ -98,6 +98,18 @@ fn event_json(shard: u32, e: &Event) -> Value {
     })
 }
 
+/// `limit` of a `wait=false` page.
+pub(crate) fn page_limit(text: Option<&str>) -> Result<usize, ApiError> {
+    match text.map(str::parse::<usize>) {
+        None => Ok(READ_LIMIT),
+        Some(Ok(l)) if (1..=10_000).contains(&l) => Ok(l),
+        Some(_) => Err(ApiError::bad_request(
+            "field.bad_value",
+            "limit: a number from 1 to 10000",
+        )),
+    }
+}
+
 /// One round: every shard's events after the cursor (this environment's), each with the cursor
 /// after it; the cursor moves past every event read, whatever its environment. A shard that
 /// cannot be read stays where it is.
@@ -164,12 +176,9 @@ pub(crate) async fn events(
     };
     let wait = !param("wait").is_some_and(|w| w.eq_ignore_ascii_case("false") || w == "0");
     if !wait {
-        let limit = match param("limit").map(|l| l.parse::<usize>()) {
-            None => READ_LIMIT,
-            Some(Ok(l)) if (1..=10_000).contains(&l) => l,
-            Some(_) => {
-                return ApiError::bad_request("field.bad_value", "limit: a number from 1 to 10000").into_response();
-            }
+        let limit = match page_limit(param("limit").as_deref()) {
+            Ok(l) => l,
+            Err(e) => return e.into_response(),
         };
         let page = poll(&s, &env, &mut cursor, limit).await;
         let events: Vec<Value> = page

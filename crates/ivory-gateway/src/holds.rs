@@ -65,7 +65,7 @@ fn canon() -> &'static KeyCanon {
     })
 }
 
-fn hold_body(body: Body) -> Result<Value, ApiError> {
+pub(crate) fn hold_body(body: Body) -> Result<Value, ApiError> {
     let value = json_body(body)?;
     canon()
         .apply(value)
@@ -73,7 +73,7 @@ fn hold_body(body: Body) -> Result<Value, ApiError> {
 }
 
 /// An empty body counts as `{}` for the action routes.
-fn optional_body(body: Body) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn optional_body(body: Body) -> Result<Map<String, Value>, ApiError> {
     if matches!(&body, Ok(b) if b.iter().all(u8::is_ascii_whitespace)) {
         return Ok(Map::new());
     }
@@ -159,7 +159,7 @@ fn hold_id(id: &str) -> Result<String, ApiError> {
     Ok(id)
 }
 
-fn expires_in(body: &Map<String, Value>, default: Option<u64>) -> Result<u64, ApiError> {
+pub(crate) fn expires_in(body: &Map<String, Value>, default: Option<u64>) -> Result<u64, ApiError> {
     let bad = || {
         ApiError::bad_request(
             "field.bad_value",
@@ -187,6 +187,13 @@ async fn parse_items(
     organization: &str,
     body: &Map<String, Value>,
 ) -> Result<Vec<HoldLine>, ApiError> {
+    let items = items_of(body)?;
+    let config = mapping_config(s, environment, crate::parse::needs_mappings(items)).await?;
+    parse_lines(&config, environment, organization, items)
+}
+
+/// `items`: an array of 1 to 512 lines.
+pub(crate) fn items_of(body: &Map<String, Value>) -> Result<&[Value], ApiError> {
     let Some(Value::Array(items)) = body.get("items") else {
         return Err(ApiError::bad_request(
             "field.missing",
@@ -203,7 +210,16 @@ async fn parse_items(
             ),
         ));
     }
-    let config = mapping_config(s, environment, crate::parse::needs_mappings(items)).await?;
+    Ok(items)
+}
+
+/// The lines of a create or a PATCH under a configuration (its dimension mappings).
+pub(crate) fn parse_lines(
+    config: &ivory_core::Config,
+    environment: &str,
+    organization: &str,
+    items: &[Value],
+) -> Result<Vec<HoldLine>, ApiError> {
     let mut lines = Vec::with_capacity(items.len());
     let mut seen = std::collections::BTreeSet::new();
     for (i, item) in items.iter().enumerate() {
@@ -216,7 +232,7 @@ async fn parse_items(
         };
         let mut obj = obj.clone();
         obj.insert("organizationId".into(), Value::String(organization.to_string()));
-        let (partition, cell) = partition_and_cell(&obj, environment, &config, &path, true)?;
+        let (partition, cell) = partition_and_cell(&obj, environment, config, &path, true)?;
         let line_id = optional_text(&obj, "lineId", &path)?.unwrap_or_else(|| (i + 1).to_string());
         if !seen.insert(line_id.clone()) {
             return Err(ApiError::bad_request(
@@ -435,6 +451,28 @@ pub(crate) async fn create(State(s): State<AppState>, ApiPath(env): ApiPath<Stri
     }
 }
 
+/// A create's fields besides its lines.
+pub(crate) struct CreateOptions {
+    pub ttl_ms: u64,
+    pub all_or_nothing: bool,
+    pub measure: MeasureRef,
+}
+
+pub(crate) fn create_options(body: &Map<String, Value>) -> Result<CreateOptions, ApiError> {
+    let ttl_ms = expires_in(body, Some(EXPIRES_IN_DEFAULT_S))? * 1000;
+    let all_or_nothing = bool_value(body.get("allOrNothing"), "allOrNothing", true)?;
+    let modifier = optional_text(body, "modifier", "")?.unwrap_or_else(|| "softreservphysical".into());
+    let measure = match optional_text(body, "quantityDataSource", "")? {
+        Some(ds) => MeasureRef::new(&ds, &modifier),
+        None => MeasureRef::parse(&modifier).unwrap_or_else(|| MeasureRef::new("iv", &modifier)),
+    };
+    Ok(CreateOptions {
+        ttl_ms,
+        all_or_nothing,
+        measure,
+    })
+}
+
 async fn create_inner(s: &AppState, env: String, body: Body) -> Result<Response, ApiError> {
     let Value::Object(body) = hold_body(body)? else {
         return Err(ApiError::bad_request("body.not_object", "body: must be a JSON object"));
@@ -442,13 +480,11 @@ async fn create_inner(s: &AppState, env: String, body: Body) -> Result<Response,
     let organization = required_text(&body, "organizationId", "")?;
     let id = required_text(&body, "id", "")?;
     let lines = parse_items(s, &env, &organization, &body).await?;
-    let ttl_ms = expires_in(&body, Some(EXPIRES_IN_DEFAULT_S))? * 1000;
-    let all_or_nothing = bool_value(body.get("allOrNothing"), "allOrNothing", true)?;
-    let modifier = optional_text(&body, "modifier", "")?.unwrap_or_else(|| "softreservphysical".into());
-    let measure = match optional_text(&body, "quantityDataSource", "")? {
-        Some(ds) => MeasureRef::new(&ds, &modifier),
-        None => MeasureRef::parse(&modifier).unwrap_or_else(|| MeasureRef::new("iv", &modifier)),
-    };
+    let CreateOptions {
+        ttl_ms,
+        all_or_nothing,
+        measure,
+    } = create_options(&body)?;
     let fingerprint = request_fingerprint(&measure, &lines, ttl_ms, all_or_nothing);
     let key = HoldKey {
         environment: env,
@@ -560,7 +596,7 @@ async fn release_everywhere(s: &AppState, key: &HoldKey, shards: impl Iterator<I
     }
 }
 
-fn key_of(
+pub(crate) fn key_of(
     env: String,
     id: &str,
     params: &HashMap<String, String>,
@@ -683,6 +719,22 @@ async fn step(
     }
 }
 
+/// `lineIds` of a consume: empty = every line.
+pub(crate) fn line_ids(body: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
+    match body.get("lineIds") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(ids)) => ids
+            .iter()
+            .enumerate()
+            .map(|(i, v)| text_value(v, &format!("lineIds[{i}]")))
+            .collect(),
+        Some(_) => Err(ApiError::bad_request(
+            "field.bad_type",
+            "lineIds: must be an array of line ids",
+        )),
+    }
+}
+
 /// `lineIds` (all lines when absent or empty) to `Consume` per shard that holds them.
 fn consume_commands(
     key: &HoldKey,
@@ -690,20 +742,7 @@ fn consume_commands(
     body: &Map<String, Value>,
 ) -> Result<Vec<(u32, HoldCommand)>, ApiError> {
     let consumable = |h: &HoldState| matches!(h.status, HoldStatus::Active | HoldStatus::Confirmed);
-    let wanted: Vec<String> = match body.get("lineIds") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(ids)) => ids
-            .iter()
-            .enumerate()
-            .map(|(i, v)| text_value(v, &format!("lineIds[{i}]")))
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "field.bad_type",
-                "lineIds: must be an array of line ids",
-            ));
-        }
-    };
+    let wanted = line_ids(body)?;
     let mut commands = Vec::new();
     if wanted.is_empty() {
         commands.extend(parts.iter().filter(|(_, h)| consumable(h)).map(|(shard, _)| {

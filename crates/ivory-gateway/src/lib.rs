@@ -14,6 +14,9 @@ mod admin;
 pub mod auth;
 mod error;
 mod events;
+/// Every request's parser on arbitrary bytes, for fuzzers (`fuzz/`); not part of the API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod grpc;
 mod holds;
 mod holds_grpc;

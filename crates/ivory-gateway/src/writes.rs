@@ -250,25 +250,35 @@ const BUCKETS: [&str; 6] = [
     "unknown",
 ];
 
-async fn bulk(s: AppState, env: String, kind: WriteKind, body: Body) -> Response {
-    let value = match json_body(body) {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
+/// A bulk body: a JSON array of at most 512 items (each checked on its own later).
+pub(crate) fn bulk_items(value: Value) -> Result<Vec<Value>, ApiError> {
     let Value::Array(items) = value else {
-        return ApiError::bad_request("body.not_array", "body: a bulk call takes a JSON array of items")
-            .into_response();
+        return Err(ApiError::bad_request(
+            "body.not_array",
+            "body: a bulk call takes a JSON array of items",
+        ));
     };
     if items.len() > BATCH_COMMANDS_MAX {
-        return ApiError::bad_request(
+        return Err(ApiError::bad_request(
             "limit.bulk_items",
             format!(
                 "body: {} items, at most {BATCH_COMMANDS_MAX} per bulk call",
                 items.len()
             ),
-        )
-        .into_response();
+        ));
     }
+    Ok(items)
+}
+
+async fn bulk(s: AppState, env: String, kind: WriteKind, body: Body) -> Response {
+    let value = match json_body(body) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let items = match bulk_items(value) {
+        Ok(items) => items,
+        Err(e) => return e.into_response(),
+    };
     let config = match mapping_config(&s, &env, kind.needs_config() || needs_mappings(&items)).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
