@@ -13,7 +13,7 @@ use crate::{ApiError, AppState, json_response};
 
 #[utoipa::path(get, path = "/api/environment/{environmentId}/configuration", tag = "admin", summary = "The environment's configuration",
     params(crate::openapi::EnvironmentPath),
-    responses((status = 200, description = "IV's configuration document", body = Object)))]
+    responses((status = 200, description = "IV's configuration document", body = ivory_core::config::ConfigDoc)))]
 /// `GET /configuration`: the environment's configuration document (IV's JSON shape), from shard 0.
 pub(crate) async fn get_configuration(State(s): State<AppState>, ApiPath(env): ApiPath<String>) -> Response {
     match s.read(0, ReadRequest::Config { environment: env }).await {
@@ -47,9 +47,9 @@ async fn propose_everywhere(s: &AppState, command: Command) -> Result<(), ApiErr
 
 #[utoipa::path(post, path = "/api/environment/{environmentId}/configuration/hardupdate", tag = "admin", summary = "Replace the environment's configuration",
     params(crate::openapi::EnvironmentPath),
-    request_body(content = Object, content_type = "application/json", description = "IV's configuration document (as `GET configuration` answers)"),
+    request_body(content = ivory_core::config::ConfigDoc, content_type = "application/json", description = "IV's configuration document (as `GET configuration` answers); keys in any case"),
     responses(
-        (status = 200, description = "The stored document", body = Object),
+        (status = 200, description = "The stored document", body = ivory_core::config::ConfigDoc),
         (status = 409, description = "A shard refused it (`command.refused`)", body = crate::openapi::ErrorBody),
     ))]
 /// `POST /configuration/hardupdate`: validated here first (400 naming the field), then proposed
@@ -122,10 +122,10 @@ pub(crate) async fn all_partition_ids(State(s): State<AppState>, ApiPath(env): A
 
 #[utoipa::path(delete, path = "/api/environment/{environmentId}/partitions/cleanupalldata", tag = "admin", summary = "Delete partitions",
     params(crate::openapi::EnvironmentPath),
-    request_body(content = Option<Vec<String>>, content_type = "application/json",
+    request_body(content = Vec<crate::openapi::PartitionId>, content_type = "application/json",
         description = "Partition ids as `allpartitionids` lists them; an empty body deletes every partition of the environment"),
     responses(
-        (status = 200, description = "Deleted", body = crate::openapi::WriteResult),
+        (status = 200, description = "Deleted", body = crate::openapi::CleanUpResult),
         (status = 409, description = "A shard refused it (`command.refused`)", body = crate::openapi::ErrorBody),
     ))]
 /// `DELETE /cleanupalldata` and `/partitions/cleanupalldata`: body = JSON array of partition ids
@@ -188,10 +188,10 @@ pub(crate) fn partition_list(
 
 #[utoipa::path(delete, path = "/api/environment/{environmentId}/cleanupalldata", tag = "admin", summary = "Delete partitions",
     params(crate::openapi::EnvironmentPath),
-    request_body(content = Option<Vec<String>>, content_type = "application/json",
+    request_body(content = Vec<crate::openapi::PartitionId>, content_type = "application/json",
         description = "Partition ids as `allpartitionids` lists them; an empty body deletes every partition of the environment"),
     responses(
-        (status = 200, description = "Deleted", body = crate::openapi::WriteResult),
+        (status = 200, description = "Deleted", body = crate::openapi::CleanUpResult),
         (status = 409, description = "A shard refused it (`command.refused`)", body = crate::openapi::ErrorBody),
     ))]
 /// `DELETE /cleanupalldata`: the same as `/partitions/cleanupalldata` (IV has both).

@@ -13,7 +13,9 @@ use axum::response::{IntoResponse, Response};
 use ivory_core::model::NAME_LEN_MAX;
 use utoipa::openapi::path::{HttpMethod, Operation};
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
@@ -83,6 +85,19 @@ pub(crate) fn document() -> &'static utoipa::openapi::OpenApi {
     components(schemas(
         ErrorBody,
         WriteResult,
+        CleanUpResult,
+        OnHandChangeBulk,
+        SetOnHandBulk,
+        ReserveBulk,
+        UnreserveBulk,
+        ChangeScheduleBulk,
+        TokenWithSecret,
+        TokenWithAssertion,
+        PartitionDimensions,
+        OrganizationList,
+        PositiveQuantity,
+        PartitionId,
+        ivory_core::config::ConfigDoc,
         BulkResult,
         QueryRecord,
         QueryPage,
@@ -147,6 +162,7 @@ fn serve_doc() {}
 const NAME_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
 const OPTIONAL_NAME_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*$";
 const DECIMAL_PATTERN: &str = r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$";
+const POSITIVE_DECIMAL_PATTERN: &str = r"^\s*\+?(0*[1-9][0-9]*(\.[0-9]*)?|0*\.[0-9]*[1-9][0-9]*|0+\.0*[1-9][0-9]*)\s*$";
 const FLAG_PATTERN: &str = r"^\s*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])\s*$";
 /// The largest quantity magnitude (`ivory_core::qty::QTY_ABS_MAX`).
 const QTY_ABS_MAX: f64 = 1e15;
@@ -225,6 +241,23 @@ doc_scalar!(
     )
 );
 doc_scalar!(
+    PositiveQuantity,
+    one_of(
+        vec![
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .exclusive_minimum(Some(0))
+                .maximum(Some(QTY_ABS_MAX))
+                .into(),
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(POSITIVE_DECIMAL_PATTERN))
+                .into(),
+        ],
+        "A quantity greater than zero (as `Quantity`)."
+    )
+);
+doc_scalar!(
     Flag,
     one_of(
         vec![
@@ -259,6 +292,64 @@ doc_scalar!(
         .into()
 );
 doc_scalar!(
+    PartitionDimensions,
+    ObjectBuilder::new()
+        .description(Some(
+            "Dimension name (any case; base names, or names the `dimensionDataSource` maps) -> value; \
+             siteId and locationId name the partition and are required."
+        ))
+        .property("siteId", Name::schema())
+        .property("locationId", Name::schema())
+        .required("siteId")
+        .required("locationId")
+        .additional_properties(Some(AdditionalProperties::RefOr(OptionalName::schema())))
+        .into()
+);
+doc_scalar!(
+    OrganizationList,
+    one_of(
+        vec![
+            ArrayBuilder::new().items(Name::schema()).min_items(Some(1)).into(),
+            Name::schema(),
+        ],
+        "Organization ids: exactly one with Api-Version 1.0, up to 100 with 2.0."
+    )
+);
+/// A bulk's items: each is judged on its own, a malformed one is a `failure` entry.
+pub(crate) fn bulk_item(item: RefOr<Schema>) -> RefOr<Schema> {
+    utoipa::openapi::schema::AnyOfBuilder::new()
+        .item(item)
+        .item(ObjectBuilder::new().schema_type(SchemaType::AnyValue).description(Some(
+            "Anything else: that item is refused (a `failure` entry, statusCode 400)",
+        )))
+        .into()
+}
+
+macro_rules! bulk_of {
+    ($name:ident, $item:ident) => {
+        pub(crate) struct $name;
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                ArrayBuilder::new()
+                    .items(bulk_item(Ref::from_schema_name($item::name()).into()))
+                    .max_items(Some(ivory_core::BATCH_COMMANDS_MAX))
+                    .description(Some(
+                        "At most 512 items (513+ = 400 `limit.bulk_items`, nothing applied)",
+                    ))
+                    .into()
+            }
+        }
+        impl ToSchema for $name {}
+    };
+}
+
+bulk_of!(OnHandChangeBulk, OnHandChangeRequest);
+bulk_of!(SetOnHandBulk, SetOnHandRequest);
+bulk_of!(ReserveBulk, ReserveRequest);
+bulk_of!(UnreserveBulk, UnreserveRequest);
+bulk_of!(ChangeScheduleBulk, ChangeScheduleRequest);
+
+doc_scalar!(
     Quantities,
     ObjectBuilder::new()
         .description(Some(
@@ -274,6 +365,16 @@ doc_scalar!(
         .into()
 );
 doc_scalar!(
+    PartitionId,
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(r"^[^~]*~[^~]*~[^~]*$"))
+        .description(Some(
+            "`<organizationId>~<siteId>~<locationId>`, as `allpartitionids` lists it"
+        ))
+        .into()
+);
+doc_scalar!(
     Groups,
     ObjectBuilder::new()
         .description(Some(
@@ -283,6 +384,22 @@ doc_scalar!(
         .additional_properties(Some(AdditionalProperties::RefOr(OptionalName::schema())))
         .into()
 );
+
+fn optional_groups() -> RefOr<Schema> {
+    one_of(
+        vec![Groups::schema(), ObjectBuilder::new().schema_type(Type::Null).into()],
+        "Group levels, or null",
+    )
+}
+
+fn quantities_by_date() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .min_properties(Some(1))
+        .additional_properties(Some(AdditionalProperties::RefOr(
+            ObjectBuilder::new().schema_type(Type::Object).into(),
+        )))
+        .into()
+}
 
 // ---- request bodies --------------------------------------------------------------------------
 // Field names are the JSON keys as IV spells them (keys are accepted in any case).
@@ -299,7 +416,7 @@ pub(crate) struct OnHandChangeRequest {
     productId: String,
     #[schema(schema_with = OptionalName::schema)]
     dimensionDataSource: Option<String>,
-    #[schema(schema_with = Dimensions::schema)]
+    #[schema(schema_with = PartitionDimensions::schema)]
     dimensions: (),
     #[schema(schema_with = Quantities::schema)]
     quantities: (),
@@ -317,7 +434,7 @@ pub(crate) struct SetOnHandRequest {
     productId: String,
     #[schema(schema_with = OptionalName::schema)]
     dimensionDataSource: Option<String>,
-    #[schema(schema_with = Dimensions::schema)]
+    #[schema(schema_with = PartitionDimensions::schema)]
     dimensions: (),
     #[schema(schema_with = Quantities::schema)]
     quantities: (),
@@ -337,7 +454,7 @@ pub(crate) struct ReserveRequest {
     productId: String,
     #[schema(schema_with = OptionalName::schema)]
     dimensionDataSource: Option<String>,
-    #[schema(schema_with = Dimensions::schema)]
+    #[schema(schema_with = PartitionDimensions::schema)]
     dimensions: (),
     /// Data source of `modifier` (default `iv`).
     #[schema(schema_with = OptionalName::schema)]
@@ -364,11 +481,11 @@ pub(crate) struct UnreserveRequest {
     productId: Option<String>,
     #[schema(schema_with = OptionalName::schema)]
     dimensionDataSource: Option<String>,
-    #[schema(schema_with = Dimensions::schema)]
+    #[schema(schema_with = PartitionDimensions::schema)]
     dimensions: (),
     #[schema(schema_with = Name::schema)]
     reservationId: String,
-    #[schema(schema_with = Quantity::schema)]
+    #[schema(schema_with = PositiveQuantity::schema)]
     OffsetQty: (),
 }
 
@@ -384,14 +501,15 @@ pub(crate) struct ChangeScheduleRequest {
     productId: String,
     #[schema(schema_with = OptionalName::schema)]
     dimensionDataSource: Option<String>,
-    #[schema(schema_with = Dimensions::schema)]
+    #[schema(schema_with = PartitionDimensions::schema)]
     dimensions: (),
     /// With it, a date may hold `{measure: quantity}` directly.
     #[schema(schema_with = OptionalName::schema)]
     quantityDataSource: Option<String>,
     /// `{"<date>": {dataSource: {measure: quantity}}}`; dates as `2023-09-26`, `2023-09-26T00:00:00Z`,
     /// `2023/09/26` or `Tue Sep 26 2023` (a UTC day within the schedule period from today).
-    quantitiesByDate: std::collections::BTreeMap<String, serde_json::Value>,
+    #[schema(schema_with = quantities_by_date)]
+    quantitiesByDate: (),
 }
 
 /// `POST allocation/allocate` and `allocation/unallocate`.
@@ -406,13 +524,13 @@ pub(crate) struct AllocationRequest {
     productId: String,
     #[schema(schema_with = OptionalName::schema)]
     dimensionDataSource: Option<String>,
-    #[schema(schema_with = Dimensions::schema)]
+    #[schema(schema_with = PartitionDimensions::schema)]
     dimensions: (),
     /// Or `targetGroups` (not both).
     #[schema(schema_with = Groups::schema)]
     groups: (),
     /// Greater than zero.
-    #[schema(schema_with = Quantity::schema)]
+    #[schema(schema_with = PositiveQuantity::schema)]
     quantity: (),
 }
 
@@ -428,14 +546,14 @@ pub(crate) struct ReallocateRequest {
     productId: String,
     #[schema(schema_with = OptionalName::schema)]
     dimensionDataSource: Option<String>,
-    #[schema(schema_with = Dimensions::schema)]
+    #[schema(schema_with = PartitionDimensions::schema)]
     dimensions: (),
     #[schema(schema_with = Groups::schema)]
     sourceGroups: (),
     /// Or `targetGroups` (not both).
     #[schema(schema_with = Groups::schema)]
     groups: (),
-    #[schema(schema_with = Quantity::schema)]
+    #[schema(schema_with = PositiveQuantity::schema)]
     quantity: (),
 }
 
@@ -451,12 +569,12 @@ pub(crate) struct ConsumeRequest {
     productId: String,
     #[schema(schema_with = OptionalName::schema)]
     dimensionDataSource: Option<String>,
-    #[schema(schema_with = Dimensions::schema)]
+    #[schema(schema_with = PartitionDimensions::schema)]
     dimensions: (),
     /// Or `targetGroups` (not both).
     #[schema(schema_with = Groups::schema)]
     groups: (),
-    #[schema(schema_with = Quantity::schema)]
+    #[schema(schema_with = PositiveQuantity::schema)]
     quantity: (),
     /// `{dataSource: {measure: "Addition" | "Subtraction"}}` (`fno` refused).
     physicalMeasures: Option<std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>>,
@@ -472,10 +590,10 @@ pub(crate) struct AllocationQueryRequest {
     productId: String,
     #[schema(schema_with = OptionalName::schema)]
     dimensionDataSource: Option<String>,
-    #[schema(schema_with = Dimensions::schema)]
+    #[schema(schema_with = PartitionDimensions::schema)]
     dimensions: (),
-    /// A prefix of the group path (or `targetGroups`); absent = every path.
-    #[schema(schema_with = Groups::schema)]
+    /// A prefix of the group path (or `targetGroups`); absent or null = every path.
+    #[schema(schema_with = optional_groups)]
     groups: Option<()>,
 }
 
@@ -484,8 +602,7 @@ pub(crate) struct AllocationQueryRequest {
 #[derive(ToSchema)]
 #[allow(non_snake_case, dead_code)]
 pub(crate) struct IndexFilters {
-    /// Exactly one with Api-Version 1.0; up to 100 with 2.0.
-    #[schema(schema_with = NameList::schema)]
+    #[schema(schema_with = OrganizationList::schema)]
     organizationId: (),
     /// At most 5,000; required when siteId and locationId are empty.
     #[schema(schema_with = NameList::schema)]
@@ -519,18 +636,17 @@ pub(crate) struct IndexQueryRequest {
 #[derive(ToSchema)]
 #[allow(non_snake_case, dead_code)]
 pub(crate) struct ExactFilters {
-    /// Required unless `keys` names organizationId (Api-Version 2.0).
-    #[schema(schema_with = NameList::schema)]
-    organizationId: Option<()>,
+    /// (Api-Version 2.0 may instead name organizationId in `keys`.)
+    #[schema(schema_with = OrganizationList::schema)]
+    organizationId: (),
     #[schema(schema_with = NameList::schema)]
     productId: Option<()>,
-    /// v1: dimension names of each tuple; must include siteId and locationId.
-    #[schema(schema_with = NameList::schema)]
-    dimensions: Option<()>,
-    /// v2: like `dimensions`, may include organizationId.
-    #[schema(schema_with = NameList::schema)]
-    keys: Option<()>,
+    /// Dimension names of each tuple; must include siteId and locationId. (Api-Version 2.0 may
+    /// call them `keys`, and include organizationId.)
+    #[schema(min_items = 2)]
+    dimensions: Vec<String>,
     /// 1 to 5,000 tuples, one value per name.
+    #[schema(min_items = 1, max_items = 5000)]
     values: Vec<Vec<serde_json::Value>>,
 }
 
@@ -553,21 +669,43 @@ pub(crate) struct ExactQueryRequest {
     ATPToDate: Option<String>,
 }
 
-/// `POST /token`, as JSON or a form: `client_secret` (or IV's `client_assertion`) and `context`.
+/// `POST /token` with the client secret.
 #[derive(ToSchema)]
 #[allow(non_snake_case, dead_code)]
-pub(crate) struct TokenRequest {
+pub(crate) struct TokenWithSecret {
+    /// Checked when given.
     client_id: Option<String>,
-    client_secret: Option<String>,
+    client_secret: String,
     /// The environment id the token is for.
-    #[schema(max_length = 256)]
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^/]+$")]
+    context: String,
+}
+
+/// `POST /token` in IV's shape: the client secret in `client_assertion`.
+#[derive(ToSchema)]
+#[allow(non_snake_case, dead_code)]
+pub(crate) struct TokenWithAssertion {
+    client_id: Option<String>,
+    client_assertion: String,
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^/]+$")]
     context: String,
     grant_type: Option<String>,
     client_assertion_type: Option<String>,
-    client_assertion: Option<String>,
     scope: Option<String>,
     context_type: Option<String>,
 }
+
+/// `POST /token`, as JSON or a form: the client secret, or IV's shape.
+pub(crate) struct TokenRequest;
+impl PartialSchema for TokenRequest {
+    fn schema() -> RefOr<Schema> {
+        utoipa::openapi::schema::AnyOfBuilder::new()
+            .item(Ref::from_schema_name(TokenWithSecret::name()))
+            .item(Ref::from_schema_name(TokenWithAssertion::name()))
+            .into()
+    }
+}
+impl ToSchema for TokenRequest {}
 
 /// A line of a hold.
 #[derive(ToSchema)]
@@ -580,10 +718,10 @@ pub(crate) struct HoldItem {
     productId: String,
     #[schema(schema_with = OptionalName::schema)]
     dimensionDataSource: Option<String>,
-    #[schema(schema_with = Dimensions::schema)]
+    #[schema(schema_with = PartitionDimensions::schema)]
     dimensions: (),
     /// Greater than zero.
-    #[schema(schema_with = Quantity::schema)]
+    #[schema(schema_with = PositiveQuantity::schema)]
     quantity: (),
     #[schema(schema_with = Flag::schema)]
     allowOversell: Option<bool>,
@@ -611,36 +749,31 @@ pub(crate) struct HoldCreateRequest {
     modifier: Option<String>,
 }
 
-/// `PATCH holds/{id}/items`: the full new list of lines; the timer restarts.
+/// `PATCH holds/{id}/items`: the full new list of lines; the timer restarts. (`organizationId`
+/// may be given here instead of in the query.)
 #[derive(ToSchema)]
 #[allow(non_snake_case, dead_code)]
 pub(crate) struct HoldPatchRequest {
-    /// When not in the query.
-    #[schema(schema_with = OptionalName::schema)]
-    organizationId: Option<String>,
     #[schema(min_items = 1, max_items = 512)]
     items: Vec<HoldItem>,
     #[schema(minimum = 1, maximum = 604800)]
     expiresInSeconds: Option<u64>,
 }
 
-/// `POST holds/{id}/extend`.
+/// `POST holds/{id}/extend`. (`organizationId` may be given here instead of in the query.)
 #[derive(ToSchema)]
 #[allow(non_snake_case, dead_code)]
 pub(crate) struct HoldExtendRequest {
-    #[schema(schema_with = OptionalName::schema)]
-    organizationId: Option<String>,
     /// From now: 1 to 604800.
     #[schema(minimum = 1, maximum = 604800)]
     expiresInSeconds: u64,
 }
 
-/// `POST holds/{id}/consume` (an empty body consumes every line).
+/// `POST holds/{id}/consume` (an empty body consumes every line). (`organizationId` may be
+/// given here instead of in the query.)
 #[derive(ToSchema)]
 #[allow(non_snake_case, dead_code)]
 pub(crate) struct HoldConsumeRequest {
-    #[schema(schema_with = OptionalName::schema)]
-    organizationId: Option<String>,
     /// The lines to consume; absent or empty = every line.
     lineIds: Option<Vec<String>>,
 }
@@ -673,6 +806,16 @@ pub(crate) struct WriteResult {
     code: Option<String>,
     reservationId: Option<String>,
     totalInvalidOffsetQtyByReservId: Option<f64>,
+}
+
+/// The answer of a clean-up.
+#[derive(ToSchema)]
+#[allow(non_snake_case, dead_code)]
+pub(crate) struct CleanUpResult {
+    /// `success`.
+    processingStatus: String,
+    message: String,
+    statusCode: u16,
 }
 
 /// A bulk call's answer: every item in exactly one bucket.
@@ -801,7 +944,11 @@ pub(crate) struct EnvironmentPath {
 #[allow(non_snake_case, dead_code)]
 pub(crate) struct HoldPath {
     environmentId: String,
-    /// The hold's id (keeps its case).
+    /// The hold's id (keeps its case): at most 256 bytes, no control characters.
+    #[param(
+        max_length = 256,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     id: String,
 }
 
@@ -809,8 +956,9 @@ pub(crate) struct HoldPath {
 #[into_params(parameter_in = Query)]
 #[allow(non_snake_case, dead_code)]
 pub(crate) struct HoldQuery {
-    /// The hold's organization (or `organizationId` in the body of a POST/PATCH).
-    organizationId: Option<String>,
+    /// The hold's organization (a POST/PATCH may give it in its body instead).
+    #[param(min_length = 1)]
+    organizationId: String,
 }
 
 #[derive(IntoParams)]
@@ -839,15 +987,20 @@ pub(crate) struct ApiVersionHeader {
 #[allow(non_snake_case, dead_code)]
 pub(crate) struct OnHandQuery {
     /// Exactly one.
-    organizationId: Option<String>,
+    #[param(min_length = 1)]
+    organizationId: String,
+    /// Required when siteId and locationId are not given.
     productId: Option<String>,
     siteId: Option<String>,
     locationId: Option<String>,
     /// Comma-separated dimension names to group by.
     groupBy: Option<String>,
+    #[param(pattern = r"^\s*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])\s*$")]
     returnNegative: Option<String>,
     dimensionDataSource: Option<String>,
+    #[param(pattern = r"^\s*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])\s*$")]
     QueryATP: Option<String>,
+    /// A date, e.g. 2023-09-26.
     ATPFromDate: Option<String>,
     ATPToDate: Option<String>,
 }
@@ -925,6 +1078,12 @@ impl Modify for CommonResponses {
         for (path, item) in openapi.paths.paths.iter_mut() {
             let is_api = path.starts_with(DOC_API_PREFIX);
             for (method, operation) in operations(item) {
+                if method == HttpMethod::Delete
+                    && path.ends_with("cleanupalldata")
+                    && let Some(RefOr::T(body)) = operation.request_body.as_mut()
+                {
+                    body.required = Some(utoipa::openapi::Required::False);
+                }
                 let reads_body = operation.request_body.is_some() || method == HttpMethod::Delete;
                 if is_api {
                     operation.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(

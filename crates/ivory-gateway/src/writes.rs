@@ -55,8 +55,7 @@ pub(crate) async fn unreserve(State(s): State<AppState>, ApiPath(env): ApiPath<S
 }
 #[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/bulk", tag = "on-hand", summary = "Change on-hand quantities, in bulk",
     params(crate::openapi::EnvironmentPath),
-    request_body(content = Vec<crate::openapi::OnHandChangeRequest>, content_type = "application/json",
-        description = "At most 512 items (513+ = 400 `limit.bulk_items`, nothing applied)"),
+    request_body(content = crate::openapi::OnHandChangeBulk, content_type = "application/json"),
     responses(
         (status = 200, description = "Every item in one bucket, in request order; a malformed item is a `failure` with statusCode 400", body = crate::openapi::BulkResult),
     ))]
@@ -65,8 +64,7 @@ pub(crate) async fn onhand_bulk(State(s): State<AppState>, ApiPath(env): ApiPath
 }
 #[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/reserve/bulk", tag = "reservations", summary = "Soft-reserve, in bulk",
     params(crate::openapi::EnvironmentPath),
-    request_body(content = Vec<crate::openapi::ReserveRequest>, content_type = "application/json",
-        description = "At most 512 items (513+ = 400 `limit.bulk_items`, nothing applied)"),
+    request_body(content = crate::openapi::ReserveBulk, content_type = "application/json"),
     responses(
         (status = 200, description = "Every item in one bucket, in request order; a malformed item is a `failure` with statusCode 400", body = crate::openapi::BulkResult),
     ))]
@@ -75,8 +73,7 @@ pub(crate) async fn reserve_bulk(State(s): State<AppState>, ApiPath(env): ApiPat
 }
 #[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/unreserve/bulk", tag = "reservations", summary = "Release reservations, in bulk",
     params(crate::openapi::EnvironmentPath),
-    request_body(content = Vec<crate::openapi::UnreserveRequest>, content_type = "application/json",
-        description = "At most 512 items (513+ = 400 `limit.bulk_items`, nothing applied)"),
+    request_body(content = crate::openapi::UnreserveBulk, content_type = "application/json"),
     responses(
         (status = 200, description = "Every item in one bucket, in request order; a malformed item is a `failure` with statusCode 400", body = crate::openapi::BulkResult),
     ))]
@@ -95,8 +92,7 @@ pub(crate) async fn change_schedule(State(s): State<AppState>, ApiPath(env): Api
 }
 #[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/changeschedule/bulk", tag = "on-hand", summary = "Schedule on-hand changes, in bulk",
     params(crate::openapi::EnvironmentPath),
-    request_body(content = Vec<crate::openapi::ChangeScheduleRequest>, content_type = "application/json",
-        description = "At most 512 items (513+ = 400 `limit.bulk_items`, nothing applied)"),
+    request_body(content = crate::openapi::ChangeScheduleBulk, content_type = "application/json"),
     responses(
         (status = 200, description = "Every item in one bucket, in request order; a malformed item is a `failure` with statusCode 400", body = crate::openapi::BulkResult),
     ))]
@@ -149,8 +145,7 @@ pub(crate) async fn consume(State(s): State<AppState>, ApiPath(env): ApiPath<Str
 }
 #[utoipa::path(post, path = "/api/environment/{environmentId}/setonhand/{inventorySystem}/bulk", tag = "on-hand", summary = "Set on-hand quantities, in bulk",
     params(crate::openapi::EnvironmentPath, ("inventorySystem" = String, Path, description = "Accepted and not used")),
-    request_body(content = Vec<crate::openapi::SetOnHandRequest>, content_type = "application/json",
-        description = "At most 512 items (513+ = 400 `limit.bulk_items`, nothing applied)"),
+    request_body(content = crate::openapi::SetOnHandBulk, content_type = "application/json"),
     responses(
         (status = 200, description = "Every item in one bucket, in request order; a malformed item is a `failure` with statusCode 400", body = crate::openapi::BulkResult),
     ))]
