@@ -147,7 +147,7 @@ async fn poll(s: &AppState, env: &str, cursor: &mut Cursor, limit: usize) -> Vec
         (status = 200, description = "`wait=false`: one JSON page; else server-sent events whose `id:` is the cursor after the event",
             content(
                 (crate::openapi::EventsPage = "application/json"),
-                (String = "text/event-stream"),
+                (crate::openapi::ServerSentEvent = "text/event-stream"),
             )),
     ))]
 /// `GET /events?from=<cursor>&wait=false&limit=N`, or a server-sent event stream.

@@ -105,6 +105,7 @@ pub(crate) fn document() -> &'static utoipa::openapi::OpenApi {
         HoldLineOut,
         HoldHistoryEntry,
         EventsPage,
+        ServerSentEvent,
         TokenRequest,
         TokenAnswer,
         Health,
@@ -910,6 +911,18 @@ pub(crate) struct EventsPage {
     events: Vec<serde_json::Value>,
     /// Where to resume: `from=<cursor>`.
     cursor: String,
+}
+
+/// One server-sent event of `GET events` (`id:`, `event:`, `data:` lines).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ServerSentEvent {
+    /// The cursor just after this event (resume with `from=` or `Last-Event-ID`).
+    id: String,
+    /// The event's type, e.g. `hold.created`.
+    event: String,
+    /// The event as JSON, as in `EventsPage.events`.
+    data: String,
 }
 
 #[derive(ToSchema)]
