@@ -60,6 +60,7 @@ const DOC_FIELDS: &[&str] = &[
 ];
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfigDoc {
     #[serde(default)]
@@ -82,6 +83,7 @@ pub struct ConfigDoc {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AlertConfigDoc {
     /// `dataSource.measure`, physical or calculated (default `iv.availabletoreserve`).
@@ -93,6 +95,7 @@ pub struct AlertConfigDoc {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AttributeSetDoc {
     #[serde(default)]
@@ -102,6 +105,7 @@ pub struct AttributeSetDoc {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IndexConfigDoc {
     #[serde(default)]
@@ -111,6 +115,7 @@ pub struct IndexConfigDoc {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DataSourceDoc {
     #[serde(default)]
@@ -126,6 +131,7 @@ pub struct DataSourceDoc {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FormulaDoc {
     #[serde(default)]
@@ -135,6 +141,7 @@ pub struct FormulaDoc {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScheduleConfigDoc {
     #[serde(default)]
@@ -150,6 +157,7 @@ pub struct ScheduleConfigDoc {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReservConfigDoc {
     #[serde(default)]
@@ -161,6 +169,7 @@ pub struct ReservConfigDoc {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AllocationConfigDoc {
     #[serde(default)]
@@ -172,6 +181,7 @@ pub struct AllocationConfigDoc {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PartitionConfigDoc {
     #[serde(default)]

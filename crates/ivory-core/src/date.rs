@@ -10,9 +10,14 @@ pub fn day_of_ms(ms: u64) -> i64 {
     (ms / MS_PER_DAY) as i64
 }
 
-/// Days since 1970-01-01 of a civil date; `None` for an impossible date (Feb 30).
+/// Years a date may have. Client text such as `Sep 26 9223372036854775807` reaches
+/// [`days_from_civil`]; beyond this its arithmetic (and [`civil_from_days`]'s) would overflow.
+pub const YEARS: std::ops::RangeInclusive<i64> = -999_999..=999_999;
+
+/// Days since 1970-01-01 of a civil date; `None` for an impossible date (Feb 30) or a year
+/// outside [`YEARS`].
 pub fn days_from_civil(year: i64, month: u32, day: u32) -> Option<i64> {
-    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+    if !YEARS.contains(&year) || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
         return None;
     }
     let y = if month <= 2 { year - 1 } else { year };
@@ -127,7 +132,17 @@ mod tests {
         ] {
             assert_eq!(parse_day(text), Some(day), "{text}");
         }
-        for bad in ["", "yesterday", "2022-13-01", "01-02-2022", "Foo 1 2022"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2022-13-01",
+            "01-02-2022",
+            "Foo 1 2022",
+            // Found by the gateway's hostile-input fuzz: these overflowed (a panic in debug builds).
+            "Tue Sep 26 9223372036854775807",
+            "Sep 26 -9223372036854775808",
+            "Feb 1 1000000",
+        ] {
             assert_eq!(parse_day(bad), None, "{bad}");
         }
         assert_eq!(day_of_ms(MS_PER_DAY * 3 + 5), 3);

@@ -1,17 +1,21 @@
 //! Configuration, partitions, clean-up, health and metrics.
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ivory_core::{Command, Config, Outcome, PartitionKey, ReadRequest, ReadResponse};
 use serde_json::{Value, json};
 
+use crate::parse::ApiPath;
 use crate::{ApiError, AppState, json_response};
 
+#[utoipa::path(get, path = "/api/environment/{environmentId}/configuration", tag = "admin", summary = "The environment's configuration",
+    params(crate::openapi::EnvironmentPath),
+    responses((status = 200, description = "IV's configuration document", body = ivory_core::config::ConfigDoc)))]
 /// `GET /configuration`: the environment's configuration document (IV's JSON shape), from shard 0.
-pub(crate) async fn get_configuration(State(s): State<AppState>, Path(env): Path<String>) -> Response {
+pub(crate) async fn get_configuration(State(s): State<AppState>, ApiPath(env): ApiPath<String>) -> Response {
     match s.read(0, ReadRequest::Config { environment: env }).await {
         Ok(ReadResponse::Config(text)) => match serde_json::from_str::<Value>(&text) {
             Ok(v) => json_response(StatusCode::OK, v),
@@ -41,38 +45,27 @@ async fn propose_everywhere(s: &AppState, command: Command) -> Result<(), ApiErr
     Ok(())
 }
 
+#[utoipa::path(post, path = "/api/environment/{environmentId}/configuration/hardupdate", tag = "admin", summary = "Replace the environment's configuration",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = ivory_core::config::ConfigDoc, content_type = "application/json", description = "IV's configuration document (as `GET configuration` answers); keys in any case"),
+    responses(
+        (status = 200, description = "The stored document", body = ivory_core::config::ConfigDoc),
+        (status = 409, description = "A shard refused it (`command.refused`)", body = crate::openapi::ErrorBody),
+    ))]
 /// `POST /configuration/hardupdate`: validated here first (400 naming the field), then proposed
 /// to every shard. Answers the stored document.
 pub(crate) async fn hard_update(
     State(s): State<AppState>,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let bytes = match body {
+    let bytes = match crate::parse::body_bytes(body) {
         Ok(b) => b,
-        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body.too_large",
-                "the request body is over the size limit",
-            )
-            .into_response();
-        }
-        Err(r) => return ApiError::bad_request("body.unreadable", r.to_string()).into_response(),
+        Err(e) => return e.into_response(),
     };
-    let Ok(text) = std::str::from_utf8(&bytes) else {
-        return ApiError::bad_request("body.malformed", "body: not UTF-8").into_response();
-    };
-    let config = match Config::from_json(text) {
+    let config = match parse_configuration(&bytes) {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.field == "(body)" {
-                "body.malformed"
-            } else {
-                "config.invalid"
-            };
-            return ApiError::bad_request(code, e.to_string()).into_response();
-        }
+        Err(e) => return e.into_response(),
     };
     let config_json = config.to_json();
     let command = Command::PutConfig {
@@ -90,9 +83,25 @@ pub(crate) async fn hard_update(
     }
 }
 
+/// A configuration document: 400 naming the field it breaks.
+pub(crate) fn parse_configuration(bytes: &[u8]) -> Result<Config, ApiError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| ApiError::bad_request("body.malformed", "body: not UTF-8"))?;
+    Config::from_json(text).map_err(|e| {
+        let code = if e.field == "(body)" {
+            "body.malformed"
+        } else {
+            "config.invalid"
+        };
+        ApiError::bad_request(code, e.to_string())
+    })
+}
+
+#[utoipa::path(get, path = "/api/environment/{environmentId}/allpartitionids", tag = "admin", summary = "Every partition holding data",
+    params(crate::openapi::EnvironmentPath),
+    responses((status = 200, description = "`<organizationId>~<siteId>~<locationId>`, sorted", body = Vec<String>)))]
 /// `GET /allpartitionids`: every partition of the environment that holds data, as
 /// `<organizationId>~<siteId>~<locationId>`, sorted.
-pub(crate) async fn all_partition_ids(State(s): State<AppState>, Path(env): Path<String>) -> Response {
+pub(crate) async fn all_partition_ids(State(s): State<AppState>, ApiPath(env): ApiPath<String>) -> Response {
     let reads = (0..s.backend.shard_count()).map(|shard| {
         let env = env.clone();
         let s = s.clone();
@@ -111,41 +120,25 @@ pub(crate) async fn all_partition_ids(State(s): State<AppState>, Path(env): Path
     json_response(StatusCode::OK, json!(ids))
 }
 
+#[utoipa::path(delete, path = "/api/environment/{environmentId}/partitions/cleanupalldata", tag = "admin", summary = "Delete partitions",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = Vec<crate::openapi::PartitionId>, content_type = "application/json",
+        description = "Partition ids as `allpartitionids` lists them; an empty body deletes every partition of the environment"),
+    responses(
+        (status = 200, description = "Deleted", body = crate::openapi::CleanUpResult),
+        (status = 409, description = "A shard refused it (`command.refused`)", body = crate::openapi::ErrorBody),
+    ))]
 /// `DELETE /cleanupalldata` and `/partitions/cleanupalldata`: body = JSON array of partition ids
 /// (`<org>~<site>~<location>`, as `/allpartitionids` lists them); an empty body deletes every
 /// partition of the environment. Proposed to every shard.
 pub(crate) async fn clean_up(
     State(s): State<AppState>,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let partitions = match body {
-        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => None,
-        body => match crate::parse::json_body(body) {
-            Ok(Value::Array(items)) => {
-                let mut list = Vec::with_capacity(items.len());
-                for (i, item) in items.iter().enumerate() {
-                    let text = match crate::parse::text_value(item, &format!("[{i}]")) {
-                        Ok(t) => t,
-                        Err(e) => return e.into_response(),
-                    };
-                    let parts: Vec<&str> = text.split('~').collect();
-                    let [org, site, location] = parts.as_slice() else {
-                        return ApiError::bad_request(
-                            "field.bad_value",
-                            format!("[{i}]: '{text}' is not a partition id <organizationId>~<siteId>~<locationId>"),
-                        )
-                        .into_response();
-                    };
-                    list.push(PartitionKey::new(env.clone(), *org, *site, *location));
-                }
-                Some(list)
-            }
-            Ok(_) => {
-                return ApiError::bad_request("body.not_array", "body: a JSON array of partition ids").into_response();
-            }
-            Err(e) => return e.into_response(),
-        },
+    let partitions = match partition_list(&env, body) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
     };
     match propose_everywhere(
         &s,
@@ -164,6 +157,58 @@ pub(crate) async fn clean_up(
     }
 }
 
+/// The body of a clean-up: `None` (empty body) = every partition of the environment.
+pub(crate) fn partition_list(
+    env: &str,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Option<Vec<PartitionKey>>, ApiError> {
+    if matches!(&body, Ok(b) if b.iter().all(u8::is_ascii_whitespace)) {
+        return Ok(None);
+    }
+    let Value::Array(items) = crate::parse::json_body(body)? else {
+        return Err(ApiError::bad_request(
+            "body.not_array",
+            "body: a JSON array of partition ids",
+        ));
+    };
+    let mut list = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let text = crate::parse::text_value(item, &format!("[{i}]"))?;
+        let parts: Vec<&str> = text.split('~').collect();
+        let [org, site, location] = parts.as_slice() else {
+            return Err(ApiError::bad_request(
+                "field.bad_value",
+                format!("[{i}]: '{text}' is not a partition id <organizationId>~<siteId>~<locationId>"),
+            ));
+        };
+        list.push(PartitionKey::new(env, *org, *site, *location));
+    }
+    Ok(Some(list))
+}
+
+#[utoipa::path(delete, path = "/api/environment/{environmentId}/cleanupalldata", tag = "admin", summary = "Delete partitions",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = Vec<crate::openapi::PartitionId>, content_type = "application/json",
+        description = "Partition ids as `allpartitionids` lists them; an empty body deletes every partition of the environment"),
+    responses(
+        (status = 200, description = "Deleted", body = crate::openapi::CleanUpResult),
+        (status = 409, description = "A shard refused it (`command.refused`)", body = crate::openapi::ErrorBody),
+    ))]
+/// `DELETE /cleanupalldata`: the same as `/partitions/cleanupalldata` (IV has both).
+pub(crate) async fn clean_up_alias(
+    state: State<AppState>,
+    env: ApiPath<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    clean_up(state, env, body).await
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations", summary = "Health",
+    responses(
+        (status = 200, description = "Every shard has a leader accepting writes", body = crate::openapi::Health),
+        (status = 503, description = "Not every shard has a leader (`cluster.unhealthy`)", body = crate::openapi::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ))]
 /// `GET /healthz`: 200 when every shard has a leader accepting writes, else 503.
 pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
     match s.backend.healthy().await {
@@ -176,6 +221,11 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations", summary = "Prometheus metrics",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 404, description = "No metrics recorder is configured (`metrics.disabled`)", body = crate::openapi::ErrorBody),
+    ))]
 /// `GET /metrics`: Prometheus text, when a recorder handle was configured.
 pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
     match &s.config.metrics {

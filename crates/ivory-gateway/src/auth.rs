@@ -8,6 +8,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -127,9 +128,34 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// A path segment percent-decoded as the `Path` extractor decodes it; `None` when not UTF-8.
+fn decode_segment(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |j: usize| bytes.get(j).and_then(|b| (*b as char).to_digit(16));
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).ok()?);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Middleware on every `/api/environment/{env}/...` route (paths are canonical by now).
 pub(crate) async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let environment = request.uri().path().split('/').nth(3).unwrap_or("").to_string();
+    // Decoded, as the handlers see it: a token for `a%20b` must not open environment `a b`.
+    let raw = request.uri().path().split('/').nth(3).unwrap_or("");
+    let Some(environment) = decode_segment(raw) else {
+        return ApiError::bad_request("field.bad_value", "path: the environment id is not UTF-8").into_response();
+    };
     let Some(token) = bearer(request.headers()) else {
         return unauthorized(
             "auth.missing_token",
@@ -207,36 +233,80 @@ fn token_fields(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)
     Ok(parse_form(text))
 }
 
+/// What a token request asks for, before the credentials are checked.
+pub(crate) struct TokenRequest {
+    pub environment: String,
+    pub client_id: Option<String>,
+    pub secret: String,
+}
+
+/// Reads a token request (JSON or form) and checks its shape: 400 naming what is missing.
+pub(crate) fn token_request(headers: &HeaderMap, body: &[u8]) -> Result<TokenRequest, ApiError> {
+    let fields = token_fields(headers, body)?;
+    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let Some(environment) = get("context").filter(|c| !c.is_empty()) else {
+        return Err(ApiError::bad_request(
+            "token.missing_context",
+            "context: the environment id is required",
+        ));
+    };
+    if environment.len() > ivory_core::model::NAME_LEN_MAX || environment.contains('/') {
+        return Err(ApiError::bad_request(
+            "token.bad_context",
+            "context: not a valid environment id",
+        ));
+    }
+    let Some(secret) = get("client_secret").or_else(|| get("client_assertion")) else {
+        return Err(ApiError::bad_request(
+            "token.missing_secret",
+            "client_secret (or IV's client_assertion) is required",
+        ));
+    };
+    Ok(TokenRequest {
+        environment,
+        client_id: get("client_id"),
+        secret,
+    })
+}
+
+#[utoipa::path(post, path = "/token", tag = "auth", summary = "Get a bearer token for an environment",
+    request_body(content(
+        (crate::openapi::TokenRequest = "application/json"),
+        (crate::openapi::TokenRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "A token for the environment named by `context`", body = crate::openapi::TokenAnswer),
+        (status = 400, description = "`token.missing_context`, `token.bad_context`, `token.missing_secret`, `body.malformed`", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Wrong client credentials (`auth.invalid_client`)", body = crate::openapi::ErrorBody,
+            headers(("WWW-Authenticate" = String))),
+    ))]
 /// `POST /token`: `{client_id, client_secret, context}` as JSON or form, or IV's shape
 /// `{grant_type, client_assertion_type, client_assertion, scope, context, context_type}` where
 /// `client_assertion` carries the client secret. `context` is the environment id.
-pub(crate) async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let fields = match token_fields(&headers, &body) {
-        Ok(f) => f,
+pub(crate) async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    // Not a bare `Bytes`: its rejection (413 over the body limit) would be plain text.
+    let body = match crate::parse::body_bytes(body) {
+        Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let Some(environment) = get("context").filter(|c| !c.is_empty()) else {
-        return ApiError::bad_request("token.missing_context", "context: the environment id is required")
-            .into_response();
-    };
-    if environment.len() > ivory_core::model::NAME_LEN_MAX || environment.contains('/') {
-        return ApiError::bad_request("token.bad_context", "context: not a valid environment id").into_response();
-    }
-    let Some(secret) = get("client_secret").or_else(|| get("client_assertion")) else {
-        return ApiError::bad_request(
-            "token.missing_secret",
-            "client_secret (or IV's client_assertion) is required",
-        )
-        .into_response();
+    let request = match token_request(&headers, &body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
     };
     let key = &state.config.signing_key;
-    let id_ok = get("client_id").is_none_or(|id| ct_eq(key, id, &state.config.client_id));
-    let secret_ok = ct_eq(key, secret, &state.config.client_secret);
+    let id_ok = request
+        .client_id
+        .as_deref()
+        .is_none_or(|id| ct_eq(key, id, &state.config.client_id));
+    let secret_ok = ct_eq(key, &request.secret, &state.config.client_secret);
     if !(id_ok & secret_ok) {
         return unauthorized("auth.invalid_client", "client credentials are not valid");
     }
     let ttl = state.config.token_ttl_s;
-    let access_token = issue_token(key, environment, &state.config.client_id, now_s() + ttl);
+    let access_token = issue_token(key, &request.environment, &state.config.client_id, now_s() + ttl);
     axum::Json(json!({"access_token": access_token, "token_type": "bearer", "expires_in": ttl})).into_response()
 }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +23,7 @@ use ivory_core::{ReadRequest, ReadResponse};
 use serde_json::{Value, json};
 
 use crate::holds::rfc3339;
+use crate::parse::{ApiPath, ApiQuery};
 use crate::{ApiError, AppState, json_response};
 
 /// How often a follower asks the shards for new events.
@@ -97,6 +98,18 @@ fn event_json(shard: u32, e: &Event) -> Value {
     })
 }
 
+/// `limit` of a `wait=false` page.
+pub(crate) fn page_limit(text: Option<&str>) -> Result<usize, ApiError> {
+    match text.map(str::parse::<usize>) {
+        None => Ok(READ_LIMIT),
+        Some(Ok(l)) if (1..=10_000).contains(&l) => Ok(l),
+        Some(_) => Err(ApiError::bad_request(
+            "field.bad_value",
+            "limit: a number from 1 to 10000",
+        )),
+    }
+}
+
 /// One round: every shard's events after the cursor (this environment's), each with the cursor
 /// after it; the cursor moves past every event read, whatever its environment. A shard that
 /// cannot be read stays where it is.
@@ -127,11 +140,21 @@ async fn poll(s: &AppState, env: &str, cursor: &mut Cursor, limit: usize) -> Vec
     out
 }
 
+#[utoipa::path(get, path = "/api/environment/{environmentId}/events", tag = "holds", summary = "Hold and stock events",
+    params(crate::openapi::EnvironmentPath, crate::openapi::EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this cursor (server-sent events)")),
+    responses(
+        (status = 200, description = "`wait=false`: one JSON page; else server-sent events whose `id:` is the cursor after the event",
+            content(
+                (crate::openapi::EventsPage = "application/json"),
+                (crate::openapi::ServerSentEvent = "text/event-stream"),
+            )),
+    ))]
 /// `GET /events?from=<cursor>&wait=false&limit=N`, or a server-sent event stream.
 pub(crate) async fn events(
     State(s): State<AppState>,
-    Path(env): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
+    ApiPath(env): ApiPath<String>,
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     let param = |name: &str| {
@@ -153,12 +176,9 @@ pub(crate) async fn events(
     };
     let wait = !param("wait").is_some_and(|w| w.eq_ignore_ascii_case("false") || w == "0");
     if !wait {
-        let limit = match param("limit").map(|l| l.parse::<usize>()) {
-            None => READ_LIMIT,
-            Some(Ok(l)) if (1..=10_000).contains(&l) => l,
-            Some(_) => {
-                return ApiError::bad_request("field.bad_value", "limit: a number from 1 to 10000").into_response();
-            }
+        let limit = match page_limit(param("limit").as_deref()) {
+            Ok(l) => l,
+            Err(e) => return e.into_response(),
         };
         let page = poll(&s, &env, &mut cursor, limit).await;
         let events: Vec<Value> = page

@@ -19,8 +19,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ivory_core::hold::{HoldCommand, HoldKey, HoldLine, HoldState, HoldStatus, LineState, body_fingerprint};
@@ -29,8 +29,8 @@ use ivory_core::{CmdResult, Command, MeasureRef, Outcome, ReadRequest, ReadRespo
 use serde_json::{Map, Value, json};
 
 use crate::parse::{
-    FIELDS, bool_value, json_body, mapping_config, optional_text, partition_and_cell, qty_value, required_text,
-    text_value,
+    ApiPath, ApiQuery, FIELDS, bool_value, json_body, mapping_config, optional_text, partition_and_cell, qty_value,
+    required_text, text_value,
 };
 use crate::{ApiError, AppState, json_response};
 
@@ -55,7 +55,7 @@ const HOLD_FIELDS: &[&str] = &[
 ];
 
 type Body = Result<Bytes, BytesRejection>;
-type Params = Query<HashMap<String, String>>;
+type Params = ApiQuery<HashMap<String, String>>;
 
 fn canon() -> &'static KeyCanon {
     static CANON: OnceLock<KeyCanon> = OnceLock::new();
@@ -65,7 +65,7 @@ fn canon() -> &'static KeyCanon {
     })
 }
 
-fn hold_body(body: Body) -> Result<Value, ApiError> {
+pub(crate) fn hold_body(body: Body) -> Result<Value, ApiError> {
     let value = json_body(body)?;
     canon()
         .apply(value)
@@ -73,7 +73,7 @@ fn hold_body(body: Body) -> Result<Value, ApiError> {
 }
 
 /// An empty body counts as `{}` for the action routes.
-fn optional_body(body: Body) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn optional_body(body: Body) -> Result<Map<String, Value>, ApiError> {
     if matches!(&body, Ok(b) if b.iter().all(u8::is_ascii_whitespace)) {
         return Ok(Map::new());
     }
@@ -159,7 +159,7 @@ fn hold_id(id: &str) -> Result<String, ApiError> {
     Ok(id)
 }
 
-fn expires_in(body: &Map<String, Value>, default: Option<u64>) -> Result<u64, ApiError> {
+pub(crate) fn expires_in(body: &Map<String, Value>, default: Option<u64>) -> Result<u64, ApiError> {
     let bad = || {
         ApiError::bad_request(
             "field.bad_value",
@@ -187,6 +187,13 @@ async fn parse_items(
     organization: &str,
     body: &Map<String, Value>,
 ) -> Result<Vec<HoldLine>, ApiError> {
+    let items = items_of(body)?;
+    let config = mapping_config(s, environment, crate::parse::needs_mappings(items)).await?;
+    parse_lines(&config, environment, organization, items)
+}
+
+/// `items`: an array of 1 to 512 lines.
+pub(crate) fn items_of(body: &Map<String, Value>) -> Result<&[Value], ApiError> {
     let Some(Value::Array(items)) = body.get("items") else {
         return Err(ApiError::bad_request(
             "field.missing",
@@ -203,7 +210,16 @@ async fn parse_items(
             ),
         ));
     }
-    let config = mapping_config(s, environment, crate::parse::needs_mappings(items)).await?;
+    Ok(items)
+}
+
+/// The lines of a create or a PATCH under a configuration (its dimension mappings).
+pub(crate) fn parse_lines(
+    config: &ivory_core::Config,
+    environment: &str,
+    organization: &str,
+    items: &[Value],
+) -> Result<Vec<HoldLine>, ApiError> {
     let mut lines = Vec::with_capacity(items.len());
     let mut seen = std::collections::BTreeSet::new();
     for (i, item) in items.iter().enumerate() {
@@ -216,7 +232,7 @@ async fn parse_items(
         };
         let mut obj = obj.clone();
         obj.insert("organizationId".into(), Value::String(organization.to_string()));
-        let (partition, cell) = partition_and_cell(&obj, environment, &config, &path, true)?;
+        let (partition, cell) = partition_and_cell(&obj, environment, config, &path, true)?;
         let line_id = optional_text(&obj, "lineId", &path)?.unwrap_or_else(|| (i + 1).to_string());
         if !seen.insert(line_id.clone()) {
             return Err(ApiError::bad_request(
@@ -419,12 +435,42 @@ pub(crate) fn request_fingerprint(
     body_fingerprint(format!("{measure:?}|{lines:?}|{ttl_ms}|{all_or_nothing}").as_bytes())
 }
 
+#[utoipa::path(post, path = "/api/environment/{environmentId}/holds", tag = "holds", summary = "Hold a cart's lines, all or nothing",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = crate::openapi::HoldCreateRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Held", body = crate::openapi::Hold),
+        (status = 200, description = "The same id and request again: the hold as it is now", body = crate::openapi::Hold),
+        (status = 409, description = "A line the stock cannot cover (`hold.insufficient`, nothing held) or the id is known with another body (`hold.conflict`)", body = crate::openapi::ErrorBody),
+    ))]
 /// `POST /holds`.
-pub(crate) async fn create(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+pub(crate) async fn create(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     match create_inner(&s, env, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
+}
+
+/// A create's fields besides its lines.
+pub(crate) struct CreateOptions {
+    pub ttl_ms: u64,
+    pub all_or_nothing: bool,
+    pub measure: MeasureRef,
+}
+
+pub(crate) fn create_options(body: &Map<String, Value>) -> Result<CreateOptions, ApiError> {
+    let ttl_ms = expires_in(body, Some(EXPIRES_IN_DEFAULT_S))? * 1000;
+    let all_or_nothing = bool_value(body.get("allOrNothing"), "allOrNothing", true)?;
+    let modifier = optional_text(body, "modifier", "")?.unwrap_or_else(|| "softreservphysical".into());
+    let measure = match optional_text(body, "quantityDataSource", "")? {
+        Some(ds) => MeasureRef::new(&ds, &modifier),
+        None => MeasureRef::parse(&modifier).unwrap_or_else(|| MeasureRef::new("iv", &modifier)),
+    };
+    Ok(CreateOptions {
+        ttl_ms,
+        all_or_nothing,
+        measure,
+    })
 }
 
 async fn create_inner(s: &AppState, env: String, body: Body) -> Result<Response, ApiError> {
@@ -434,13 +480,11 @@ async fn create_inner(s: &AppState, env: String, body: Body) -> Result<Response,
     let organization = required_text(&body, "organizationId", "")?;
     let id = required_text(&body, "id", "")?;
     let lines = parse_items(s, &env, &organization, &body).await?;
-    let ttl_ms = expires_in(&body, Some(EXPIRES_IN_DEFAULT_S))? * 1000;
-    let all_or_nothing = bool_value(body.get("allOrNothing"), "allOrNothing", true)?;
-    let modifier = optional_text(&body, "modifier", "")?.unwrap_or_else(|| "softreservphysical".into());
-    let measure = match optional_text(&body, "quantityDataSource", "")? {
-        Some(ds) => MeasureRef::new(&ds, &modifier),
-        None => MeasureRef::parse(&modifier).unwrap_or_else(|| MeasureRef::new("iv", &modifier)),
-    };
+    let CreateOptions {
+        ttl_ms,
+        all_or_nothing,
+        measure,
+    } = create_options(&body)?;
     let fingerprint = request_fingerprint(&measure, &lines, ttl_ms, all_or_nothing);
     let key = HoldKey {
         environment: env,
@@ -552,7 +596,7 @@ async fn release_everywhere(s: &AppState, key: &HoldKey, shards: impl Iterator<I
     }
 }
 
-fn key_of(
+pub(crate) fn key_of(
     env: String,
     id: &str,
     params: &HashMap<String, String>,
@@ -565,11 +609,14 @@ fn key_of(
     })
 }
 
+#[utoipa::path(get, path = "/api/environment/{environmentId}/holds/{id}", tag = "holds", summary = "A hold",
+    params(crate::openapi::HoldPath, crate::openapi::HoldQuery),
+    responses((status = 200, description = "The hold as it is now", body = crate::openapi::Hold), (status = 404, description = "Unknown hold (`hold.not_found`)", body = crate::openapi::ErrorBody)))]
 /// `GET /holds/{id}?organizationId=`.
 pub(crate) async fn get(
     State(s): State<AppState>,
-    Path((env, id)): Path<(String, String)>,
-    Query(params): Params,
+    ApiPath((env, id)): ApiPath<(String, String)>,
+    ApiQuery(params): Params,
 ) -> Response {
     match key_of(env, &id, &params, &Map::new()) {
         Ok(key) => answer_hold(&s, &key, StatusCode::OK).await,
@@ -672,6 +719,22 @@ async fn step(
     }
 }
 
+/// `lineIds` of a consume: empty = every line.
+pub(crate) fn line_ids(body: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
+    match body.get("lineIds") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(ids)) => ids
+            .iter()
+            .enumerate()
+            .map(|(i, v)| text_value(v, &format!("lineIds[{i}]")))
+            .collect(),
+        Some(_) => Err(ApiError::bad_request(
+            "field.bad_type",
+            "lineIds: must be an array of line ids",
+        )),
+    }
+}
+
 /// `lineIds` (all lines when absent or empty) to `Consume` per shard that holds them.
 fn consume_commands(
     key: &HoldKey,
@@ -679,20 +742,7 @@ fn consume_commands(
     body: &Map<String, Value>,
 ) -> Result<Vec<(u32, HoldCommand)>, ApiError> {
     let consumable = |h: &HoldState| matches!(h.status, HoldStatus::Active | HoldStatus::Confirmed);
-    let wanted: Vec<String> = match body.get("lineIds") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(ids)) => ids
-            .iter()
-            .enumerate()
-            .map(|(i, v)| text_value(v, &format!("lineIds[{i}]")))
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "field.bad_type",
-                "lineIds: must be an array of line ids",
-            ));
-        }
-    };
+    let wanted = line_ids(body)?;
     // A consume repeated after its first answer was lost: the same answer, nothing proposed.
     let line_consumed = |id: &String| {
         parts
@@ -758,46 +808,64 @@ fn consume_commands(
     Ok(commands)
 }
 
+#[utoipa::path(delete, path = "/api/environment/{environmentId}/holds/{id}", tag = "holds", summary = "Release every open line",
+    params(crate::openapi::HoldPath, crate::openapi::HoldQuery),
+    responses((status = 200, description = "The hold as it is now", body = crate::openapi::Hold), (status = 404, description = "Unknown hold (`hold.not_found`)", body = crate::openapi::ErrorBody), (status = 409, description = "The hold's status does not allow it (`hold.conflict`)", body = crate::openapi::ErrorBody)))]
 /// `DELETE /holds/{id}`: releases every open line (Digital River).
 pub(crate) async fn release(
     State(s): State<AppState>,
-    Path((env, id)): Path<(String, String)>,
-    Query(params): Params,
+    ApiPath((env, id)): ApiPath<(String, String)>,
+    ApiQuery(params): Params,
     body: Body,
 ) -> Response {
     step(s, env, id, params, body, Step::Release).await
 }
 
+#[utoipa::path(post, path = "/api/environment/{environmentId}/holds/{id}/confirm", tag = "holds", summary = "Keep the hold without expiry",
+    params(crate::openapi::HoldPath, crate::openapi::HoldQuery),
+    responses((status = 200, description = "The hold as it is now", body = crate::openapi::Hold), (status = 404, description = "Unknown hold (`hold.not_found`)", body = crate::openapi::ErrorBody), (status = 409, description = "The hold's status does not allow it (`hold.conflict`)", body = crate::openapi::ErrorBody)))]
 /// `POST /holds/{id}/confirm`: no expiry from now on (VTEX's confirmed).
 pub(crate) async fn confirm(
     State(s): State<AppState>,
-    Path((env, id)): Path<(String, String)>,
-    Query(params): Params,
+    ApiPath((env, id)): ApiPath<(String, String)>,
+    ApiQuery(params): Params,
     body: Body,
 ) -> Response {
     step(s, env, id, params, body, Step::Confirm).await
 }
 
+#[utoipa::path(post, path = "/api/environment/{environmentId}/holds/{id}/extend", tag = "holds", summary = "A new expiry, from now",
+    params(crate::openapi::HoldPath, crate::openapi::HoldQuery),
+    request_body(content = Option<crate::openapi::HoldExtendRequest>, content_type = "application/json"),
+    responses((status = 200, description = "The hold as it is now", body = crate::openapi::Hold), (status = 404, description = "Unknown hold (`hold.not_found`)", body = crate::openapi::ErrorBody), (status = 409, description = "The hold's status does not allow it (`hold.conflict`)", body = crate::openapi::ErrorBody)))]
 /// `POST /holds/{id}/extend {expiresInSeconds}`: a new expiry, counted from now.
 pub(crate) async fn extend(
     State(s): State<AppState>,
-    Path((env, id)): Path<(String, String)>,
-    Query(params): Params,
+    ApiPath((env, id)): ApiPath<(String, String)>,
+    ApiQuery(params): Params,
     body: Body,
 ) -> Response {
     step(s, env, id, params, body, Step::Extend).await
 }
 
+#[utoipa::path(post, path = "/api/environment/{environmentId}/holds/{id}/consume", tag = "holds", summary = "The held stock leaves on-hand",
+    params(crate::openapi::HoldPath, crate::openapi::HoldQuery),
+    request_body(content = Option<crate::openapi::HoldConsumeRequest>, content_type = "application/json"),
+    responses((status = 200, description = "The hold as it is now", body = crate::openapi::Hold), (status = 404, description = "Unknown hold (`hold.not_found`)", body = crate::openapi::ErrorBody), (status = 409, description = "The hold's status does not allow it (`hold.conflict`)", body = crate::openapi::ErrorBody)))]
 /// `POST /holds/{id}/consume {lineIds?}`: the stock leaves on-hand, as a fulfilment order does.
 pub(crate) async fn consume(
     State(s): State<AppState>,
-    Path((env, id)): Path<(String, String)>,
-    Query(params): Params,
+    ApiPath((env, id)): ApiPath<(String, String)>,
+    ApiQuery(params): Params,
     body: Body,
 ) -> Response {
     step(s, env, id, params, body, Step::Consume).await
 }
 
+#[utoipa::path(patch, path = "/api/environment/{environmentId}/holds/{id}/items", tag = "holds", summary = "Replace the lines; the timer restarts",
+    params(crate::openapi::HoldPath, crate::openapi::HoldQuery),
+    request_body(content = crate::openapi::HoldPatchRequest, content_type = "application/json"),
+    responses((status = 200, description = "The hold as it is now", body = crate::openapi::Hold), (status = 404, description = "Unknown hold (`hold.not_found`)", body = crate::openapi::ErrorBody), (status = 409, description = "Not active (`hold.conflict`) or a line the stock cannot cover (`hold.insufficient`; the old lines are kept)", body = crate::openapi::ErrorBody)))]
 /// `PATCH /holds/{id}/items {items, expiresInSeconds?}`: the full new list of lines; the timer
 /// restarts (`expiresInSeconds`, default 900). Within one shard the change is one log entry,
 /// all or nothing. Across shards it is compensated, not atomic: each shard's part changes on its
@@ -806,8 +874,8 @@ pub(crate) async fn consume(
 /// fails and that part keeps the new lines: the answer then says so).
 pub(crate) async fn patch_items(
     State(s): State<AppState>,
-    Path((env, id)): Path<(String, String)>,
-    Query(params): Params,
+    ApiPath((env, id)): ApiPath<(String, String)>,
+    ApiQuery(params): Params,
     body: Body,
 ) -> Response {
     match patch_inner(&s, env, &id, &params, body).await {

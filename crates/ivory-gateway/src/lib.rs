@@ -14,15 +14,21 @@ mod admin;
 pub mod auth;
 mod error;
 mod events;
+/// Every request's parser on arbitrary bytes, for fuzzers (`fuzz/`); not part of the API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod grpc;
 mod holds;
 mod holds_grpc;
+mod openapi;
 mod parse;
 mod queries;
 mod writes;
 
 #[cfg(test)]
 mod holds_tests;
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(any(test, feature = "test-support"))]
 pub mod local;
 #[cfg(test)]
@@ -37,7 +43,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use futures::future::BoxFuture;
 use ivory_core::{CmdResult, Command, Config, PartitionKey, ReadRequest, ReadResponse};
 use tracing::Instrument;
@@ -200,6 +206,56 @@ impl Gateway {
     }
 }
 
+/// Prefix of every route that needs a bearer token for its environment. (The router's parameter
+/// names are also the `route` label of the HTTP metrics; the OpenAPI document spells them as
+/// IV does, `{environmentId}` and `{inventorySystem}`.)
+pub(crate) const API_PREFIX: &str = "/api/environment/{environment}";
+
+/// The routes under [`API_PREFIX`]. The one list both the router and the OpenAPI test walk
+/// (`openapi::tests`), so a route cannot be added without its documentation.
+pub(crate) fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/onhand", post(writes::onhand).get(queries::get_onhand)),
+        ("/onhand/bulk", post(writes::onhand_bulk)),
+        ("/setonhand/{system}/bulk", post(writes::setonhand_bulk)),
+        ("/onhand/reserve", post(writes::reserve)),
+        ("/onhand/reserve/bulk", post(writes::reserve_bulk)),
+        ("/onhand/unreserve", post(writes::unreserve)),
+        ("/onhand/unreserve/bulk", post(writes::unreserve_bulk)),
+        ("/onhand/changeschedule", post(writes::change_schedule)),
+        ("/onhand/changeschedule/bulk", post(writes::change_schedule_bulk)),
+        ("/allocation/allocate", post(writes::allocate)),
+        ("/allocation/unallocate", post(writes::unallocate)),
+        ("/allocation/reallocate", post(writes::reallocate)),
+        ("/allocation/consume", post(writes::consume)),
+        ("/allocation/query", post(queries::allocation_query)),
+        ("/onhand/indexquery", post(queries::index_query)),
+        ("/onhand/exactquery", post(queries::exact_query)),
+        ("/configuration", get(admin::get_configuration)),
+        ("/configuration/hardupdate", post(admin::hard_update)),
+        ("/allpartitionids", get(admin::all_partition_ids)),
+        ("/partitions/cleanupalldata", delete(admin::clean_up)),
+        ("/cleanupalldata", delete(admin::clean_up_alias)),
+        ("/holds", post(holds::create)),
+        ("/holds/{id}", get(holds::get).delete(holds::release)),
+        ("/holds/{id}/items", patch(holds::patch_items)),
+        ("/holds/{id}/extend", post(holds::extend)),
+        ("/holds/{id}/confirm", post(holds::confirm)),
+        ("/holds/{id}/consume", post(holds::consume)),
+        ("/events", get(events::events)),
+    ]
+}
+
+/// The routes outside any environment: no bearer token.
+pub(crate) fn open_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/token", post(auth::token)),
+        ("/healthz", get(admin::healthz)),
+        ("/metrics", get(admin::metrics)),
+        ("/openapi.json", get(openapi::serve)),
+    ]
+}
+
 /// The whole REST surface. Paths are matched case-insensitively (the environment id keeps its
 /// case) and with or without a trailing slash.
 ///
@@ -213,44 +269,16 @@ pub fn router(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
         default_config: Arc::new(Config::default_config()),
         configs: Mutex::new(HashMap::new()),
     });
-    const E: &str = "/api/environment/{environment}";
-    let api = Router::new()
-        .route(&format!("{E}/onhand"), post(writes::onhand).get(queries::get_onhand))
-        .route(&format!("{E}/onhand/bulk"), post(writes::onhand_bulk))
-        .route(&format!("{E}/setonhand/{{system}}/bulk"), post(writes::setonhand_bulk))
-        .route(&format!("{E}/onhand/reserve"), post(writes::reserve))
-        .route(&format!("{E}/onhand/reserve/bulk"), post(writes::reserve_bulk))
-        .route(&format!("{E}/onhand/unreserve"), post(writes::unreserve))
-        .route(&format!("{E}/onhand/unreserve/bulk"), post(writes::unreserve_bulk))
-        .route(&format!("{E}/onhand/changeschedule"), post(writes::change_schedule))
-        .route(
-            &format!("{E}/onhand/changeschedule/bulk"),
-            post(writes::change_schedule_bulk),
-        )
-        .route(&format!("{E}/allocation/allocate"), post(writes::allocate))
-        .route(&format!("{E}/allocation/unallocate"), post(writes::unallocate))
-        .route(&format!("{E}/allocation/reallocate"), post(writes::reallocate))
-        .route(&format!("{E}/allocation/consume"), post(writes::consume))
-        .route(&format!("{E}/allocation/query"), post(queries::allocation_query))
-        .route(&format!("{E}/onhand/indexquery"), post(queries::index_query))
-        .route(&format!("{E}/onhand/exactquery"), post(queries::exact_query))
-        .route(&format!("{E}/configuration"), get(admin::get_configuration))
-        .route(&format!("{E}/configuration/hardupdate"), post(admin::hard_update))
-        .route(&format!("{E}/allpartitionids"), get(admin::all_partition_ids))
-        .route(&format!("{E}/partitions/cleanupalldata"), delete(admin::clean_up))
-        .route(&format!("{E}/cleanupalldata"), delete(admin::clean_up))
-        .route(&format!("{E}/holds"), post(holds::create))
-        .route(&format!("{E}/holds/{{id}}"), get(holds::get).delete(holds::release))
-        .route(&format!("{E}/holds/{{id}}/items"), patch(holds::patch_items))
-        .route(&format!("{E}/holds/{{id}}/extend"), post(holds::extend))
-        .route(&format!("{E}/holds/{{id}}/confirm"), post(holds::confirm))
-        .route(&format!("{E}/holds/{{id}}/consume"), post(holds::consume))
-        .route(&format!("{E}/events"), get(events::events))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
-    let inner = Router::new()
-        .route("/token", post(auth::token))
-        .route("/healthz", get(admin::healthz))
-        .route("/metrics", get(admin::metrics))
+    let mut api = Router::new();
+    for (path, handlers) in api_routes() {
+        api = api.route(&format!("{API_PREFIX}{path}"), handlers);
+    }
+    let api = api.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+    let mut open = Router::new();
+    for (path, handlers) in open_routes() {
+        open = open.route(path, handlers);
+    }
+    let inner = open
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -2,7 +2,7 @@
 //! tests of the gateway and of layers above it. Not a cluster: no replication, no persistence.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
@@ -20,6 +20,9 @@ pub struct LocalBackend {
     pub failing_shard: AtomicU32,
     /// Number of `propose` calls made, for tests.
     pub proposals: AtomicU32,
+    /// When not 0, the leader timestamp of every proposal and sweep instead of the wall clock:
+    /// tests that compare state hashes need a clock that a refused request cannot move.
+    pub clock_ms: AtomicU64,
 }
 
 impl LocalBackend {
@@ -34,6 +37,25 @@ impl LocalBackend {
             fail_retryable: AtomicU32::new(0),
             failing_shard: AtomicU32::new(u32::MAX),
             proposals: AtomicU32::new(0),
+            clock_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Every shard's state hash (`Shard::state_hash`), in shard order.
+    ///
+    /// # Panics
+    /// When a shard's lock is poisoned.
+    pub fn state_hashes(&self) -> Vec<[u8; 32]> {
+        self.shards
+            .iter()
+            .map(|m| m.lock().expect("shard lock").state_hash())
+            .collect()
+    }
+
+    fn now_ms(&self) -> u64 {
+        match self.clock_ms.load(Ordering::SeqCst) {
+            0 => now_ms(),
+            fixed => fixed,
         }
     }
 
@@ -104,7 +126,7 @@ impl Backend for LocalBackend {
         let result = match self.injected_failure(shard) {
             Some(e) => Err(e),
             None => self.shard(shard).and_then(|m| {
-                let ts_ms = now_ms();
+                let ts_ms = self.now_ms();
                 let mut guard = m.lock().map_err(|_| poisoned())?;
                 Ok(guard.apply(&Batch { ts_ms, commands }))
             }),
@@ -118,7 +140,7 @@ impl Backend for LocalBackend {
             None => self.shard(shard).and_then(|m| {
                 let mut guard = m.lock().map_err(|_| poisoned())?;
                 // As a node's linearizable read does: sweep first when a hold is due.
-                let now = now_ms();
+                let now = self.now_ms();
                 if guard.next_expiry_ms().is_some_and(|at| at <= now) {
                     guard.apply(&Batch {
                         ts_ms: now,

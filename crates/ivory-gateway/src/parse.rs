@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use ivory_core::json::KeyCanon;
 use ivory_core::model::{NAME_LEN_MAX, canonical_name};
+use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
 use ivory_core::date::parse_day;
@@ -54,9 +57,9 @@ pub(crate) const FIELDS: &[&str] = &[
     "orderType",
 ];
 
-/// Reads a JSON body: 413 over the body limit, 400 when it is not JSON.
-pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    let bytes = body.map_err(|rejection| {
+/// The body's bytes: 413 over the body limit, 400 when it cannot be read.
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -69,12 +72,60 @@ pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, Ap
                 format!("the request body could not be read: {rejection}"),
             )
         }
-    })?;
+    })
+}
+
+/// Reads a JSON body: 413 over the body limit, 400 when it is not JSON.
+pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let bytes = body_bytes(body)?;
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("body.malformed", format!("body: not valid JSON: {e}")))?;
     KeyCanon::new(FIELDS)
         .apply(value)
         .map_err(|e| ApiError::bad_request("body.malformed", e))
+}
+
+/// axum's `Path`, refusing with the gateway's JSON error (axum's own rejection is plain text):
+/// a parameter that is not UTF-8 once percent-decoded is 400 `field.bad_value`.
+pub(crate) struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(ApiPath(value)),
+            Err(rejection) => Err(ApiError::bad_request(
+                "field.bad_value",
+                format!("path: {}", rejection.body_text()),
+            )),
+        }
+    }
+}
+
+/// axum's `Query`, refusing with the gateway's JSON error.
+pub(crate) struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError::bad_request(
+                "field.bad_value",
+                format!("query: {}", rejection.body_text()),
+            )),
+        }
+    }
 }
 
 fn join(path: &str, field: &str) -> String {
@@ -620,17 +671,6 @@ fn physical_measures(obj: &Map<String, Value>, path: &str) -> Result<Vec<(Measur
     Ok(out)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// `modifiedDateTimeUTC`: `YYYY-MM-DDTHH:MM:SS[.fff][Z|+00:00]`, or milliseconds since the epoch.
 pub(crate) fn timestamp_ms(value: &Value, field: &str) -> Result<u64, ApiError> {
     let bad = || {
@@ -664,7 +704,13 @@ pub(crate) fn timestamp_ms(value: &Value, field: &str) -> Result<u64, ApiError> 
         num(14..16)?,
         num(17..19)?,
     );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+    // A day the month does not have (2023-02-31) is refused, not rolled into the next month.
+    let days = u32::try_from(mo)
+        .ok()
+        .zip(u32::try_from(d).ok())
+        .and_then(|(mo, d)| ivory_core::date::days_from_civil(y, mo, d))
+        .ok_or_else(bad)?;
+    if h > 23 || mi > 59 || s > 60 {
         return Err(bad());
     }
     let mut rest = &text[19..];
@@ -681,6 +727,35 @@ pub(crate) fn timestamp_ms(value: &Value, field: &str) -> Result<u64, ApiError> 
     if !matches!(rest, "" | "Z" | "z" | "+00:00" | "-00:00") {
         return Err(bad());
     }
-    let total = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 + s;
+    let total = ((days * 24 + h) * 60 + mi) * 60 + s;
     u64::try_from(total * 1000 + ms).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::timestamp_ms;
+
+    #[test]
+    fn timestamps_name_real_days() {
+        assert_eq!(
+            timestamp_ms(&json!("2024-01-31T12:00:00Z"), "t").ok(),
+            Some(1_706_702_400_000)
+        );
+        assert_eq!(
+            timestamp_ms(&json!("2024-02-29T00:00:00.5"), "t").ok(),
+            Some(1_709_164_800_500)
+        );
+        // Found while writing the hostile-input fuzz: these were rolled into the next month.
+        for bad in [
+            "2023-02-29T00:00:00Z",
+            "2023-02-31T00:00:00Z",
+            "2023-04-31T00:00:00Z",
+            "2023-00-10T00:00:00Z",
+        ] {
+            let e = timestamp_ms(&json!(bad), "t").unwrap_err();
+            assert_eq!(e.code, "field.bad_timestamp", "{bad}");
+        }
+    }
 }

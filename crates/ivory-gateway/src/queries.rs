@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ivory_core::allocation::AllocationQuery;
@@ -20,7 +20,8 @@ use ivory_core::{Config, ExactFilter, PartitionKey, Quantities, Query, ReadReque
 use serde_json::{Map, Value, json};
 
 use crate::parse::{
-    FIELDS, bool_value, json_body, mapping_config, optional_text, partition_and_cell, target_groups, text_value,
+    ApiPath, FIELDS, bool_value, json_body, mapping_config, optional_text, partition_and_cell, target_groups,
+    text_value,
 };
 use crate::{ApiError, AppState, json_response};
 
@@ -35,12 +36,12 @@ pub const PAGE_SIZE_DEFAULT: usize = 100;
 pub const PAGE_SIZE_MAX: usize = 1_000;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum ApiVersion {
+pub(crate) enum ApiVersion {
     V1,
     V2,
 }
 
-fn api_version(headers: &HeaderMap) -> Result<ApiVersion, ApiError> {
+pub(crate) fn api_version(headers: &HeaderMap) -> Result<ApiVersion, ApiError> {
     let Some(value) = headers.get("api-version") else {
         return Ok(ApiVersion::V1);
     };
@@ -499,6 +500,73 @@ fn exact_plans(
     Ok((plans, common))
 }
 
+/// Parses a posted query's body (an object) into plans.
+fn plans_of(
+    obj: &Map<String, Value>,
+    config: &Config,
+    version: ApiVersion,
+    exact: bool,
+) -> Result<(Vec<Plan>, Common), ApiError> {
+    if exact {
+        exact_plans(obj, config, version)
+    } else {
+        index_plans(obj, config, version)
+    }
+}
+
+/// Every check a query makes before it reads, on one body: what the `fuzzing` entry point runs.
+pub(crate) fn check_query(
+    env: &str,
+    body: Value,
+    config: &Config,
+    version: ApiVersion,
+    exact: bool,
+) -> Result<(), ApiError> {
+    let Value::Object(obj) = body else {
+        return Err(ApiError::bad_request("body.not_object", "body: must be a JSON object"));
+    };
+    let (plans, common) = plans_of(&obj, config, version, exact)?;
+    let group_by = query_group_by(config, &common);
+    for plan in plans {
+        let query = query_of(env, &plan, plan.locations.clone(), &common, &group_by);
+        if query.atp.is_some() {
+            query
+                .validate(config)
+                .map_err(|m| ApiError::bad_request("query.invalid", m))?;
+        }
+    }
+    Ok(())
+}
+
+fn query_group_by(config: &Config, common: &Common) -> Vec<String> {
+    let group_by: Vec<String> = sorted_unique(common.group_by.iter().map(|(b, _)| b.clone()).collect());
+    if common.atp.is_some() {
+        in_index_set_order(config, group_by)
+    } else {
+        group_by
+    }
+}
+
+fn query_of(
+    env: &str,
+    plan: &Plan,
+    locations: Option<Vec<(String, String)>>,
+    common: &Common,
+    group_by: &[String],
+) -> Query {
+    Query {
+        environment: env.to_string(),
+        organization: plan.organization.clone(),
+        locations,
+        products: common.products.clone(),
+        filters: common.filters.clone(),
+        exact: plan.exact.clone(),
+        group_by: group_by.to_vec(),
+        return_negative: common.return_negative,
+        atp: common.atp.clone(),
+    }
+}
+
 /// Fans the plans out to their shards in parallel; (organization, record) pairs, sorted.
 async fn fan_out(
     s: &AppState,
@@ -507,10 +575,7 @@ async fn fan_out(
     common: &Common,
     config: &Config,
 ) -> Result<Vec<(String, Record)>, ApiError> {
-    let mut group_by: Vec<String> = sorted_unique(common.group_by.iter().map(|(b, _)| b.clone()).collect());
-    if common.atp.is_some() {
-        group_by = in_index_set_order(config, group_by);
-    }
+    let group_by = query_group_by(config, common);
     let mut reads = Vec::new();
     for plan in plans {
         let mut by_shard: BTreeMap<u32, Option<Vec<(String, String)>>> = BTreeMap::new();
@@ -532,17 +597,7 @@ async fn fan_out(
             }
         }
         for (shard, locations) in by_shard {
-            let query = Query {
-                environment: env.to_string(),
-                organization: plan.organization.clone(),
-                locations,
-                products: common.products.clone(),
-                filters: common.filters.clone(),
-                exact: plan.exact.clone(),
-                group_by: group_by.clone(),
-                return_negative: common.return_negative,
-                atp: common.atp.clone(),
-            };
+            let query = query_of(env, &plan, locations, common, &group_by);
             if query.atp.is_some() {
                 query
                     .validate(config)
@@ -636,7 +691,7 @@ fn by_date_json(days: &BTreeMap<i64, Quantities>, suffix: &str) -> Value {
     )
 }
 
-fn paging(query: Option<&str>) -> Result<(usize, usize), ApiError> {
+pub(crate) fn paging(query: Option<&str>) -> Result<(usize, usize), ApiError> {
     let mut page = 1usize;
     let mut size = PAGE_SIZE_DEFAULT;
     for (k, v) in query_pairs(query) {
@@ -710,11 +765,7 @@ async fn run(
     };
     let ds = optional_text(&obj, "dimensionDataSource", "")?;
     let config = mapping_config(&s, &env, ds.is_some() || wants_atp(&obj)?).await?;
-    let (plans, common) = if endpoint == "exactquery" {
-        exact_plans(&obj, &config, version)?
-    } else {
-        index_plans(&obj, &config, version)?
-    };
+    let (plans, common) = plans_of(&obj, &config, version, endpoint == "exactquery")?;
     let records = fan_out(&s, &env, plans, &common, &config).await?;
     Ok(render(version, endpoint, &records, &common, page))
 }
@@ -723,10 +774,17 @@ fn respond(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+#[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/indexquery", tag = "queries", summary = "Query on-hand by index",
+    params(crate::openapi::EnvironmentPath, crate::openapi::PageQuery, crate::openapi::ApiVersionHeader),
+    request_body(content = crate::openapi::IndexQueryRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Api-Version 1.0: an array of records; 2.0: a page `{Value, nextLink}`",
+            body = inline(crate::openapi::QueryAnswer)),
+    ))]
 /// `POST /onhand/indexquery` (v1; v2 with `?pageNumber=&pageSize=`).
 pub(crate) async fn index_query(
     State(s): State<AppState>,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -734,10 +792,17 @@ pub(crate) async fn index_query(
     posted_query(s, env, query, headers, body, "indexquery").await
 }
 
+#[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/exactquery", tag = "queries", summary = "Query on-hand by exact dimension tuples",
+    params(crate::openapi::EnvironmentPath, crate::openapi::PageQuery, crate::openapi::ApiVersionHeader),
+    request_body(content = crate::openapi::ExactQueryRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Api-Version 1.0: an array of records; 2.0: a page `{Value, nextLink}`",
+            body = inline(crate::openapi::QueryAnswer)),
+    ))]
 /// `POST /onhand/exactquery` (v1 `dimensions`; v2 `keys`, paged like the index query).
 pub(crate) async fn exact_query(
     State(s): State<AppState>,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -794,18 +859,42 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+#[utoipa::path(get, path = "/api/environment/{environmentId}/onhand", tag = "queries", summary = "Query on-hand by URL parameters",
+    params(crate::openapi::EnvironmentPath, crate::openapi::OnHandQuery),
+    responses((status = 200, description = "The records, as a v1 index query answers", body = Vec<crate::openapi::QueryRecord>)))]
 /// `GET /onhand?organizationId=&productId=&siteId=&locationId=&<dim>=&groupBy=a,b&returnNegative=`:
 /// parameter names in any case, each repeatable; `groupBy` also comma-separated. Same rules as a
 /// v1 index query.
 pub(crate) async fn get_onhand(
     State(s): State<AppState>,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    let body = onhand_query_body(query.as_deref());
+    respond(run(s, env, ApiVersion::V1, "indexquery", body, (1, PAGE_SIZE_DEFAULT)).await)
+}
+
+/// The body of an allocation query.
+pub(crate) fn allocation_request(
+    obj: &Map<String, Value>,
+    env: &str,
+    config: &Config,
+) -> Result<AllocationQuery, ApiError> {
+    let (partition, cell) = partition_and_cell(obj, env, config, "", true)?;
+    let groups = target_groups(obj, config, "", false)?;
+    Ok(AllocationQuery {
+        partition,
+        cell,
+        groups,
+    })
+}
+
+/// The index query body that `GET /onhand?...` stands for.
+pub(crate) fn onhand_query_body(query: Option<&str>) -> Value {
     let mut filters = Map::new();
     let mut group: Vec<Value> = Vec::new();
     let mut body = Map::new();
-    for (key, value) in query_pairs(query.as_deref()) {
+    for (key, value) in query_pairs(query) {
         let lower = key.to_ascii_lowercase();
         match lower.as_str() {
             "groupby" | "groupbyvalues" => {
@@ -849,25 +938,19 @@ pub(crate) async fn get_onhand(
     }
     body.insert("filters".into(), Value::Object(filters));
     body.insert("groupByValues".into(), Value::Array(group));
-    respond(
-        run(
-            s,
-            env,
-            ApiVersion::V1,
-            "indexquery",
-            Value::Object(body),
-            (1, PAGE_SIZE_DEFAULT),
-        )
-        .await,
-    )
+    Value::Object(body)
 }
 
+#[utoipa::path(post, path = "/api/environment/{environmentId}/allocation/query", tag = "allocation", summary = "Query allocations",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = crate::openapi::AllocationQueryRequest, content_type = "application/json"),
+    responses((status = 200, description = "One record per group path", body = Vec<crate::openapi::AllocationRecord>)))]
 /// `POST /allocation/query`: `{productId, organizationId, dimensions, groups}`; dimensions match
 /// exactly, `groups` (or `targetGroups`) is a prefix of the path (empty = every path). Answers
 /// `[{productId, dimensions, groups: {level: value}, quantities: {"@iv": {...}}}]`.
 pub(crate) async fn allocation_query(
     State(s): State<AppState>,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     respond(
@@ -877,14 +960,9 @@ pub(crate) async fn allocation_query(
                 return Err(ApiError::bad_request("body.not_object", "body: must be a JSON object"));
             };
             let config = s.environment_config(&env).await?;
-            let (partition, cell) = partition_and_cell(obj, &env, &config, "", true)?;
-            let groups = target_groups(obj, &config, "", false)?;
-            let shard = s.backend.shard_of(&partition);
-            let request = ReadRequest::Allocations(AllocationQuery {
-                partition,
-                cell,
-                groups,
-            });
+            let query = allocation_request(obj, &env, &config)?;
+            let shard = s.backend.shard_of(&query.partition);
+            let request = ReadRequest::Allocations(query);
             let records = match s.read(shard, request).await? {
                 ReadResponse::Allocations(list) => list,
                 ReadResponse::Refused(message) => return Err(ApiError::bad_request("query.invalid", message)),

@@ -619,6 +619,92 @@ async fn auth_rules() {
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
+/// Found by the hostile-input fuzz: extractor rejections were plain text, and the token's
+/// environment was compared with the path segment before percent-decoding.
+#[tokio::test]
+async fn percent_encoded_paths_and_oversize_tokens_answer_json() {
+    let (app, _) = setup();
+    let t = token(&app, "a%20b").await;
+    let r = send(
+        &app,
+        Method::GET,
+        "/api/environment/a%20b/configuration",
+        Some(&t),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.body["code"], "auth.wrong_environment");
+    let t = token(&app, "a b").await;
+    let r = send(
+        &app,
+        Method::GET,
+        "/api/environment/a%20b/configuration",
+        Some(&t),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = send(
+        &app,
+        Method::GET,
+        "/api/environment/%FF/configuration",
+        Some(&t),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.body["code"], "field.bad_value");
+
+    let t = token(&app, ENV).await;
+    for path in [
+        "holds/%FF?organizationId=usmf",
+        "holds/%C0%AF/confirm?organizationId=usmf",
+    ] {
+        let method = if path.contains("confirm") {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let r = send(
+            &app,
+            method,
+            &format!("/api/environment/{ENV}/{path}"),
+            Some(&t),
+            None,
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.body);
+        assert_eq!(r.body["code"], "field.bad_value", "{path}");
+    }
+    let r = send(
+        &app,
+        Method::POST,
+        &format!("/api/environment/{ENV}/setonhand/%FF/bulk"),
+        Some(&t),
+        Some("[]".into()),
+        &[],
+    )
+    .await;
+    assert_eq!(r.body["code"], "field.bad_value", "{}", r.body);
+
+    let r = send(
+        &app,
+        Method::POST,
+        "/token",
+        None,
+        Some(" ".repeat(5 * 1024 * 1024)),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.body["code"], "body.too_large", "{}", r.body);
+}
+
 #[tokio::test]
 async fn leniency_keys_numbers_paths() {
     let (app, _) = setup();

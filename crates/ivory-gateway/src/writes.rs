@@ -10,58 +10,149 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ivory_core::{BATCH_COMMANDS_MAX, CmdResult, Command, Outcome};
 use serde_json::{Map, Value, json};
 
-use crate::parse::{WriteKind, client_id, json_body, mapping_config, needs_mappings, write_command};
+use crate::parse::{ApiPath, WriteKind, client_id, json_body, mapping_config, needs_mappings, write_command};
 use crate::{ApiError, AppState, json_response};
 
 type Body = Result<Bytes, BytesRejection>;
 
-pub(crate) async fn onhand(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+#[utoipa::path(post, path = "/api/environment/{environmentId}/onhand", tag = "on-hand", summary = "Change on-hand quantities",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = crate::openapi::OnHandChangeRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Applied (or the same id and body again: the first answer)", body = crate::openapi::WriteResult),
+        (status = 409, description = "Not enough stock (`stock.insufficient`, body statusCode 500) or the id was used with another body (`event.conflict`)", body = crate::openapi::WriteResult),
+    ))]
+pub(crate) async fn onhand(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     single(s, env, WriteKind::Change, body).await
 }
-pub(crate) async fn reserve(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+#[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/reserve", tag = "reservations", summary = "Soft-reserve stock",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = crate::openapi::ReserveRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Applied (or the same id and body again: the first answer)", body = crate::openapi::WriteResult),
+        (status = 409, description = "Not enough stock (`stock.insufficient`, body statusCode 500) or the id was used with another body (`event.conflict`)", body = crate::openapi::WriteResult),
+    ))]
+pub(crate) async fn reserve(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     single(s, env, WriteKind::Reserve, body).await
 }
-pub(crate) async fn unreserve(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+#[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/unreserve", tag = "reservations", summary = "Release a reservation",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = crate::openapi::UnreserveRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Applied (or the same id and body again: the first answer)", body = crate::openapi::WriteResult),
+        (status = 409, description = "Not enough stock (`stock.insufficient`, body statusCode 500) or the id was used with another body (`event.conflict`)", body = crate::openapi::WriteResult),
+        (status = 404, description = "Unknown reservation (`reservation.not_found`)", body = crate::openapi::WriteResult),
+    ))]
+pub(crate) async fn unreserve(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     single(s, env, WriteKind::Unreserve, body).await
 }
-pub(crate) async fn onhand_bulk(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+#[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/bulk", tag = "on-hand", summary = "Change on-hand quantities, in bulk",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = crate::openapi::OnHandChangeBulk, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every item in one bucket, in request order; a malformed item is a `failure` with statusCode 400", body = crate::openapi::BulkResult),
+    ))]
+pub(crate) async fn onhand_bulk(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     bulk(s, env, WriteKind::Change, body).await
 }
-pub(crate) async fn reserve_bulk(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+#[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/reserve/bulk", tag = "reservations", summary = "Soft-reserve, in bulk",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = crate::openapi::ReserveBulk, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every item in one bucket, in request order; a malformed item is a `failure` with statusCode 400", body = crate::openapi::BulkResult),
+    ))]
+pub(crate) async fn reserve_bulk(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     bulk(s, env, WriteKind::Reserve, body).await
 }
-pub(crate) async fn unreserve_bulk(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+#[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/unreserve/bulk", tag = "reservations", summary = "Release reservations, in bulk",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = crate::openapi::UnreserveBulk, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every item in one bucket, in request order; a malformed item is a `failure` with statusCode 400", body = crate::openapi::BulkResult),
+    ))]
+pub(crate) async fn unreserve_bulk(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     bulk(s, env, WriteKind::Unreserve, body).await
 }
-pub(crate) async fn change_schedule(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+#[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/changeschedule", tag = "on-hand", summary = "Schedule on-hand changes by date",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = crate::openapi::ChangeScheduleRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Applied (or the same id and body again: the first answer)", body = crate::openapi::WriteResult),
+        (status = 409, description = "Not enough stock (`stock.insufficient`, body statusCode 500) or the id was used with another body (`event.conflict`)", body = crate::openapi::WriteResult),
+    ))]
+pub(crate) async fn change_schedule(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     single(s, env, WriteKind::Schedule, body).await
 }
-pub(crate) async fn change_schedule_bulk(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+#[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/changeschedule/bulk", tag = "on-hand", summary = "Schedule on-hand changes, in bulk",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = crate::openapi::ChangeScheduleBulk, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every item in one bucket, in request order; a malformed item is a `failure` with statusCode 400", body = crate::openapi::BulkResult),
+    ))]
+pub(crate) async fn change_schedule_bulk(
+    State(s): State<AppState>,
+    ApiPath(env): ApiPath<String>,
+    body: Body,
+) -> Response {
     bulk(s, env, WriteKind::Schedule, body).await
 }
-pub(crate) async fn allocate(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+#[utoipa::path(post, path = "/api/environment/{environmentId}/allocation/allocate", tag = "allocation", summary = "Allocate to a group path",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = crate::openapi::AllocationRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Applied (or the same id and body again: the first answer)", body = crate::openapi::WriteResult),
+        (status = 409, description = "Not enough stock (`stock.insufficient`, body statusCode 500) or the id was used with another body (`event.conflict`)", body = crate::openapi::WriteResult),
+    ))]
+pub(crate) async fn allocate(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     single(s, env, WriteKind::Allocate, body).await
 }
-pub(crate) async fn unallocate(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+#[utoipa::path(post, path = "/api/environment/{environmentId}/allocation/unallocate", tag = "allocation", summary = "Take an allocation back",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = crate::openapi::AllocationRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Applied (or the same id and body again: the first answer)", body = crate::openapi::WriteResult),
+        (status = 409, description = "Not enough stock (`stock.insufficient`, body statusCode 500) or the id was used with another body (`event.conflict`)", body = crate::openapi::WriteResult),
+    ))]
+pub(crate) async fn unallocate(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     single(s, env, WriteKind::Unallocate, body).await
 }
-pub(crate) async fn reallocate(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+#[utoipa::path(post, path = "/api/environment/{environmentId}/allocation/reallocate", tag = "allocation", summary = "Move an allocation between group paths",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = crate::openapi::ReallocateRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Applied (or the same id and body again: the first answer)", body = crate::openapi::WriteResult),
+        (status = 409, description = "Not enough stock (`stock.insufficient`, body statusCode 500) or the id was used with another body (`event.conflict`)", body = crate::openapi::WriteResult),
+    ))]
+pub(crate) async fn reallocate(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     single(s, env, WriteKind::Reallocate, body).await
 }
-pub(crate) async fn consume(State(s): State<AppState>, Path(env): Path<String>, body: Body) -> Response {
+#[utoipa::path(post, path = "/api/environment/{environmentId}/allocation/consume", tag = "allocation", summary = "Consume allocated stock",
+    params(crate::openapi::EnvironmentPath),
+    request_body(content = crate::openapi::ConsumeRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Applied (or the same id and body again: the first answer)", body = crate::openapi::WriteResult),
+        (status = 409, description = "Not enough stock (`stock.insufficient`, body statusCode 500) or the id was used with another body (`event.conflict`)", body = crate::openapi::WriteResult),
+    ))]
+pub(crate) async fn consume(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
     single(s, env, WriteKind::Consume, body).await
 }
+#[utoipa::path(post, path = "/api/environment/{environmentId}/setonhand/{inventorySystem}/bulk", tag = "on-hand", summary = "Set on-hand quantities, in bulk",
+    params(crate::openapi::EnvironmentPath, ("inventorySystem" = String, Path, description = "Accepted and not used")),
+    request_body(content = crate::openapi::SetOnHandBulk, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every item in one bucket, in request order; a malformed item is a `failure` with statusCode 400", body = crate::openapi::BulkResult),
+    ))]
 /// `{inventorySystem}` is accepted and not used: each item's `quantities` names its data sources.
 pub(crate) async fn setonhand_bulk(
     State(s): State<AppState>,
-    Path((env, _system)): Path<(String, String)>,
+    ApiPath((env, _system)): ApiPath<(String, String)>,
     body: Body,
 ) -> Response {
     bulk(s, env, WriteKind::Set, body).await
@@ -154,25 +245,35 @@ const BUCKETS: [&str; 6] = [
     "unknown",
 ];
 
-async fn bulk(s: AppState, env: String, kind: WriteKind, body: Body) -> Response {
-    let value = match json_body(body) {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
+/// A bulk body: a JSON array of at most 512 items (each checked on its own later).
+pub(crate) fn bulk_items(value: Value) -> Result<Vec<Value>, ApiError> {
     let Value::Array(items) = value else {
-        return ApiError::bad_request("body.not_array", "body: a bulk call takes a JSON array of items")
-            .into_response();
+        return Err(ApiError::bad_request(
+            "body.not_array",
+            "body: a bulk call takes a JSON array of items",
+        ));
     };
     if items.len() > BATCH_COMMANDS_MAX {
-        return ApiError::bad_request(
+        return Err(ApiError::bad_request(
             "limit.bulk_items",
             format!(
                 "body: {} items, at most {BATCH_COMMANDS_MAX} per bulk call",
                 items.len()
             ),
-        )
-        .into_response();
+        ));
     }
+    Ok(items)
+}
+
+async fn bulk(s: AppState, env: String, kind: WriteKind, body: Body) -> Response {
+    let value = match json_body(body) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let items = match bulk_items(value) {
+        Ok(items) => items,
+        Err(e) => return e.into_response(),
+    };
     let config = match mapping_config(&s, &env, kind.needs_config() || needs_mappings(&items)).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
