@@ -30,7 +30,7 @@ summary() { # label
 run_bench baseline 30
 summary baseline
 
-run_bench grow 240 & bench_pid=$!
+run_bench grow 50 & bench_pid=$!
 sleep 5
 t0=$(date +%s.%N)
 "$root/cluster/local.sh" add "$dir" >"$dir/add4.out"
