@@ -875,12 +875,7 @@ impl Node {
                         node_id: node,
                         addr: addr.clone(),
                     };
-                    let reply = tokio::time::timeout(MEMBERSHIP_TIMEOUT, client.add_replica(request))
-                        .await
-                        .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
-                        .map_err(status_err)?
-                        .into_inner();
-                    reply.error.map_or(Ok(()), |e| Err(NodeError::from_proto(shard, e)))
+                    admin_outcome(shard, target, MEMBERSHIP_TIMEOUT, client.add_replica(request)).await
                 }
             })
         })
@@ -948,12 +943,7 @@ impl Node {
                         group_id: shard,
                         node_id: node,
                     };
-                    let reply = tokio::time::timeout(MEMBERSHIP_TIMEOUT, client.remove_replica(request))
-                        .await
-                        .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
-                        .map_err(status_err)?
-                        .into_inner();
-                    reply.error.map_or(Ok(()), |e| Err(NodeError::from_proto(shard, e)))
+                    admin_outcome(shard, target, MEMBERSHIP_TIMEOUT, client.remove_replica(request)).await
                 }
             })
         })
@@ -1049,12 +1039,7 @@ impl Node {
             group_id: shard,
             node_id: to,
         };
-        let reply = tokio::time::timeout(FORWARD_TIMEOUT, client.transfer_leader(request))
-            .await
-            .map_err(|_| NodeError::Unavailable(format!("node {leader} did not answer in time")))?
-            .map_err(status_err)?
-            .into_inner();
-        reply.error.map_or(Ok(()), |e| Err(NodeError::from_proto(shard, e)))
+        admin_outcome(shard, leader, FORWARD_TIMEOUT, client.transfer_leader(request)).await
     }
 
     pub(crate) async fn transfer_leader_local(&self, shard: u32, to: u64) -> Result<(), NodeError> {
@@ -1089,6 +1074,19 @@ impl Node {
             tracing::warn!(error = %e, "final flush failed");
         }
     }
+}
+
+/// Waits (bounded) for an Admin call to node `target` and turns its answer into a result.
+async fn admin_outcome<F>(shard: u32, target: u64, timeout: Duration, call: F) -> Result<(), NodeError>
+where
+    F: Future<Output = Result<tonic::Response<proto::AdminReply>, tonic::Status>>,
+{
+    let reply = tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
+        .map_err(status_err)?
+        .into_inner();
+    reply.error.map_or(Ok(()), |e| Err(NodeError::from_proto(shard, e)))
 }
 
 /// Runs a membership step until it succeeds, fails for good, or [`MEMBERSHIP_TIMEOUT`] passes:
