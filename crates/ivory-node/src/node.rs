@@ -882,7 +882,8 @@ impl Node {
         .await
     }
 
-    pub(crate) async fn add_replica_local(&self, shard: u32, node: u64, addr: String) -> Result<(), NodeError> {
+    /// The Raft handle and metrics of a shard this node leads; a hint to the leader otherwise.
+    fn leading(&self, shard: u32) -> Result<(Raft, RaftMetrics<TypeConfig>), NodeError> {
         let raft = self.raft(shard)?;
         let m = Node::metrics(&raft);
         if m.state != ServerState::Leader {
@@ -891,6 +892,11 @@ impl Node {
                 leader_hint: m.current_leader.filter(|l| *l != self.id()),
             });
         }
+        Ok((raft, m))
+    }
+
+    pub(crate) async fn add_replica_local(&self, shard: u32, node: u64, addr: String) -> Result<(), NodeError> {
+        let (raft, m) = self.leading(shard)?;
         let membership = m.membership_config.membership();
         let mut voters: BTreeSet<u64> = membership.voter_ids().collect();
         // In a joint config (a change cut short by a crash) the union is listed: finish it below.
@@ -951,14 +957,7 @@ impl Node {
     }
 
     pub(crate) async fn remove_replica_local(&self, shard: u32, node: u64) -> Result<(), NodeError> {
-        let raft = self.raft(shard)?;
-        let m = Node::metrics(&raft);
-        if m.state != ServerState::Leader {
-            return Err(NodeError::NotLeader {
-                shard,
-                leader_hint: m.current_leader.filter(|l| *l != self.id()),
-            });
-        }
+        let (raft, m) = self.leading(shard)?;
         let membership = m.membership_config.membership();
         let mut voters: BTreeSet<u64> = membership.voter_ids().collect();
         let is_learner = membership.learner_ids().any(|l| l == node);
@@ -1043,14 +1042,7 @@ impl Node {
     }
 
     pub(crate) async fn transfer_leader_local(&self, shard: u32, to: u64) -> Result<(), NodeError> {
-        let raft = self.raft(shard)?;
-        let m = Node::metrics(&raft);
-        if m.state != ServerState::Leader {
-            return Err(NodeError::NotLeader {
-                shard,
-                leader_hint: m.current_leader.filter(|l| *l != self.id()),
-            });
-        }
+        let (raft, m) = self.leading(shard)?;
         if !m.membership_config.membership().voter_ids().any(|v| v == to) {
             return Err(NodeError::Invalid(format!("node {to} is not a voter of shard {shard}")));
         }

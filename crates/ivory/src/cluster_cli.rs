@@ -51,6 +51,12 @@ pub enum ClusterCommand {
     },
 }
 
+/// Writes to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.
+fn out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 async fn connect(endpoint: &str) -> Result<ClusterClient<Channel>, String> {
     let uri = if endpoint.contains("://") {
         endpoint.to_string()
@@ -104,12 +110,10 @@ pub async fn run(command: ClusterCommand) -> Result<(), String> {
                 reply = wait_until(&mut client, timeout_secs, "settled", settled).await?;
             }
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&status_json(&reply)).unwrap_or_default()
-                );
+                let text = serde_json::to_string_pretty(&status_json(&reply)).unwrap_or_default();
+                out(&format!("{text}\n"));
             } else {
-                print!("{}", status_table(&reply));
+                out(&status_table(&reply));
             }
             Ok(())
         }
@@ -126,8 +130,10 @@ pub async fn run(command: ClusterCommand) -> Result<(), String> {
             if let Some(e) = reply.error {
                 return Err(error_text(&e));
             }
-            println!("{}", reply.message);
-            println!("start it with: ivory node --id {id} --listen {address} --data DIR --join {endpoint}");
+            out(&format!("{}\n", reply.message));
+            out(&format!(
+                "start it with: ivory node --id {id} --listen {address} --data DIR --join {endpoint}\n"
+            ));
             Ok(())
         }
         ClusterCommand::RemoveNode {
@@ -145,14 +151,16 @@ pub async fn run(command: ClusterCommand) -> Result<(), String> {
             if let Some(e) = reply.error {
                 return Err(error_text(&e));
             }
-            println!("{}", reply.message);
+            out(&format!("{}\n", reply.message));
             if no_wait {
                 return Ok(());
             }
             let removed = |r: &proto::ClusterStatusReply| r.members.iter().any(|m| m.id == id && m.state == "removed");
             let reply = wait_until(&mut client, timeout_secs, &format!("node {id} removed"), removed).await?;
-            print!("{}", status_table(&reply));
-            println!("node {id} is removed: stop its process and delete its data directory");
+            out(&status_table(&reply));
+            out(&format!(
+                "node {id} is removed: stop its process and delete its data directory\n"
+            ));
             Ok(())
         }
     }

@@ -108,6 +108,22 @@ async fn reserve_loop(targets: Arc<Mutex<Vec<Client>>>, worker: usize, stop: Arc
     }
 }
 
+/// Waits until the background clients had `n` reservations acknowledged (bounded).
+async fn wait_for_acks(seen: &Mutex<Seen>, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let acked: u64 = seen.lock().expect("seen").acked.values().sum();
+        if acked >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {acked} of {n} reservations acknowledged in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn node_shards(cluster: &Cluster, i: usize) -> Vec<u64> {
     let status = cluster.node_status(i).await.expect("node status");
     let mut shards: Vec<u64> = status["shards"]
@@ -150,7 +166,7 @@ async fn grow_to_four_then_remove_node_one_under_traffic() {
         let workers: Vec<_> = (0..6)
             .map(|w| tokio::spawn(reserve_loop(targets.clone(), w, stop.clone(), seen.clone())))
             .collect();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        wait_for_acks(&seen, 20).await;
 
         // As an operator would: register node 4, then start it with --join.
         let endpoint = cluster.nodes[1].addr.to_string();
@@ -228,7 +244,9 @@ async fn grow_to_four_then_remove_node_one_under_traffic() {
             assert_eq!(node_shards(&cluster, i).await, placed_on(&shrunk, id), "node {id}");
         }
 
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Traffic goes on after the last move: 20 more acknowledgements on the final placement.
+        let so_far: u64 = seen.lock().expect("seen").acked.values().sum();
+        wait_for_acks(&seen, so_far + 20).await;
         stop.store(true, Ordering::SeqCst);
         for w in workers {
             w.await.expect("worker");
