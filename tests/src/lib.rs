@@ -23,6 +23,39 @@ pub fn free_port() -> u16 {
         .expect("the OS hands out a free loopback port")
 }
 
+/// `ivory node` arguments of a member of a new cluster (`members`: `1=host:port,...`).
+pub fn node_args(id: u64, addr: SocketAddr, data: &Path, members: &str, shards: u32, replicas: u64) -> Vec<String> {
+    let mut args = member_args(id, addr, data);
+    args.extend([
+        "--initial-cluster".into(),
+        members.to_string(),
+        "--shards".into(),
+        shards.to_string(),
+        "--replicas".into(),
+        replicas.to_string(),
+    ]);
+    args
+}
+
+/// `ivory node` arguments of a node joining through the member at `seed`.
+pub fn join_args(id: u64, addr: SocketAddr, data: &Path, seed: &str) -> Vec<String> {
+    let mut args = member_args(id, addr, data);
+    args.extend(["--join".into(), seed.to_string()]);
+    args
+}
+
+fn member_args(id: u64, addr: SocketAddr, data: &Path) -> Vec<String> {
+    vec![
+        "node".into(),
+        "--id".into(),
+        id.to_string(),
+        "--listen".into(),
+        addr.to_string(),
+        "--data".into(),
+        data.display().to_string(),
+    ]
+}
+
 /// One `ivory` process.
 pub struct Proc {
     pub id: u64,
@@ -140,21 +173,7 @@ impl Cluster {
             .map(|(i, addr)| {
                 let id = i as u64 + 1;
                 let data = dir.path().join(format!("node{id}"));
-                let args = vec![
-                    "node".into(),
-                    "--id".into(),
-                    id.to_string(),
-                    "--listen".into(),
-                    addr.to_string(),
-                    "--data".into(),
-                    data.display().to_string(),
-                    "--initial-cluster".into(),
-                    members.clone(),
-                    "--shards".into(),
-                    shards.to_string(),
-                    "--replicas".into(),
-                    n.min(3).to_string(),
-                ];
+                let args = node_args(id, *addr, &data, &members, shards, n.min(3));
                 let mut node = Proc {
                     id,
                     addr: *addr,
@@ -255,17 +274,7 @@ impl Cluster {
     /// [`Cluster::join`] on a given address (registered beforehand with `cluster add-node`).
     pub fn join_at(&mut self, id: u64, via: usize, addr: SocketAddr) -> usize {
         let data = self._dir.path().join(format!("node{id}"));
-        let args = vec![
-            "node".into(),
-            "--id".into(),
-            id.to_string(),
-            "--listen".into(),
-            addr.to_string(),
-            "--data".into(),
-            data.display().to_string(),
-            "--join".into(),
-            self.nodes[via].addr.to_string(),
-        ];
+        let args = join_args(id, addr, &data, &self.nodes[via].addr.to_string());
         let mut node = Proc {
             id,
             addr,

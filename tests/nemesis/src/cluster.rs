@@ -164,22 +164,8 @@ impl Cluster {
         for (i, addr) in addrs.iter().enumerate() {
             let id = i as u64 + 1;
             let data = cluster.dir.path().join(format!("node{id}"));
-            let args = vec![
-                "node".into(),
-                "--id".into(),
-                id.to_string(),
-                "--listen".into(),
-                addr.to_string(),
-                "--data".into(),
-                data.display().to_string(),
-                "--initial-cluster".into(),
-                members.clone(),
-                "--shards".into(),
-                shards.to_string(),
-                "--replicas".into(),
-                n.min(3).to_string(),
-                "--enable-fault-injection".into(),
-            ];
+            let mut args = ivory_tests::node_args(id, *addr, &data, &members, shards, n.min(3));
+            args.push("--enable-fault-injection".into());
             let mut node = NodeProc {
                 id,
                 addr: *addr,
@@ -203,18 +189,11 @@ impl Cluster {
         let mut node = NodeProc {
             id,
             addr,
-            args: vec![
-                "node".into(),
-                "--id".into(),
-                id.to_string(),
-                "--listen".into(),
-                addr.to_string(),
-                "--data".into(),
-                data.display().to_string(),
-                "--join".into(),
-                join.to_string(),
-                "--enable-fault-injection".into(),
-            ],
+            args: {
+                let mut args = ivory_tests::join_args(id, addr, &data, join);
+                args.push("--enable-fault-injection".into());
+                args
+            },
             data,
             child: None,
             paused: false,
