@@ -1,9 +1,10 @@
-//! Ivory's replicated shards: the openraft type config, the sled-backed log store
-//! ([`SledLogStore`]) and state machine ([`ShardStateMachine`]), and the per-node storage
-//! ([`NodeStorage`]) that owns one `sled::Db` and its group-commit flusher thread.
+//! Ivory's replicated shards: the openraft type config, the log store of each group
+//! ([`GroupLogStore`], on the node's write-ahead log [`wal::Wal`]), the state machine
+//! ([`ShardStateMachine`], snapshots in sled), and the per-node storage ([`NodeStorage`]) that owns
+//! the log, one `sled::Db` and the group-commit flusher thread.
 //!
 //! Which openraft trait lives where:
-//! - `RaftLogStorage` / `RaftLogReader`: [`log_store`]
+//! - `RaftLogStorage` / `RaftLogReader`: [`log_store`] over [`wal`]
 //! - `RaftStateMachine` / `RaftSnapshotBuilder`: [`state_machine`]
 //! - the Db, the trees per group and the flusher: [`storage`]
 //! - timing: [`raft_config`]
@@ -18,8 +19,9 @@ use serde::{Deserialize, Serialize};
 pub mod log_store;
 pub mod state_machine;
 pub mod storage;
+pub mod wal;
 
-pub use log_store::SledLogStore;
+pub use log_store::GroupLogStore;
 pub use state_machine::{ApplyDigest, ShardStateMachine, SharedDigest, SharedMeta, SharedShard};
 pub use storage::{NodeStorage, StorageOptions};
 

@@ -1,5 +1,6 @@
-//! `RaftLogStorage` on sled: `g{id}.log` holds entries keyed by big-endian index, `g{id}.meta`
-//! holds the vote, the committed log id and the last purged log id.
+//! `RaftLogStorage` of one group on the node's write-ahead log ([`crate::wal`]): entries, vote,
+//! committed id and purge point all live there; an append is acknowledged by the node's flusher
+//! thread once the round of writes that holds it is fdatasync'ed.
 
 use std::fmt::Debug;
 use std::io;
@@ -7,23 +8,19 @@ use std::ops::{Bound, RangeBounds};
 
 use openraft::OptionalSend;
 use openraft::alias::{EntryOf, LogIdOf, VoteOf};
-use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::storage::Flusher;
-use crate::{TypeConfig, io_err};
+use crate::wal::Wal;
+use crate::{GroupId, TypeConfig, io_err};
 
-const KEY_VOTE: &[u8] = b"vote";
-const KEY_COMMITTED: &[u8] = b"committed";
-const KEY_PURGED: &[u8] = b"purged";
-
-/// The log of one group. Cheap to clone: trees are handles.
+/// The log of one group. Cheap to clone.
 #[derive(Clone)]
-pub struct SledLogStore {
-    log: sled::Tree,
-    meta: sled::Tree,
+pub struct GroupLogStore {
+    group: GroupId,
+    wal: Wal,
     flusher: Flusher,
 }
 
@@ -35,41 +32,9 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
     postcard::from_bytes(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
 }
 
-impl SledLogStore {
-    pub(crate) fn new(log: sled::Tree, meta: sled::Tree, flusher: Flusher) -> SledLogStore {
-        SledLogStore { log, meta, flusher }
-    }
-
-    fn read_meta<T: DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
-        match self.meta.get(key).map_err(io_err)? {
-            Some(bytes) => Ok(Some(decode(&bytes)?)),
-            None => Ok(None),
-        }
-    }
-
-    fn last_entry_log_id(&self) -> io::Result<Option<LogIdOf<TypeConfig>>> {
-        match self.log.last().map_err(io_err)? {
-            Some((_, bytes)) => {
-                let entry: EntryOf<TypeConfig> = decode(&bytes)?;
-                Ok(Some(entry.log_id()))
-            }
-            None => Ok(None),
-        }
-    }
-
-    /// Removes every entry with index `from` or above, last first, so that a crash half-way
-    /// leaves a contiguous log.
-    fn remove_from(&self, from: u64) -> io::Result<()> {
-        let keys: Vec<sled::IVec> = self
-            .log
-            .range(from.to_be_bytes()..)
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(io_err)?;
-        for k in keys.iter().rev() {
-            self.log.remove(k).map_err(io_err)?;
-        }
-        Ok(())
+impl GroupLogStore {
+    pub(crate) fn new(group: GroupId, wal: Wal, flusher: Flusher) -> GroupLogStore {
+        GroupLogStore { group, wal, flusher }
     }
 }
 
@@ -90,36 +55,25 @@ fn range_end_excluded(range: &impl RangeBounds<u64>) -> Option<u64> {
     }
 }
 
-impl RaftLogReader<TypeConfig> for SledLogStore {
+impl RaftLogReader<TypeConfig> for GroupLogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
     ) -> Result<Vec<EntryOf<TypeConfig>>, io::Error> {
-        let start = range_start(&range);
-        let iter = match range_end_excluded(&range) {
-            Some(end) if end <= start => return Ok(Vec::new()),
-            Some(end) => self.log.range(start.to_be_bytes()..end.to_be_bytes()),
-            None => self.log.range(start.to_be_bytes()..),
-        };
-        let mut entries = Vec::new();
-        for kv in iter {
-            let (_, bytes) = kv.map_err(io_err)?;
-            entries.push(decode(&bytes)?);
-        }
-        Ok(entries)
+        self.wal
+            .entries(self.group, range_start(&range), range_end_excluded(&range))
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<TypeConfig>>, io::Error> {
-        self.read_meta(KEY_VOTE)
+        self.wal.vote(self.group)
     }
 }
 
-impl RaftLogStorage<TypeConfig> for SledLogStore {
-    type LogReader = SledLogStore;
+impl RaftLogStorage<TypeConfig> for GroupLogStore {
+    type LogReader = GroupLogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
-        let last_purged_log_id: Option<LogIdOf<TypeConfig>> = self.read_meta(KEY_PURGED)?;
-        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        let (last_log_id, last_purged_log_id) = self.wal.log_state(self.group)?;
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -131,18 +85,17 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     }
 
     async fn save_vote(&mut self, vote: &VoteOf<TypeConfig>) -> Result<(), io::Error> {
-        self.meta.insert(KEY_VOTE, encode(vote)?).map_err(io_err)?;
-        self.flusher.flush().await
+        self.wal.save_vote(self.group, vote)?;
+        self.flusher.flush_log().await
     }
 
     async fn save_committed(&mut self, committed: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
-        // Durable with the next flush; openraft only needs it to re-apply faster after restart.
-        self.meta.insert(KEY_COMMITTED, encode(&committed)?).map_err(io_err)?;
-        Ok(())
+        // Durable with the next round; openraft only needs it to re-apply faster after restart.
+        self.wal.save_committed(self.group, committed)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<TypeConfig>>, io::Error> {
-        Ok(self.read_meta::<Option<LogIdOf<TypeConfig>>>(KEY_COMMITTED)?.flatten())
+        self.wal.committed(self.group)
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
@@ -150,37 +103,20 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         I: IntoIterator<Item = EntryOf<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        for entry in entries {
-            let key = entry.index().to_be_bytes();
-            self.log.insert(key, encode(&entry)?).map_err(io_err)?;
-        }
-        // Acknowledged from the flusher thread once flushed and fsynced, together with every
+        self.wal.append(self.group, entries)?;
+        // Acknowledged from the flusher thread once written and fdatasync'ed, together with every
         // other group's appends that queued meanwhile.
-        self.flusher.flush_then(Box::new(move |r| callback.io_completed(r)));
+        self.flusher.log_flush_then(Box::new(move |r| callback.io_completed(r)));
         Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
-        let from = match &last_log_id {
-            Some(id) => id.index() + 1,
-            None => 0,
-        };
-        self.remove_from(from)?;
-        self.flusher.flush().await
+        self.wal.truncate_after(self.group, last_log_id)?;
+        self.flusher.flush_log().await
     }
 
     async fn purge(&mut self, log_id: LogIdOf<TypeConfig>) -> Result<(), io::Error> {
-        // Record the purge point first: entries at or below it are ignored from then on.
-        self.meta.insert(KEY_PURGED, encode(&log_id)?).map_err(io_err)?;
-        let keys: Vec<sled::IVec> = self
-            .log
-            .range(..=log_id.index().to_be_bytes())
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(io_err)?;
-        for k in keys {
-            self.log.remove(k).map_err(io_err)?;
-        }
-        self.flusher.flush().await
+        self.wal.purge(self.group, log_id)?;
+        self.flusher.flush_log().await
     }
 }

@@ -1,10 +1,12 @@
-//! One `sled::Db` per node, three trees per group, and the node's group-commit flusher.
+//! A node's storage: the write-ahead log of every group's Raft log ([`crate::wal`], in
+//! `<dir>/wal`), one `sled::Db` for the rest (snapshots, node facts), and the group-commit flusher.
 //!
-//! Durability (DESIGN.md §6): sled's `flush` is `sync_file_range`, not an fsync, so every flush
-//! is followed by `File::sync_data` on `<dir>/db`. Both run on one dedicated thread per node,
-//! never on the tokio workers and never through `flush_async` (it deadlocks in sled 0.34.7,
-//! STACK.md §2). Requests that queue up while a flush runs are served by the next single flush:
-//! that is the group commit across all groups of the node.
+//! Durability (DESIGN.md §6): the flusher thread writes every log record queued so far and runs
+//! one `fdatasync`; requests that queue up meanwhile are served by the next round: the group
+//! commit across all groups of the node. Requests that also need sled (snapshots, node facts)
+//! add sled's `flush` (`sync_file_range`, not an fsync) and `File::sync_data` on `<dir>/db`. All
+//! of it runs on that one thread, never on the tokio workers and never through `flush_async` (it
+//! deadlocks in sled 0.34.7).
 //!
 //! Ivory never calls `Tree::apply_batch` or transactions: they switch sled's process-global
 //! concurrency control into its locking mode, which is what the deadlock needs.
@@ -17,10 +19,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::{GroupId, ShardStateMachine, SledLogStore, io_err};
+use crate::log_store::GroupLogStore;
+use crate::wal::Wal;
+use crate::{GroupId, ShardStateMachine, io_err};
 
 /// A callback run on the flusher thread once the flush it waited for is durable.
 type FlushDone = Box<dyn FnOnce(io::Result<()>) + Send>;
+
+/// What a request waits for: the log only (the hot path), or the log and sled.
+struct FlushRequest {
+    sled: bool,
+    done: FlushDone,
+}
 
 /// Requests waiting for one flush; beyond this, callers block on the channel (back-pressure).
 const FLUSH_QUEUE_MAX: usize = 16_384;
@@ -48,22 +58,22 @@ impl Default for StorageOptions {
 /// Hands flush requests to the node's flusher thread.
 #[derive(Clone)]
 pub struct Flusher {
-    tx: mpsc::SyncSender<FlushDone>,
+    tx: mpsc::SyncSender<FlushRequest>,
     flushes: Arc<AtomicU64>,
     /// Fault injection (a slow disk): milliseconds slept before each flush + fsync; 0 = off.
     delay_ms: Arc<AtomicU64>,
 }
 
 impl Flusher {
-    fn start(db: sled::Db, file: File, fsync: bool) -> io::Result<Flusher> {
-        let (tx, rx) = mpsc::sync_channel::<FlushDone>(FLUSH_QUEUE_MAX);
+    fn start(db: sled::Db, file: File, wal: Wal, fsync: bool) -> io::Result<Flusher> {
+        let (tx, rx) = mpsc::sync_channel::<FlushRequest>(FLUSH_QUEUE_MAX);
         let flushes = Arc::new(AtomicU64::new(0));
         let counter = flushes.clone();
         let delay_ms = Arc::new(AtomicU64::new(0));
         let delay = delay_ms.clone();
         std::thread::Builder::new()
             .name("ivory-flusher".into())
-            .spawn(move || flusher_loop(db, file, fsync, rx, &counter, &delay))?;
+            .spawn(move || flusher_loop(&db, &file, &wal, fsync, rx, &counter, &delay))?;
         Ok(Flusher { tx, flushes, delay_ms })
     }
 
@@ -83,32 +93,49 @@ impl Flusher {
         self.flushes.load(Ordering::Relaxed)
     }
 
-    /// Runs `done` on the flusher thread after the next flush + fsync of everything written so far.
-    pub fn flush_then(&self, done: FlushDone) {
-        if let Err(mpsc::SendError(done)) = self.tx.send(done) {
-            done(Err(io_err("storage flusher stopped")));
+    fn request(&self, sled: bool, done: FlushDone) {
+        if let Err(mpsc::SendError(request)) = self.tx.send(FlushRequest { sled, done }) {
+            (request.done)(Err(io_err("storage flusher stopped")));
         }
     }
 
-    /// Waits until everything written so far is durable.
-    pub async fn flush(&self) -> io::Result<()> {
+    /// Runs `done` on the flusher thread once every log record queued so far is durable.
+    pub fn log_flush_then(&self, done: FlushDone) {
+        self.request(false, done);
+    }
+
+    async fn wait(&self, sled: bool) -> io::Result<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.flush_then(Box::new(move |r| {
-            let _ = tx.send(r);
-        }));
+        self.request(
+            sled,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
         rx.await.map_err(|_| io_err("storage flusher dropped a request"))?
+    }
+
+    /// Waits until every log record queued so far is durable.
+    pub async fn flush_log(&self) -> io::Result<()> {
+        self.wait(false).await
+    }
+
+    /// Waits until everything written so far, the log and sled, is durable.
+    pub async fn flush(&self) -> io::Result<()> {
+        self.wait(true).await
     }
 }
 
 fn flusher_loop(
-    db: sled::Db,
-    file: File,
+    db: &sled::Db,
+    file: &File,
+    wal: &Wal,
     fsync: bool,
-    rx: mpsc::Receiver<FlushDone>,
+    rx: mpsc::Receiver<FlushRequest>,
     flushes: &AtomicU64,
     delay_ms: &AtomicU64,
 ) {
-    let mut pending: Vec<FlushDone> = Vec::new();
+    let mut pending: Vec<FlushRequest> = Vec::new();
     while let Ok(first) = rx.recv() {
         let started = Instant::now();
         let delay = delay_ms.load(Ordering::Relaxed);
@@ -119,18 +146,24 @@ fn flusher_loop(
         while let Ok(more) = rx.try_recv() {
             pending.push(more);
         }
-        let result = db
-            .flush()
-            .map_err(io_err)
-            .and_then(|_| if fsync { file.sync_data() } else { Ok(()) });
+        let sled = pending.iter().any(|r| r.sled);
+        let result = wal.write_and_sync(fsync).and_then(|()| {
+            if sled {
+                db.flush().map_err(io_err)?;
+                if fsync {
+                    file.sync_data()?;
+                }
+            }
+            Ok(())
+        });
         flushes.fetch_add(1, Ordering::Relaxed);
         metrics::histogram!("ivory_raft_fsync_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("ivory_raft_fsync_batch").record(pending.len() as f64);
         if let Err(e) = &result {
             tracing::error!(error = %e, "storage flush failed");
         }
-        for done in pending.drain(..) {
-            done(
+        for request in pending.drain(..) {
+            (request.done)(
                 result
                     .as_ref()
                     .map(|_| ())
@@ -148,6 +181,7 @@ pub struct NodeStorage {
 
 struct Inner {
     db: sled::Db,
+    wal: Wal,
     dir: PathBuf,
     flusher: Flusher,
     /// Node-level facts: which groups this node hosts, whether it was ever bootstrapped.
@@ -188,11 +222,13 @@ impl NodeStorage {
             }
         };
         let file = File::open(dir.join("db"))?;
-        let flusher = Flusher::start(db.clone(), file, options.fsync)?;
+        let wal = Wal::open(&dir.join("wal"))?;
+        let flusher = Flusher::start(db.clone(), file, wal.clone(), options.fsync)?;
         let node_tree = db.open_tree("node").map_err(io_err)?;
         Ok(NodeStorage {
             inner: Arc::new(Inner {
                 db,
+                wal,
                 dir: dir.to_path_buf(),
                 flusher,
                 node_tree,
@@ -218,32 +254,34 @@ impl NodeStorage {
         &self.inner.flusher
     }
 
+    /// The node's Raft log.
+    pub fn wal(&self) -> &Wal {
+        &self.inner.wal
+    }
+
     /// Opens the log store and state machine of a group (creating empty trees if new) and records
     /// that this node hosts the group.
     ///
     /// # Errors
     /// On sled errors or an undecodable stored snapshot.
-    pub async fn open_group(&self, group: GroupId) -> io::Result<(SledLogStore, ShardStateMachine)> {
+    pub async fn open_group(&self, group: GroupId) -> io::Result<(GroupLogStore, ShardStateMachine)> {
         let db = &self.inner.db;
-        let log = db.open_tree(format!("g{group}.log")).map_err(io_err)?;
-        let meta = db.open_tree(format!("g{group}.meta")).map_err(io_err)?;
         let sm = db.open_tree(format!("g{group}.sm")).map_err(io_err)?;
         self.inner.node_tree.insert(group_key(group), &[]).map_err(io_err)?;
         self.inner.flusher.flush().await?;
-        let log_store = SledLogStore::new(log, meta, self.inner.flusher.clone());
+        let log_store = GroupLogStore::new(group, self.inner.wal.clone(), self.inner.flusher.clone());
         let state_machine = ShardStateMachine::open(sm, self.inner.flusher.clone())?;
         Ok((log_store, state_machine))
     }
 
-    /// Forgets a group this node no longer hosts: drops its three trees.
+    /// Forgets a group this node no longer hosts: its log and its state tree.
     ///
     /// # Errors
     /// On sled errors.
     pub async fn drop_group(&self, group: GroupId) -> io::Result<()> {
         self.inner.node_tree.remove(group_key(group)).map_err(io_err)?;
-        for suffix in ["log", "meta", "sm"] {
-            self.inner.db.drop_tree(format!("g{group}.{suffix}")).map_err(io_err)?;
-        }
+        self.inner.wal.drop_group(group)?;
+        self.inner.db.drop_tree(format!("g{group}.sm")).map_err(io_err)?;
         self.inner.flusher.flush().await
     }
 
