@@ -637,7 +637,7 @@ impl WalState {
     }
 
     fn evict_cache(&mut self, group: GroupId) {
-        let written = self.written.clone();
+        let written = &self.written;
         let Some(g) = self.groups.get_mut(&group) else { return };
         while g.cached_bytes > GROUP_CACHE_BYTES && g.cache_from < g.entries.len() {
             let e = &mut g.entries[g.cache_from];
