@@ -2,6 +2,7 @@
 //! One JSON line on stdout per run; progress on stderr; `--report FILE.html` for charts.
 
 mod api;
+mod peer;
 mod report;
 mod rng;
 mod spawn;
@@ -104,6 +105,10 @@ struct Common {
     /// Tokio worker threads of the load generator (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Run spread, hot or bulk against another store instead of Ivory, to compare side by side:
+    /// `--peer postgres postgres://USER@HOST:PORT/DB` or `--peer redis redis://HOST:PORT`.
+    #[arg(long, global = true, num_args = 2, value_names = ["STORE", "URL"])]
+    peer: Vec<String>,
 }
 
 #[derive(Args, Clone)]
@@ -322,6 +327,40 @@ fn build_spec(w: &WorkloadCmd, tag: &str) -> Result<(Spec, i64, i64), String> {
     })
 }
 
+/// `--peer STORE URL`: the workload against PostgreSQL or Redis; one JSON line as for Ivory.
+async fn run_peer(cli: &Cli, store: &str, url: &str, tag: String) -> Result<bool, String> {
+    let c = &cli.common;
+    let workload = match &cli.workload {
+        WorkloadCmd::Spread { space, qty } => peer::PeerWorkload::Spread {
+            keys: space.products,
+            onhand: space.onhand,
+            qty: *qty,
+        },
+        WorkloadCmd::Hot { stock } => peer::PeerWorkload::Hot { stock: *stock },
+        WorkloadCmd::Bulk { space, size } => peer::PeerWorkload::Bulk {
+            keys: space.products,
+            onhand: space.onhand,
+            size: *size,
+        },
+        _ => return Err("--peer runs spread, hot and bulk".into()),
+    };
+    let hot = matches!(workload, peer::PeerWorkload::Hot { .. });
+    let duration = c.duration.unwrap_or(if hot { 300.0 } else { 10.0 });
+    let out = peer::run(peer::PeerRun {
+        kind: peer::PeerKind::parse(store)?,
+        url: url.to_string(),
+        workload,
+        clients: c.clients,
+        duration: Duration::from_secs_f64(duration.max(0.1)),
+        seed: c.seed,
+        tag,
+        no_setup: c.no_setup,
+    })
+    .await?;
+    println!("{out}");
+    Ok(out["errors"] == 0 && (!hot || out["hot"]["exact"] == true))
+}
+
 /// Ok(true): run done and every check passed; Ok(false): a check failed (exit 1).
 async fn run(cli: Cli) -> Result<bool, String> {
     let c = &cli.common;
@@ -340,6 +379,9 @@ async fn run(cli: Cli) -> Result<bool, String> {
             format!("b{}", t.as_millis())
         }
     };
+    if let [store, url] = c.peer.as_slice() {
+        return run_peer(&cli, store, url, tag).await;
+    }
     let (spec, onhand, hot_stock) = build_spec(&cli.workload, &tag)?;
 
     // Target: spawned or given.
