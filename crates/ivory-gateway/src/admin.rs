@@ -221,6 +221,14 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/health/ping", tag = "operations", summary = "Liveness ping (IV's path)",
+    responses((status = 200, description = "The process answers HTTP; no token, no cluster check", body = crate::openapi::Health)))]
+/// `GET /health/ping`: IV clients ping this before anything else; it says the process answers,
+/// not that the cluster can take writes (`/healthz` says that).
+pub(crate) async fn health_ping() -> Response {
+    json_response(StatusCode::OK, json!({"status": "ok"}))
+}
+
 #[utoipa::path(get, path = "/metrics", tag = "operations", summary = "Prometheus metrics",
     responses(
         (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),

@@ -230,6 +230,7 @@ pub(crate) fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/allocation/consume", post(writes::consume)),
         ("/allocation/query", post(queries::allocation_query)),
         ("/onhand/indexquery", post(queries::index_query)),
+        ("/indexquery", post(queries::index_query_alias)),
         ("/onhand/exactquery", post(queries::exact_query)),
         ("/configuration", get(admin::get_configuration)),
         ("/configuration/hardupdate", post(admin::hard_update)),
@@ -250,6 +251,7 @@ pub(crate) fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
 pub(crate) fn open_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![
         ("/token", post(auth::token)),
+        ("/health/ping", get(admin::health_ping)),
         ("/healthz", get(admin::healthz)),
         ("/metrics", get(admin::metrics)),
         ("/openapi.json", get(openapi::serve)),

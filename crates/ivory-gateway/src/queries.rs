@@ -792,6 +792,24 @@ pub(crate) async fn index_query(
     posted_query(s, env, query, headers, body, "indexquery").await
 }
 
+#[utoipa::path(post, path = "/api/environment/{environmentId}/indexquery", tag = "queries", summary = "Query on-hand by index (the path some IV clients use)",
+    params(crate::openapi::EnvironmentPath, crate::openapi::PageQuery, crate::openapi::ApiVersionHeader),
+    request_body(content = crate::openapi::IndexQueryRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The same answer as `onhand/indexquery`",
+            body = inline(crate::openapi::QueryAnswer)),
+    ))]
+/// `POST /indexquery`: IV's own ATP test client posts index queries here, without `/onhand`.
+pub(crate) async fn index_query_alias(
+    state: State<AppState>,
+    env: ApiPath<String>,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    index_query(state, env, query, headers, body).await
+}
+
 #[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/exactquery", tag = "queries", summary = "Query on-hand by exact dimension tuples",
     params(crate::openapi::EnvironmentPath, crate::openapi::PageQuery, crate::openapi::ApiVersionHeader),
     request_body(content = crate::openapi::ExactQueryRequest, content_type = "application/json"),

@@ -1027,4 +1027,5 @@ async fn real_listener_smoke() {
 }
 
 mod grpc;
+mod issue14;
 mod issue6;
