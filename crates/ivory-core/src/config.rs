@@ -7,8 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::config_doc::*;
 use crate::json::KeyCanon;
 use crate::model::{
     BASE_DIMENSIONS, Dims, LOCATION_ID, MeasureRef, NAME_LEN_MAX, SITE_ID, base_dimension, canonical_name,
@@ -22,173 +21,6 @@ pub const SCHEDULE_PERIOD_DAYS_MAX: u32 = 180;
 pub const ATP_PHYSICAL_MEASURES_MAX: usize = 8;
 
 const DEFAULT_CONFIG_JSON: &str = include_str!("default_config.json");
-
-/// Known field names of the document, in canonical spelling; any other key is a name.
-const DOC_FIELDS: &[&str] = &[
-    "indexConfiguration",
-    "partitionKeyAttributes",
-    "setNumber",
-    "keys",
-    "indexAttributeSets",
-    "inventorySystemConfigurations",
-    "dataSourceName",
-    "dimensionMappings",
-    "physicalMeasures",
-    "calculatedMeasures",
-    "additionModifiers",
-    "subtractionModifiers",
-    "reservMappings",
-    "scheduleConfiguration",
-    "atpCalculatedMeasures",
-    "schedulePeriodInDays",
-    "isScheduleV2",
-    "isEnabled",
-    "reservConfiguration",
-    "isReservEnabled",
-    "version",
-    "allocationConfiguration",
-    "groups",
-    "groupsOrder",
-    "availableToAllocateCalculation",
-    "partitionConfiguration",
-    "useProductId",
-    "useDimensions",
-    "cachePartitionIdVersion",
-    "alertConfiguration",
-    "lowStockMeasure",
-    "lowStockThreshold",
-];
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ConfigDoc {
-    #[serde(default)]
-    pub index_configuration: IndexConfigDoc,
-    #[serde(default)]
-    pub inventory_system_configurations: BTreeMap<String, DataSourceDoc>,
-    #[serde(default)]
-    pub schedule_configuration: ScheduleConfigDoc,
-    #[serde(default)]
-    pub reserv_configuration: ReservConfigDoc,
-    #[serde(default)]
-    pub allocation_configuration: AllocationConfigDoc,
-    #[serde(default)]
-    pub partition_configuration: PartitionConfigDoc,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_partition_id_version: Option<String>,
-    /// Ivory's addition: when to emit `stock.below-threshold` events.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alert_configuration: Option<AlertConfigDoc>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AlertConfigDoc {
-    /// `dataSource.measure`, physical or calculated (default `iv.availabletoreserve`).
-    #[serde(default)]
-    pub low_stock_measure: Option<String>,
-    /// A number: the event fires when the measure goes from at least this to below it.
-    #[serde(default)]
-    pub low_stock_threshold: Option<serde_json::Value>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AttributeSetDoc {
-    #[serde(default)]
-    pub set_number: u32,
-    #[serde(default)]
-    pub keys: Vec<String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct IndexConfigDoc {
-    #[serde(default)]
-    pub partition_key_attributes: AttributeSetDoc,
-    #[serde(default)]
-    pub index_attribute_sets: Vec<AttributeSetDoc>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DataSourceDoc {
-    #[serde(default)]
-    pub data_source_name: String,
-    #[serde(default)]
-    pub dimension_mappings: BTreeMap<String, String>,
-    #[serde(default)]
-    pub physical_measures: Vec<String>,
-    #[serde(default)]
-    pub calculated_measures: BTreeMap<String, FormulaDoc>,
-    #[serde(default)]
-    pub reserv_mappings: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FormulaDoc {
-    #[serde(default)]
-    pub addition_modifiers: Vec<String>,
-    #[serde(default)]
-    pub subtraction_modifiers: Vec<String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ScheduleConfigDoc {
-    #[serde(default)]
-    pub index_attribute_sets: Vec<AttributeSetDoc>,
-    #[serde(default)]
-    pub atp_calculated_measures: BTreeMap<String, BTreeMap<String, u32>>,
-    #[serde(default)]
-    pub schedule_period_in_days: u32,
-    #[serde(default, rename = "isScheduleV2")]
-    pub is_schedule_v2: bool,
-    #[serde(default)]
-    pub is_enabled: bool,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ReservConfigDoc {
-    #[serde(default)]
-    pub is_reserv_enabled: bool,
-    #[serde(default)]
-    pub version: u32,
-    #[serde(default)]
-    pub keys: Vec<String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AllocationConfigDoc {
-    #[serde(default)]
-    pub groups: Vec<String>,
-    #[serde(default)]
-    pub groups_order: BTreeMap<String, String>,
-    #[serde(default)]
-    pub available_to_allocate_calculation: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PartitionConfigDoc {
-    #[serde(default)]
-    pub use_product_id: bool,
-    #[serde(default)]
-    pub use_dimensions: bool,
-}
 
 /// A configuration rule that a document breaks, with the path of the field that breaks it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -219,10 +51,23 @@ pub struct DataSource {
     pub physical: BTreeSet<String>,
 }
 
+/// How an environment's stock is split into partitions (`partitionConfiguration`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PartitionMode {
+    /// Site and location are the partition (`useDimensions: true`, IV's default).
+    #[default]
+    ByLocation,
+    /// The product is the partition; site and location are ordinary, optional dimensions.
+    ByProduct,
+}
+
 /// A validated configuration, every name lower case.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
+    /// The document as posted: `GET /configuration` gives it back field for field.
+    pub raw: serde_json::Value,
     pub doc: ConfigDoc,
+    pub partition_mode: PartitionMode,
     pub data_sources: BTreeMap<String, DataSource>,
     pub calculated: BTreeMap<MeasureRef, Formula>,
     /// Physical measure that holds a reservation -> calculated measure that gates it.
@@ -275,16 +120,47 @@ impl Config {
     /// # Errors
     /// A [`ConfigError`] naming the first field that is malformed or breaks a rule.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
-        let value: serde_json::Value =
+        let raw: serde_json::Value =
             serde_json::from_str(text).map_err(|e| bad("(body)", format!("not valid JSON: {e}")))?;
-        let value = KeyCanon::new(DOC_FIELDS).apply(value).map_err(|e| bad("(body)", e))?;
-        let doc: ConfigDoc = serde_json::from_value(value).map_err(|e| bad("(body)", e.to_string()))?;
-        Config::compile(doc)
+        Config::from_value(raw)
     }
 
-    /// The document as JSON text, in IV's canonical spelling.
+    /// [`Config::from_json`] on a parsed document. The document is kept as given; a copy with
+    /// canonical keys and no `null` members is what the rules read.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first field that is malformed or breaks a rule.
+    pub fn from_value(raw: serde_json::Value) -> Result<Config, ConfigError> {
+        if !raw.is_object() {
+            return Err(bad("(body)", "the configuration document is a JSON object"));
+        }
+        let value = KeyCanon::new(DOC_FIELDS)
+            .apply(raw.clone())
+            .map_err(|e| bad("(body)", e))?;
+        let doc: ConfigDoc = serde_json::from_value(without_nulls(value)).map_err(|e| bad("(body)", e.to_string()))?;
+        let mut config = Config::compile(doc)?;
+        config.raw = raw;
+        Ok(config)
+    }
+
+    /// The stored document as JSON text: what was posted.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(&self.doc).unwrap_or_else(|_| "{}".to_string())
+        serde_json::to_string(&self.raw).unwrap_or_else(|_| "{}".to_string())
+    }
+
+    /// Sets `environmentId` (in whatever case the document spells it) to `environment`, when the
+    /// document has the field: the URL names the environment, a copied document may not.
+    pub fn set_environment_id(&mut self, environment: &str) {
+        if let serde_json::Value::Object(map) = &mut self.raw {
+            for (key, value) in map.iter_mut() {
+                if key.eq_ignore_ascii_case("environmentId") {
+                    *value = serde_json::Value::String(environment.to_string());
+                }
+            }
+        }
+        if self.doc.environment_id.is_some() {
+            self.doc.environment_id = Some(serde_json::Value::String(environment.to_string()));
+        }
     }
 
     /// Validates a document and builds the compiled form.
@@ -302,9 +178,12 @@ impl Config {
         )?;
         let reservation_hierarchy = compile_reservation_hierarchy(&doc)?;
         let schedule = compile_schedule(&doc, &calculated)?;
-        let (allocation_groups, available_to_allocate) = compile_allocation(&doc, &data_sources)?;
+        let (allocation_groups, available_to_allocate) = compile_allocation(&doc, &data_sources, &calculated)?;
         let low_stock = compile_alerts(&doc, &data_sources, &calculated)?;
+        let partition_mode = compile_partition_mode(&doc)?;
         Ok(Config {
+            raw: serde_json::to_value(&doc).unwrap_or_default(),
+            partition_mode,
             reservation_version: doc.reserv_configuration.version,
             reservation_enabled: doc.reserv_configuration.is_reserv_enabled,
             doc,
@@ -466,11 +345,17 @@ fn compile_data_sources(doc: &ConfigDoc) -> Result<BTreeMap<String, DataSource>,
     Ok(out)
 }
 
+/// A calculated measure as declared: the path of its field and its formula.
+type Declared<'a> = BTreeMap<MeasureRef, (String, &'a FormulaDoc)>;
+
+/// Calculated measures, each expanded into physical terms. A term may name another calculated
+/// measure (IV's `@iv.@available_to_reserve` builds on the calculated `iv.onhand`): its terms
+/// are taken in, with their signs flipped under a subtraction; a cycle is refused.
 fn compile_calculated(
     doc: &ConfigDoc,
     data_sources: &BTreeMap<String, DataSource>,
 ) -> Result<BTreeMap<MeasureRef, Formula>, ConfigError> {
-    let mut out = BTreeMap::new();
+    let mut declared: Declared = BTreeMap::new();
     for (ds_key, ds) in &doc.inventory_system_configurations {
         let ds_name = canonical_name(ds_key);
         for (calc_key, formula) in &ds.calculated_measures {
@@ -485,35 +370,73 @@ fn compile_calculated(
                     "a calculated measure cannot share a physical measure's name",
                 ));
             }
-            let mut seen = BTreeSet::new();
-            let mut terms = |list: &[String], which: &str| -> Result<Vec<MeasureRef>, ConfigError> {
-                let mut refs = Vec::with_capacity(list.len());
-                for (i, term) in list.iter().enumerate() {
-                    let tfield = format!("{field}.{which}[{i}]");
-                    let m = MeasureRef::parse(term)
-                        .ok_or_else(|| bad(&tfield, format!("'{term}' is not of the form dataSource.measure")))?;
-                    let known = data_sources
-                        .get(&m.data_source)
-                        .is_some_and(|d| d.physical.contains(&m.measure));
-                    if !known {
-                        return Err(bad(
-                            &tfield,
-                            format!("'{m}' is not a configured physical measure (calculated measures do not nest)"),
-                        ));
-                    }
-                    if !seen.insert(m.clone()) {
-                        return Err(bad(&tfield, format!("'{m}' appears twice in the formula")));
-                    }
-                    refs.push(m);
-                }
-                Ok(refs)
-            };
-            let add = terms(&formula.addition_modifiers, "additionModifiers")?;
-            let sub = terms(&formula.subtraction_modifiers, "subtractionModifiers")?;
-            out.insert(calc, Formula { add, sub });
+            declared.insert(calc, (field, formula));
         }
     }
+    let mut out = BTreeMap::new();
+    for calc in declared.keys() {
+        expand(calc, &declared, data_sources, &mut out, &mut Vec::new())?;
+    }
     Ok(out)
+}
+
+fn expand(
+    calc: &MeasureRef,
+    declared: &Declared,
+    data_sources: &BTreeMap<String, DataSource>,
+    out: &mut BTreeMap<MeasureRef, Formula>,
+    stack: &mut Vec<MeasureRef>,
+) -> Result<Formula, ConfigError> {
+    if let Some(done) = out.get(calc) {
+        return Ok(done.clone());
+    }
+    let Some((field, formula)) = declared.get(calc) else {
+        return Err(bad("(configuration)", format!("'{calc}' is not declared")));
+    };
+    stack.push(calc.clone());
+    let mut seen = BTreeSet::new();
+    let mut result = Formula {
+        add: Vec::new(),
+        sub: Vec::new(),
+    };
+    let lists = [
+        (&formula.addition_modifiers, "additionModifiers", true),
+        (&formula.subtraction_modifiers, "subtractionModifiers", false),
+    ];
+    for (list, which, positive) in lists {
+        for (i, term) in list.iter().enumerate() {
+            let tfield = format!("{field}.{which}[{i}]");
+            let m = MeasureRef::parse(term)
+                .ok_or_else(|| bad(&tfield, format!("'{term}' is not of the form dataSource.measure")))?;
+            if !seen.insert(m.clone()) {
+                return Err(bad(&tfield, format!("'{m}' appears twice in the formula")));
+            }
+            let (plus, minus) = if data_sources
+                .get(&m.data_source)
+                .is_some_and(|d| d.physical.contains(&m.measure))
+            {
+                (vec![m], Vec::new())
+            } else if declared.contains_key(&m) {
+                if stack.contains(&m) {
+                    return Err(bad(&tfield, format!("'{m}' refers back to '{calc}' (a cycle)")));
+                }
+                let inner = expand(&m, declared, data_sources, out, stack)?;
+                (inner.add, inner.sub)
+            } else {
+                return Err(bad(&tfield, format!("'{m}' is not a configured measure")));
+            };
+            if positive {
+                result.add.extend(plus);
+                result.sub.extend(minus);
+            } else {
+                result.add.extend(minus);
+                result.sub.extend(plus);
+            }
+        }
+    }
+    stack.pop();
+    out.insert(calc.clone(), result.clone());
+    Ok(result)
 }
 
 fn compile_reserv_mappings(
@@ -562,6 +485,37 @@ fn compile_partition_keys(doc: &ConfigDoc) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+fn compile_partition_mode(doc: &ConfigDoc) -> Result<PartitionMode, ConfigError> {
+    let from_flags = doc.partition_configuration.use_dimensions.map(|by_location| {
+        if by_location {
+            PartitionMode::ByLocation
+        } else {
+            PartitionMode::ByProduct
+        }
+    });
+    let from_version = match doc.cache_partition_id_version.as_deref().map(canonical_name) {
+        Some(v) if v.starts_with("bylocation") => Some(PartitionMode::ByLocation),
+        Some(v) if v.starts_with("byproduct") => Some(PartitionMode::ByProduct),
+        Some(v) if v.is_empty() => None,
+        Some(v) => {
+            return Err(bad(
+                "cachePartitionIdVersion",
+                format!("'{v}' is neither ByLocation... nor ByProductId"),
+            ));
+        }
+        None => None,
+    };
+    match (from_flags, from_version) {
+        (Some(a), Some(b)) if a != b => Err(bad(
+            "cachePartitionIdVersion",
+            format!(
+                "says {b:?} but partitionConfiguration.useDimensions says {a:?} (useDimensions true = by location)"
+            ),
+        )),
+        (a, b) => Ok(a.or(b).unwrap_or_default()),
+    }
 }
 
 fn compile_index_sets(field: &str, sets: &[AttributeSetDoc]) -> Result<Vec<Vec<String>>, ConfigError> {
@@ -658,9 +612,21 @@ fn compile_schedule(doc: &ConfigDoc, calculated: &BTreeMap<MeasureRef, Formula>)
 fn compile_allocation(
     doc: &ConfigDoc,
     data_sources: &BTreeMap<String, DataSource>,
+    calculated: &BTreeMap<MeasureRef, Formula>,
 ) -> Result<(Vec<String>, Formula), ConfigError> {
     let allocation = &doc.allocation_configuration;
-    let groups: Vec<String> = allocation.groups.iter().map(|g| canonical_name(g)).collect();
+    let mut groups: Vec<String> = allocation.groups.iter().map(|g| canonical_name(g)).collect();
+    if let Some(target) = &allocation.target_groups {
+        let target: Vec<String> = target.iter().map(|g| canonical_name(g)).collect();
+        if groups.is_empty() {
+            groups = target;
+        } else if target != groups {
+            return Err(bad(
+                "allocationConfiguration.targetGroups",
+                "differs from allocationConfiguration.groups (the same list under its 2022 name)",
+            ));
+        }
+    }
     if groups.len() > ALLOCATION_GROUPS_MAX {
         return Err(bad(
             "allocationConfiguration.groups",
@@ -687,15 +653,26 @@ fn compile_allocation(
         let field = format!("allocationConfiguration.availableToAllocateCalculation.{term}");
         let m = MeasureRef::parse(term)
             .ok_or_else(|| bad(&field, format!("'{term}' is not of the form dataSource.measure")))?;
-        if !data_sources
+        // A calculated term (IV's default names the calculated iv.onhand) brings its own terms.
+        let (plus, minus) = if data_sources
             .get(&m.data_source)
             .is_some_and(|d| d.physical.contains(&m.measure))
         {
-            return Err(bad(field, format!("'{m}' is not a configured physical measure")));
-        }
+            (vec![m], Vec::new())
+        } else if let Some(f) = calculated.get(&m) {
+            (f.add.clone(), f.sub.clone())
+        } else {
+            return Err(bad(field, format!("'{m}' is not a configured measure")));
+        };
         match canonical_name(sign).as_str() {
-            "addition" => pool.add.push(m),
-            "subtraction" => pool.sub.push(m),
+            "addition" => {
+                pool.add.extend(plus);
+                pool.sub.extend(minus);
+            }
+            "subtraction" => {
+                pool.add.extend(minus);
+                pool.sub.extend(plus);
+            }
             other => return Err(bad(field, format!("'{other}' must be \"addition\" or \"subtraction\""))),
         }
     }
@@ -834,8 +811,13 @@ mod tests {
         let e = with(|v| v["inventorySystemConfigurations"]["iv"]["reservMappings"]["onhand"] = "iv.nosuch".into())
             .unwrap_err();
         assert_eq!(e.field, "inventorySystemConfigurations.iv.reservMappings.onhand");
-        let e = with(|v| v["bogus"] = 1.into()).unwrap_err();
-        assert!(e.message.contains("bogus"), "{e}");
+        // Fields Ivory gives no meaning to are kept, not refused.
+        let c = with(|v| v["bogus"] = serde_json::json!({"Any": [1, null]})).unwrap();
+        assert_eq!(c.raw["bogus"], serde_json::json!({"Any": [1, null]}));
+        let e = with(|v| v["cachePartitionIdVersion"] = "byProductId".into()).unwrap_err();
+        assert_eq!(e.field, "cachePartitionIdVersion");
+        let e = with(|v| v["allocationConfiguration"]["targetGroups"] = serde_json::json!(["channel"])).unwrap_err();
+        assert_eq!(e.field, "allocationConfiguration.targetGroups");
     }
 
     #[test]

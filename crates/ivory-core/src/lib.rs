@@ -8,6 +8,7 @@
 pub mod allocation;
 pub mod command;
 pub mod config;
+mod config_doc;
 pub mod date;
 pub mod hold;
 pub mod json;

@@ -63,10 +63,11 @@ pub(crate) async fn hard_update(
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let config = match parse_configuration(&bytes) {
+    let mut config = match parse_configuration(&bytes) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
+    config.set_environment_id(&env);
     let config_json = config.to_json();
     let command = Command::PutConfig {
         environment: env.clone(),

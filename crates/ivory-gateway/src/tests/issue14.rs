@@ -187,3 +187,128 @@ async fn every_failure_is_json() {
         assert_eq!(answer["statusCode"], status.as_u16(), "{method} {path}");
     }
 }
+
+/// A document as IV's `GET /configuration` gives it out, with every field IV has.
+pub(super) const IV_CONFIGURATION: &str = include_str!("../../../../tests/data/iv_configuration.json");
+
+#[tokio::test]
+async fn the_whole_iv_document_round_trips() {
+    let (app, _) = setup();
+    let t = token(&app, ENV).await;
+    let mut doc: Value = serde_json::from_str(IV_CONFIGURATION).unwrap();
+    // The URL names the environment: a document copied from another one takes this one's id.
+    let r = post(&app, &t, "configuration/hardupdate", doc.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    doc["environmentId"] = json!(ENV);
+    assert_eq!(r.body, doc);
+    let get = send(
+        &app,
+        Method::GET,
+        &format!("/api/environment/{ENV}/configuration"),
+        Some(&t),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(get.body, doc);
+    // Read it, change one field, post it again.
+    let mut changed = get.body.clone();
+    changed["scheduleConfiguration"]["schedulePeriodInDays"] = json!(14);
+    changed["storageConfiguration"]["accountName"] = json!("other");
+    let r = post(&app, &t, "configuration/hardupdate", changed.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let get = send(
+        &app,
+        Method::GET,
+        &format!("/api/environment/{ENV}/configuration"),
+        Some(&t),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(get.body, changed);
+    // The calculated iv.onhand counts stock of every supply measure, and the @iv formulas build on it.
+    for (i, (ds, m)) in [
+        ("pos", "posinbound"),
+        ("iom", "onhand"),
+        ("fno", "physicalinvent"),
+        ("erp", "unrestricted"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let body = json!({"id": format!("s{i}"), "organizationId": "usmf", "productId": "P1",
+                          "dimensions": {"siteId": "1", "locationId": "11"}, "quantities": {*ds: {*m: 5}}});
+        let r = post(&app, &t, "onhand", body).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let q = json!({"filters": {"organizationId": ["usmf"], "productId": ["P1"], "siteId": ["1"], "locationId": ["11"]},
+                   "groupByValues": [], "returnNegative": true});
+    let r = post(&app, &t, "onhand/indexquery", q).await;
+    let quantities = &r.body[0]["quantities"];
+    assert_eq!(quantities["iv"]["onhand"], 20, "{}", r.body);
+    assert_eq!(quantities["iv"]["availabletoreserve"], 20, "{}", r.body);
+    assert_eq!(quantities["@iv"]["@available_to_reserve"], 20, "{}", r.body);
+    assert_eq!(quantities["@iv"]["@available_to_allocate"], 20, "{}", r.body);
+}
+
+#[tokio::test]
+async fn only_contradictions_are_refused_naming_the_field() {
+    let (app, _) = setup();
+    let t = token(&app, ENV).await;
+    let doc: Value = serde_json::from_str(IV_CONFIGURATION).unwrap();
+    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        (
+            "cachePartitionIdVersion",
+            Box::new(|d| d["cachePartitionIdVersion"] = json!("byProductId")),
+        ),
+        (
+            "allocationConfiguration.targetGroups",
+            Box::new(|d| d["allocationConfiguration"]["targetGroups"] = json!(["region"])),
+        ),
+        (
+            "inventorySystemConfigurations.@iv.calculatedMeasures.@available_to_reserve.additionModifiers[0]",
+            Box::new(|d| {
+                d["inventorySystemConfigurations"]["@iv"]["calculatedMeasures"]["@available_to_reserve"]["additionModifiers"]
+                    [0] = json!("iv.nosuch")
+            }),
+        ),
+        // A cycle is named where the walk (in name order) first meets it.
+        (
+            "inventorySystemConfigurations.@iv.calculatedMeasures.@available_to_reserve.additionModifiers[0]",
+            Box::new(|d| {
+                d["inventorySystemConfigurations"]["iv"]["calculatedMeasures"]["onhand"]["additionModifiers"] = json!([
+                    "fno.physicalinvent",
+                    "iom.onhand",
+                    "erp.unrestricted",
+                    "pos.posinbound",
+                    "pos.inbound",
+                    "@iv.@available_to_reserve"
+                ])
+            }),
+        ),
+    ];
+    for (field, edit) in cases {
+        let mut bad = doc.clone();
+        edit(&mut bad);
+        let r = post(&app, &t, "configuration/hardupdate", bad).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{field}: {}", r.body);
+        assert_eq!(r.body["code"], "config.invalid");
+        assert!(
+            r.body["message"].as_str().unwrap().starts_with(&format!("{field}:")),
+            "{field}: {}",
+            r.body
+        );
+    }
+    // Nothing changed: the default is still in force.
+    let get = send(
+        &app,
+        Method::GET,
+        &format!("/api/environment/{ENV}/configuration"),
+        Some(&t),
+        None,
+        &[],
+    )
+    .await;
+    assert!(get.body.get("environmentId").is_none(), "{}", get.body);
+}
