@@ -104,6 +104,9 @@ pub struct ScheduleRules {
     pub period_days: u32,
     /// The calculated measures ATP is computed for.
     pub atp_measures: Vec<MeasureRef>,
+    /// Calculated measures `quantitiesByDate` shows the scheduled deltas through: the ATP
+    /// measures and the calculated measures their formulas name (IV shows `iv.onhand` there).
+    pub by_date_measures: Vec<MeasureRef>,
     /// Index sets an ATP query must group by (exactly one of them).
     pub index_sets: Vec<Vec<String>>,
 }
@@ -579,6 +582,7 @@ fn compile_schedule(doc: &ConfigDoc, calculated: &BTreeMap<MeasureRef, Formula>)
     )?;
     let mut physical = BTreeSet::new();
     let mut atp_measures = Vec::new();
+    let mut by_date_measures = Vec::new();
     for (ds, measures) in &schedule.atp_calculated_measures {
         for name in measures.keys() {
             let m = MeasureRef::new(ds, name);
@@ -589,6 +593,23 @@ fn compile_schedule(doc: &ConfigDoc, calculated: &BTreeMap<MeasureRef, Formula>)
                 )
             })?;
             physical.extend(formula.add.iter().chain(&formula.sub).cloned());
+            let named = doc
+                .inventory_system_configurations
+                .get(&m.data_source)
+                .and_then(|d| d.calculated_measures.get(&m.measure));
+            for term in named
+                .iter()
+                .flat_map(|f| f.addition_modifiers.iter().chain(&f.subtraction_modifiers))
+            {
+                if let Some(t) = MeasureRef::parse(term).filter(|t| calculated.contains_key(t))
+                    && !by_date_measures.contains(&t)
+                {
+                    by_date_measures.push(t);
+                }
+            }
+            if !by_date_measures.contains(&m) {
+                by_date_measures.push(m.clone());
+            }
             atp_measures.push(m);
         }
     }
@@ -605,6 +626,7 @@ fn compile_schedule(doc: &ConfigDoc, calculated: &BTreeMap<MeasureRef, Formula>)
         enabled: schedule.is_enabled,
         period_days,
         atp_measures,
+        by_date_measures,
         index_sets,
     })
 }
@@ -738,6 +760,22 @@ fn compile_alerts(
 }
 
 impl Config {
+    /// Where consumed (shipped) stock leaves on-hand: a physical `iv.onhand` goes down; a
+    /// calculated one (IV's default) gets the quantity on its first subtracted measure
+    /// (`pos.outbound` by default), so on-hand falls whichever supply measure the stock came in
+    /// on; `None` when the configuration has no `iv.onhand`.
+    pub fn stock_leaves_by(&self) -> (Option<MeasureRef>, crate::Modifier) {
+        let on_hand = MeasureRef::new("iv", "onhand");
+        if self.is_physical(&on_hand) {
+            return (Some(on_hand), crate::Modifier::Subtraction);
+        }
+        match self.calculated.get(&on_hand) {
+            Some(f) if !f.sub.is_empty() => (f.sub.first().cloned(), crate::Modifier::Addition),
+            Some(f) => (f.add.first().cloned(), crate::Modifier::Subtraction),
+            None => (None, crate::Modifier::Subtraction),
+        }
+    }
+
     /// Allocation group values in level order from `{groupName: value}`: names any case, levels
     /// filled top-down without gaps (Country, Country+State; not State alone).
     ///
@@ -776,8 +814,17 @@ mod tests {
     fn default_config_is_valid_and_has_the_documented_measures() {
         let c = Config::default_config();
         let afr = &c.calculated[&MeasureRef::new("iv", "availabletoreserve")];
-        assert_eq!(afr.add.len(), 7);
+        assert_eq!(afr.add.len(), 9);
         assert_eq!(afr.sub.len(), 8);
+        // @iv builds on the calculated on-hand total: every supply measure counts.
+        let atr = &c.calculated[&MeasureRef::new("@iv", "@available_to_reserve")];
+        assert_eq!(atr.add.len(), 5);
+        assert_eq!(atr.sub.len(), 3);
+        assert_eq!(c.available_to_allocate.add, atr.add);
+        assert_eq!(
+            c.stock_leaves_by(),
+            (Some(MeasureRef::new("pos", "outbound")), crate::Modifier::Addition)
+        );
         assert_eq!(
             c.reserv_mappings[&MeasureRef::new("@iv", "@softreserved")],
             MeasureRef::new("@iv", "@available_to_reserve")

@@ -312,3 +312,39 @@ async fn only_contradictions_are_refused_naming_the_field() {
     .await;
     assert!(get.body.get("environmentId").is_none(), "{}", get.body);
 }
+
+#[tokio::test]
+async fn a_consumed_hold_leaves_on_hand_whatever_measure_the_stock_came_in_on() {
+    let (app, _) = setup();
+    let t = token(&app, ENV).await;
+    let dims = json!({"siteId": "1", "locationId": "11"});
+    let r = post(
+        &app,
+        &t,
+        "onhand",
+        json!({"id": "in", "organizationId": "usmf", "productId": "H1", "dimensions": dims,
+        "quantities": {"pos": {"posinbound": 5}}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = post(
+        &app,
+        &t,
+        "holds",
+        json!({"id": "h1", "organizationId": "usmf",
+        "items": [{"productId": "H1", "dimensions": dims, "quantity": 2}]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = post(&app, &t, "holds/h1/consume", json!({"organizationId": "usmf"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let q = json!({"filters": {"organizationId": ["usmf"], "productId": ["H1"], "siteId": ["1"], "locationId": ["11"]},
+                   "groupByValues": [], "returnNegative": true});
+    let r = post(&app, &t, "onhand/indexquery", q).await;
+    let quantities = &r.body[0]["quantities"];
+    assert_eq!(quantities["iv"]["onhand"], 3, "{}", r.body);
+    assert_eq!(quantities["iv"]["softreservphysical"], 0, "{}", r.body);
+    assert_eq!(quantities["iv"]["availabletoreserve"], 3, "{}", r.body);
+    assert_eq!(quantities["@iv"]["@available_to_reserve"], 3, "{}", r.body);
+    assert_eq!(quantities["pos"]["outbound"], 2, "{}", r.body);
+}
