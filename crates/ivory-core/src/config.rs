@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use crate::config_doc::*;
+use crate::config_formula::compile_calculated;
 use crate::json::KeyCanon;
 use crate::model::{
     BASE_DIMENSIONS, Dims, LOCATION_ID, MeasureRef, NAME_LEN_MAX, SITE_ID, base_dimension, canonical_name,
@@ -30,7 +31,7 @@ pub struct ConfigError {
     pub message: String,
 }
 
-fn bad(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn bad(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError {
         field: field.into(),
         message: message.into(),
@@ -236,6 +237,26 @@ impl Config {
         data_source: Option<&str>,
         dims: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<(String, String, Dims), String> {
+        let (site, location, dims) = self.normalize_dimensions_lenient(data_source, dims)?;
+        if site.is_empty() {
+            return Err("dimensions.siteId is required (partitions are by location)".to_string());
+        }
+        if location.is_empty() {
+            return Err("dimensions.locationId is required (partitions are by location)".to_string());
+        }
+        Ok((site, location, dims))
+    }
+
+    /// [`Config::normalize_dimensions`] with site and location optional (empty when absent):
+    /// for the writes that IV accepts without them (the shard refuses those that take stock).
+    ///
+    /// # Errors
+    /// A message naming the dimension that is neither mapped nor a base dimension.
+    pub fn normalize_dimensions_lenient<'a>(
+        &self,
+        data_source: Option<&str>,
+        dims: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(String, String, Dims), String> {
         let mappings = match data_source.map(canonical_name).filter(|s| !s.is_empty()) {
             Some(ds) => Some(
                 &self
@@ -271,12 +292,8 @@ impl Config {
                 return Err(format!("dimensions.{name}: dimension '{dim}' is given twice"));
             }
         }
-        let site = base
-            .remove(SITE_ID)
-            .ok_or_else(|| "dimensions.siteId is required (partitions are by location)".to_string())?;
-        let location = base
-            .remove(LOCATION_ID)
-            .ok_or_else(|| "dimensions.locationId is required (partitions are by location)".to_string())?;
+        let site = base.remove(SITE_ID).unwrap_or_default();
+        let location = base.remove(LOCATION_ID).unwrap_or_default();
         Ok((site, location, base))
     }
 }
@@ -346,100 +363,6 @@ fn compile_data_sources(doc: &ConfigDoc) -> Result<BTreeMap<String, DataSource>,
         );
     }
     Ok(out)
-}
-
-/// A calculated measure as declared: the path of its field and its formula.
-type Declared<'a> = BTreeMap<MeasureRef, (String, &'a FormulaDoc)>;
-
-/// Calculated measures, each expanded into physical terms. A term may name another calculated
-/// measure (IV's `@iv.@available_to_reserve` builds on the calculated `iv.onhand`): its terms
-/// are taken in, with their signs flipped under a subtraction; a cycle is refused.
-fn compile_calculated(
-    doc: &ConfigDoc,
-    data_sources: &BTreeMap<String, DataSource>,
-) -> Result<BTreeMap<MeasureRef, Formula>, ConfigError> {
-    let mut declared: Declared = BTreeMap::new();
-    for (ds_key, ds) in &doc.inventory_system_configurations {
-        let ds_name = canonical_name(ds_key);
-        for (calc_key, formula) in &ds.calculated_measures {
-            let field = format!("inventorySystemConfigurations.{ds_key}.calculatedMeasures.{calc_key}");
-            let calc = MeasureRef::new(&ds_name, calc_key);
-            if data_sources
-                .get(&ds_name)
-                .is_some_and(|d| d.physical.contains(&calc.measure))
-            {
-                return Err(bad(
-                    field,
-                    "a calculated measure cannot share a physical measure's name",
-                ));
-            }
-            declared.insert(calc, (field, formula));
-        }
-    }
-    let mut out = BTreeMap::new();
-    for calc in declared.keys() {
-        expand(calc, &declared, data_sources, &mut out, &mut Vec::new())?;
-    }
-    Ok(out)
-}
-
-fn expand(
-    calc: &MeasureRef,
-    declared: &Declared,
-    data_sources: &BTreeMap<String, DataSource>,
-    out: &mut BTreeMap<MeasureRef, Formula>,
-    stack: &mut Vec<MeasureRef>,
-) -> Result<Formula, ConfigError> {
-    if let Some(done) = out.get(calc) {
-        return Ok(done.clone());
-    }
-    let Some((field, formula)) = declared.get(calc) else {
-        return Err(bad("(configuration)", format!("'{calc}' is not declared")));
-    };
-    stack.push(calc.clone());
-    let mut seen = BTreeSet::new();
-    let mut result = Formula {
-        add: Vec::new(),
-        sub: Vec::new(),
-    };
-    let lists = [
-        (&formula.addition_modifiers, "additionModifiers", true),
-        (&formula.subtraction_modifiers, "subtractionModifiers", false),
-    ];
-    for (list, which, positive) in lists {
-        for (i, term) in list.iter().enumerate() {
-            let tfield = format!("{field}.{which}[{i}]");
-            let m = MeasureRef::parse(term)
-                .ok_or_else(|| bad(&tfield, format!("'{term}' is not of the form dataSource.measure")))?;
-            if !seen.insert(m.clone()) {
-                return Err(bad(&tfield, format!("'{m}' appears twice in the formula")));
-            }
-            let (plus, minus) = if data_sources
-                .get(&m.data_source)
-                .is_some_and(|d| d.physical.contains(&m.measure))
-            {
-                (vec![m], Vec::new())
-            } else if declared.contains_key(&m) {
-                if stack.contains(&m) {
-                    return Err(bad(&tfield, format!("'{m}' refers back to '{calc}' (a cycle)")));
-                }
-                let inner = expand(&m, declared, data_sources, out, stack)?;
-                (inner.add, inner.sub)
-            } else {
-                return Err(bad(&tfield, format!("'{m}' is not a configured measure")));
-            };
-            if positive {
-                result.add.extend(plus);
-                result.sub.extend(minus);
-            } else {
-                result.add.extend(minus);
-                result.sub.extend(plus);
-            }
-        }
-    }
-    stack.pop();
-    out.insert(calc.clone(), result.clone());
-    Ok(result)
 }
 
 fn compile_reserv_mappings(
@@ -517,7 +440,19 @@ fn compile_partition_mode(doc: &ConfigDoc) -> Result<PartitionMode, ConfigError>
                 "says {b:?} but partitionConfiguration.useDimensions says {a:?} (useDimensions true = by location)"
             ),
         )),
-        (a, b) => Ok(a.or(b).unwrap_or_default()),
+        (a, b) => match a.or(b).unwrap_or_default() {
+            // Refused rather than taken by location silently: a client counting on product
+            // partitions (writes without site and location) would get other answers.
+            PartitionMode::ByProduct => Err(bad(
+                if a.is_some() {
+                    "partitionConfiguration.useDimensions"
+                } else {
+                    "cachePartitionIdVersion"
+                },
+                "partitioning by product is not supported yet; Ivory partitions by location (useDimensions: true)",
+            )),
+            mode => Ok(mode),
+        },
     }
 }
 
@@ -863,6 +798,10 @@ mod tests {
         assert_eq!(c.raw["bogus"], serde_json::json!({"Any": [1, null]}));
         let e = with(|v| v["cachePartitionIdVersion"] = "byProductId".into()).unwrap_err();
         assert_eq!(e.field, "cachePartitionIdVersion");
+        let c = with(|v| v["cachePartitionIdVersion"] = "BYLOCATIONANDPRODUCTIDMOD64".into()).unwrap();
+        assert_eq!(c.partition_mode, PartitionMode::ByLocation);
+        let e = with(|v| v["partitionConfiguration"]["useDimensions"] = false.into()).unwrap_err();
+        assert_eq!(e.field, "partitionConfiguration.useDimensions");
         let e = with(|v| v["allocationConfiguration"]["targetGroups"] = serde_json::json!(["channel"])).unwrap_err();
         assert_eq!(e.field, "allocationConfiguration.targetGroups");
     }

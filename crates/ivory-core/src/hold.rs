@@ -232,6 +232,31 @@ impl Holds {
         self.holds.get(key)
     }
 
+    /// Clean-up: forgets the lines held in the doomed partitions of `environment` (their stock
+    /// is deleted with the partition), and the holds left without lines; `all` forgets every
+    /// hold of the environment.
+    pub fn forget(&mut self, environment: &str, all: bool, doomed: impl Fn(&PartitionKey) -> bool) {
+        let keys: Vec<HoldKey> = self
+            .holds
+            .keys()
+            .filter(|k| k.environment == environment)
+            .cloned()
+            .collect();
+        for key in keys {
+            let Some(hold) = self.holds.get_mut(&key) else {
+                continue;
+            };
+            let before = hold.lines.len();
+            hold.lines.retain(|l| !doomed(&l.line.partition));
+            if all || (hold.lines.is_empty() && before > 0) {
+                if let Some(at) = hold.expires_at_ms {
+                    self.expiring.remove(&(at, key.clone()));
+                }
+                self.holds.remove(&key);
+            }
+        }
+    }
+
     /// The earliest expiry among open holds: when the leader must sweep.
     pub fn next_expiry_ms(&self) -> Option<u64> {
         self.expiring.first().map(|(at, _)| *at)

@@ -320,6 +320,7 @@ impl Shard {
                     p.environment == *environment && partitions.as_ref().is_none_or(|list| list.contains(p))
                 };
                 self.state.partitions.retain(|p, _| !doomed(p));
+                self.state.holds.forget(environment, partitions.is_none(), doomed);
                 let doomed_tags: Option<BTreeSet<u64>> = partitions
                     .as_ref()
                     .map(|list| list.iter().map(|p| scope_tags(p).1).collect());

@@ -360,6 +360,7 @@ pub(crate) fn partition_and_cell(
     config: &Config,
     path: &str,
     product_required: bool,
+    partition_optional: bool,
 ) -> Result<(PartitionKey, Cell), ApiError> {
     let organization = required_text(obj, "organizationId", path)?;
     let product = if product_required {
@@ -369,17 +370,20 @@ pub(crate) fn partition_and_cell(
     };
     let data_source = optional_text(obj, "dimensionDataSource", path)?;
     let pairs = dimension_pairs(obj, path)?;
-    let (site, location, dims) = config
-        .normalize_dimensions(
-            data_source.as_deref(),
-            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    let pairs = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    // IV accepts on-hand changes without site and location even by location; the shard refuses
+    // the writes among them that take stock (body statusCode 500).
+    let normalized = if partition_optional {
+        config.normalize_dimensions_lenient(data_source.as_deref(), pairs)
+    } else {
+        config.normalize_dimensions(data_source.as_deref(), pairs)
+    };
+    let (site, location, dims) = normalized.map_err(|m| {
+        ApiError::bad_request(
+            "field.bad_dimensions",
+            if path.is_empty() { m } else { format!("{path}.{m}") },
         )
-        .map_err(|m| {
-            ApiError::bad_request(
-                "field.bad_dimensions",
-                if path.is_empty() { m } else { format!("{path}.{m}") },
-            )
-        })?;
+    })?;
     Ok((
         PartitionKey::new(environment, organization, site, location),
         Cell { product, dims },
@@ -407,7 +411,7 @@ pub(crate) fn write_command(
     let id = required_text(obj, "id", path)?;
     match kind {
         WriteKind::Change => {
-            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true, true)?;
             Ok(Command::OnHandChange(OnHandChange {
                 id,
                 partition,
@@ -416,7 +420,7 @@ pub(crate) fn write_command(
             }))
         }
         WriteKind::Set => {
-            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true, true)?;
             let modified_ms = match obj.get("modifiedDateTimeUTC") {
                 None | Some(Value::Null) => None,
                 Some(v) => Some(timestamp_ms(v, &join(path, "modifiedDateTimeUTC"))?),
@@ -430,7 +434,7 @@ pub(crate) fn write_command(
             }))
         }
         WriteKind::Reserve => {
-            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true, true)?;
             let modifier = required_text(obj, "modifier", path)?;
             let measure = match optional_text(obj, "quantityDataSource", path)? {
                 Some(ds) => MeasureRef::new(&ds, &modifier),
@@ -460,7 +464,7 @@ pub(crate) fn write_command(
         }
         WriteKind::Unreserve => {
             // `productId` joined the unreserve body only in IV's 2024 docs: optional here.
-            let (partition, _cell) = partition_and_cell(obj, environment, config, path, false)?;
+            let (partition, _cell) = partition_and_cell(obj, environment, config, path, false, false)?;
             let reservation_id = required_text(obj, "reservationId", path)?;
             let offset = match obj.get("OffsetQty") {
                 None | Some(Value::Null) => return Err(missing(path, "OffsetQty")),
@@ -474,7 +478,7 @@ pub(crate) fn write_command(
             }))
         }
         WriteKind::Schedule => {
-            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true, false)?;
             Ok(Command::ScheduleChange(ScheduleChange {
                 id,
                 partition,
@@ -483,7 +487,7 @@ pub(crate) fn write_command(
             }))
         }
         WriteKind::Allocate | WriteKind::Unallocate => {
-            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true, true)?;
             let allocation = Allocation {
                 id,
                 partition,
@@ -498,7 +502,7 @@ pub(crate) fn write_command(
             })
         }
         WriteKind::Reallocate => {
-            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true, true)?;
             let source_groups = match obj.get("sourceGroups") {
                 None | Some(Value::Null) => return Err(missing(path, "sourceGroups")),
                 Some(v) => group_path(v, config, &join(path, "sourceGroups"))?,
@@ -513,7 +517,7 @@ pub(crate) fn write_command(
             }))
         }
         WriteKind::Consume => {
-            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true, true)?;
             Ok(Command::Consume(Consumption {
                 id,
                 partition,

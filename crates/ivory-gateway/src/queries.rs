@@ -898,7 +898,7 @@ pub(crate) fn allocation_request(
     env: &str,
     config: &Config,
 ) -> Result<AllocationQuery, ApiError> {
-    let (partition, cell) = partition_and_cell(obj, env, config, "", true)?;
+    let (partition, cell) = partition_and_cell(obj, env, config, "", true, false)?;
     let groups = target_groups(obj, config, "", false)?;
     Ok(AllocationQuery {
         partition,

@@ -125,7 +125,8 @@ async fn every_failure_is_json() {
     let t = token(&app, ENV).await;
     let auth = format!("Bearer {t}");
     let json_ct = ("content-type", "application/json");
-    let cases: Vec<(Method, String, Vec<(&str, &str)>, String)> = vec![
+    type Case<'a> = (Method, String, Vec<(&'a str, &'a str)>, String);
+    let cases: Vec<Case> = vec![
         (Method::GET, "/nowhere".into(), vec![], String::new()),
         (Method::DELETE, "/health/ping".into(), vec![], String::new()),
         (
@@ -257,7 +258,8 @@ async fn only_contradictions_are_refused_naming_the_field() {
     let (app, _) = setup();
     let t = token(&app, ENV).await;
     let doc: Value = serde_json::from_str(IV_CONFIGURATION).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "cachePartitionIdVersion",
             Box::new(|d| d["cachePartitionIdVersion"] = json!("byProductId")),
@@ -347,4 +349,154 @@ async fn a_consumed_hold_leaves_on_hand_whatever_measure_the_stock_came_in_on() 
     assert_eq!(quantities["iv"]["availabletoreserve"], 3, "{}", r.body);
     assert_eq!(quantities["@iv"]["@available_to_reserve"], 3, "{}", r.body);
     assert_eq!(quantities["pos"]["outbound"], 2, "{}", r.body);
+}
+
+#[tokio::test]
+async fn by_location_stock_may_come_without_site_and_location_but_is_not_reserved_there() {
+    let (app, _) = setup();
+    let t = token(&app, ENV).await;
+    let r = post(
+        &app,
+        &t,
+        "onhand",
+        json!({"id": "nl1", "organizationId": "usmf", "productId": "NL",
+        "dimensions": {"ColorId": "Red"}, "quantities": {"pos": {"inbound": 4}}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = post(
+        &app,
+        &t,
+        "onhand/reserve",
+        json!({"id": "nl2", "organizationId": "usmf", "productId": "NL",
+        "dimensions": {"ColorId": "Red"}, "quantityDataSource": "iv", "modifier": "softreservphysical", "quantity": 1}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(
+        (r.body["statusCode"].clone(), r.body["processingStatus"].clone()),
+        (json!(500), json!("failure"))
+    );
+    assert!(r.body["message"].as_str().unwrap().contains("siteId"), "{}", r.body);
+    let r = post(
+        &app,
+        &t,
+        "allocation/allocate",
+        json!({"id": "nl3", "organizationId": "usmf", "productId": "NL",
+        "dimensions": {}, "groups": {"channel": "Online"}, "quantity": 1}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(
+        (r.body["statusCode"].clone(), r.body["processingStatus"].clone()),
+        (json!(500), json!("failure"))
+    );
+    // Partitioning by product is refused, naming the field, rather than run by location.
+    let mut doc: Value = serde_json::from_str(IV_CONFIGURATION).unwrap();
+    doc["partitionConfiguration"]["useDimensions"] = json!(false);
+    doc["cachePartitionIdVersion"] = json!("byProductId");
+    let r = post(&app, &t, "configuration/hardupdate", doc).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("partitionConfiguration.useDimensions:"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn clean_up_deletes_everything_of_the_partitions_and_forgets_their_ids() {
+    let (app, _) = setup();
+    let t = token(&app, ENV).await;
+    let dims = json!({"siteId": "1", "locationId": "11", "ColorId": "Red", "SizeId": "M"});
+    let today = ivory_core::date::format_day(crate::queries::today());
+    let writes = [
+        (
+            "onhand",
+            json!({"id": "w1", "organizationId": "usmf", "productId": "C1", "dimensions": dims, "quantities": {"pos": {"posinbound": 10}}}),
+        ),
+        (
+            "onhand/reserve",
+            json!({"id": "w2", "organizationId": "usmf", "productId": "C1", "dimensions": dims,
+            "quantityDataSource": "iv", "modifier": "softreservphysical", "quantity": 2}),
+        ),
+        (
+            "allocation/allocate",
+            json!({"id": "w3", "organizationId": "usmf", "productId": "C1", "dimensions": dims,
+            "groups": {"channel": "Online"}, "quantity": 3}),
+        ),
+        (
+            "onhand/changeschedule",
+            json!({"id": "w4", "organizationId": "usmf", "productId": "C1", "dimensions": dims,
+            "quantitiesByDate": {today: {"pos": {"inbound": 5}}}}),
+        ),
+        (
+            "holds",
+            json!({"id": "w5", "organizationId": "usmf", "items": [{"productId": "C1", "dimensions": dims, "quantity": 1}]}),
+        ),
+    ];
+    let mut first = Vec::new();
+    for (path, body) in &writes {
+        let r = post(&app, &t, path, body.clone()).await;
+        assert!(r.status.is_success(), "{path}: {}", r.body);
+        first.push(r.body);
+    }
+    let ids = send(
+        &app,
+        Method::GET,
+        &format!("/api/environment/{ENV}/allpartitionids"),
+        Some(&t),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(ids.body, json!(["usmf~1~11"]));
+    let r = send(
+        &app,
+        Method::DELETE,
+        &format!("/api/environment/{ENV}/partitions/cleanupalldata"),
+        Some(&t),
+        Some(ids.body.to_string()),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let ids = send(
+        &app,
+        Method::GET,
+        &format!("/api/environment/{ENV}/allpartitionids"),
+        Some(&t),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(ids.body, json!([]));
+    let hold = send(
+        &app,
+        Method::GET,
+        &format!("/api/environment/{ENV}/holds/w5?organizationId=usmf"),
+        Some(&t),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(hold.status, StatusCode::NOT_FOUND, "{}", hold.body);
+    // The same ids are new again: every write applies as the first time did.
+    for ((path, body), before) in writes.iter().zip(&first) {
+        let r = post(&app, &t, path, body.clone()).await;
+        assert!(r.status.is_success(), "{path}: {}", r.body);
+        if *path != "holds" {
+            assert_eq!(&r.body, before, "{path}");
+        }
+    }
+    let q = json!({"filters": {"organizationId": ["usmf"], "productId": ["C1"], "siteId": ["1"], "locationId": ["11"]},
+                   "groupByValues": [], "returnNegative": true});
+    let r = post(&app, &t, "onhand/indexquery", q).await;
+    let quantities = &r.body[0]["quantities"];
+    assert_eq!(quantities["iv"]["onhand"], 10, "{}", r.body);
+    assert_eq!(quantities["iv"]["softreservphysical"], 3, "{}", r.body);
+    assert_eq!(quantities["@iv"]["@allocated"], 3, "{}", r.body);
 }

@@ -342,8 +342,10 @@ async fn allocation_round_trip() {
     );
     let mut b = alloc("a6", json!({"channel": "Online"}), json!(1));
     b["dimensions"].as_object_mut().unwrap().remove("siteId");
+    // By location, an allocation without site and location is a business refusal (IV: body 500).
     let r = post(&app, &t, "allocation/allocate", b).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.body["statusCode"], 500, "{}", r.body);
     assert!(r.body["message"].as_str().unwrap().contains("siteId"), "{}", r.body);
     let r = post(
         &app,
