@@ -11,7 +11,7 @@ pub use crate::config_doc::*;
 use crate::config_formula::compile_calculated;
 use crate::json::KeyCanon;
 use crate::model::{
-    BASE_DIMENSIONS, Dims, LOCATION_ID, MeasureRef, NAME_LEN_MAX, SITE_ID, base_dimension, canonical_name,
+    BASE_DIMENSIONS, Dims, LOCATION_ID, MeasureRef, NAME_LEN_MAX, PartitionKey, SITE_ID, base_dimension, canonical_name,
 };
 
 /// IV's allocation hierarchy has Group0..Group7.
@@ -180,11 +180,11 @@ impl Config {
             "indexConfiguration.indexAttributeSets",
             &doc.index_configuration.index_attribute_sets,
         )?;
-        let reservation_hierarchy = compile_reservation_hierarchy(&doc)?;
+        let partition_mode = compile_partition_mode(&doc)?;
+        let reservation_hierarchy = compile_reservation_hierarchy(&doc, partition_mode)?;
         let schedule = compile_schedule(&doc, &calculated)?;
         let (allocation_groups, available_to_allocate) = compile_allocation(&doc, &data_sources, &calculated)?;
         let low_stock = compile_alerts(&doc, &data_sources, &calculated)?;
-        let partition_mode = compile_partition_mode(&doc)?;
         Ok(Config {
             raw: serde_json::to_value(&doc).unwrap_or_default(),
             partition_mode,
@@ -295,6 +295,44 @@ impl Config {
         let site = base.remove(SITE_ID).unwrap_or_default();
         let location = base.remove(LOCATION_ID).unwrap_or_default();
         Ok((site, location, base))
+    }
+}
+
+impl Config {
+    /// Where a write lives: its partition and the cell's dimensions, by the partition mode. By
+    /// location, site and location make the partition (required unless `partition_optional`);
+    /// by product, the product does and site and location stay optional dimensions.
+    ///
+    /// # Errors
+    /// A message naming the dimension at fault.
+    pub fn place<'a>(
+        &self,
+        environment: &str,
+        organization: &str,
+        product: &str,
+        data_source: Option<&str>,
+        dims: impl IntoIterator<Item = (&'a str, &'a str)>,
+        partition_optional: bool,
+    ) -> Result<(PartitionKey, Dims), String> {
+        match self.partition_mode {
+            PartitionMode::ByLocation => {
+                let (site, location, dims) = if partition_optional {
+                    self.normalize_dimensions_lenient(data_source, dims)?
+                } else {
+                    self.normalize_dimensions(data_source, dims)?
+                };
+                Ok((PartitionKey::new(environment, organization, site, location), dims))
+            }
+            PartitionMode::ByProduct => {
+                let (site, location, mut dims) = self.normalize_dimensions_lenient(data_source, dims)?;
+                for (name, value) in [(SITE_ID, site), (LOCATION_ID, location)] {
+                    if !value.is_empty() {
+                        dims.insert(name.to_string(), value);
+                    }
+                }
+                Ok((PartitionKey::by_product(environment, organization, product), dims))
+            }
+        }
     }
 }
 
@@ -440,19 +478,7 @@ fn compile_partition_mode(doc: &ConfigDoc) -> Result<PartitionMode, ConfigError>
                 "says {b:?} but partitionConfiguration.useDimensions says {a:?} (useDimensions true = by location)"
             ),
         )),
-        (a, b) => match a.or(b).unwrap_or_default() {
-            // Refused rather than taken by location silently: a client counting on product
-            // partitions (writes without site and location) would get other answers.
-            PartitionMode::ByProduct => Err(bad(
-                if a.is_some() {
-                    "partitionConfiguration.useDimensions"
-                } else {
-                    "cachePartitionIdVersion"
-                },
-                "partitioning by product is not supported yet; Ivory partitions by location (useDimensions: true)",
-            )),
-            mode => Ok(mode),
-        },
+        (a, b) => Ok(a.or(b).unwrap_or_default()),
     }
 }
 
@@ -476,7 +502,7 @@ fn compile_index_sets(field: &str, sets: &[AttributeSetDoc]) -> Result<Vec<Vec<S
     Ok(out)
 }
 
-fn compile_reservation_hierarchy(doc: &ConfigDoc) -> Result<Vec<String>, ConfigError> {
+fn compile_reservation_hierarchy(doc: &ConfigDoc, mode: PartitionMode) -> Result<Vec<String>, ConfigError> {
     let field = "reservConfiguration.keys";
     let mut dims = Vec::new();
     for (i, key) in doc.reserv_configuration.keys.iter().enumerate() {
@@ -496,7 +522,11 @@ fn compile_reservation_hierarchy(doc: &ConfigDoc) -> Result<Vec<String>, ConfigE
             "the reservation hierarchy must start with siteid, locationid",
         ));
     }
-    Ok(dims.split_off(2))
+    // By product, site and location are dimensions of the cells, the top of the hierarchy.
+    Ok(match mode {
+        PartitionMode::ByLocation => dims.split_off(2),
+        PartitionMode::ByProduct => dims,
+    })
 }
 
 fn compile_schedule(doc: &ConfigDoc, calculated: &BTreeMap<MeasureRef, Formula>) -> Result<ScheduleRules, ConfigError> {
@@ -800,8 +830,12 @@ mod tests {
         assert_eq!(e.field, "cachePartitionIdVersion");
         let c = with(|v| v["cachePartitionIdVersion"] = "BYLOCATIONANDPRODUCTIDMOD64".into()).unwrap();
         assert_eq!(c.partition_mode, PartitionMode::ByLocation);
-        let e = with(|v| v["partitionConfiguration"]["useDimensions"] = false.into()).unwrap_err();
-        assert_eq!(e.field, "partitionConfiguration.useDimensions");
+        let c = with(|v| v["partitionConfiguration"]["useDimensions"] = false.into()).unwrap();
+        assert_eq!(c.partition_mode, PartitionMode::ByProduct);
+        assert_eq!(
+            c.reservation_hierarchy,
+            ["siteid", "locationid", "colorid", "sizeid", "styleid"]
+        );
         let e = with(|v| v["allocationConfiguration"]["targetGroups"] = serde_json::json!(["channel"])).unwrap_err();
         assert_eq!(e.field, "allocationConfiguration.targetGroups");
     }

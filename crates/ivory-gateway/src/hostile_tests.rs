@@ -82,6 +82,7 @@ const KNOWN_CODES: &[&str] = &[
     "stock.insufficient",
     "event.conflict",
     "command.refused",
+    "config.partition_mode_locked",
     "hold.invalid",
     "hold.not_found",
     "hold.insufficient",

@@ -120,7 +120,6 @@ impl GatewayConfig {
 pub(crate) struct Gateway {
     pub backend: Arc<dyn Backend>,
     pub config: GatewayConfig,
-    pub default_config: Arc<Config>,
     configs: Mutex<HashMap<String, (Arc<Config>, Instant)>>,
 }
 
@@ -268,7 +267,6 @@ pub fn router(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
     let state: AppState = Arc::new(Gateway {
         backend,
         config,
-        default_config: Arc::new(Config::default_config()),
         configs: Mutex::new(HashMap::new()),
     });
     let mut api = Router::new();

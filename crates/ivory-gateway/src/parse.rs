@@ -8,6 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use ivory_core::config::PartitionMode;
 use ivory_core::json::KeyCanon;
 use ivory_core::model::{NAME_LEN_MAX, canonical_name};
 use serde::de::DeserializeOwned;
@@ -345,13 +346,10 @@ pub(crate) fn needs_mappings<'a>(items: impl IntoIterator<Item = &'a Value>) -> 
 pub(crate) async fn mapping_config(
     gateway: &Gateway,
     environment: &str,
-    needed: bool,
+    _needed: bool,
 ) -> Result<Arc<Config>, ApiError> {
-    if needed {
-        gateway.environment_config(environment).await
-    } else {
-        Ok(Arc::clone(&gateway.default_config))
-    }
+    // Always the environment's (cached briefly): its partition mode decides where a write lives.
+    gateway.environment_config(environment).await
 }
 
 pub(crate) fn partition_and_cell(
@@ -371,23 +369,27 @@ pub(crate) fn partition_and_cell(
     let data_source = optional_text(obj, "dimensionDataSource", path)?;
     let pairs = dimension_pairs(obj, path)?;
     let pairs = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    // IV accepts on-hand changes without site and location even by location; the shard refuses
-    // the writes among them that take stock (body statusCode 500).
-    let normalized = if partition_optional {
-        config.normalize_dimensions_lenient(data_source.as_deref(), pairs)
-    } else {
-        config.normalize_dimensions(data_source.as_deref(), pairs)
-    };
-    let (site, location, dims) = normalized.map_err(|m| {
-        ApiError::bad_request(
-            "field.bad_dimensions",
-            if path.is_empty() { m } else { format!("{path}.{m}") },
+    // By location, IV accepts on-hand changes without site and location; the shard refuses the
+    // writes among them that take stock (body statusCode 500). By product they are optional.
+    if config.partition_mode == PartitionMode::ByProduct && product.is_empty() {
+        return Err(missing(path, "productId"));
+    }
+    let (partition, dims) = config
+        .place(
+            environment,
+            &organization,
+            &product,
+            data_source.as_deref(),
+            pairs,
+            partition_optional,
         )
-    })?;
-    Ok((
-        PartitionKey::new(environment, organization, site, location),
-        Cell { product, dims },
-    ))
+        .map_err(|m| {
+            ApiError::bad_request(
+                "field.bad_dimensions",
+                if path.is_empty() { m } else { format!("{path}.{m}") },
+            )
+        })?;
+    Ok((partition, Cell { product, dims }))
 }
 
 /// Parses one write item into its command.

@@ -11,6 +11,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ivory_core::allocation::AllocationQuery;
+use ivory_core::config::PartitionMode;
 use ivory_core::date::{day_of_ms, format_day, parse_day};
 use ivory_core::json::KeyCanon;
 use ivory_core::model::{LOCATION_ID, SITE_ID, base_dimension, canonical_name};
@@ -260,7 +261,25 @@ fn index_plans(
     }
     let sites = sorted_unique(sites.into_iter().filter(|s| !s.is_empty()).collect());
     let locations = sorted_unique(locations.into_iter().filter(|s| !s.is_empty()).collect());
+    let by_product = config.partition_mode == PartitionMode::ByProduct;
+    let mut group = group_by(obj, config, ds)?;
     let pairs = match (sites.is_empty(), locations.is_empty()) {
+        // By product, site and location filter (and split) the product's cells like any dimension.
+        _ if by_product => {
+            if products.is_empty() {
+                return Err(ApiError::bad_request(
+                    "field.missing",
+                    "filters.productId: required when partitions are by product",
+                ));
+            }
+            for (dim, sent, values) in [(SITE_ID, "siteId", sites), (LOCATION_ID, "locationId", locations)] {
+                if !values.is_empty() {
+                    dim_filters.insert(dim.to_string(), values);
+                    group.push((dim.to_string(), sent.to_string()));
+                }
+            }
+            None
+        }
         (true, true) => {
             if products.is_empty() {
                 return Err(ApiError::bad_request(
@@ -317,7 +336,7 @@ fn index_plans(
     let common = Common {
         products,
         filters: dim_filters,
-        group_by: group_by(obj, config, ds)?,
+        group_by: group,
         return_negative: bool_value(obj.get("returnNegative"), "returnNegative", false)?,
         atp,
     };
@@ -374,14 +393,27 @@ fn exact_plans(
         dims.push(map_dim(config, ds, name, &format!("filters.{names_field}[{i}]"))?);
         sent.push(name.clone());
     }
-    let (Some(site_col), Some(loc_col)) = (
+    let by_product = config.partition_mode == PartitionMode::ByProduct;
+    let columns = match (
         dims.iter().position(|d| d == SITE_ID),
         dims.iter().position(|d| d == LOCATION_ID),
-    ) else {
-        return Err(ApiError::bad_request(
-            "field.missing",
-            format!("filters.{names_field}: must include siteId and locationId"),
-        ));
+    ) {
+        _ if by_product => {
+            if products.is_empty() {
+                return Err(ApiError::bad_request(
+                    "field.missing",
+                    "filters.productId: required when partitions are by product",
+                ));
+            }
+            None
+        }
+        (Some(site_col), Some(loc_col)) => Some((site_col, loc_col)),
+        _ => {
+            return Err(ApiError::bad_request(
+                "field.missing",
+                format!("filters.{names_field}: must include siteId and locationId"),
+            ));
+        }
     };
     if BTreeSet::from_iter(dims.iter()).len() != dims.len() {
         return Err(ApiError::bad_request(
@@ -466,10 +498,13 @@ fn exact_plans(
     }
     let mut plans = Vec::new();
     for (organization, tuples) in by_org {
-        let pairs: BTreeSet<(String, String)> = tuples
-            .iter()
-            .map(|t| (t[site_col].clone(), t[loc_col].clone()))
-            .collect();
+        let pairs: BTreeSet<(String, String)> = match columns {
+            Some((site_col, loc_col)) => tuples
+                .iter()
+                .map(|t| (t[site_col].clone(), t[loc_col].clone()))
+                .collect(),
+            None => BTreeSet::new(),
+        };
         if version == ApiVersion::V1 && pairs.len() > QUERY_LOCATIONS_MAX {
             return Err(ApiError::bad_request(
                 "limit.locations",
@@ -481,7 +516,7 @@ fn exact_plans(
         }
         plans.push(Plan {
             organization,
-            locations: Some(pairs.into_iter().collect()),
+            locations: columns.map(|_| pairs.into_iter().collect()),
             exact: Some(ExactFilter {
                 dims: dims.clone(),
                 tuples,
@@ -649,8 +684,11 @@ fn record_json(org: Option<&str>, record: &Record, common: &Common) -> Value {
             .map_or(base.as_str(), |(_, sent)| sent.as_str());
         dims.insert(name.to_string(), json!(value));
     }
-    dims.insert(SITE_ID.into(), json!(record.site));
-    dims.insert(LOCATION_ID.into(), json!(record.location));
+    // A product's total over every location (partitions by product) has none to name.
+    if !(record.site.is_empty() && record.location.is_empty()) {
+        dims.insert(SITE_ID.into(), json!(record.site));
+        dims.insert(LOCATION_ID.into(), json!(record.location));
+    }
     let mut out = Map::new();
     if let Some(org) = org {
         out.insert("organizationId".into(), json!(org));

@@ -391,20 +391,6 @@ async fn by_location_stock_may_come_without_site_and_location_but_is_not_reserve
         (r.body["statusCode"].clone(), r.body["processingStatus"].clone()),
         (json!(500), json!("failure"))
     );
-    // Partitioning by product is refused, naming the field, rather than run by location.
-    let mut doc: Value = serde_json::from_str(IV_CONFIGURATION).unwrap();
-    doc["partitionConfiguration"]["useDimensions"] = json!(false);
-    doc["cachePartitionIdVersion"] = json!("byProductId");
-    let r = post(&app, &t, "configuration/hardupdate", doc).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
-    assert!(
-        r.body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("partitionConfiguration.useDimensions:"),
-        "{}",
-        r.body
-    );
 }
 
 #[tokio::test]
@@ -499,4 +485,181 @@ async fn clean_up_deletes_everything_of_the_partitions_and_forgets_their_ids() {
     assert_eq!(quantities["iv"]["onhand"], 10, "{}", r.body);
     assert_eq!(quantities["iv"]["softreservphysical"], 3, "{}", r.body);
     assert_eq!(quantities["@iv"]["@allocated"], 3, "{}", r.body);
+}
+
+#[tokio::test]
+async fn partitions_by_product() {
+    let (app, backend) = setup();
+    let t = token(&app, ENV).await;
+    let config_path = format!("/api/environment/{ENV}/configuration/hardupdate");
+    let mut doc: Value = serde_json::from_str(IV_CONFIGURATION).unwrap();
+    doc["partitionConfiguration"]["useDimensions"] = json!(false);
+    doc["cachePartitionIdVersion"] = json!("byProductId");
+    // Not while the environment holds data by location.
+    let r = post(&app, &t, "onhand", stock("loc", "L1", "1", "11", json!({}), json!(1))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = send(&app, Method::POST, &config_path, Some(&t), Some(doc.to_string()), &[]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.body["code"], "config.partition_mode_locked");
+    assert!(
+        r.body["message"].as_str().unwrap().contains("cleanupalldata"),
+        "{}",
+        r.body
+    );
+    let r = send(
+        &app,
+        Method::DELETE,
+        &format!("/api/environment/{ENV}/cleanupalldata"),
+        Some(&t),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = send(&app, Method::POST, &config_path, Some(&t), Some(doc.to_string()), &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // Site and location are optional on every write.
+    let change = |id: &str, product: &str, dims: Value, q: i64| json!({"id": id, "organizationId": "usmf", "productId": product, "dimensions": dims, "quantities": {"pos": {"posinbound": q}}});
+    for (id, product, dims, q) in [
+        (
+            "p1",
+            "Cap",
+            json!({"siteId": "1", "locationId": "11", "ColorId": "Red"}),
+            4,
+        ),
+        ("p2", "Cap", json!({"siteId": "2", "locationId": "21"}), 5),
+        ("p3", "Cap", json!({}), 1),
+        ("p4", "Hat", json!({"siteId": "1", "locationId": "11"}), 7),
+    ] {
+        let r = post(&app, &t, "onhand", change(id, product, dims, q)).await;
+        assert_eq!(r.status, StatusCode::OK, "{id}: {}", r.body);
+    }
+    // The product is the partition, hashed onto the shards.
+    let ids = send(
+        &app,
+        Method::GET,
+        &format!("/api/environment/{ENV}/allpartitionids"),
+        Some(&t),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(ids.body, json!(["usmf~Cap", "usmf~Hat"]));
+    let shards: std::collections::BTreeSet<u32> = (0..40)
+        .map(|i| {
+            crate::Backend::shard_of(
+                &*backend,
+                &ivory_core::PartitionKey::by_product(ENV, "usmf", format!("P{i}")),
+            )
+        })
+        .collect();
+    assert!(shards.len() > 1, "{shards:?}");
+
+    // A reserve without dimensions checks availability summed over the product (10).
+    let reserve = |id: &str, dims: Value, q: i64| {
+        json!({"id": id, "organizationId": "usmf", "productId": "Cap", "dimensions": dims,
+               "quantityDataSource": "iv", "modifier": "softreservphysical", "quantity": q})
+    };
+    let r = post(&app, &t, "onhand/reserve", reserve("r1", json!({}), 11)).await;
+    assert_eq!(
+        (r.status, r.body["statusCode"].clone()),
+        (StatusCode::CONFLICT, json!(500)),
+        "{}",
+        r.body
+    );
+    let r = post(&app, &t, "onhand/reserve", reserve("r2", json!({}), 6)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // At site 2 only 5 are there.
+    let r = post(
+        &app,
+        &t,
+        "onhand/reserve",
+        reserve("r3", json!({"siteId": "2", "locationId": "21"}), 5),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["statusCode"].clone()),
+        (StatusCode::CONFLICT, json!(500)),
+        "{}",
+        r.body
+    );
+    let r = post(
+        &app,
+        &t,
+        "onhand/reserve",
+        reserve("r4", json!({"siteId": "2", "locationId": "21"}), 4),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = post(
+        &app,
+        &t,
+        "allocation/allocate",
+        json!({"id": "a1", "organizationId": "usmf", "productId": "Hat",
+        "dimensions": {}, "groups": {"channel": "Online"}, "quantity": 3}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // Index query: no site/location = the product over every location; with them, per location.
+    let q = |sites: Value, locs: Value| {
+        json!({"filters": {"organizationId": ["usmf"], "productId": ["Cap"], "siteId": sites, "locationId": locs},
+               "groupByValues": [], "returnNegative": true})
+    };
+    let r = post(&app, &t, "onhand/indexquery", q(json!([]), json!([]))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body.as_array().unwrap().len(), 1, "{}", r.body);
+    assert_eq!(r.body[0]["quantities"]["iv"]["onhand"], 10, "{}", r.body);
+    assert_eq!(r.body[0]["quantities"]["iv"]["softreservphysical"], 10, "{}", r.body);
+    assert!(r.body[0]["dimensions"].get("siteid").is_none(), "{}", r.body);
+    let r = post(&app, &t, "onhand/indexquery", q(json!(["2"]), json!([]))).await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1, "{}", r.body);
+    assert_eq!(r.body[0]["dimensions"]["siteid"], "2", "{}", r.body);
+    assert_eq!(r.body[0]["quantities"]["iv"]["onhand"], 5, "{}", r.body);
+    // Index and exact queries must name the product.
+    let mut no_product = q(json!(["1"]), json!(["11"]));
+    no_product["filters"]["productId"] = json!([]);
+    let r = post(&app, &t, "onhand/indexquery", no_product).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        r.body["message"].as_str().unwrap().starts_with("filters.productId"),
+        "{}",
+        r.body
+    );
+    let exact = |products: Value| {
+        json!({"filters": {"organizationId": ["usmf"], "productId": products, "dimensions": ["ColorId"], "values": [["Red"]]},
+               "groupByValues": [], "returnNegative": true})
+    };
+    let r = post(&app, &t, "onhand/exactquery", exact(json!([]))).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        r.body["message"].as_str().unwrap().starts_with("filters.productId"),
+        "{}",
+        r.body
+    );
+    let r = post(&app, &t, "onhand/exactquery", exact(json!(["Cap"]))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body[0]["quantities"]["iv"]["onhand"], 4, "{}", r.body);
+    // Clean-up by product ids.
+    let r = send(
+        &app,
+        Method::DELETE,
+        &format!("/api/environment/{ENV}/cleanupalldata"),
+        Some(&t),
+        Some(json!(["usmf~Cap"]).to_string()),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let ids = send(
+        &app,
+        Method::GET,
+        &format!("/api/environment/{ENV}/allpartitionids"),
+        Some(&t),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(ids.body, json!(["usmf~Hat"]));
 }
