@@ -195,13 +195,68 @@ async fn an_iv_client_runs_unchanged() {
         let q = quantities(&c, "Shoe").await;
         assert_eq!((q["iv"]["onhand"].clone(), q["iv"]["softreservphysical"].clone()), (json!(6), json!(6)), "{q}");
 
-        // Partitioning by product is refused, naming the field.
+        // By product: the mode changes only once the data is gone (the message says how).
+        c.post_ok("onhand", &stock("in-9", red.clone(), ("pos", "posinbound"), 1)).await;
         let mut by_product = doc.clone();
         by_product["partitionConfiguration"]["useDimensions"] = json!(false);
         by_product["cachePartitionIdVersion"] = json!("byProductId");
         let (status, body) = send(&c, "configuration/hardupdate", &by_product).await;
+        assert_eq!(status, 409, "{body}");
+        assert!(body["message"].as_str().unwrap_or("").contains("cleanupalldata"), "{body}");
+        let (status, body) = delete(&c, "partitions/cleanupalldata", &json!([])).await;
+        assert_eq!(status, 200, "{body}");
+        let ids = get(&c, "allpartitionids").await;
+        assert_eq!(ids, json!(["usmf~1~11"]), "an empty list deletes nothing: {ids}");
+        let (status, body) = delete(&c, "partitions/cleanupalldata", &ids).await;
+        assert_eq!(status, 200, "{body}");
+        c.post_ok("configuration/hardupdate", &by_product).await;
+        // Writes with and without site and location; a reserve without dimensions checks the
+        // product's total; allocation without dimensions.
+        for (id, dims, q) in [("bp-1", red.clone(), 6), ("bp-2", at("2", "21", json!({})), 5), ("bp-3", json!({}), 1)] {
+            c.post_ok("onhand", &stock(id, dims, ("pos", "posinbound"), q)).await;
+        }
+        assert_eq!(get(&c, "allpartitionids").await, json!(["usmf~Shoe"]));
+        let (status, body) = send(&c, "onhand/reserve", &reserve("bp-r1", "Shoe", json!({}), 13)).await;
+        assert_eq!((status, body["statusCode"].clone()), (409, json!(500)), "{body}");
+        let (status, body) = send(&c, "onhand/reserve", &reserve("bp-r2", "Shoe", json!({}), 12)).await;
+        assert_eq!((status, body["processingStatus"].clone()), (200, json!("success")), "{body}");
+        c.post_ok("onhand", &stock("bp-4", at("2", "21", json!({})), ("pos", "posinbound"), 4)).await;
+        c.post_ok("allocation/allocate", &json!({"id": "bp-a1", "organizationId": "usmf", "productId": "Shoe",
+            "dimensions": {}, "groups": {"channel": "Online"}, "quantity": 2}))
+        .await;
+        let index = |products: Value, sites: Value| {
+            json!({"filters": {"organizationId": ["usmf"], "productId": products, "siteId": sites, "locationId": []},
+                   "groupByValues": [], "returnNegative": true})
+        };
+        let total = c.post_ok("onhand/indexquery", &index(json!(["Shoe"]), json!([]))).await;
+        assert_eq!(total.as_array().map(Vec::len), Some(1), "{total}");
+        assert_eq!(total[0]["quantities"]["iv"]["onhand"], 16, "{total}");
+        assert_eq!(total[0]["quantities"]["iv"]["availabletoreserve"], 4, "{total}");
+        let site2 = other.post_ok("onhand/indexquery", &index(json!(["Shoe"]), json!(["2"]))).await;
+        assert_eq!(site2[0]["dimensions"]["siteid"], "2", "{site2}");
+        assert_eq!(site2[0]["quantities"]["iv"]["onhand"], 9, "{site2}");
+        let (status, body) = send(&c, "onhand/indexquery", &index(json!([]), json!(["2"]))).await;
         assert_eq!(status, 400, "{body}");
-        assert!(body["message"].as_str().unwrap_or("").starts_with("partitionConfiguration.useDimensions"), "{body}");
+        assert!(body["message"].as_str().unwrap_or("").starts_with("filters.productId"), "{body}");
+        let (status, body) = send(
+            &c,
+            "onhand/exactquery",
+            &json!({"filters": {"organizationId": ["usmf"], "productId": [], "dimensions": ["ColorId"], "values": [["Red"]]},
+                    "groupByValues": [], "returnNegative": true}),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        let exact = c
+            .post_ok(
+                "onhand/exactquery",
+                &json!({"filters": {"organizationId": ["usmf"], "productId": ["Shoe"], "dimensions": ["ColorId"], "values": [["Red"]]},
+                        "groupByValues": [], "returnNegative": true}),
+            )
+            .await;
+        assert_eq!(exact[0]["quantities"]["iv"]["onhand"], 6, "{exact}");
+        let (status, body) = delete(&c, "cleanupalldata", &json!(["usmf~Shoe"])).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(get(&other, "allpartitionids").await, json!([]));
 
         // The ATP doc's example on the default configuration, stock on pos.posinbound, queried
         // at /indexquery as IV's own ATP test client does.
