@@ -173,7 +173,7 @@ impl Config {
     /// A [`ConfigError`] naming the first field that breaks a rule.
     pub fn compile(doc: ConfigDoc) -> Result<Config, ConfigError> {
         let data_sources = compile_data_sources(&doc)?;
-        let calculated = compile_calculated(&doc, &data_sources)?;
+        let mut calculated = compile_calculated(&doc, &data_sources)?;
         let reserv_mappings = compile_reserv_mappings(&doc, &data_sources, &calculated)?;
         compile_partition_keys(&doc)?;
         let index_sets = compile_index_sets(
@@ -182,8 +182,20 @@ impl Config {
         )?;
         let partition_mode = compile_partition_mode(&doc)?;
         let reservation_hierarchy = compile_reservation_hierarchy(&doc, partition_mode)?;
-        let schedule = compile_schedule(&doc, &calculated)?;
         let (allocation_groups, available_to_allocate) = compile_allocation(&doc, &data_sources, &calculated)?;
+        // `availableToAllocateCalculation` is what `@iv.@available_to_allocate` reports, so the
+        // pool a query shows is the pool allocation draws on.
+        if !doc
+            .allocation_configuration
+            .available_to_allocate_calculation
+            .is_empty()
+        {
+            calculated.insert(
+                MeasureRef::new("@iv", "@available_to_allocate"),
+                available_to_allocate.clone(),
+            );
+        }
+        let schedule = compile_schedule(&doc, &calculated)?;
         let low_stock = compile_alerts(&doc, &data_sources, &calculated)?;
         Ok(Config {
             raw: serde_json::to_value(&doc).unwrap_or_default(),

@@ -135,3 +135,41 @@ fn iom_and_erp_are_configured_and_iv_onhand_is_calculated() {
     let r = apply(&mut shard, change("x", "iv", "onhand", 1));
     assert_eq!(r.outcome, Outcome::Invalid, "{}", r.message);
 }
+
+#[test]
+fn the_allocation_calculation_drives_available_to_allocate() {
+    let mut doc: serde_json::Value = serde_json::from_str(&Config::default_config().to_json()).expect("JSON");
+    doc["allocationConfiguration"]["availableToAllocateCalculation"] =
+        serde_json::json!({"pos.posinbound": "addition", "@iv.@allocated": "subtraction"});
+    let mut shard = Shard::new(EVENT_RETENTION_MS_DEFAULT);
+    let r = apply(
+        &mut shard,
+        Command::PutConfig {
+            environment: ENV.into(),
+            config_json: doc.to_string(),
+        },
+    );
+    assert_eq!(r.outcome, Outcome::Success, "{}", r.message);
+    for (i, (ds, m, q)) in [("pos", "posinbound", 4), ("iom", "onhand", 10)]
+        .into_iter()
+        .enumerate()
+    {
+        let r = apply(&mut shard, change(&format!("c{i}"), ds, m, q));
+        assert_eq!(r.outcome, Outcome::Success, "{}", r.message);
+    }
+    let allocate = |id: &str, q: i64| {
+        Command::Allocate(Allocation {
+            id: id.into(),
+            partition: partition(),
+            cell: cell(),
+            groups: vec!["Online".into()],
+            quantity: Qty::from_i64(q),
+        })
+    };
+    // Only pos.posinbound is in this pool, whatever on-hand holds.
+    assert_eq!(apply(&mut shard, allocate("a1", 5)).outcome, Outcome::Insufficient);
+    assert_eq!(apply(&mut shard, allocate("a2", 3)).outcome, Outcome::Success);
+    let q = quantities(&shard);
+    assert_eq!(get(&q, "iv", "onhand"), 14);
+    assert_eq!(get(&q, "@iv", "@available_to_allocate"), 1);
+}
