@@ -11,6 +11,7 @@
 //! tests use `LocalBackend` (feature `test-support`).
 
 mod admin;
+mod allocation_query;
 pub mod auth;
 mod error;
 mod events;
@@ -23,6 +24,8 @@ mod holds_grpc;
 mod openapi;
 mod parse;
 mod queries;
+mod records;
+mod url_query;
 mod writes;
 
 #[cfg(test)]
@@ -227,7 +230,7 @@ pub(crate) fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/allocation/unallocate", post(writes::unallocate)),
         ("/allocation/reallocate", post(writes::reallocate)),
         ("/allocation/consume", post(writes::consume)),
-        ("/allocation/query", post(queries::allocation_query)),
+        ("/allocation/query", post(allocation_query::allocation_query)),
         ("/onhand/indexquery", post(queries::index_query)),
         ("/indexquery", post(queries::index_query_alias)),
         ("/onhand/exactquery", post(queries::exact_query)),

@@ -66,7 +66,7 @@ pub(crate) fn document() -> &'static utoipa::openapi::OpenApi {
         crate::writes::unallocate,
         crate::writes::reallocate,
         crate::writes::consume,
-        crate::queries::allocation_query,
+        crate::allocation_query::allocation_query,
         crate::queries::index_query,
         crate::queries::index_query_alias,
         crate::queries::exact_query,

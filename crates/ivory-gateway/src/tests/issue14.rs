@@ -602,6 +602,16 @@ async fn partitions_by_product() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 
+    let r = post(
+        &app,
+        &t,
+        "allocation/query",
+        json!({"organizationId": "usmf", "productId": "Hat", "dimensions": {}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body[0]["quantities"]["@iv"]["@allocated"], 3, "{}", r.body);
+    assert_eq!(r.body[0]["dimensions"], json!({}), "{}", r.body);
     // Index query: no site/location = the product over every location; with them, per location.
     let q = |sites: Value, locs: Value| {
         json!({"filters": {"organizationId": ["usmf"], "productId": ["Cap"], "siteId": sites, "locationId": locs},
