@@ -626,8 +626,8 @@ mod tests {
         assert_eq!(v["dimensions"]["locationId"], "11");
         assert_eq!(v["ifCheckAvailForReserv"], true);
         assert_eq!(v["modifier"], "softreservphysical");
-        let c = serde_json::to_value(ChangeBody::new("e", "usmf", &k, "iv", "onhand", 5)).unwrap();
-        assert_eq!(c["quantities"]["iv"]["onhand"], 5);
+        let c = serde_json::to_value(ChangeBody::new("e", "usmf", &k, "pos", "inbound", 5)).unwrap();
+        assert_eq!(c["quantities"]["pos"]["inbound"], 5);
         let q = serde_json::to_value(exact_query("usmf", vec!["p1"], vec![["1", "11"]])).unwrap();
         assert_eq!(q["filters"]["values"][0][1], "11");
         assert_eq!(q["filters"]["dimensions"][0], "siteId");

@@ -361,7 +361,7 @@ impl Spec {
                         let id = st.next_id();
                         let receipt = st.rng.below(10) == 0;
                         let body = if receipt {
-                            api::ChangeBody::new(&id, org, &key, "iv", "onhand", 20)
+                            api::ChangeBody::new(&id, org, &key, "pos", "inbound", 20)
                         } else {
                             api::ChangeBody::new(&id, org, &key, "pos", "outbound", 1)
                         };
@@ -460,7 +460,7 @@ pub async fn load_stock(
             let events: Vec<api::ChangeBody> = chunk
                 .iter()
                 .zip(&ids)
-                .map(|((k, n), id)| api::ChangeBody::new(id, org, k, "iv", "onhand", *n))
+                .map(|((k, n), id)| api::ChangeBody::new(id, org, k, "pos", "inbound", *n))
                 .collect();
             to_json(&events)
         })

@@ -246,6 +246,9 @@ pub enum Outcome {
     Conflict,
     /// The command breaks a rule of the configuration (unknown measure, bad dimensions): 400.
     Invalid,
+    /// A business rule refuses it (a reserve or allocation without site and location when
+    /// partitions are by location): IV's body `statusCode` 500, HTTP 409 in Ivory.
+    Refused,
 }
 
 impl Outcome {
@@ -262,7 +265,7 @@ impl Outcome {
     pub fn iv_status_code(self) -> u16 {
         match self {
             Outcome::Success | Outcome::PartialSuccess => 200,
-            Outcome::Insufficient => 500,
+            Outcome::Insufficient | Outcome::Refused => 500,
             Outcome::NotFound => 404,
             Outcome::Conflict => 409,
             Outcome::Invalid => 400,
@@ -276,7 +279,7 @@ impl Outcome {
             Outcome::PartialSuccess => "partialSuccess",
             Outcome::NotFound => "notFound",
             Outcome::Conflict => "conflict",
-            Outcome::Insufficient | Outcome::Invalid => "failure",
+            Outcome::Insufficient | Outcome::Invalid | Outcome::Refused => "failure",
         }
     }
 

@@ -7,11 +7,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::config_doc::*;
+use crate::config_formula::compile_calculated;
 use crate::json::KeyCanon;
 use crate::model::{
-    BASE_DIMENSIONS, Dims, LOCATION_ID, MeasureRef, NAME_LEN_MAX, SITE_ID, base_dimension, canonical_name,
+    BASE_DIMENSIONS, Dims, LOCATION_ID, MeasureRef, NAME_LEN_MAX, PartitionKey, SITE_ID, base_dimension, canonical_name,
 };
 
 /// IV's allocation hierarchy has Group0..Group7.
@@ -23,173 +23,6 @@ pub const ATP_PHYSICAL_MEASURES_MAX: usize = 8;
 
 const DEFAULT_CONFIG_JSON: &str = include_str!("default_config.json");
 
-/// Known field names of the document, in canonical spelling; any other key is a name.
-const DOC_FIELDS: &[&str] = &[
-    "indexConfiguration",
-    "partitionKeyAttributes",
-    "setNumber",
-    "keys",
-    "indexAttributeSets",
-    "inventorySystemConfigurations",
-    "dataSourceName",
-    "dimensionMappings",
-    "physicalMeasures",
-    "calculatedMeasures",
-    "additionModifiers",
-    "subtractionModifiers",
-    "reservMappings",
-    "scheduleConfiguration",
-    "atpCalculatedMeasures",
-    "schedulePeriodInDays",
-    "isScheduleV2",
-    "isEnabled",
-    "reservConfiguration",
-    "isReservEnabled",
-    "version",
-    "allocationConfiguration",
-    "groups",
-    "groupsOrder",
-    "availableToAllocateCalculation",
-    "partitionConfiguration",
-    "useProductId",
-    "useDimensions",
-    "cachePartitionIdVersion",
-    "alertConfiguration",
-    "lowStockMeasure",
-    "lowStockThreshold",
-];
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ConfigDoc {
-    #[serde(default)]
-    pub index_configuration: IndexConfigDoc,
-    #[serde(default)]
-    pub inventory_system_configurations: BTreeMap<String, DataSourceDoc>,
-    #[serde(default)]
-    pub schedule_configuration: ScheduleConfigDoc,
-    #[serde(default)]
-    pub reserv_configuration: ReservConfigDoc,
-    #[serde(default)]
-    pub allocation_configuration: AllocationConfigDoc,
-    #[serde(default)]
-    pub partition_configuration: PartitionConfigDoc,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_partition_id_version: Option<String>,
-    /// Ivory's addition: when to emit `stock.below-threshold` events.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alert_configuration: Option<AlertConfigDoc>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AlertConfigDoc {
-    /// `dataSource.measure`, physical or calculated (default `iv.availabletoreserve`).
-    #[serde(default)]
-    pub low_stock_measure: Option<String>,
-    /// A number: the event fires when the measure goes from at least this to below it.
-    #[serde(default)]
-    pub low_stock_threshold: Option<serde_json::Value>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AttributeSetDoc {
-    #[serde(default)]
-    pub set_number: u32,
-    #[serde(default)]
-    pub keys: Vec<String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct IndexConfigDoc {
-    #[serde(default)]
-    pub partition_key_attributes: AttributeSetDoc,
-    #[serde(default)]
-    pub index_attribute_sets: Vec<AttributeSetDoc>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DataSourceDoc {
-    #[serde(default)]
-    pub data_source_name: String,
-    #[serde(default)]
-    pub dimension_mappings: BTreeMap<String, String>,
-    #[serde(default)]
-    pub physical_measures: Vec<String>,
-    #[serde(default)]
-    pub calculated_measures: BTreeMap<String, FormulaDoc>,
-    #[serde(default)]
-    pub reserv_mappings: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FormulaDoc {
-    #[serde(default)]
-    pub addition_modifiers: Vec<String>,
-    #[serde(default)]
-    pub subtraction_modifiers: Vec<String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ScheduleConfigDoc {
-    #[serde(default)]
-    pub index_attribute_sets: Vec<AttributeSetDoc>,
-    #[serde(default)]
-    pub atp_calculated_measures: BTreeMap<String, BTreeMap<String, u32>>,
-    #[serde(default)]
-    pub schedule_period_in_days: u32,
-    #[serde(default, rename = "isScheduleV2")]
-    pub is_schedule_v2: bool,
-    #[serde(default)]
-    pub is_enabled: bool,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ReservConfigDoc {
-    #[serde(default)]
-    pub is_reserv_enabled: bool,
-    #[serde(default)]
-    pub version: u32,
-    #[serde(default)]
-    pub keys: Vec<String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AllocationConfigDoc {
-    #[serde(default)]
-    pub groups: Vec<String>,
-    #[serde(default)]
-    pub groups_order: BTreeMap<String, String>,
-    #[serde(default)]
-    pub available_to_allocate_calculation: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PartitionConfigDoc {
-    #[serde(default)]
-    pub use_product_id: bool,
-    #[serde(default)]
-    pub use_dimensions: bool,
-}
-
 /// A configuration rule that a document breaks, with the path of the field that breaks it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -198,7 +31,7 @@ pub struct ConfigError {
     pub message: String,
 }
 
-fn bad(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn bad(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError {
         field: field.into(),
         message: message.into(),
@@ -219,10 +52,23 @@ pub struct DataSource {
     pub physical: BTreeSet<String>,
 }
 
+/// How an environment's stock is split into partitions (`partitionConfiguration`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PartitionMode {
+    /// Site and location are the partition (`useDimensions: true`, IV's default).
+    #[default]
+    ByLocation,
+    /// The product is the partition; site and location are ordinary, optional dimensions.
+    ByProduct,
+}
+
 /// A validated configuration, every name lower case.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
+    /// The document as posted: `GET /configuration` gives it back field for field.
+    pub raw: serde_json::Value,
     pub doc: ConfigDoc,
+    pub partition_mode: PartitionMode,
     pub data_sources: BTreeMap<String, DataSource>,
     pub calculated: BTreeMap<MeasureRef, Formula>,
     /// Physical measure that holds a reservation -> calculated measure that gates it.
@@ -259,6 +105,9 @@ pub struct ScheduleRules {
     pub period_days: u32,
     /// The calculated measures ATP is computed for.
     pub atp_measures: Vec<MeasureRef>,
+    /// Calculated measures `quantitiesByDate` shows the scheduled deltas through: the ATP
+    /// measures and the calculated measures their formulas name (IV shows `iv.onhand` there).
+    pub by_date_measures: Vec<MeasureRef>,
     /// Index sets an ATP query must group by (exactly one of them).
     pub index_sets: Vec<Vec<String>>,
 }
@@ -275,16 +124,47 @@ impl Config {
     /// # Errors
     /// A [`ConfigError`] naming the first field that is malformed or breaks a rule.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
-        let value: serde_json::Value =
+        let raw: serde_json::Value =
             serde_json::from_str(text).map_err(|e| bad("(body)", format!("not valid JSON: {e}")))?;
-        let value = KeyCanon::new(DOC_FIELDS).apply(value).map_err(|e| bad("(body)", e))?;
-        let doc: ConfigDoc = serde_json::from_value(value).map_err(|e| bad("(body)", e.to_string()))?;
-        Config::compile(doc)
+        Config::from_value(raw)
     }
 
-    /// The document as JSON text, in IV's canonical spelling.
+    /// [`Config::from_json`] on a parsed document. The document is kept as given; a copy with
+    /// canonical keys and no `null` members is what the rules read.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first field that is malformed or breaks a rule.
+    pub fn from_value(raw: serde_json::Value) -> Result<Config, ConfigError> {
+        if !raw.is_object() {
+            return Err(bad("(body)", "the configuration document is a JSON object"));
+        }
+        let value = KeyCanon::new(DOC_FIELDS)
+            .apply(raw.clone())
+            .map_err(|e| bad("(body)", e))?;
+        let doc: ConfigDoc = serde_json::from_value(without_nulls(value)).map_err(|e| bad("(body)", e.to_string()))?;
+        let mut config = Config::compile(doc)?;
+        config.raw = raw;
+        Ok(config)
+    }
+
+    /// The stored document as JSON text: what was posted.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(&self.doc).unwrap_or_else(|_| "{}".to_string())
+        serde_json::to_string(&self.raw).unwrap_or_else(|_| "{}".to_string())
+    }
+
+    /// Sets `environmentId` (in whatever case the document spells it) to `environment`, when the
+    /// document has the field: the URL names the environment, a copied document may not.
+    pub fn set_environment_id(&mut self, environment: &str) {
+        if let serde_json::Value::Object(map) = &mut self.raw {
+            for (key, value) in map.iter_mut() {
+                if key.eq_ignore_ascii_case("environmentId") {
+                    *value = serde_json::Value::String(environment.to_string());
+                }
+            }
+        }
+        if self.doc.environment_id.is_some() {
+            self.doc.environment_id = Some(serde_json::Value::String(environment.to_string()));
+        }
     }
 
     /// Validates a document and builds the compiled form.
@@ -293,18 +173,33 @@ impl Config {
     /// A [`ConfigError`] naming the first field that breaks a rule.
     pub fn compile(doc: ConfigDoc) -> Result<Config, ConfigError> {
         let data_sources = compile_data_sources(&doc)?;
-        let calculated = compile_calculated(&doc, &data_sources)?;
+        let mut calculated = compile_calculated(&doc, &data_sources)?;
         let reserv_mappings = compile_reserv_mappings(&doc, &data_sources, &calculated)?;
         compile_partition_keys(&doc)?;
         let index_sets = compile_index_sets(
             "indexConfiguration.indexAttributeSets",
             &doc.index_configuration.index_attribute_sets,
         )?;
-        let reservation_hierarchy = compile_reservation_hierarchy(&doc)?;
+        let partition_mode = compile_partition_mode(&doc)?;
+        let reservation_hierarchy = compile_reservation_hierarchy(&doc, partition_mode)?;
+        let (allocation_groups, available_to_allocate) = compile_allocation(&doc, &data_sources, &calculated)?;
+        // `availableToAllocateCalculation` is what `@iv.@available_to_allocate` reports, so the
+        // pool a query shows is the pool allocation draws on.
+        if !doc
+            .allocation_configuration
+            .available_to_allocate_calculation
+            .is_empty()
+        {
+            calculated.insert(
+                MeasureRef::new("@iv", "@available_to_allocate"),
+                available_to_allocate.clone(),
+            );
+        }
         let schedule = compile_schedule(&doc, &calculated)?;
-        let (allocation_groups, available_to_allocate) = compile_allocation(&doc, &data_sources)?;
         let low_stock = compile_alerts(&doc, &data_sources, &calculated)?;
         Ok(Config {
+            raw: serde_json::to_value(&doc).unwrap_or_default(),
+            partition_mode,
             reservation_version: doc.reserv_configuration.version,
             reservation_enabled: doc.reserv_configuration.is_reserv_enabled,
             doc,
@@ -354,6 +249,26 @@ impl Config {
         data_source: Option<&str>,
         dims: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<(String, String, Dims), String> {
+        let (site, location, dims) = self.normalize_dimensions_lenient(data_source, dims)?;
+        if site.is_empty() {
+            return Err("dimensions.siteId is required (partitions are by location)".to_string());
+        }
+        if location.is_empty() {
+            return Err("dimensions.locationId is required (partitions are by location)".to_string());
+        }
+        Ok((site, location, dims))
+    }
+
+    /// [`Config::normalize_dimensions`] with site and location optional (empty when absent):
+    /// for the writes that IV accepts without them (the shard refuses those that take stock).
+    ///
+    /// # Errors
+    /// A message naming the dimension that is neither mapped nor a base dimension.
+    pub fn normalize_dimensions_lenient<'a>(
+        &self,
+        data_source: Option<&str>,
+        dims: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(String, String, Dims), String> {
         let mappings = match data_source.map(canonical_name).filter(|s| !s.is_empty()) {
             Some(ds) => Some(
                 &self
@@ -389,13 +304,47 @@ impl Config {
                 return Err(format!("dimensions.{name}: dimension '{dim}' is given twice"));
             }
         }
-        let site = base
-            .remove(SITE_ID)
-            .ok_or_else(|| "dimensions.siteId is required (partitions are by location)".to_string())?;
-        let location = base
-            .remove(LOCATION_ID)
-            .ok_or_else(|| "dimensions.locationId is required (partitions are by location)".to_string())?;
+        let site = base.remove(SITE_ID).unwrap_or_default();
+        let location = base.remove(LOCATION_ID).unwrap_or_default();
         Ok((site, location, base))
+    }
+}
+
+impl Config {
+    /// Where a write lives: its partition and the cell's dimensions, by the partition mode. By
+    /// location, site and location make the partition (required unless `partition_optional`);
+    /// by product, the product does and site and location stay optional dimensions.
+    ///
+    /// # Errors
+    /// A message naming the dimension at fault.
+    pub fn place<'a>(
+        &self,
+        environment: &str,
+        organization: &str,
+        product: &str,
+        data_source: Option<&str>,
+        dims: impl IntoIterator<Item = (&'a str, &'a str)>,
+        partition_optional: bool,
+    ) -> Result<(PartitionKey, Dims), String> {
+        match self.partition_mode {
+            PartitionMode::ByLocation => {
+                let (site, location, dims) = if partition_optional {
+                    self.normalize_dimensions_lenient(data_source, dims)?
+                } else {
+                    self.normalize_dimensions(data_source, dims)?
+                };
+                Ok((PartitionKey::new(environment, organization, site, location), dims))
+            }
+            PartitionMode::ByProduct => {
+                let (site, location, mut dims) = self.normalize_dimensions_lenient(data_source, dims)?;
+                for (name, value) in [(SITE_ID, site), (LOCATION_ID, location)] {
+                    if !value.is_empty() {
+                        dims.insert(name.to_string(), value);
+                    }
+                }
+                Ok((PartitionKey::by_product(environment, organization, product), dims))
+            }
+        }
     }
 }
 
@@ -466,56 +415,6 @@ fn compile_data_sources(doc: &ConfigDoc) -> Result<BTreeMap<String, DataSource>,
     Ok(out)
 }
 
-fn compile_calculated(
-    doc: &ConfigDoc,
-    data_sources: &BTreeMap<String, DataSource>,
-) -> Result<BTreeMap<MeasureRef, Formula>, ConfigError> {
-    let mut out = BTreeMap::new();
-    for (ds_key, ds) in &doc.inventory_system_configurations {
-        let ds_name = canonical_name(ds_key);
-        for (calc_key, formula) in &ds.calculated_measures {
-            let field = format!("inventorySystemConfigurations.{ds_key}.calculatedMeasures.{calc_key}");
-            let calc = MeasureRef::new(&ds_name, calc_key);
-            if data_sources
-                .get(&ds_name)
-                .is_some_and(|d| d.physical.contains(&calc.measure))
-            {
-                return Err(bad(
-                    field,
-                    "a calculated measure cannot share a physical measure's name",
-                ));
-            }
-            let mut seen = BTreeSet::new();
-            let mut terms = |list: &[String], which: &str| -> Result<Vec<MeasureRef>, ConfigError> {
-                let mut refs = Vec::with_capacity(list.len());
-                for (i, term) in list.iter().enumerate() {
-                    let tfield = format!("{field}.{which}[{i}]");
-                    let m = MeasureRef::parse(term)
-                        .ok_or_else(|| bad(&tfield, format!("'{term}' is not of the form dataSource.measure")))?;
-                    let known = data_sources
-                        .get(&m.data_source)
-                        .is_some_and(|d| d.physical.contains(&m.measure));
-                    if !known {
-                        return Err(bad(
-                            &tfield,
-                            format!("'{m}' is not a configured physical measure (calculated measures do not nest)"),
-                        ));
-                    }
-                    if !seen.insert(m.clone()) {
-                        return Err(bad(&tfield, format!("'{m}' appears twice in the formula")));
-                    }
-                    refs.push(m);
-                }
-                Ok(refs)
-            };
-            let add = terms(&formula.addition_modifiers, "additionModifiers")?;
-            let sub = terms(&formula.subtraction_modifiers, "subtractionModifiers")?;
-            out.insert(calc, Formula { add, sub });
-        }
-    }
-    Ok(out)
-}
-
 fn compile_reserv_mappings(
     doc: &ConfigDoc,
     data_sources: &BTreeMap<String, DataSource>,
@@ -564,6 +463,37 @@ fn compile_partition_keys(doc: &ConfigDoc) -> Result<(), ConfigError> {
     Ok(())
 }
 
+fn compile_partition_mode(doc: &ConfigDoc) -> Result<PartitionMode, ConfigError> {
+    let from_flags = doc.partition_configuration.use_dimensions.map(|by_location| {
+        if by_location {
+            PartitionMode::ByLocation
+        } else {
+            PartitionMode::ByProduct
+        }
+    });
+    let from_version = match doc.cache_partition_id_version.as_deref().map(canonical_name) {
+        Some(v) if v.starts_with("bylocation") => Some(PartitionMode::ByLocation),
+        Some(v) if v.starts_with("byproduct") => Some(PartitionMode::ByProduct),
+        Some(v) if v.is_empty() => None,
+        Some(v) => {
+            return Err(bad(
+                "cachePartitionIdVersion",
+                format!("'{v}' is neither ByLocation... nor ByProductId"),
+            ));
+        }
+        None => None,
+    };
+    match (from_flags, from_version) {
+        (Some(a), Some(b)) if a != b => Err(bad(
+            "cachePartitionIdVersion",
+            format!(
+                "says {b:?} but partitionConfiguration.useDimensions says {a:?} (useDimensions true = by location)"
+            ),
+        )),
+        (a, b) => Ok(a.or(b).unwrap_or_default()),
+    }
+}
+
 fn compile_index_sets(field: &str, sets: &[AttributeSetDoc]) -> Result<Vec<Vec<String>>, ConfigError> {
     let mut out = Vec::with_capacity(sets.len());
     for (i, set) in sets.iter().enumerate() {
@@ -584,7 +514,7 @@ fn compile_index_sets(field: &str, sets: &[AttributeSetDoc]) -> Result<Vec<Vec<S
     Ok(out)
 }
 
-fn compile_reservation_hierarchy(doc: &ConfigDoc) -> Result<Vec<String>, ConfigError> {
+fn compile_reservation_hierarchy(doc: &ConfigDoc, mode: PartitionMode) -> Result<Vec<String>, ConfigError> {
     let field = "reservConfiguration.keys";
     let mut dims = Vec::new();
     for (i, key) in doc.reserv_configuration.keys.iter().enumerate() {
@@ -604,7 +534,11 @@ fn compile_reservation_hierarchy(doc: &ConfigDoc) -> Result<Vec<String>, ConfigE
             "the reservation hierarchy must start with siteid, locationid",
         ));
     }
-    Ok(dims.split_off(2))
+    // By product, site and location are dimensions of the cells, the top of the hierarchy.
+    Ok(match mode {
+        PartitionMode::ByLocation => dims.split_off(2),
+        PartitionMode::ByProduct => dims,
+    })
 }
 
 fn compile_schedule(doc: &ConfigDoc, calculated: &BTreeMap<MeasureRef, Formula>) -> Result<ScheduleRules, ConfigError> {
@@ -625,6 +559,7 @@ fn compile_schedule(doc: &ConfigDoc, calculated: &BTreeMap<MeasureRef, Formula>)
     )?;
     let mut physical = BTreeSet::new();
     let mut atp_measures = Vec::new();
+    let mut by_date_measures = Vec::new();
     for (ds, measures) in &schedule.atp_calculated_measures {
         for name in measures.keys() {
             let m = MeasureRef::new(ds, name);
@@ -635,6 +570,23 @@ fn compile_schedule(doc: &ConfigDoc, calculated: &BTreeMap<MeasureRef, Formula>)
                 )
             })?;
             physical.extend(formula.add.iter().chain(&formula.sub).cloned());
+            let named = doc
+                .inventory_system_configurations
+                .get(&m.data_source)
+                .and_then(|d| d.calculated_measures.get(&m.measure));
+            for term in named
+                .iter()
+                .flat_map(|f| f.addition_modifiers.iter().chain(&f.subtraction_modifiers))
+            {
+                if let Some(t) = MeasureRef::parse(term).filter(|t| calculated.contains_key(t))
+                    && !by_date_measures.contains(&t)
+                {
+                    by_date_measures.push(t);
+                }
+            }
+            if !by_date_measures.contains(&m) {
+                by_date_measures.push(m.clone());
+            }
             atp_measures.push(m);
         }
     }
@@ -651,6 +603,7 @@ fn compile_schedule(doc: &ConfigDoc, calculated: &BTreeMap<MeasureRef, Formula>)
         enabled: schedule.is_enabled,
         period_days,
         atp_measures,
+        by_date_measures,
         index_sets,
     })
 }
@@ -658,9 +611,21 @@ fn compile_schedule(doc: &ConfigDoc, calculated: &BTreeMap<MeasureRef, Formula>)
 fn compile_allocation(
     doc: &ConfigDoc,
     data_sources: &BTreeMap<String, DataSource>,
+    calculated: &BTreeMap<MeasureRef, Formula>,
 ) -> Result<(Vec<String>, Formula), ConfigError> {
     let allocation = &doc.allocation_configuration;
-    let groups: Vec<String> = allocation.groups.iter().map(|g| canonical_name(g)).collect();
+    let mut groups: Vec<String> = allocation.groups.iter().map(|g| canonical_name(g)).collect();
+    if let Some(target) = &allocation.target_groups {
+        let target: Vec<String> = target.iter().map(|g| canonical_name(g)).collect();
+        if groups.is_empty() {
+            groups = target;
+        } else if target != groups {
+            return Err(bad(
+                "allocationConfiguration.targetGroups",
+                "differs from allocationConfiguration.groups (the same list under its 2022 name)",
+            ));
+        }
+    }
     if groups.len() > ALLOCATION_GROUPS_MAX {
         return Err(bad(
             "allocationConfiguration.groups",
@@ -687,15 +652,26 @@ fn compile_allocation(
         let field = format!("allocationConfiguration.availableToAllocateCalculation.{term}");
         let m = MeasureRef::parse(term)
             .ok_or_else(|| bad(&field, format!("'{term}' is not of the form dataSource.measure")))?;
-        if !data_sources
+        // A calculated term (IV's default names the calculated iv.onhand) brings its own terms.
+        let (plus, minus) = if data_sources
             .get(&m.data_source)
             .is_some_and(|d| d.physical.contains(&m.measure))
         {
-            return Err(bad(field, format!("'{m}' is not a configured physical measure")));
-        }
+            (vec![m], Vec::new())
+        } else if let Some(f) = calculated.get(&m) {
+            (f.add.clone(), f.sub.clone())
+        } else {
+            return Err(bad(field, format!("'{m}' is not a configured measure")));
+        };
         match canonical_name(sign).as_str() {
-            "addition" => pool.add.push(m),
-            "subtraction" => pool.sub.push(m),
+            "addition" => {
+                pool.add.extend(plus);
+                pool.sub.extend(minus);
+            }
+            "subtraction" => {
+                pool.add.extend(minus);
+                pool.sub.extend(plus);
+            }
             other => return Err(bad(field, format!("'{other}' must be \"addition\" or \"subtraction\""))),
         }
     }
@@ -761,6 +737,22 @@ fn compile_alerts(
 }
 
 impl Config {
+    /// Where consumed (shipped) stock leaves on-hand: a physical `iv.onhand` goes down; a
+    /// calculated one (IV's default) gets the quantity on its first subtracted measure
+    /// (`pos.outbound` by default), so on-hand falls whichever supply measure the stock came in
+    /// on; `None` when the configuration has no `iv.onhand`.
+    pub fn stock_leaves_by(&self) -> (Option<MeasureRef>, crate::Modifier) {
+        let on_hand = MeasureRef::new("iv", "onhand");
+        if self.is_physical(&on_hand) {
+            return (Some(on_hand), crate::Modifier::Subtraction);
+        }
+        match self.calculated.get(&on_hand) {
+            Some(f) if !f.sub.is_empty() => (f.sub.first().cloned(), crate::Modifier::Addition),
+            Some(f) => (f.add.first().cloned(), crate::Modifier::Subtraction),
+            None => (None, crate::Modifier::Subtraction),
+        }
+    }
+
     /// Allocation group values in level order from `{groupName: value}`: names any case, levels
     /// filled top-down without gaps (Country, Country+State; not State alone).
     ///
@@ -799,8 +791,17 @@ mod tests {
     fn default_config_is_valid_and_has_the_documented_measures() {
         let c = Config::default_config();
         let afr = &c.calculated[&MeasureRef::new("iv", "availabletoreserve")];
-        assert_eq!(afr.add.len(), 7);
+        assert_eq!(afr.add.len(), 9);
         assert_eq!(afr.sub.len(), 8);
+        // @iv builds on the calculated on-hand total: every supply measure counts.
+        let atr = &c.calculated[&MeasureRef::new("@iv", "@available_to_reserve")];
+        assert_eq!(atr.add.len(), 5);
+        assert_eq!(atr.sub.len(), 3);
+        assert_eq!(c.available_to_allocate.add, atr.add);
+        assert_eq!(
+            c.stock_leaves_by(),
+            (Some(MeasureRef::new("pos", "outbound")), crate::Modifier::Addition)
+        );
         assert_eq!(
             c.reserv_mappings[&MeasureRef::new("@iv", "@softreserved")],
             MeasureRef::new("@iv", "@available_to_reserve")
@@ -834,8 +835,21 @@ mod tests {
         let e = with(|v| v["inventorySystemConfigurations"]["iv"]["reservMappings"]["onhand"] = "iv.nosuch".into())
             .unwrap_err();
         assert_eq!(e.field, "inventorySystemConfigurations.iv.reservMappings.onhand");
-        let e = with(|v| v["bogus"] = 1.into()).unwrap_err();
-        assert!(e.message.contains("bogus"), "{e}");
+        // Fields Ivory gives no meaning to are kept, not refused.
+        let c = with(|v| v["bogus"] = serde_json::json!({"Any": [1, null]})).unwrap();
+        assert_eq!(c.raw["bogus"], serde_json::json!({"Any": [1, null]}));
+        let e = with(|v| v["cachePartitionIdVersion"] = "byProductId".into()).unwrap_err();
+        assert_eq!(e.field, "cachePartitionIdVersion");
+        let c = with(|v| v["cachePartitionIdVersion"] = "BYLOCATIONANDPRODUCTIDMOD64".into()).unwrap();
+        assert_eq!(c.partition_mode, PartitionMode::ByLocation);
+        let c = with(|v| v["partitionConfiguration"]["useDimensions"] = false.into()).unwrap();
+        assert_eq!(c.partition_mode, PartitionMode::ByProduct);
+        assert_eq!(
+            c.reservation_hierarchy,
+            ["siteid", "locationid", "colorid", "sizeid", "styleid"]
+        );
+        let e = with(|v| v["allocationConfiguration"]["targetGroups"] = serde_json::json!(["channel"])).unwrap_err();
+        assert_eq!(e.field, "allocationConfiguration.targetGroups");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{CmdResult, Outcome};
+use crate::command::{CmdResult, Modifier, Outcome};
 use crate::config::Config;
 use crate::model::{Cell, MeasureRef, PartitionKey};
 use crate::qty::Qty;
@@ -230,6 +230,31 @@ pub(crate) struct Holds {
 impl Holds {
     pub fn get(&self, key: &HoldKey) -> Option<&HoldState> {
         self.holds.get(key)
+    }
+
+    /// Clean-up: forgets the lines held in the doomed partitions of `environment` (their stock
+    /// is deleted with the partition), and the holds left without lines; `all` forgets every
+    /// hold of the environment.
+    pub fn forget(&mut self, environment: &str, all: bool, doomed: impl Fn(&PartitionKey) -> bool) {
+        let keys: Vec<HoldKey> = self
+            .holds
+            .keys()
+            .filter(|k| k.environment == environment)
+            .cloned()
+            .collect();
+        for key in keys {
+            let Some(hold) = self.holds.get_mut(&key) else {
+                continue;
+            };
+            let before = hold.lines.len();
+            hold.lines.retain(|l| !doomed(&l.line.partition));
+            if all || (hold.lines.is_empty() && before > 0) {
+                if let Some(at) = hold.expires_at_ms {
+                    self.expiring.remove(&(at, key.clone()));
+                }
+                self.holds.remove(&key);
+            }
+        }
     }
 
     /// The earliest expiry among open holds: when the leader must sweep.
@@ -443,7 +468,7 @@ impl Holds {
                 self.emit(now_ms, EventKind::HoldReleased, &hold);
                 CmdResult::success()
             }
-            HoldCommand::Consume { key, line_ids } => self.consume(partitions, now_ms, key, line_ids),
+            HoldCommand::Consume { key, line_ids } => self.consume(partitions, config, now_ms, key, line_ids),
             HoldCommand::ReplaceLines {
                 key,
                 lines,
@@ -477,6 +502,7 @@ impl Holds {
     fn consume(
         &mut self,
         partitions: &mut BTreeMap<PartitionKey, PartitionState>,
+        config: &Config,
         now_ms: u64,
         key: &HoldKey,
         line_ids: &[String],
@@ -516,7 +542,7 @@ impl Holds {
         }
         let wanted = |id: &String| line_ids.is_empty() || line_ids.contains(id);
         // The stock leaves: the reservation is released and on-hand goes down by as much.
-        let on_hand = MeasureRef::new("iv", "onhand");
+        let (leaves_by, sign) = config.stock_leaves_by();
         for held in hold
             .lines
             .iter_mut()
@@ -525,8 +551,14 @@ impl Holds {
             let cell = cell_mut(partitions, &held.line.partition, &held.line.cell);
             let reserved = cell.get(&hold.measure);
             cell.set(&hold.measure, reserved - held.line.quantity);
-            let stock = cell.get(&on_hand);
-            cell.set(&on_hand, stock - held.line.quantity);
+            if let Some(measure) = &leaves_by {
+                let now = cell.get(measure);
+                let moved = match sign {
+                    Modifier::Addition => now + held.line.quantity,
+                    Modifier::Subtraction => now - held.line.quantity,
+                };
+                cell.set(measure, moved);
+            }
             held.state = LineState::Consumed;
         }
         let open = hold.lines.iter().any(|l| l.state == LineState::Held);

@@ -8,6 +8,8 @@
 pub mod allocation;
 pub mod command;
 pub mod config;
+mod config_doc;
+mod config_formula;
 pub mod date;
 pub mod hold;
 pub mod json;

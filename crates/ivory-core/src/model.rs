@@ -79,6 +79,9 @@ pub struct PartitionKey {
     pub organization: String,
     pub site: String,
     pub location: String,
+    /// The product when the environment partitions by product (site and location then empty,
+    /// kept as ordinary dimensions of the cells); empty when it partitions by location.
+    pub product: String,
 }
 
 impl PartitionKey {
@@ -93,6 +96,19 @@ impl PartitionKey {
             organization: organization.into(),
             site: site.into(),
             location: location.into(),
+            product: String::new(),
+        }
+    }
+
+    /// The partition of a product when the environment partitions by product.
+    pub fn by_product(
+        environment: impl Into<String>,
+        organization: impl Into<String>,
+        product: impl Into<String>,
+    ) -> PartitionKey {
+        PartitionKey {
+            product: product.into(),
+            ..PartitionKey::new(environment, organization, "", "")
         }
     }
 
@@ -104,12 +120,22 @@ impl PartitionKey {
             out.extend_from_slice(&(field.len() as u32).to_be_bytes());
             out.extend_from_slice(field.as_bytes());
         }
+        // Only product partitions carry the product: location partitions keep their placement.
+        if !self.product.is_empty() {
+            out.extend_from_slice(&(self.product.len() as u32).to_be_bytes());
+            out.extend_from_slice(self.product.as_bytes());
+        }
         out
     }
 
-    /// IV's partition id text: `<org>~<site>~<location>`, as `/allpartitionids` lists it.
+    /// IV's partition id text, as `/allpartitionids` lists it: `<org>~<site>~<location>` by
+    /// location, `<org>~<product>` by product.
     pub fn partition_id(&self) -> String {
-        format!("{}~{}~{}", self.organization, self.site, self.location)
+        if self.product.is_empty() {
+            format!("{}~{}~{}", self.organization, self.site, self.location)
+        } else {
+            format!("{}~{}", self.organization, self.product)
+        }
     }
 }
 
@@ -119,7 +145,11 @@ impl fmt::Debug for PartitionKey {
             f,
             "{}/{}/{}/{}",
             self.environment, self.organization, self.site, self.location
-        )
+        )?;
+        if !self.product.is_empty() {
+            write!(f, "/product:{}", self.product)?;
+        }
+        Ok(())
     }
 }
 

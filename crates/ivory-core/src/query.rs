@@ -141,9 +141,10 @@ pub struct Record {
 }
 
 fn dim_value<'a>(partition: &'a PartitionKey, dims: &'a Dims, name: &str) -> Option<&'a str> {
+    // By product, site and location are dimensions of the cell.
     match name {
-        SITE_ID => Some(&partition.site),
-        LOCATION_ID => Some(&partition.location),
+        SITE_ID if partition.product.is_empty() => Some(&partition.site),
+        LOCATION_ID if partition.product.is_empty() => Some(&partition.location),
         _ => dims.get(name).map(String::as_str),
     }
 }
@@ -187,12 +188,20 @@ pub(crate) fn evaluate(partitions: &BTreeMap<PartitionKey, PartitionState>, conf
     if let Some(exact) = &q.exact {
         group_by.extend(exact.dims.iter().map(String::as_str));
     }
-    group_by.retain(|d| *d != SITE_ID && *d != LOCATION_ID);
     group_by.sort_unstable();
     group_by.dedup();
+    // By location every record is of one site and location; by product they are grouped only
+    // when the query names them, else a record sums the product over every location.
+    let mut location_group_by = group_by.clone();
+    location_group_by.retain(|d| *d != SITE_ID && *d != LOCATION_ID);
 
     let mut out = Vec::new();
     for (partition, state) in selected(partitions, q) {
+        let group_by = if partition.product.is_empty() {
+            &location_group_by
+        } else {
+            &group_by
+        };
         let products: Box<dyn Iterator<Item = (&String, &BTreeMap<Dims, CellState>)>> = if q.products.is_empty() {
             Box::new(state.products.iter())
         } else {
@@ -217,15 +226,17 @@ pub(crate) fn evaluate(partitions: &BTreeMap<PartitionKey, PartitionState>, conf
                     }
                 }
             }
-            for (dims, (physical, scheduled)) in groups {
+            for (mut dims, (physical, scheduled)) in groups {
+                let site = dims.remove(SITE_ID).unwrap_or_else(|| partition.site.clone());
+                let location = dims.remove(LOCATION_ID).unwrap_or_else(|| partition.location.clone());
                 let (quantities_by_date, atp_quantities) = match &q.atp {
                     Some(request) => crate::schedule::atp_for(config, request, &physical, &scheduled),
                     None => Default::default(),
                 };
                 out.push(Record {
                     product: product.clone(),
-                    site: partition.site.clone(),
-                    location: partition.location.clone(),
+                    site,
+                    location,
                     dims,
                     quantities: with_all_measures(config, &physical, q.return_negative),
                     quantities_by_date,

@@ -124,7 +124,7 @@ pub(crate) fn atp_for(
     let mut by_date = BTreeMap::new();
     for (day, deltas) in &in_window {
         let mut row = (*deltas).clone();
-        for m in &rules.atp_measures {
+        for m in &rules.by_date_measures {
             if let Some(f) = config.calculated.get(m) {
                 row.entry(m.data_source.clone())
                     .or_default()

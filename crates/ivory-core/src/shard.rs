@@ -142,7 +142,7 @@ pub enum SnapshotError {
 /// let cell = Cell { product: "T-shirt".into(), dims: Dims::new() };
 /// let stock = Command::OnHandChange(OnHandChange {
 ///     id: "e1".into(), partition: p.clone(), cell: cell.clone(),
-///     quantities: [("iv".to_string(), [("onhand".to_string(), Qty::from_i64(5))].into())].into(),
+///     quantities: [("pos".to_string(), [("inbound".to_string(), Qty::from_i64(5))].into())].into(),
 /// });
 /// let reserve = Command::Reserve(Reserve {
 ///     id: "r1".into(), partition: p, cell, measure: MeasureRef::new("iv", "softreservphysical"),
@@ -320,6 +320,7 @@ impl Shard {
                     p.environment == *environment && partitions.as_ref().is_none_or(|list| list.contains(p))
                 };
                 self.state.partitions.retain(|p, _| !doomed(p));
+                self.state.holds.forget(environment, partitions.is_none(), doomed);
                 let doomed_tags: Option<BTreeSet<u64>> = partitions
                     .as_ref()
                     .map(|list| list.iter().map(|p| scope_tags(p).1).collect());

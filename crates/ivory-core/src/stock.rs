@@ -19,6 +19,27 @@ pub(crate) fn apply_stock(
     clock_ms: u64,
     command: &Command,
 ) -> CmdResult {
+    // By location, site and location are the partition: stock may arrive without them (it is
+    // kept under empty ones), but nothing can be reserved or allocated there (IV: body 500).
+    let takes_stock = matches!(
+        command,
+        Command::Reserve(_)
+            | Command::Allocate(_)
+            | Command::Unallocate(_)
+            | Command::Reallocate(_)
+            | Command::Consume(_)
+    );
+    if takes_stock
+        && config.partition_mode == crate::config::PartitionMode::ByLocation
+        && command
+            .partition()
+            .is_some_and(|p| p.site.is_empty() || p.location.is_empty())
+    {
+        return CmdResult::refused(
+            Outcome::Refused,
+            "dimensions.siteId and dimensions.locationId are required: partitions are by location",
+        );
+    }
     match command {
         Command::OnHandChange(c) => on_hand_change(partitions, config, c),
         Command::SetOnHand(c) => set_on_hand(partitions, config, c),

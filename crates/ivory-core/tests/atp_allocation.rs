@@ -39,7 +39,7 @@ fn schedule(id: &str, product: &str, deltas: &[(i64, i64)]) -> Command {
         id: id.into(),
         partition: partition(),
         cell: cell(product),
-        quantities_by_date: deltas.iter().map(|(day, v)| (*day, q("iv", "onhand", *v))).collect(),
+        quantities_by_date: deltas.iter().map(|(day, v)| (*day, q("pos", "inbound", *v))).collect(),
     })
 }
 
@@ -72,7 +72,7 @@ fn atp_worked_example() {
         id: "s".into(),
         partition: partition(),
         cell: cell("Bike"),
-        quantities: q("iv", "onhand", 20),
+        quantities: q("pos", "inbound", 20),
     });
     assert_eq!(apply(&mut shard, now, stock).outcome, Outcome::Success);
     let plan = [
@@ -99,6 +99,7 @@ fn atp_worked_example() {
     assert_eq!(records[0].atp_quantities.keys().next(), Some(&today));
     // quantitiesByDate: the scheduled deltas and the ATP measure applied to them.
     let day4 = &records[0].quantities_by_date[&(today + 3)];
+    assert_eq!(day4["pos"]["inbound"], Qty::from_i64(-15));
     assert_eq!(day4["iv"]["onhand"], Qty::from_i64(-15));
     assert_eq!(day4["@iv"]["@available_to_reserve"], Qty::from_i64(-15));
     // Schedules never change current on-hand.
@@ -196,7 +197,7 @@ fn allocation_hierarchy_rules() {
         id: "s".into(),
         partition: partition(),
         cell: cell("P"),
-        quantities: q("iv", "onhand", 10),
+        quantities: q("pos", "inbound", 10),
     });
     apply(&mut shard, 1, stock);
     let ok = |r: CmdResult| assert_eq!(r.outcome, Outcome::Success, "{}", r.message);
@@ -324,7 +325,7 @@ proptest! {
             let (command, expected) = match *op {
                 AllocOp::Stock(v) => {
                     on_hand += v;
-                    (Command::OnHandChange(OnHandChange { id, partition: partition(), cell: cell("P"), quantities: q("iv", "onhand", v) }), Outcome::Success)
+                    (Command::OnHandChange(OnHandChange { id, partition: partition(), cell: cell("P"), quantities: q("pos", "inbound", v) }), Outcome::Success)
                 }
                 AllocOp::Allocate(p, v) => {
                     let ok = on_hand - paths.iter().sum::<i64>() >= v;

@@ -71,8 +71,8 @@ fn stock(shard: &mut Shard, product: u8, quantity: i64) {
                 dims: Dims::new(),
             },
             quantities: [(
-                "iv".to_string(),
-                [("onhand".to_string(), Qty::from_i64(quantity))].into(),
+                "pos".to_string(),
+                [("inbound".to_string(), Qty::from_i64(quantity))].into(),
             )]
             .into(),
         }),
@@ -423,7 +423,7 @@ fn stock_below_threshold_fires_once_per_crossing() {
             product: "p0".into(),
             dims: Dims::new(),
         },
-        quantities: [("iv".to_string(), [("onhand".to_string(), Qty::from_i64(3))].into())].into(),
+        quantities: [("pos".to_string(), [("inbound".to_string(), Qty::from_i64(3))].into())].into(),
     });
     assert_eq!(apply(&mut shard, 3, restock).outcome, Outcome::Success);
     assert_eq!(alerts(&shard).len(), 1);

@@ -92,7 +92,7 @@ fn command(id: usize, op: &Op) -> Command {
             id: format!("e{id}"),
             partition: p,
             cell: at.cell(),
-            quantities: [("iv".to_string(), [("onhand".to_string(), Qty::from_i64(qty))].into())].into(),
+            quantities: [("pos".to_string(), [("inbound".to_string(), Qty::from_i64(qty))].into())].into(),
         }),
         Op::Reserve { at, qty, checked } => Command::Reserve(Reserve {
             id: format!("e{id}"),

@@ -266,7 +266,7 @@ fn unreserve_more_than_reserved_is_partial_success() {
     one(
         &mut shard,
         1,
-        change("s", p.clone(), c.clone(), qty("iv", "onhand", 10)),
+        change("s", p.clone(), c.clone(), qty("pos", "inbound", 10)),
     );
     let id = one(&mut shard, 2, reserve("r", &p, &c, 10, Availability::Checked))
         .reservation_id
@@ -310,7 +310,11 @@ fn unreserve_more_than_reserved_is_partial_success() {
 fn replays_return_the_first_result_and_conflicts_change_nothing() {
     let mut shard = Shard::new(EVENT_RETENTION_MS_DEFAULT);
     let (p, c) = cell(&shard, None, "P1", &[("siteId", "1"), ("locationId", "11")]);
-    one(&mut shard, 1, change("s", p.clone(), c.clone(), qty("iv", "onhand", 1)));
+    one(
+        &mut shard,
+        1,
+        change("s", p.clone(), c.clone(), qty("pos", "inbound", 1)),
+    );
     let first = one(&mut shard, 2, reserve("r", &p, &c, 1, Availability::Checked));
     let hash = shard.state_hash();
     assert_eq!(
@@ -324,7 +328,7 @@ fn replays_return_the_first_result_and_conflicts_change_nothing() {
     assert_eq!(replica.state_hash(), shard.state_hash());
     assert_ne!(hash, [0; 32]);
     // The same id for another kind of operation is a different event.
-    let r = one(&mut replica, 5, change("r", p, c, qty("iv", "onhand", 1)));
+    let r = one(&mut replica, 5, change("r", p, c, qty("pos", "inbound", 1)));
     assert_eq!(r.outcome, Outcome::Success);
 }
 
@@ -332,15 +336,19 @@ fn replays_return_the_first_result_and_conflicts_change_nothing() {
 fn event_ids_are_forgotten_after_the_retention_window() {
     let mut shard = Shard::new(1_000);
     let (p, c) = cell(&shard, None, "P1", &[("siteId", "1"), ("locationId", "11")]);
-    one(&mut shard, 1, change("s", p.clone(), c.clone(), qty("iv", "onhand", 1)));
+    one(
+        &mut shard,
+        1,
+        change("s", p.clone(), c.clone(), qty("pos", "inbound", 1)),
+    );
     assert_eq!(shard.remembered_events(), 1);
     one(
         &mut shard,
         500,
-        change("s", p.clone(), c.clone(), qty("iv", "onhand", 1)),
+        change("s", p.clone(), c.clone(), qty("pos", "inbound", 1)),
     );
     assert_eq!(shard.remembered_events(), 1, "a replay inside the window");
-    one(&mut shard, 2_000, change("t", p, c, qty("iv", "onhand", 1)));
+    one(&mut shard, 2_000, change("t", p, c, qty("pos", "inbound", 1)));
     assert_eq!(shard.remembered_events(), 1, "'s' expired, 't' is new");
 }
 
@@ -394,12 +402,12 @@ fn bad_commands_are_refused_and_change_nothing() {
     one(
         &mut shard,
         0,
-        change("h", p.clone(), c.clone(), qty("iv", "onhand", 900_000_000_000_000)),
+        change("h", p.clone(), c.clone(), qty("pos", "inbound", 900_000_000_000_000)),
     );
     let r = one(
         &mut shard,
         0,
-        change("i", p, c, qty("iv", "onhand", 200_000_000_000_000)),
+        change("i", p, c, qty("pos", "inbound", 200_000_000_000_000)),
     );
     assert_eq!(r.outcome, Outcome::Invalid);
 }
@@ -427,7 +435,7 @@ fn exact_query_matches_tuples_only() {
         one(
             &mut shard,
             1,
-            change(&format!("e{i}"), p, c, qty("iv", "onhand", i as i64 + 1)),
+            change(&format!("e{i}"), p, c, qty("pos", "inbound", i as i64 + 1)),
         );
     }
     let base = Query {
@@ -491,7 +499,7 @@ fn every_level_of_the_hierarchy_is_checked() {
     one(
         &mut shard,
         1,
-        change("s", p.clone(), red_m.clone(), qty("iv", "onhand", 1)),
+        change("s", p.clone(), red_m.clone(), qty("pos", "inbound", 1)),
     );
     assert_eq!(
         one(&mut shard, 2, reserve("r1", &p, &red, 1, Availability::Checked)).outcome,

@@ -63,10 +63,14 @@ pub(crate) async fn hard_update(
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let config = match parse_configuration(&bytes) {
+    let mut config = match parse_configuration(&bytes) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
+    config.set_environment_id(&env);
+    if let Err(e) = check_mode_change(&s, &env, &config).await {
+        return e.into_response();
+    }
     let config_json = config.to_json();
     let command = Command::PutConfig {
         environment: env.clone(),
@@ -81,6 +85,29 @@ pub(crate) async fn hard_update(
         },
         Err(e) => e.into_response(),
     }
+}
+
+/// The partition mode may change only while the environment holds no data: its partitions
+/// would be read the other way. (Checked here, before any shard takes the document.)
+async fn check_mode_change(s: &AppState, env: &str, config: &Config) -> Result<(), ApiError> {
+    s.forget_config(env);
+    let current = s.environment_config(env).await?;
+    if current.partition_mode == config.partition_mode {
+        return Ok(());
+    }
+    let ids = partition_ids(s, env).await?;
+    if ids.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "config.partition_mode_locked",
+        format!(
+            "partitionConfiguration: the partition mode cannot change while the environment holds data ({} partitions); \
+             delete it first with DELETE /cleanupalldata (or /partitions/cleanupalldata)",
+            ids.len()
+        ),
+    ))
 }
 
 /// A configuration document: 400 naming the field it breaks.
@@ -102,22 +129,28 @@ pub(crate) fn parse_configuration(bytes: &[u8]) -> Result<Config, ApiError> {
 /// `GET /allpartitionids`: every partition of the environment that holds data, as
 /// `<organizationId>~<siteId>~<locationId>`, sorted.
 pub(crate) async fn all_partition_ids(State(s): State<AppState>, ApiPath(env): ApiPath<String>) -> Response {
+    match partition_ids(&s, &env).await {
+        Ok(ids) => json_response(StatusCode::OK, json!(ids)),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn partition_ids(s: &AppState, env: &str) -> Result<Vec<String>, ApiError> {
     let reads = (0..s.backend.shard_count()).map(|shard| {
-        let env = env.clone();
+        let env = env.to_string();
         let s = s.clone();
         async move { s.read(shard, ReadRequest::Partitions { environment: env }).await }
     });
     let mut ids = Vec::new();
     for outcome in futures::future::join_all(reads).await {
-        match outcome {
-            Ok(ReadResponse::Partitions(list)) => ids.extend(list.iter().map(PartitionKey::partition_id)),
-            Ok(_) => return ApiError::bad_backend("a partitions read answered something else").into_response(),
-            Err(e) => return e.into_response(),
+        match outcome? {
+            ReadResponse::Partitions(list) => ids.extend(list.iter().map(PartitionKey::partition_id)),
+            _ => return Err(ApiError::bad_backend("a partitions read answered something else")),
         }
     }
     ids.sort();
     ids.dedup();
-    json_response(StatusCode::OK, json!(ids))
+    Ok(ids)
 }
 
 #[utoipa::path(delete, path = "/api/environment/{environmentId}/partitions/cleanupalldata", tag = "admin", summary = "Delete partitions",
@@ -175,13 +208,18 @@ pub(crate) fn partition_list(
     for (i, item) in items.iter().enumerate() {
         let text = crate::parse::text_value(item, &format!("[{i}]"))?;
         let parts: Vec<&str> = text.split('~').collect();
-        let [org, site, location] = parts.as_slice() else {
-            return Err(ApiError::bad_request(
-                "field.bad_value",
-                format!("[{i}]: '{text}' is not a partition id <organizationId>~<siteId>~<locationId>"),
-            ));
-        };
-        list.push(PartitionKey::new(env, *org, *site, *location));
+        match parts.as_slice() {
+            [org, site, location] => list.push(PartitionKey::new(env, *org, *site, *location)),
+            [org, product] => list.push(PartitionKey::by_product(env, *org, *product)),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "field.bad_value",
+                    format!(
+                        "[{i}]: '{text}' is not a partition id <organizationId>~<siteId>~<locationId> or <organizationId>~<productId>"
+                    ),
+                ));
+            }
+        }
     }
     Ok(Some(list))
 }
@@ -219,6 +257,14 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
             e.into_response()
         }
     }
+}
+
+#[utoipa::path(get, path = "/health/ping", tag = "operations", summary = "Liveness ping (IV's path)",
+    responses((status = 200, description = "The process answers HTTP; no token, no cluster check", body = crate::openapi::Health)))]
+/// `GET /health/ping`: IV clients ping this before anything else; it says the process answers,
+/// not that the cluster can take writes (`/healthz` says that).
+pub(crate) async fn health_ping() -> Response {
+    json_response(StatusCode::OK, json!({"status": "ok"}))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", summary = "Prometheus metrics",

@@ -187,7 +187,7 @@ pub fn decode(kind: Kind, input: &[u8]) -> Result<(), ApiError> {
             crate::queries::check_query(ENV, body, config, ApiVersion::V1, false)
         }
         Kind::AllocationQuery => match json_body(body())? {
-            Value::Object(obj) => crate::queries::allocation_request(&obj, ENV, config).map(|_| ()),
+            Value::Object(obj) => crate::allocation_query::allocation_request(&obj, ENV, config).map(|_| ()),
             _ => Err(ApiError::bad_request("body.not_object", "body: must be a JSON object")),
         },
         Kind::Configuration => crate::admin::parse_configuration(input).map(|_| ()),

@@ -128,6 +128,7 @@ fn refusal(r: &CmdResult) -> ApiError {
         Outcome::Conflict => (StatusCode::CONFLICT, "hold.conflict"),
         Outcome::NotFound => (StatusCode::NOT_FOUND, "hold.not_found"),
         Outcome::Invalid => (StatusCode::BAD_REQUEST, "hold.invalid"),
+        Outcome::Refused => (StatusCode::CONFLICT, "command.refused"),
         Outcome::Success | Outcome::PartialSuccess => (StatusCode::BAD_GATEWAY, "backend.bad_response"),
     };
     ApiError::new(status, code, r.message.clone())
@@ -232,7 +233,7 @@ pub(crate) fn parse_lines(
         };
         let mut obj = obj.clone();
         obj.insert("organizationId".into(), Value::String(organization.to_string()));
-        let (partition, cell) = partition_and_cell(&obj, environment, config, &path, true)?;
+        let (partition, cell) = partition_and_cell(&obj, environment, config, &path, true, false)?;
         let line_id = optional_text(&obj, "lineId", &path)?.unwrap_or_else(|| (i + 1).to_string());
         if !seen.insert(line_id.clone()) {
             return Err(ApiError::bad_request(

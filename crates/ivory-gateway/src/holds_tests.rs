@@ -72,7 +72,7 @@ fn two_shards(backend: &LocalBackend) -> [(String, String); 2] {
 
 async fn stock(app: &Router, t: &str, product: &str, at: &(String, String), qty: i64) {
     let body = json!({"id": format!("s-{product}-{}-{qty}", at.0), "organizationId": ORG, "productId": product,
-        "dimensions": {"siteId": at.0, "locationId": at.1}, "quantities": {"iv": {"onhand": qty}}});
+        "dimensions": {"siteId": at.0, "locationId": at.1}, "quantities": {"pos": {"inbound": qty}}});
     let (status, body) = call(app, Method::POST, "onhand", t, Some(body)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
@@ -550,7 +550,7 @@ async fn grpc_holds_and_event_stream() {
         r
     };
     let stock = json!({"id": "g-st", "organizationId": ORG, "productId": "G", "dimensions": {"siteId": "1", "locationId": "11"},
-        "quantities": {"iv": {"onhand": 3}}});
+        "quantities": {"pos": {"inbound": 3}}});
     backend
         .propose(
             backend.shard_of(&PartitionKey::new(ENV, ORG, "1", "11")),

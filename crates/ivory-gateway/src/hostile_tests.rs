@@ -82,6 +82,7 @@ const KNOWN_CODES: &[&str] = &[
     "stock.insufficient",
     "event.conflict",
     "command.refused",
+    "config.partition_mode_locked",
     "hold.invalid",
     "hold.not_found",
     "hold.insufficient",
@@ -353,7 +354,7 @@ fn write_item(kind: &'static str) -> BoxedStrategy<Value> {
         )
             .prop_map(move |((id, p, d, q), time)| {
                 let mut v = json!({"id": id, "organizationId": "usmf", "productId": p, "dimensions": d,
-                    "quantities": {"iv": {"onhand": q}}});
+                    "quantities": {"pos": {"inbound": q}}});
                 if let (true, Some(t)) = (kind == "set", time) {
                     v["modifiedDateTimeUTC"] = json!(t);
                 }
@@ -376,7 +377,7 @@ fn write_item(kind: &'static str) -> BoxedStrategy<Value> {
         "schedule" => (base, date_text())
             .prop_map(|((id, p, d, q), day)| {
                 json!({"id": id, "organizationId": "usmf", "productId": p, "dimensions": d,
-                    "quantitiesByDate": {day: {"iv": {"onhand": q}}}})
+                    "quantitiesByDate": {day: {"pos": {"inbound": q}}}})
             })
             .boxed(),
         "allocate" | "unallocate" | "consume" => (base, pick(&["Online", "Store"]))
@@ -799,7 +800,11 @@ fn endpoint(name: &'static str) -> BoxedStrategy<RequestParts> {
                     .boxed(),
             ),
         ),
-        "indexquery" => query("onhand/indexquery", index_query_body().boxed()),
+        "indexquery" => prop_oneof![
+            query("onhand/indexquery", index_query_body().boxed()),
+            query("indexquery", index_query_body().boxed()),
+        ]
+        .boxed(),
         "exactquery" => query("onhand/exactquery", exact_query_body().boxed()),
         "get_onhand" => (
             spell(api("onhand")),
@@ -902,6 +907,7 @@ fn endpoint(name: &'static str) -> BoxedStrategy<RequestParts> {
             .boxed(),
         "operations" => prop_oneof![
             Just((Method::GET, "/healthz".to_string())),
+            Just((Method::GET, "/health/ping".to_string())),
             Just((Method::GET, "/metrics".to_string())),
             Just((Method::GET, "/openapi.json".to_string())),
             Just((Method::PUT, api("onhand"))),
@@ -976,7 +982,7 @@ impl Harness {
                     items.push(
                         json!({"id": format!("seed-{p}-{s}-{l}"), "organizationId": "usmf", "productId": p,
                         "dimensions": {"siteId": s, "locationId": l, "colorId": "red"},
-                        "quantities": {"iv": {"onhand": 50}}}),
+                        "quantities": {"pos": {"inbound": 50}}}),
                     );
                 }
             }
@@ -1348,6 +1354,7 @@ fn the_fuzz_covers_every_route() {
         ("/allocation/consume", "POST", "consume"),
         ("/allocation/query", "POST", "allocation_query"),
         ("/onhand/indexquery", "POST", "indexquery"),
+        ("/indexquery", "POST", "indexquery"),
         ("/onhand/exactquery", "POST", "exactquery"),
         ("/configuration", "GET", "configuration"),
         ("/configuration/hardupdate", "POST", "hardupdate"),
@@ -1371,12 +1378,16 @@ fn the_fuzz_covers_every_route() {
             (*m).to_string(),
         )
     })
-    .chain(["/token", "/healthz", "/metrics", "/openapi.json"].iter().map(|p| {
-        (
-            (*p).to_string(),
-            if *p == "/token" { "POST" } else { "GET" }.to_string(),
-        )
-    }))
+    .chain(
+        ["/token", "/health/ping", "/healthz", "/metrics", "/openapi.json"]
+            .iter()
+            .map(|p| {
+                (
+                    (*p).to_string(),
+                    if *p == "/token" { "POST" } else { "GET" }.to_string(),
+                )
+            }),
+    )
     .collect();
     assert_eq!(fuzzed, crate::openapi::documented_operations());
 }

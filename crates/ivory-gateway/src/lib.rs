@@ -11,6 +11,7 @@
 //! tests use `LocalBackend` (feature `test-support`).
 
 mod admin;
+mod allocation_query;
 pub mod auth;
 mod error;
 mod events;
@@ -23,6 +24,8 @@ mod holds_grpc;
 mod openapi;
 mod parse;
 mod queries;
+mod records;
+mod url_query;
 mod writes;
 
 #[cfg(test)]
@@ -120,7 +123,6 @@ impl GatewayConfig {
 pub(crate) struct Gateway {
     pub backend: Arc<dyn Backend>,
     pub config: GatewayConfig,
-    pub default_config: Arc<Config>,
     configs: Mutex<HashMap<String, (Arc<Config>, Instant)>>,
 }
 
@@ -228,8 +230,9 @@ pub(crate) fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/allocation/unallocate", post(writes::unallocate)),
         ("/allocation/reallocate", post(writes::reallocate)),
         ("/allocation/consume", post(writes::consume)),
-        ("/allocation/query", post(queries::allocation_query)),
+        ("/allocation/query", post(allocation_query::allocation_query)),
         ("/onhand/indexquery", post(queries::index_query)),
+        ("/indexquery", post(queries::index_query_alias)),
         ("/onhand/exactquery", post(queries::exact_query)),
         ("/configuration", get(admin::get_configuration)),
         ("/configuration/hardupdate", post(admin::hard_update)),
@@ -250,6 +253,7 @@ pub(crate) fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
 pub(crate) fn open_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![
         ("/token", post(auth::token)),
+        ("/health/ping", get(admin::health_ping)),
         ("/healthz", get(admin::healthz)),
         ("/metrics", get(admin::metrics)),
         ("/openapi.json", get(openapi::serve)),
@@ -266,7 +270,6 @@ pub fn router(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
     let state: AppState = Arc::new(Gateway {
         backend,
         config,
-        default_config: Arc::new(Config::default_config()),
         configs: Mutex::new(HashMap::new()),
     });
     let mut api = Router::new();

@@ -48,6 +48,7 @@ pub(crate) fn document() -> &'static utoipa::openapi::OpenApi {
     ),
     paths(
         crate::auth::token,
+        crate::admin::health_ping,
         crate::admin::healthz,
         crate::admin::metrics,
         serve_doc,
@@ -65,8 +66,9 @@ pub(crate) fn document() -> &'static utoipa::openapi::OpenApi {
         crate::writes::unallocate,
         crate::writes::reallocate,
         crate::writes::consume,
-        crate::queries::allocation_query,
+        crate::allocation_query::allocation_query,
         crate::queries::index_query,
+        crate::queries::index_query_alias,
         crate::queries::exact_query,
         crate::admin::get_configuration,
         crate::admin::hard_update,
@@ -1306,7 +1308,7 @@ mod tests {
             }
         }
         assert_eq!(registered, super::documented_operations());
-        assert_eq!(registered.len(), 34, "{registered:#?}");
+        assert_eq!(registered.len(), 36, "{registered:#?}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use ivory_core::config::PartitionMode;
 use ivory_core::json::KeyCanon;
 use ivory_core::model::{NAME_LEN_MAX, canonical_name};
 use serde::de::DeserializeOwned;
@@ -345,13 +346,10 @@ pub(crate) fn needs_mappings<'a>(items: impl IntoIterator<Item = &'a Value>) -> 
 pub(crate) async fn mapping_config(
     gateway: &Gateway,
     environment: &str,
-    needed: bool,
+    _needed: bool,
 ) -> Result<Arc<Config>, ApiError> {
-    if needed {
-        gateway.environment_config(environment).await
-    } else {
-        Ok(Arc::clone(&gateway.default_config))
-    }
+    // Always the environment's (cached briefly): its partition mode decides where a write lives.
+    gateway.environment_config(environment).await
 }
 
 pub(crate) fn partition_and_cell(
@@ -360,6 +358,7 @@ pub(crate) fn partition_and_cell(
     config: &Config,
     path: &str,
     product_required: bool,
+    partition_optional: bool,
 ) -> Result<(PartitionKey, Cell), ApiError> {
     let organization = required_text(obj, "organizationId", path)?;
     let product = if product_required {
@@ -369,10 +368,20 @@ pub(crate) fn partition_and_cell(
     };
     let data_source = optional_text(obj, "dimensionDataSource", path)?;
     let pairs = dimension_pairs(obj, path)?;
-    let (site, location, dims) = config
-        .normalize_dimensions(
+    let pairs = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    // By location, IV accepts on-hand changes without site and location; the shard refuses the
+    // writes among them that take stock (body statusCode 500). By product they are optional.
+    if config.partition_mode == PartitionMode::ByProduct && product.is_empty() {
+        return Err(missing(path, "productId"));
+    }
+    let (partition, dims) = config
+        .place(
+            environment,
+            &organization,
+            &product,
             data_source.as_deref(),
-            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            pairs,
+            partition_optional,
         )
         .map_err(|m| {
             ApiError::bad_request(
@@ -380,10 +389,7 @@ pub(crate) fn partition_and_cell(
                 if path.is_empty() { m } else { format!("{path}.{m}") },
             )
         })?;
-    Ok((
-        PartitionKey::new(environment, organization, site, location),
-        Cell { product, dims },
-    ))
+    Ok((partition, Cell { product, dims }))
 }
 
 /// Parses one write item into its command.
@@ -407,7 +413,7 @@ pub(crate) fn write_command(
     let id = required_text(obj, "id", path)?;
     match kind {
         WriteKind::Change => {
-            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true, true)?;
             Ok(Command::OnHandChange(OnHandChange {
                 id,
                 partition,
@@ -416,7 +422,7 @@ pub(crate) fn write_command(
             }))
         }
         WriteKind::Set => {
-            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true, true)?;
             let modified_ms = match obj.get("modifiedDateTimeUTC") {
                 None | Some(Value::Null) => None,
                 Some(v) => Some(timestamp_ms(v, &join(path, "modifiedDateTimeUTC"))?),
@@ -430,7 +436,7 @@ pub(crate) fn write_command(
             }))
         }
         WriteKind::Reserve => {
-            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true, true)?;
             let modifier = required_text(obj, "modifier", path)?;
             let measure = match optional_text(obj, "quantityDataSource", path)? {
                 Some(ds) => MeasureRef::new(&ds, &modifier),
@@ -460,7 +466,7 @@ pub(crate) fn write_command(
         }
         WriteKind::Unreserve => {
             // `productId` joined the unreserve body only in IV's 2024 docs: optional here.
-            let (partition, _cell) = partition_and_cell(obj, environment, config, path, false)?;
+            let (partition, _cell) = partition_and_cell(obj, environment, config, path, false, false)?;
             let reservation_id = required_text(obj, "reservationId", path)?;
             let offset = match obj.get("OffsetQty") {
                 None | Some(Value::Null) => return Err(missing(path, "OffsetQty")),
@@ -474,7 +480,7 @@ pub(crate) fn write_command(
             }))
         }
         WriteKind::Schedule => {
-            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true, false)?;
             Ok(Command::ScheduleChange(ScheduleChange {
                 id,
                 partition,
@@ -483,7 +489,7 @@ pub(crate) fn write_command(
             }))
         }
         WriteKind::Allocate | WriteKind::Unallocate => {
-            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true, true)?;
             let allocation = Allocation {
                 id,
                 partition,
@@ -498,7 +504,7 @@ pub(crate) fn write_command(
             })
         }
         WriteKind::Reallocate => {
-            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true, true)?;
             let source_groups = match obj.get("sourceGroups") {
                 None | Some(Value::Null) => return Err(missing(path, "sourceGroups")),
                 Some(v) => group_path(v, config, &join(path, "sourceGroups"))?,
@@ -513,7 +519,7 @@ pub(crate) fn write_command(
             }))
         }
         WriteKind::Consume => {
-            let (partition, cell) = partition_and_cell(obj, environment, config, path, true)?;
+            let (partition, cell) = partition_and_cell(obj, environment, config, path, true, true)?;
             Ok(Command::Consume(Consumption {
                 id,
                 partition,

@@ -10,19 +10,18 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use ivory_core::allocation::AllocationQuery;
-use ivory_core::date::{day_of_ms, format_day, parse_day};
-use ivory_core::json::KeyCanon;
+use ivory_core::config::PartitionMode;
+use ivory_core::date::{day_of_ms, parse_day};
 use ivory_core::model::{LOCATION_ID, SITE_ID, base_dimension, canonical_name};
 use ivory_core::query::{QUERY_LOCATIONS_MAX, QUERY_PRODUCTS_MAX};
 use ivory_core::schedule::AtpRequest;
-use ivory_core::{Config, ExactFilter, PartitionKey, Quantities, Query, ReadRequest, ReadResponse, Record};
+use ivory_core::{Config, ExactFilter, PartitionKey, Query, ReadRequest, ReadResponse, Record};
 use serde_json::{Map, Value, json};
 
-use crate::parse::{
-    ApiPath, FIELDS, bool_value, json_body, mapping_config, optional_text, partition_and_cell, target_groups,
-    text_value,
-};
+use crate::parse::{ApiPath, bool_value, json_body, mapping_config, optional_text, text_value};
+use crate::records::record_json;
+pub(crate) use crate::url_query::onhand_query_body;
+use crate::url_query::query_pairs;
 use crate::{ApiError, AppState, json_response};
 
 /// IV 2024 (*By location*): at most 10,000 site x location pairs per query, beyond v1's 100.
@@ -260,7 +259,25 @@ fn index_plans(
     }
     let sites = sorted_unique(sites.into_iter().filter(|s| !s.is_empty()).collect());
     let locations = sorted_unique(locations.into_iter().filter(|s| !s.is_empty()).collect());
+    let by_product = config.partition_mode == PartitionMode::ByProduct;
+    let mut group = group_by(obj, config, ds)?;
     let pairs = match (sites.is_empty(), locations.is_empty()) {
+        // By product, site and location filter (and split) the product's cells like any dimension.
+        _ if by_product => {
+            if products.is_empty() {
+                return Err(ApiError::bad_request(
+                    "field.missing",
+                    "filters.productId: required when partitions are by product",
+                ));
+            }
+            for (dim, sent, values) in [(SITE_ID, "siteId", sites), (LOCATION_ID, "locationId", locations)] {
+                if !values.is_empty() {
+                    dim_filters.insert(dim.to_string(), values);
+                    group.push((dim.to_string(), sent.to_string()));
+                }
+            }
+            None
+        }
         (true, true) => {
             if products.is_empty() {
                 return Err(ApiError::bad_request(
@@ -317,7 +334,7 @@ fn index_plans(
     let common = Common {
         products,
         filters: dim_filters,
-        group_by: group_by(obj, config, ds)?,
+        group_by: group,
         return_negative: bool_value(obj.get("returnNegative"), "returnNegative", false)?,
         atp,
     };
@@ -374,14 +391,27 @@ fn exact_plans(
         dims.push(map_dim(config, ds, name, &format!("filters.{names_field}[{i}]"))?);
         sent.push(name.clone());
     }
-    let (Some(site_col), Some(loc_col)) = (
+    let by_product = config.partition_mode == PartitionMode::ByProduct;
+    let columns = match (
         dims.iter().position(|d| d == SITE_ID),
         dims.iter().position(|d| d == LOCATION_ID),
-    ) else {
-        return Err(ApiError::bad_request(
-            "field.missing",
-            format!("filters.{names_field}: must include siteId and locationId"),
-        ));
+    ) {
+        _ if by_product => {
+            if products.is_empty() {
+                return Err(ApiError::bad_request(
+                    "field.missing",
+                    "filters.productId: required when partitions are by product",
+                ));
+            }
+            None
+        }
+        (Some(site_col), Some(loc_col)) => Some((site_col, loc_col)),
+        _ => {
+            return Err(ApiError::bad_request(
+                "field.missing",
+                format!("filters.{names_field}: must include siteId and locationId"),
+            ));
+        }
     };
     if BTreeSet::from_iter(dims.iter()).len() != dims.len() {
         return Err(ApiError::bad_request(
@@ -466,10 +496,13 @@ fn exact_plans(
     }
     let mut plans = Vec::new();
     for (organization, tuples) in by_org {
-        let pairs: BTreeSet<(String, String)> = tuples
-            .iter()
-            .map(|t| (t[site_col].clone(), t[loc_col].clone()))
-            .collect();
+        let pairs: BTreeSet<(String, String)> = match columns {
+            Some((site_col, loc_col)) => tuples
+                .iter()
+                .map(|t| (t[site_col].clone(), t[loc_col].clone()))
+                .collect(),
+            None => BTreeSet::new(),
+        };
         if version == ApiVersion::V1 && pairs.len() > QUERY_LOCATIONS_MAX {
             return Err(ApiError::bad_request(
                 "limit.locations",
@@ -481,7 +514,7 @@ fn exact_plans(
         }
         plans.push(Plan {
             organization,
-            locations: Some(pairs.into_iter().collect()),
+            locations: columns.map(|_| pairs.into_iter().collect()),
             exact: Some(ExactFilter {
                 dims: dims.clone(),
                 tuples,
@@ -639,58 +672,6 @@ fn in_index_set_order(config: &Config, group_by: Vec<String>) -> Vec<String> {
     }
 }
 
-fn record_json(org: Option<&str>, record: &Record, common: &Common) -> Value {
-    let mut dims = Map::new();
-    for (base, value) in &record.dims {
-        let name = common
-            .group_by
-            .iter()
-            .find(|(b, _)| b == base)
-            .map_or(base.as_str(), |(_, sent)| sent.as_str());
-        dims.insert(name.to_string(), json!(value));
-    }
-    dims.insert(SITE_ID.into(), json!(record.site));
-    dims.insert(LOCATION_ID.into(), json!(record.location));
-    let mut out = Map::new();
-    if let Some(org) = org {
-        out.insert("organizationId".into(), json!(org));
-    }
-    out.insert("productId".into(), json!(record.product));
-    out.insert("dimensions".into(), Value::Object(dims));
-    out.insert("quantities".into(), quantities_json(&record.quantities));
-    if common.atp.is_some() {
-        out.insert(
-            "quantitiesByDate".into(),
-            by_date_json(&record.quantities_by_date, "T00:00:00"),
-        );
-        out.insert(
-            "atpQuantities".into(),
-            by_date_json(&record.atp_quantities, "T00:00:00Z"),
-        );
-    }
-    Value::Object(out)
-}
-
-fn quantities_json(q: &Quantities) -> Value {
-    let sources: Map<String, Value> = q
-        .iter()
-        .map(|(ds, measures)| {
-            let m: Map<String, Value> = measures.iter().map(|(k, q)| (k.clone(), q.to_json())).collect();
-            (ds.clone(), Value::Object(m))
-        })
-        .collect();
-    Value::Object(sources)
-}
-
-/// `{"2022-02-02T00:00:00": {...}}` (api/iv-api.md §2.6 spells the two maps' keys differently).
-fn by_date_json(days: &BTreeMap<i64, Quantities>, suffix: &str) -> Value {
-    Value::Object(
-        days.iter()
-            .map(|(d, q)| (format!("{}{suffix}", format_day(*d)), quantities_json(q)))
-            .collect(),
-    )
-}
-
 pub(crate) fn paging(query: Option<&str>) -> Result<(usize, usize), ApiError> {
     let mut page = 1usize;
     let mut size = PAGE_SIZE_DEFAULT;
@@ -726,7 +707,10 @@ fn render(
     page: (usize, usize),
 ) -> Response {
     if version == ApiVersion::V1 {
-        let list: Vec<Value> = records.iter().map(|(_, r)| record_json(None, r, common)).collect();
+        let list: Vec<Value> = records
+            .iter()
+            .map(|(_, r)| record_json(None, r, &common.group_by, common.atp.is_some()))
+            .collect();
         return json_response(StatusCode::OK, Value::Array(list));
     }
     let (number, size) = page;
@@ -742,7 +726,7 @@ fn render(
     let list: Vec<Value> = records
         .iter()
         .filter(|(_, r)| wanted.contains(&(r.location.as_str(), r.site.as_str())))
-        .map(|(org, r)| record_json(Some(org), r, common))
+        .map(|(org, r)| record_json(Some(org), r, &common.group_by, common.atp.is_some()))
         .collect();
     let next = if start.saturating_add(size) < warehouses.len() {
         format!("onhand/{endpoint}?pageNumber={}&pageSize={size}", number + 1)
@@ -770,7 +754,7 @@ async fn run(
     Ok(render(version, endpoint, &records, &common, page))
 }
 
-fn respond(result: Result<Response, ApiError>) -> Response {
+pub(crate) fn respond(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
@@ -790,6 +774,24 @@ pub(crate) async fn index_query(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     posted_query(s, env, query, headers, body, "indexquery").await
+}
+
+#[utoipa::path(post, path = "/api/environment/{environmentId}/indexquery", tag = "queries", summary = "Query on-hand by index (the path some IV clients use)",
+    params(crate::openapi::EnvironmentPath, crate::openapi::PageQuery, crate::openapi::ApiVersionHeader),
+    request_body(content = crate::openapi::IndexQueryRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The same answer as `onhand/indexquery`",
+            body = inline(crate::openapi::QueryAnswer)),
+    ))]
+/// `POST /indexquery`: IV's own ATP test client posts index queries here, without `/onhand`.
+pub(crate) async fn index_query_alias(
+    state: State<AppState>,
+    env: ApiPath<String>,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    index_query(state, env, query, headers, body).await
 }
 
 #[utoipa::path(post, path = "/api/environment/{environmentId}/onhand/exactquery", tag = "queries", summary = "Query on-hand by exact dimension tuples",
@@ -828,37 +830,6 @@ async fn posted_query(
     )
 }
 
-/// Decodes a URL query string into (key, value) pairs (`+` is a space, `%XX` a byte).
-fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    let Some(q) = query else { return Vec::new() };
-    fn decode(s: &str) -> String {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            let hex = |j: usize| bytes.get(j).and_then(|b| (*b as char).to_digit(16));
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' if hex(i + 1).is_some() && hex(i + 2).is_some() => {
-                    let v = hex(i + 1).unwrap_or(0) * 16 + hex(i + 2).unwrap_or(0);
-                    out.push(u8::try_from(v).unwrap_or(b'?'));
-                    i += 2;
-                }
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    q.split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
 #[utoipa::path(get, path = "/api/environment/{environmentId}/onhand", tag = "queries", summary = "Query on-hand by URL parameters",
     params(crate::openapi::EnvironmentPath, crate::openapi::OnHandQuery),
     responses((status = 200, description = "The records, as a v1 index query answers", body = Vec<crate::openapi::QueryRecord>)))]
@@ -872,130 +843,4 @@ pub(crate) async fn get_onhand(
 ) -> Response {
     let body = onhand_query_body(query.as_deref());
     respond(run(s, env, ApiVersion::V1, "indexquery", body, (1, PAGE_SIZE_DEFAULT)).await)
-}
-
-/// The body of an allocation query.
-pub(crate) fn allocation_request(
-    obj: &Map<String, Value>,
-    env: &str,
-    config: &Config,
-) -> Result<AllocationQuery, ApiError> {
-    let (partition, cell) = partition_and_cell(obj, env, config, "", true)?;
-    let groups = target_groups(obj, config, "", false)?;
-    Ok(AllocationQuery {
-        partition,
-        cell,
-        groups,
-    })
-}
-
-/// The index query body that `GET /onhand?...` stands for.
-pub(crate) fn onhand_query_body(query: Option<&str>) -> Value {
-    let mut filters = Map::new();
-    let mut group: Vec<Value> = Vec::new();
-    let mut body = Map::new();
-    for (key, value) in query_pairs(query) {
-        let lower = key.to_ascii_lowercase();
-        match lower.as_str() {
-            "groupby" | "groupbyvalues" => {
-                group.extend(
-                    value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|v| !v.is_empty())
-                        .map(|v| json!(v)),
-                );
-            }
-            "returnnegative" => {
-                body.insert("returnNegative".into(), json!(value));
-            }
-            "queryatp" => {
-                body.insert("QueryATP".into(), json!(value));
-            }
-            "dimensiondatasource" => {
-                body.insert("dimensionDataSource".into(), json!(value));
-            }
-            "atpfromdate" => {
-                body.insert("ATPFromDate".into(), json!(value));
-            }
-            "atptodate" => {
-                body.insert("ATPToDate".into(), json!(value));
-            }
-            _ => {
-                let canonical = match lower.as_str() {
-                    "organizationid" => "organizationId".to_string(),
-                    "productid" => "productId".to_string(),
-                    "siteid" => "siteId".to_string(),
-                    "locationid" => "locationId".to_string(),
-                    _ => lower,
-                };
-                let slot = filters.entry(canonical).or_insert_with(|| Value::Array(Vec::new()));
-                if let Value::Array(list) = slot {
-                    list.push(json!(value));
-                }
-            }
-        }
-    }
-    body.insert("filters".into(), Value::Object(filters));
-    body.insert("groupByValues".into(), Value::Array(group));
-    Value::Object(body)
-}
-
-#[utoipa::path(post, path = "/api/environment/{environmentId}/allocation/query", tag = "allocation", summary = "Query allocations",
-    params(crate::openapi::EnvironmentPath),
-    request_body(content = crate::openapi::AllocationQueryRequest, content_type = "application/json"),
-    responses((status = 200, description = "One record per group path", body = Vec<crate::openapi::AllocationRecord>)))]
-/// `POST /allocation/query`: `{productId, organizationId, dimensions, groups}`; dimensions match
-/// exactly, `groups` (or `targetGroups`) is a prefix of the path (empty = every path). Answers
-/// `[{productId, dimensions, groups: {level: value}, quantities: {"@iv": {...}}}]`.
-pub(crate) async fn allocation_query(
-    State(s): State<AppState>,
-    ApiPath(env): ApiPath<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    respond(
-        async {
-            let value = json_body(body)?;
-            let Value::Object(obj) = &value else {
-                return Err(ApiError::bad_request("body.not_object", "body: must be a JSON object"));
-            };
-            let config = s.environment_config(&env).await?;
-            let query = allocation_request(obj, &env, &config)?;
-            let shard = s.backend.shard_of(&query.partition);
-            let request = ReadRequest::Allocations(query);
-            let records = match s.read(shard, request).await? {
-                ReadResponse::Allocations(list) => list,
-                ReadResponse::Refused(message) => return Err(ApiError::bad_request("query.invalid", message)),
-                _ => return Err(ApiError::bad_backend("an allocation query answered something else")),
-            };
-            let names = KeyCanon::new(FIELDS);
-            let list: Vec<Value> = records
-                .iter()
-                .map(|r| {
-                    let mut dims: Map<String, Value> = r.dims.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-                    dims.insert(SITE_ID.into(), json!(r.site));
-                    dims.insert(LOCATION_ID.into(), json!(r.location));
-                    let groups: Map<String, Value> = config
-                        .allocation_groups
-                        .iter()
-                        .zip(&r.groups)
-                        .map(|(level, v)| (names.canonical(level), json!(v)))
-                        .collect();
-                    json!({
-                        "productId": r.product,
-                        "dimensions": dims,
-                        "groups": groups,
-                        "quantities": {"@iv": {
-                            "@allocated": r.state.allocated.to_json(),
-                            "@consumed": r.state.consumed.to_json(),
-                            "@cumulative_allocated": r.state.cumulative_allocated.to_json(),
-                            "@cumulative_consumed": r.state.cumulative_consumed.to_json(),
-                        }},
-                    })
-                })
-                .collect();
-            Ok(json_response(StatusCode::OK, Value::Array(list)))
-        }
-        .await,
-    )
 }

@@ -96,7 +96,7 @@ fn stock(id: &str, product: &str, site: &str, loc: &str, extra: Value, qty: Valu
             dims[k] = v;
         }
     }
-    json!({"id": id, "organizationId": "usmf", "productId": product, "dimensions": dims, "quantities": {"iv": {"onhand": qty}}})
+    json!({"id": id, "organizationId": "usmf", "productId": product, "dimensions": dims, "quantities": {"pos": {"inbound": qty}}})
 }
 
 fn index_query(products: &[&str], sites: &[&str], locs: &[&str], group: &[&str]) -> Value {
@@ -467,10 +467,11 @@ async fn bad_input_is_refused_and_changes_nothing() {
     v["id"] = json!("n3");
     v["quantities"]["iv"]["onhand"] = json!("1e40");
     cases.push((v, "field.bad_number"));
+    // (An on-hand change without siteId is accepted, as IV has it: tests/issue14.rs.)
     let mut v = good.clone();
     v["id"] = json!("n4");
-    v["dimensions"].as_object_mut().unwrap().remove("siteId");
-    cases.push((v, "field.bad_dimensions"));
+    v["dimensions"]["siteId"] = json!("x".repeat(300));
+    cases.push((v, "field.too_long"));
     let mut v = good.clone();
     v["id"] = json!("n5");
     v["quantities"] = json!({"iv": {"nosuchmeasure": 1}});
@@ -710,7 +711,7 @@ async fn leniency_keys_numbers_paths() {
     let (app, _) = setup();
     let t = token(&app, ENV).await;
     let body = json!({"ID": "len1", "OrganizationID": "usmf", "PRODUCTID": "Lp", "Dimensions": {"SITEID": "1", "locationid": "11", "colorId": "", "SizeId": "M"},
-        "Quantities": {"IV": {"OnHand": "10"}}});
+        "Quantities": {"POS": {"InBound": "10"}}});
     let r = send(
         &app,
         Method::POST,
@@ -742,10 +743,10 @@ async fn leniency_keys_numbers_paths() {
     // Exact decimals.
     let mut b = body.clone();
     b["ID"] = json!("len2");
-    b["Quantities"]["IV"]["OnHand"] = json!("0.1");
+    b["Quantities"]["POS"]["InBound"] = json!("0.1");
     post(&app, &t, "onhand", b.clone()).await;
     b["ID"] = json!("len3");
-    b["Quantities"]["IV"]["OnHand"] = json!(0.2);
+    b["Quantities"]["POS"]["InBound"] = json!(0.2);
     post(&app, &t, "onhand", b).await;
     let r = post(
         &app,
@@ -1027,4 +1028,5 @@ async fn real_listener_smoke() {
 }
 
 mod grpc;
+mod issue14;
 mod issue6;

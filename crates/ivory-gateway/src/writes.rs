@@ -166,13 +166,14 @@ fn outcome_code(outcome: Outcome) -> Option<&'static str> {
         Outcome::NotFound => Some("reservation.not_found"),
         Outcome::Conflict => Some("event.conflict"),
         Outcome::Invalid => Some("command.invalid"),
+        Outcome::Refused => Some("command.refused"),
     }
 }
 
 fn http_status(outcome: Outcome) -> StatusCode {
     match outcome {
         Outcome::Success | Outcome::PartialSuccess => StatusCode::OK,
-        Outcome::Insufficient | Outcome::Conflict => StatusCode::CONFLICT,
+        Outcome::Insufficient | Outcome::Conflict | Outcome::Refused => StatusCode::CONFLICT,
         Outcome::NotFound => StatusCode::NOT_FOUND,
         Outcome::Invalid => StatusCode::BAD_REQUEST,
     }

@@ -24,7 +24,7 @@ fn command(id: String) -> Command {
             product: "p".into(),
             dims: Dims::new(),
         },
-        quantities: [("iv".to_string(), [("onhand".to_string(), Qty::from_i64(1))].into())].into(),
+        quantities: [("pos".to_string(), [("inbound".to_string(), Qty::from_i64(1))].into())].into(),
     })
 }
 

@@ -54,7 +54,7 @@ async fn schedules_atp_and_allocation_on_three_nodes() {
         c.post_ok(
             "onhand",
             &json!({"id": "bike-stock", "organizationId": "org", "productId": "Bike", "dimensions": dims(),
-                    "quantities": {"iv": {"onhand": 20}}}),
+                    "quantities": {"pos": {"inbound": 20}}}),
         )
         .await;
         let plan: Vec<Value> = [(0, -3), (2, 10), (3, -15), (4, 1), (5, 3)]
@@ -62,7 +62,7 @@ async fn schedules_atp_and_allocation_on_three_nodes() {
             .enumerate()
             .map(|(i, (offset, q))| {
                 json!({"id": format!("plan-{i}"), "organizationId": "org", "productId": "Bike", "dimensions": dims(),
-                       "quantitiesByDate": {day(*offset): {"iv": {"onhand": q}}}})
+                       "quantitiesByDate": {day(*offset): {"pos": {"inbound": q}}}})
             })
             .collect();
         let r = c.post_ok("onhand/changeschedule/bulk", &Value::Array(plan)).await;
@@ -75,7 +75,7 @@ async fn schedules_atp_and_allocation_on_three_nodes() {
                 &c,
                 "onhand/changeschedule",
                 &json!({"id": format!("edge-{offset}"), "organizationId": "org", "productId": "Bike", "dimensions": dims(),
-                        "quantitiesByDate": {day(offset): {"iv": {"onhand": 100}}}}),
+                        "quantitiesByDate": {day(offset): {"pos": {"inbound": 100}}}}),
             )
             .await;
             assert_eq!(status, 400, "{label}: {body}");

@@ -42,7 +42,7 @@ fn stock_all() -> Value {
         .map(|k| {
             let (product, site) = key(k);
             json!({"id": format!("stock-{k}"), "organizationId": "org", "productId": product,
-                   "dimensions": dims(&site), "quantities": {"iv": {"onhand": stock_of(k)}}})
+                   "dimensions": dims(&site), "quantities": {"pos": {"inbound": stock_of(k)}}})
         })
         .collect();
     Value::Array(items)

@@ -49,7 +49,7 @@ fn sites(n: usize) -> Vec<(String, u32)> {
 
 fn stock(id: &str, product: &str, site: &str, qty: i64) -> Value {
     json!({"id": id, "organizationId": ORG, "productId": product,
-           "dimensions": {"siteId": site, "locationId": "11"}, "quantities": {"iv": {"onhand": qty}}})
+           "dimensions": {"siteId": site, "locationId": "11"}, "quantities": {"pos": {"inbound": qty}}})
 }
 
 fn item(line: &str, product: &str, site: &str, qty: i64) -> Value {

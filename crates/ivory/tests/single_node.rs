@@ -112,7 +112,7 @@ async fn serve_walkthrough_limits_auth_and_restart() {
         // Limits: 512 items are fine, 513 are refused whole and write nothing.
         let item = |i: usize| {
             json!({"id": format!("bulk-{i}"), "organizationId": "usmf", "productId": format!("B{i}"),
-                   "dimensions": {"siteId": "9", "locationId": "91"}, "quantities": {"iv": {"onhand": 1}}})
+                   "dimensions": {"siteId": "9", "locationId": "91"}, "quantities": {"pos": {"inbound": 1}}})
         };
         let too_many: Vec<Value> = (0..513).map(item).collect();
         let refused = c.post("onhand/bulk", &Value::Array(too_many)).await.unwrap();

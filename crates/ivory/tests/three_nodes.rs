@@ -15,7 +15,7 @@ const SHARDS: u32 = 4;
 
 fn stock(id: &str, product: &str, qty: i64) -> Value {
     json!({"id": id, "organizationId": "org", "productId": product,
-           "dimensions": {"siteId": "1", "locationId": "11"}, "quantities": {"iv": {"onhand": qty}}})
+           "dimensions": {"siteId": "1", "locationId": "11"}, "quantities": {"pos": {"inbound": qty}}})
 }
 
 fn reserve(id: &str, product: &str) -> Value {

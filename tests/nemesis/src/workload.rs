@@ -159,7 +159,7 @@ impl Api {
             path: "onhand".into(),
             body: Some(
                 json!({"id": id, "organizationId": ORGANIZATION, "productId": "LIVENESS",
-                "dimensions": {"siteId": SITE, "locationId": location}, "quantities": {"iv": {"onhand": 1}}}),
+                "dimensions": {"siteId": SITE, "locationId": location}, "quantities": {"pos": {"inbound": 1}}}),
             ),
         };
         matches!(self.send(node, &req).await, Answer::Http(200, _))
@@ -196,7 +196,7 @@ fn onhand_req(key: &Key, id: &str, q: i64) -> Req {
         path: "onhand".into(),
         body: Some(
             json!({"id": id, "organizationId": ORGANIZATION, "productId": key.product,
-            "dimensions": dims(key), "quantities": {"iv": {"onhand": q}}}),
+            "dimensions": dims(key), "quantities": {"pos": {"inbound": q}}}),
         ),
     }
 }

@@ -214,7 +214,7 @@ async fn grpc_allocation_and_schedule() {
 
     let day = ivory_core::date::format_day(crate::queries::today() + 10);
     let s = json!({"id": "gs1", "organizationId": "usmf", "productId": "G2",
-                   "dimensions": {"siteId": "1", "locationId": "13"}, "quantitiesByDate": {day: {"iv": {"onhand": 1}}}});
+                   "dimensions": {"siteId": "1", "locationId": "13"}, "quantitiesByDate": {day: {"pos": {"inbound": 1}}}});
     let e = client.change_schedule(authed(write(s), &t)).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     assert!(e.message().starts_with("command.invalid:"), "{e:?}");

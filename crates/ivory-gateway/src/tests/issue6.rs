@@ -55,11 +55,11 @@ async fn atp_worked_example_through_index_get_and_exact_queries() {
     seed(&app, &t, "P-ATP", 20).await;
     // Day 1 is today: -3 day 1, +10 day 3, -15 day 4, +1 day 5, +3 day 6 (api/iv-api.md §4).
     let by_date = json!({
-        day(0): {"iv": {"onhand": -3}},
-        format!("{}T00:00:00Z", day(2)): {"iv": {"onhand": 10}},
-        day(3).replace('-', "/"): {"iv": {"onhand": "-15"}},
-        day(4): {"iv": {"onhand": 1}},
-        day(5): {"IV": {"OnHand": 3}},
+        day(0): {"pos": {"inbound": -3}},
+        format!("{}T00:00:00Z", day(2)): {"pos": {"inbound": 10}},
+        day(3).replace('-', "/"): {"pos": {"inbound": "-15"}},
+        day(4): {"pos": {"inbound": 1}},
+        day(5): {"POS": {"InBound": 3}},
     });
     let r = post(&app, &t, "onhand/changeschedule", schedule("cs-1", "P-ATP", by_date)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -160,12 +160,12 @@ async fn atp_query_rules_are_checked() {
     );
 
     // ATP values are returned even when negative, whatever returnNegative says.
-    let body = schedule("neg", "P-ATP2", json!({ day(1): {"iv": {"onhand": -8}} }));
+    let body = schedule("neg", "P-ATP2", json!({ day(1): {"pos": {"inbound": -8}} }));
     let r = post(&app, &t, "onhand/changeschedule", body).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     // `quantityDataSource` lets a date hold `{measure: number}`.
-    let mut body = schedule("qds", "P-ATP2", json!({ day(2): {"onhand": 1} }));
-    body["quantityDataSource"] = json!("iv");
+    let mut body = schedule("qds", "P-ATP2", json!({ day(2): {"inbound": 1} }));
+    body["quantityDataSource"] = json!("pos");
     let r = post(&app, &t, "onhand/changeschedule", body).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let mut q = atp_query("P-ATP2");
@@ -191,7 +191,7 @@ async fn schedule_window_edges_and_bad_dates() {
     let (app, _) = setup();
     let t = token(&app, ENV).await;
     seed(&app, &t, "P-WIN", 10).await;
-    let one = |id: &str, d: String, q: i64| schedule(id, "P-WIN", json!({ d: {"iv": {"onhand": q}} }));
+    let one = |id: &str, d: String, q: i64| schedule(id, "P-WIN", json!({ d: {"pos": {"inbound": q}} }));
 
     let r = post(&app, &t, "onhand/changeschedule", one("w-yesterday", day(-1), 1)).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
@@ -211,7 +211,7 @@ async fn schedule_window_edges_and_bad_dates() {
     let both = schedule(
         "w-mixed",
         "P-WIN",
-        json!({ day(1): {"iv": {"onhand": 100}}, day(7): {"iv": {"onhand": 1}} }),
+        json!({ day(1): {"pos": {"inbound": 100}}, day(7): {"pos": {"inbound": 1}} }),
     );
     let r = post(&app, &t, "onhand/changeschedule", both).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
@@ -342,8 +342,10 @@ async fn allocation_round_trip() {
     );
     let mut b = alloc("a6", json!({"channel": "Online"}), json!(1));
     b["dimensions"].as_object_mut().unwrap().remove("siteId");
+    // By location, an allocation without site and location is a business refusal (IV: body 500).
     let r = post(&app, &t, "allocation/allocate", b).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.body["statusCode"], 500, "{}", r.body);
     assert!(r.body["message"].as_str().unwrap().contains("siteId"), "{}", r.body);
     let r = post(
         &app,

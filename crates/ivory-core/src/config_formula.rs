@@ -1,0 +1,103 @@
+//! Calculated measures: formulas over physical measures, where a term may itself be a
+//! calculated measure (expanded when the configuration is compiled, so evaluation only ever
+//! sums physical measures).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::config::ConfigError;
+use crate::config::{ConfigDoc, DataSource, Formula, FormulaDoc, bad};
+use crate::model::{MeasureRef, canonical_name};
+
+/// A calculated measure as declared: the path of its field and its formula.
+type Declared<'a> = BTreeMap<MeasureRef, (String, &'a FormulaDoc)>;
+
+/// Calculated measures, each expanded into physical terms. A term may name another calculated
+/// measure (IV's `@iv.@available_to_reserve` builds on the calculated `iv.onhand`): its terms
+/// are taken in, with their signs flipped under a subtraction; a cycle is refused.
+pub(crate) fn compile_calculated(
+    doc: &ConfigDoc,
+    data_sources: &BTreeMap<String, DataSource>,
+) -> Result<BTreeMap<MeasureRef, Formula>, ConfigError> {
+    let mut declared: Declared = BTreeMap::new();
+    for (ds_key, ds) in &doc.inventory_system_configurations {
+        let ds_name = canonical_name(ds_key);
+        for (calc_key, formula) in &ds.calculated_measures {
+            let field = format!("inventorySystemConfigurations.{ds_key}.calculatedMeasures.{calc_key}");
+            let calc = MeasureRef::new(&ds_name, calc_key);
+            if data_sources
+                .get(&ds_name)
+                .is_some_and(|d| d.physical.contains(&calc.measure))
+            {
+                return Err(bad(
+                    field,
+                    "a calculated measure cannot share a physical measure's name",
+                ));
+            }
+            declared.insert(calc, (field, formula));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for calc in declared.keys() {
+        expand(calc, &declared, data_sources, &mut out, &mut Vec::new())?;
+    }
+    Ok(out)
+}
+
+fn expand(
+    calc: &MeasureRef,
+    declared: &Declared,
+    data_sources: &BTreeMap<String, DataSource>,
+    out: &mut BTreeMap<MeasureRef, Formula>,
+    stack: &mut Vec<MeasureRef>,
+) -> Result<Formula, ConfigError> {
+    if let Some(done) = out.get(calc) {
+        return Ok(done.clone());
+    }
+    let Some((field, formula)) = declared.get(calc) else {
+        return Err(bad("(configuration)", format!("'{calc}' is not declared")));
+    };
+    stack.push(calc.clone());
+    let mut seen = BTreeSet::new();
+    let mut result = Formula {
+        add: Vec::new(),
+        sub: Vec::new(),
+    };
+    let lists = [
+        (&formula.addition_modifiers, "additionModifiers", true),
+        (&formula.subtraction_modifiers, "subtractionModifiers", false),
+    ];
+    for (list, which, positive) in lists {
+        for (i, term) in list.iter().enumerate() {
+            let tfield = format!("{field}.{which}[{i}]");
+            let m = MeasureRef::parse(term)
+                .ok_or_else(|| bad(&tfield, format!("'{term}' is not of the form dataSource.measure")))?;
+            if !seen.insert(m.clone()) {
+                return Err(bad(&tfield, format!("'{m}' appears twice in the formula")));
+            }
+            let (plus, minus) = if data_sources
+                .get(&m.data_source)
+                .is_some_and(|d| d.physical.contains(&m.measure))
+            {
+                (vec![m], Vec::new())
+            } else if declared.contains_key(&m) {
+                if stack.contains(&m) {
+                    return Err(bad(&tfield, format!("'{m}' refers back to '{calc}' (a cycle)")));
+                }
+                let inner = expand(&m, declared, data_sources, out, stack)?;
+                (inner.add, inner.sub)
+            } else {
+                return Err(bad(&tfield, format!("'{m}' is not a configured measure")));
+            };
+            if positive {
+                result.add.extend(plus);
+                result.sub.extend(minus);
+            } else {
+                result.add.extend(minus);
+                result.sub.extend(plus);
+            }
+        }
+    }
+    stack.pop();
+    out.insert(calc.clone(), result.clone());
+    Ok(result)
+}
