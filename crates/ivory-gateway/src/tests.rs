@@ -467,7 +467,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
     v["id"] = json!("n3");
     v["quantities"]["iv"]["onhand"] = json!("1e40");
     cases.push((v, "field.bad_number"));
-    // (An on-hand change without siteId is accepted, as IV has it: tests/issue14.rs.)
+    // (An on-hand change without siteId is accepted, as IV has it: tests/iv_compat.rs.)
     let mut v = good.clone();
     v["id"] = json!("n4");
     v["dimensions"]["siteId"] = json!("x".repeat(300));
@@ -1028,5 +1028,5 @@ async fn real_listener_smoke() {
 }
 
 mod grpc;
-mod issue14;
+mod iv_compat;
 mod issue6;
