@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 
 pub const CLIENT_ID: &str = "ivory-test";
 pub const CLIENT_SECRET: &str = "test-secret-0123456789abcdef";
+/// The cluster secret every node and CLI run of the harness shares (`IVORY_CLUSTER_SECRET`).
+pub const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789abcdef";
 
 /// A port that was free a moment ago. Another process could take it before the node binds it;
 /// starting then fails loudly, never silently.
@@ -78,6 +80,7 @@ impl Proc {
             .args(&self.args)
             .env("IVORY_CLIENT_ID", CLIENT_ID)
             .env("IVORY_CLIENT_SECRET", CLIENT_SECRET)
+            .env("IVORY_CLUSTER_SECRET", CLUSTER_SECRET)
             .env("RUST_LOG", "info,openraft=error,sled=warn")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
@@ -93,6 +96,22 @@ impl Proc {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Waits until the process exits by itself: `Some(success)`, or `None` after `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status.success());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -273,6 +292,11 @@ impl Cluster {
 
     /// [`Cluster::join`] on a given address (registered beforehand with `cluster add-node`).
     pub fn join_at(&mut self, id: u64, via: usize, addr: SocketAddr) -> usize {
+        self.join_with_env(id, via, addr, &[])
+    }
+
+    /// [`Cluster::join_at`] with extra environment variables (e.g. another `IVORY_CLUSTER_SECRET`).
+    pub fn join_with_env(&mut self, id: u64, via: usize, addr: SocketAddr, extra: &[(&str, &str)]) -> usize {
         let data = self._dir.path().join(format!("node{id}"));
         let args = join_args(id, addr, &data, &self.nodes[via].addr.to_string());
         let mut node = Proc {
@@ -283,14 +307,27 @@ impl Cluster {
             env: self.nodes.first().map(|n| n.env.clone()).unwrap_or_default(),
             child: None,
         };
+        node.env
+            .extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         node.spawn(&self.bin);
         self.nodes.push(node);
         self.nodes.len() - 1
     }
 
-    /// Runs the `ivory` CLI (e.g. `cluster status --endpoint ...`), killed after `timeout`.
+    /// Runs the `ivory` CLI (e.g. `cluster status --endpoint ...`) with the cluster secret,
+    /// killed after `timeout`.
     pub async fn cli(&self, args: &[&str], timeout: Duration) -> CliOutput {
-        let child = tokio::process::Command::new(&self.bin)
+        self.cli_with(args, Some(CLUSTER_SECRET), timeout).await
+    }
+
+    /// [`Cluster::cli`] with `IVORY_CLUSTER_SECRET` set to `secret`, or unset.
+    pub async fn cli_with(&self, args: &[&str], secret: Option<&str>, timeout: Duration) -> CliOutput {
+        let mut command = tokio::process::Command::new(&self.bin);
+        match secret {
+            Some(s) => command.env("IVORY_CLUSTER_SECRET", s),
+            None => command.env_remove("IVORY_CLUSTER_SECRET"),
+        };
+        let child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

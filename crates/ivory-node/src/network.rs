@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use ivory_cluster::ClusterSecret;
 use ivory_raft::openraft;
 use ivory_raft::{GroupId, NodeId, TypeConfig};
 use openraft::alias::{SnapshotOf, VoteOf};
@@ -116,6 +117,7 @@ fn dropped_status(addr: &str) -> tonic::Status {
 #[derive(Clone)]
 pub struct PeerChannel {
     channel: Channel,
+    secret: Arc<ClusterSecret>,
     addr: Arc<str>,
     faults: Arc<Faults>,
 }
@@ -136,8 +138,10 @@ impl tower::Service<HttpRequest> for PeerChannel {
         self.channel.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: HttpRequest) -> Self::Future {
+    fn call(&mut self, mut request: HttpRequest) -> Self::Future {
         use futures::{FutureExt, TryFutureExt};
+        // Every node-to-node call proves the cluster secret (crate::auth).
+        crate::auth::sign(&self.secret, request.headers_mut());
         if !self.faults.active() {
             return futures::future::Either::Left(self.channel.call(request).err_into());
         }
@@ -167,13 +171,22 @@ impl tower::Service<HttpRequest> for PeerChannel {
 }
 
 /// One channel per peer address, connected on first use.
-#[derive(Default)]
 pub struct Peers {
     channels: Mutex<HashMap<String, Channel>>,
     faults: Arc<Faults>,
+    secret: Arc<ClusterSecret>,
 }
 
 impl Peers {
+    /// Peers whose requests are signed with `secret`.
+    pub fn new(secret: Arc<ClusterSecret>) -> Peers {
+        Peers {
+            channels: Mutex::default(),
+            faults: Arc::default(),
+            secret,
+        }
+    }
+
     /// Fault injection: from now on, requests to `addrs` fail as unreachable.
     pub fn block(&self, addrs: impl IntoIterator<Item = String>) {
         self.faults.update(|s| s.drop.extend(addrs));
@@ -203,6 +216,7 @@ impl Peers {
             .map_err(|_| "peer table lock poisoned".to_string())?;
         let wrap = |channel: Channel| PeerChannel {
             channel,
+            secret: self.secret.clone(),
             addr: Arc::from(addr),
             faults: self.faults.clone(),
         };

@@ -223,6 +223,11 @@ impl Node {
             .add_service(AdminServer::new(self.clone()))
             .add_service(ClusterServer::new(self.clone()))
             .into_axum_router()
+            // Every method of these services is the cluster plane: no call without the secret.
+            .layer(axum::middleware::from_fn_with_state(
+                self.inner.cfg.cluster_secret.clone(),
+                crate::auth::require_cluster_token,
+            ))
     }
 
     /// Serves `router` (e.g. [`Node::grpc_router`] merged with REST) on `listener` with

@@ -4,6 +4,7 @@
 mod backend;
 mod cluster_cli;
 mod credentials;
+mod secret;
 
 /// Requests allocate and free many small JSON values and keys; glibc's malloc spent about 30% of a
 /// bulk run's CPU on them (perf), mimalloc's per-thread free lists do not.
@@ -38,8 +39,7 @@ enum Command {
     /// One member of a multi-node cluster; any node answers any REST call.
     Node(NodeArgs),
     /// Operate a running cluster: status, add-node, remove-node.
-    #[command(subcommand)]
-    Cluster(cluster_cli::ClusterCommand),
+    Cluster(cluster_cli::ClusterArgs),
 }
 
 #[derive(Args)]
@@ -60,6 +60,10 @@ struct Common {
     /// nodes, slow its disk). Without it the route does not exist and nothing can be injected.
     #[arg(long)]
     enable_fault_injection: bool,
+    /// A file holding the cluster secret (else IVORY_CLUSTER_SECRET; `ivory serve` creates
+    /// DATA/cluster-secret when neither is given). Every node and operator of a cluster shares it.
+    #[arg(long)]
+    cluster_secret_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -130,7 +134,13 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => {
                 let listen = args.common.listen;
                 let members = BTreeMap::from([(1, listen.to_string())]);
-                run(1, Membership::Bootstrap(members, 1), args.common).await
+                match std::fs::create_dir_all(&args.common.data)
+                    .map_err(|e| format!("cannot create {}: {e}", args.common.data.display()))
+                    .and_then(|()| secret::for_serve(args.common.cluster_secret_file.as_deref(), &args.common.data))
+                {
+                    Ok(secret) => run(1, Membership::Bootstrap(members, 1), args.common, secret).await,
+                    Err(e) => Err(e),
+                }
             }
             Command::Node(args) => node_command(args).await,
             Command::Cluster(command) => cluster_cli::run(command).await,
@@ -158,6 +168,7 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
     if args.id == 0 {
         return Err("--id must be a positive integer".into());
     }
+    let secret = secret::required(args.common.cluster_secret_file.as_deref())?;
     if let Some(initial) = &args.initial_cluster {
         let Some(own) = initial.get(&args.id) else {
             return Err(format!("--initial-cluster does not list this node's id {}", args.id));
@@ -169,6 +180,7 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
             args.id,
             Membership::Bootstrap(initial.clone(), args.replicas),
             args.common,
+            secret,
         )
         .await;
     }
@@ -191,7 +203,7 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
             joined
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let info = ivory_node::join_cluster(&seed, args.id, &args.common.listen.to_string())
+            let info = ivory_node::join_cluster(&seed, args.id, &args.common.listen.to_string(), secret.clone())
                 .await
                 .map_err(|e| format!("cannot join through {seed}: {e}"))?;
             let joined = JoinedCluster {
@@ -219,7 +231,7 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
         replication: joined.replication,
         members: joined.members,
     };
-    run(args.id, Membership::Join(info), common).await
+    run(args.id, Membership::Join(info), common, secret).await
 }
 
 /// How a node finds its cluster: it creates one with fixed members, or joined one.
@@ -257,7 +269,12 @@ fn load_or_store_layout(data: &Path, shards: u32) -> Result<Layout, String> {
     }
 }
 
-async fn run(id: u64, membership: Membership, common: Common) -> Result<(), String> {
+async fn run(
+    id: u64,
+    membership: Membership,
+    common: Common,
+    cluster_secret: Arc<ivory_node::ClusterSecret>,
+) -> Result<(), String> {
     std::fs::create_dir_all(&common.data).map_err(|e| format!("cannot create {}: {e}", common.data.display()))?;
     let layout = load_or_store_layout(&common.data, common.shards)?;
     let ring = ShardRing::new(&layout).map_err(|e| e.to_string())?;
@@ -289,11 +306,12 @@ async fn run(id: u64, membership: Membership, common: Common) -> Result<(), Stri
                 peers,
                 shard_count: layout.shard_count,
                 replicas,
+                cluster_secret: cluster_secret.clone(),
             })
             .await
         }
         Membership::Join(info) => {
-            let cfg = NodeConfig::joining(id, common.listen, data_dir, &info);
+            let cfg = NodeConfig::joining(id, common.listen, data_dir, &info, cluster_secret.clone());
             Node::start_joining(cfg, StorageOptions::default()).await
         }
     };
