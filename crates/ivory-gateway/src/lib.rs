@@ -98,6 +98,8 @@ pub struct GatewayConfig {
     pub backend_backoff_max_ms: u64,
     /// How long a fetched environment configuration is reused to map data-source dimensions.
     pub config_cache_ttl_ms: u64,
+    /// The cluster secret: the only credential that changes environment `*`. `None`: nothing does.
+    pub cluster_secret: Option<Arc<ivory_cluster::ClusterSecret>>,
 }
 
 impl GatewayConfig {
@@ -113,6 +115,7 @@ impl GatewayConfig {
             backend_attempts_max: 4,
             backend_backoff_max_ms: 200,
             config_cache_ttl_ms: 2000,
+            cluster_secret: None,
         }
     }
 }

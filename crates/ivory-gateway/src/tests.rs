@@ -1028,3 +1028,4 @@ async fn real_listener_smoke() {
 
 mod grpc;
 mod issue6;
+mod roles;

@@ -320,6 +320,7 @@ async fn run(
     let backend = Arc::new(backend::NodeBackend::new(node.clone(), ring));
     let gateway_config = ivory_gateway::GatewayConfig {
         metrics: Some(metrics),
+        cluster_secret: Some(cluster_secret.clone()),
         ..credentials.gateway_config()
     };
     let public_grpc = ivory_gateway::grpc_service(backend.clone(), gateway_config.clone());
