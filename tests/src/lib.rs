@@ -176,6 +176,11 @@ impl Cluster {
 
     /// [`Cluster::nodes`] with extra environment variables for every node (test hooks).
     pub fn nodes_with_env(bin: &Path, n: u64, shards: u32, env: &[(&str, &str)]) -> Cluster {
+        Cluster::nodes_with(bin, n, shards, env, &[])
+    }
+
+    /// [`Cluster::nodes`] with extra environment variables and extra `ivory node` arguments.
+    pub fn nodes_with(bin: &Path, n: u64, shards: u32, env: &[(&str, &str)], extra_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let addrs: Vec<SocketAddr> = (0..n)
             .map(|_| format!("127.0.0.1:{}", free_port()).parse().expect("addr"))
@@ -192,7 +197,8 @@ impl Cluster {
             .map(|(i, addr)| {
                 let id = i as u64 + 1;
                 let data = dir.path().join(format!("node{id}"));
-                let args = node_args(id, *addr, &data, &members, shards, n.min(3));
+                let mut args = node_args(id, *addr, &data, &members, shards, n.min(3));
+                args.extend(extra_args.iter().map(|a| a.to_string()));
                 let mut node = Proc {
                     id,
                     addr: *addr,

@@ -20,6 +20,7 @@ pub mod fuzzing;
 mod grpc;
 mod holds;
 mod holds_grpc;
+pub mod limits;
 mod openapi;
 mod parse;
 mod queries;
@@ -100,6 +101,10 @@ pub struct GatewayConfig {
     pub config_cache_ttl_ms: u64,
     /// The cluster secret: the only credential that changes environment `*`. `None`: nothing does.
     pub cluster_secret: Option<Arc<ivory_cluster::ClusterSecret>>,
+    /// Requests handled at once by this node; past it 429 + Retry-After (health and metrics aside).
+    pub requests_in_flight_max: usize,
+    /// Event-stream followers (`GET .../events`) per environment at once; past it 429.
+    pub event_followers_max: usize,
 }
 
 impl GatewayConfig {
@@ -116,6 +121,8 @@ impl GatewayConfig {
             backend_backoff_max_ms: 200,
             config_cache_ttl_ms: 2000,
             cluster_secret: None,
+            requests_in_flight_max: limits::requests_in_flight_default(),
+            event_followers_max: limits::EVENT_FOLLOWERS_DEFAULT,
         }
     }
 }
@@ -124,6 +131,7 @@ pub(crate) struct Gateway {
     pub backend: Arc<dyn Backend>,
     pub config: GatewayConfig,
     pub default_config: Arc<Config>,
+    pub limits: limits::Limits,
     configs: Mutex<HashMap<String, (Arc<Config>, Instant)>>,
 }
 
@@ -268,9 +276,10 @@ pub fn router(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
     let body_limit = config.body_limit_bytes;
     let state: AppState = Arc::new(Gateway {
         backend,
-        config,
         default_config: Arc::new(Config::default_config()),
+        limits: limits::Limits::new(config.requests_in_flight_max, config.event_followers_max),
         configs: Mutex::new(HashMap::new()),
+        config,
     });
     let mut api = Router::new();
     for (path, handlers) in api_routes() {
@@ -281,6 +290,7 @@ pub fn router(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
     for (path, handlers) in open_routes() {
         open = open.route(path, handlers);
     }
+    let limit_state = state.clone();
     let inner = open
         .merge(api)
         .fallback(not_found)
@@ -292,6 +302,8 @@ pub fn router(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
         .fallback_service(inner)
         .layer(middleware::from_fn(canonical_path))
         .layer(middleware::from_fn(request_id))
+        // Outermost: an overloaded node refuses before any other work.
+        .layer(middleware::from_fn_with_state(limit_state, limits::limit_in_flight))
 }
 
 async fn not_found() -> ApiError {
@@ -376,11 +388,11 @@ async fn track(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let method = request.method().to_string();
+    let method = limits::method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("ivory_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+    metrics::counter!("ivory_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
     metrics::histogram!("ivory_http_request_duration_seconds", "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());

@@ -5,6 +5,7 @@ mod backend;
 mod cluster_cli;
 mod credentials;
 mod secret;
+mod server;
 
 /// Requests allocate and free many small JSON values and keys; glibc's malloc spent about 30% of a
 /// bulk run's CPU on them (perf), mimalloc's per-thread free lists do not.
@@ -56,6 +57,17 @@ struct Common {
     /// A configuration document in IV's JSON shape, the default for every environment.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Requests this node handles at once (REST and the public gRPC API; not the cluster plane);
+    /// past it 429 with Retry-After. Default: 64 per core.
+    #[arg(long)]
+    max_requests_in_flight: Option<usize>,
+    /// Seconds a client has to send a request's head; also the longest idle gap between two
+    /// HTTP/1 requests on one connection. Slow or idle clients are disconnected after it.
+    #[arg(long, default_value_t = 10)]
+    header_read_timeout_secs: u64,
+    /// Event-stream followers (`GET .../events`) per environment at once on this node.
+    #[arg(long, default_value_t = ivory_gateway::limits::EVENT_FOLLOWERS_DEFAULT)]
+    max_event_followers: usize,
     /// Tests only: serve `GET|POST /_test/fault` (drop or delay what this node sends to other
     /// nodes, slow its disk). Without it the route does not exist and nothing can be injected.
     #[arg(long)]
@@ -321,6 +333,10 @@ async fn run(
     let gateway_config = ivory_gateway::GatewayConfig {
         metrics: Some(metrics),
         cluster_secret: Some(cluster_secret.clone()),
+        requests_in_flight_max: common
+            .max_requests_in_flight
+            .unwrap_or_else(ivory_gateway::limits::requests_in_flight_default),
+        event_followers_max: common.max_event_followers,
         ..credentials.gateway_config()
     };
     let public_grpc = ivory_gateway::grpc_service(backend.clone(), gateway_config.clone());
@@ -343,11 +359,12 @@ async fn run(
     }
     info!(node = id, listen = %common.listen, shards = layout.shard_count, "ivory is listening");
 
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        // Nagle's delay costs about 5x latency on small replicated writes (STACK.md §6).
-        let _ = tcp.set_nodelay(true);
-    });
-    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    let serve = server::serve(
+        listener,
+        app,
+        std::time::Duration::from_secs(common.header_read_timeout_secs.max(1)),
+        shutdown_signal(),
+    );
     let served = serve.await.map_err(|e| format!("server failed: {e}"));
     node.shutdown().await;
     served

@@ -36,12 +36,28 @@ async fn only_the_cluster_secret_changes_environment_star() {
     let wrong = [("x-ivory-cluster-secret", "not-the-cluster-secret-at-all")];
     let refused = send(&app, Method::POST, update, Some(&star), body(), &wrong).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
-    let cleanup = send(&app, Method::DELETE, "/api/environment/*/cleanupalldata", Some(&star), None, &[]).await;
+    let cleanup = send(
+        &app,
+        Method::DELETE,
+        "/api/environment/*/cleanupalldata",
+        Some(&star),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(cleanup.status, StatusCode::FORBIDDEN);
     let unchanged = send(&app, Method::GET, path, Some(&star), None, &[]).await;
     assert_eq!(unchanged.body, doc.body, "a refused update changed `*`");
 
-    let ok = send(&app, Method::POST, update, None, body(), &[("x-ivory-cluster-secret", SECRET)]).await;
+    let ok = send(
+        &app,
+        Method::POST,
+        update,
+        None,
+        body(),
+        &[("x-ivory-cluster-secret", SECRET)],
+    )
+    .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
     let now = send(&app, Method::GET, path, Some(&star), None, &[]).await;
     assert_ne!(now.body, doc.body, "the update with the secret took");
@@ -57,6 +73,14 @@ async fn only_the_cluster_secret_changes_environment_star() {
     )
     .await;
     assert_eq!(data.status, StatusCode::UNAUTHORIZED);
-    let bearer = send(&app, Method::GET, "/api/environment/demo/configuration", Some(SECRET), None, &[]).await;
+    let bearer = send(
+        &app,
+        Method::GET,
+        "/api/environment/demo/configuration",
+        Some(SECRET),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(bearer.status, StatusCode::UNAUTHORIZED);
 }
