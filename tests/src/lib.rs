@@ -134,6 +134,8 @@ impl Drop for Proc {
 pub struct Cluster {
     bin: PathBuf,
     pub nodes: Vec<Proc>,
+    /// Appended to every `ivory cluster status` the harness runs (e.g. `--tls-ca FILE`).
+    pub cli_extra: Vec<String>,
     // Dropped last: the processes die before their directories go.
     _dir: tempfile::TempDir,
 }
@@ -165,6 +167,7 @@ impl Cluster {
         Cluster {
             bin: bin.to_path_buf(),
             nodes: vec![node],
+            cli_extra: Vec::new(),
             _dir: dir,
         }
     }
@@ -214,6 +217,7 @@ impl Cluster {
         Cluster {
             bin: bin.to_path_buf(),
             nodes,
+            cli_extra: Vec::new(),
             _dir: dir,
         }
     }
@@ -298,13 +302,22 @@ impl Cluster {
 
     /// [`Cluster::join`] on a given address (registered beforehand with `cluster add-node`).
     pub fn join_at(&mut self, id: u64, via: usize, addr: SocketAddr) -> usize {
-        self.join_with_env(id, via, addr, &[])
+        self.join_with(id, via, addr, &[], &[])
     }
 
-    /// [`Cluster::join_at`] with extra environment variables (e.g. another `IVORY_CLUSTER_SECRET`).
-    pub fn join_with_env(&mut self, id: u64, via: usize, addr: SocketAddr, extra: &[(&str, &str)]) -> usize {
+    /// [`Cluster::join_at`] with extra environment variables (e.g. another `IVORY_CLUSTER_SECRET`)
+    /// and extra `ivory node` arguments (e.g. TLS files).
+    pub fn join_with(
+        &mut self,
+        id: u64,
+        via: usize,
+        addr: SocketAddr,
+        extra: &[(&str, &str)],
+        extra_args: &[&str],
+    ) -> usize {
         let data = self._dir.path().join(format!("node{id}"));
-        let args = join_args(id, addr, &data, &self.nodes[via].addr.to_string());
+        let mut args = join_args(id, addr, &data, &self.nodes[via].addr.to_string());
+        args.extend(extra_args.iter().map(|a| a.to_string()));
         let mut node = Proc {
             id,
             addr,
@@ -355,12 +368,9 @@ impl Cluster {
     /// `ivory cluster status --json` through node `via`; `None` when it fails (e.g. mid-election).
     pub async fn cluster_status(&self, via: usize) -> Option<Value> {
         let endpoint = self.nodes[via].addr.to_string();
-        let out = self
-            .cli(
-                &["cluster", "status", "--endpoint", &endpoint, "--json"],
-                Duration::from_secs(30),
-            )
-            .await;
+        let mut args = vec!["cluster", "status", "--endpoint", &endpoint, "--json"];
+        args.extend(self.cli_extra.iter().map(String::as_str));
+        let out = self.cli(&args, Duration::from_secs(30)).await;
         if !out.success {
             return None;
         }

@@ -78,6 +78,7 @@ async fn start_cluster(
             shard_count,
             replicas: 3,
             cluster_secret: secret.clone(),
+            client_tls: None,
         };
         let node = Node::start_with(cfg, options.clone()).await?;
         let served = node.clone();

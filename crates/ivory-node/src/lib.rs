@@ -20,6 +20,7 @@
 //!     shard_count: 16,
 //!     replicas: 1,
 //!     cluster_secret: std::sync::Arc::new(ivory_cluster::ClusterSecret::new("a secret of 16+ characters")?),
+//!     client_tls: None,
 //! };
 //! let node = Node::start(cfg).await?;
 //! let app = axum::Router::new() /* REST routes */ .merge(node.grpc_router());

@@ -31,6 +31,7 @@ impl NodeConfig {
         data_dir: std::path::PathBuf,
         info: &JoinInfo,
         cluster_secret: std::sync::Arc<ivory_cluster::ClusterSecret>,
+        client_tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> NodeConfig {
         let mut peers = info.members.clone();
         peers.insert(id, listen.to_string());
@@ -42,6 +43,7 @@ impl NodeConfig {
             shard_count: info.shard_count,
             replicas: info.replication as usize,
             cluster_secret,
+            client_tls,
         }
     }
 }
@@ -57,9 +59,10 @@ pub async fn join_cluster(
     id: u64,
     addr: &str,
     cluster_secret: std::sync::Arc<ivory_cluster::ClusterSecret>,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
 ) -> Result<JoinInfo, NodeError> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{seed}"))
-        .map_err(|e| NodeError::Invalid(format!("bad address {seed}: {e}")))?
+    let endpoint = crate::network::endpoint(seed, tls)
+        .map_err(NodeError::Invalid)?
         .connect_timeout(Duration::from_secs(2));
     let channel = endpoint
         .connect()

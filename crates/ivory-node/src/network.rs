@@ -175,15 +175,17 @@ pub struct Peers {
     channels: Mutex<HashMap<String, Channel>>,
     faults: Arc<Faults>,
     secret: Arc<ClusterSecret>,
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Peers {
-    /// Peers whose requests are signed with `secret`.
-    pub fn new(secret: Arc<ClusterSecret>) -> Peers {
+    /// Peers whose requests are signed with `secret`, over TLS when `tls` is set.
+    pub fn new(secret: Arc<ClusterSecret>, tls: Option<tonic::transport::ClientTlsConfig>) -> Peers {
         Peers {
             channels: Mutex::default(),
             faults: Arc::default(),
             secret,
+            tls,
         }
     }
 
@@ -223,8 +225,7 @@ impl Peers {
         if let Some(channel) = channels.get(addr) {
             return Ok(wrap(channel.clone()));
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("bad peer address {addr}: {e}"))?
+        let channel = endpoint(addr, self.tls.as_ref())?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
@@ -238,6 +239,22 @@ impl Peers {
         Ok(RaftTransportClient::new(self.channel(addr)?)
             .max_decoding_message_size(GRPC_MESSAGE_MAX_BYTES)
             .max_encoding_message_size(GRPC_MESSAGE_MAX_BYTES))
+    }
+}
+
+/// The endpoint of a node: `https` with `tls`, else `http`.
+///
+/// # Errors
+/// When `addr` is not a valid endpoint or the TLS settings do not apply.
+pub fn endpoint(addr: &str, tls: Option<&tonic::transport::ClientTlsConfig>) -> Result<Endpoint, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let endpoint =
+        Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(|e| format!("bad peer address {addr}: {e}"))?;
+    match tls {
+        Some(tls) => endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| format!("TLS to {addr}: {e}")),
+        None => Ok(endpoint),
     }
 }
 

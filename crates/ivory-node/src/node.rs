@@ -57,6 +57,9 @@ pub struct NodeConfig {
     pub replicas: usize,
     /// Shared by every node of the cluster: signs what this node sends, checks what it receives.
     pub cluster_secret: Arc<ClusterSecret>,
+    /// TLS for calls to other nodes (`https`, the CA to trust, this node's certificate); `None`:
+    /// plain HTTP/2.
+    pub client_tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// One hosted shard as this node sees it.
@@ -210,7 +213,7 @@ impl Node {
         let storage = NodeStorage::open_async(cfg.data_dir.clone(), storage_options).await?;
         let raft_config = ivory_raft::raft_config("ivory").map_err(|e| NodeError::Invalid(e.to_string()))?;
         let (shutdown_tx, _) = tokio::sync::watch::channel(false);
-        let peers = Arc::new(Peers::new(cfg.cluster_secret.clone()));
+        let peers = Arc::new(Peers::new(cfg.cluster_secret.clone(), cfg.client_tls.clone()));
         let node = Node {
             inner: Arc::new(Inner {
                 cfg,

@@ -20,6 +20,10 @@ pub struct ClusterArgs {
     /// A file holding the cluster secret (else IVORY_CLUSTER_SECRET): required.
     #[arg(long, global = true)]
     cluster_secret_file: Option<PathBuf>,
+    /// The CA of a cluster that speaks TLS (PEM): the CLI connects with https and verifies the
+    /// node's certificate with it.
+    #[arg(long, global = true)]
+    tls_ca: Option<PathBuf>,
     #[command(subcommand)]
     command: ClusterCommand,
 }
@@ -73,13 +77,13 @@ fn out(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
-async fn connect(endpoint: &str, token: &ClusterToken) -> Result<Client, String> {
-    let uri = if endpoint.contains("://") {
-        endpoint.to_string()
-    } else {
-        format!("http://{endpoint}")
-    };
-    let channel = tonic::transport::Endpoint::from_shared(uri)
+async fn connect(
+    endpoint: &str,
+    token: &ClusterToken,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+) -> Result<Client, String> {
+    let address = endpoint.split_once("://").map_or(endpoint, |(_, rest)| rest);
+    let channel = ivory_node::network::endpoint(address, tls)
         .map_err(|e| format!("bad endpoint {endpoint}: {e}"))?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(30))
@@ -124,6 +128,11 @@ async fn status(client: &mut Client) -> Result<proto::ClusterStatusReply, String
 pub async fn run(args: ClusterArgs) -> Result<(), String> {
     // Refused before any connection: nothing to try without the secret.
     let token = ClusterToken::new(crate::secret::required(args.cluster_secret_file.as_deref())?);
+    let tls = match &args.tls_ca {
+        Some(ca) => Some(crate::tls::client_config(ca, None)?),
+        None => None,
+    };
+    let tls = tls.as_ref();
     match args.command {
         ClusterCommand::Status {
             endpoint,
@@ -131,7 +140,7 @@ pub async fn run(args: ClusterArgs) -> Result<(), String> {
             wait,
             timeout_secs,
         } => {
-            let mut client = connect(&endpoint, &token).await?;
+            let mut client = connect(&endpoint, &token, tls).await?;
             let mut reply = status(&mut client).await?;
             if wait {
                 // A node registered but not yet running counts as unsettled: it is about to take replicas.
@@ -148,7 +157,7 @@ pub async fn run(args: ClusterArgs) -> Result<(), String> {
             Ok(())
         }
         ClusterCommand::AddNode { endpoint, id, address } => {
-            let mut client = connect(&endpoint, &token).await?;
+            let mut client = connect(&endpoint, &token, tls).await?;
             let reply = client
                 .add_node(proto::JoinRequest {
                     node_id: id,
@@ -172,7 +181,7 @@ pub async fn run(args: ClusterArgs) -> Result<(), String> {
             no_wait,
             timeout_secs,
         } => {
-            let mut client = connect(&endpoint, &token).await?;
+            let mut client = connect(&endpoint, &token, tls).await?;
             let reply = client
                 .remove_node(proto::RemoveNodeRequest { node_id: id })
                 .await

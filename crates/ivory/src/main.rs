@@ -6,6 +6,7 @@ mod cluster_cli;
 mod credentials;
 mod secret;
 mod server;
+mod tls;
 
 /// Requests allocate and free many small JSON values and keys; glibc's malloc spent about 30% of a
 /// bulk run's CPU on them (perf), mimalloc's per-thread free lists do not.
@@ -57,6 +58,17 @@ struct Common {
     /// A configuration document in IV's JSON shape, the default for every environment.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// This node's certificate (PEM, the chain from the node's own first): with --tls-key the
+    /// port speaks only TLS, REST and gRPC alike.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The CA that signs every node's certificate (PEM): nodes verify each other with it and
+    /// show their own certificate when they call another node (mutual TLS).
+    #[arg(long, requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
     /// Requests this node handles at once (REST and the public gRPC API; not the cluster plane);
     /// past it 429 with Retry-After. Default: 64 per core.
     #[arg(long)]
@@ -181,6 +193,10 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
         return Err("--id must be a positive integer".into());
     }
     let secret = secret::required(args.common.cluster_secret_file.as_deref())?;
+    if args.common.tls_cert.is_some() && args.common.tls_ca.is_none() {
+        return Err("ivory node with --tls-cert needs --tls-ca: nodes verify each other's certificates".into());
+    }
+    let client_tls = client_tls(&args.common)?;
     if let Some(initial) = &args.initial_cluster {
         let Some(own) = initial.get(&args.id) else {
             return Err(format!("--initial-cluster does not list this node's id {}", args.id));
@@ -215,9 +231,15 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
             joined
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let info = ivory_node::join_cluster(&seed, args.id, &args.common.listen.to_string(), secret.clone())
-                .await
-                .map_err(|e| format!("cannot join through {seed}: {e}"))?;
+            let info = ivory_node::join_cluster(
+                &seed,
+                args.id,
+                &args.common.listen.to_string(),
+                secret.clone(),
+                client_tls.as_ref(),
+            )
+            .await
+            .map_err(|e| format!("cannot join through {seed}: {e}"))?;
             let joined = JoinedCluster {
                 id: args.id,
                 shard_count: info.shard_count,
@@ -244,6 +266,14 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
         members: joined.members,
     };
     run(args.id, Membership::Join(info), common, secret).await
+}
+
+/// How this node calls the others: with a CA, over TLS showing its own certificate.
+fn client_tls(common: &Common) -> Result<Option<tonic::transport::ClientTlsConfig>, String> {
+    match (&common.tls_ca, &common.tls_cert, &common.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => Ok(Some(tls::client_config(ca, Some((cert, key)))?)),
+        _ => Ok(None),
+    }
 }
 
 /// How a node finds its cluster: it creates one with fixed members, or joined one.
@@ -300,6 +330,15 @@ async fn run(
         None => None,
     };
     let credentials = credentials::load_or_create(&common.data, common.listen)?;
+    let server_tls = match (&common.tls_cert, &common.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(&tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: common.tls_ca.clone(),
+        })?),
+        _ => None,
+    };
+    let client_tls = client_tls(&common)?;
 
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
@@ -319,11 +358,12 @@ async fn run(
                 shard_count: layout.shard_count,
                 replicas,
                 cluster_secret: cluster_secret.clone(),
+                client_tls,
             })
             .await
         }
         Membership::Join(info) => {
-            let cfg = NodeConfig::joining(id, common.listen, data_dir, &info, cluster_secret.clone());
+            let cfg = NodeConfig::joining(id, common.listen, data_dir, &info, cluster_secret.clone(), client_tls);
             Node::start_joining(cfg, StorageOptions::default()).await
         }
     };
@@ -363,6 +403,7 @@ async fn run(
         listener,
         app,
         std::time::Duration::from_secs(common.header_read_timeout_secs.max(1)),
+        server_tls,
         shutdown_signal(),
     );
     let served = serve.await.map_err(|e| format!("server failed: {e}"));

@@ -340,7 +340,13 @@ async fn the_cluster_plane_needs_the_cluster_secret() {
         )
         .await;
     assert!(added.success, "{added:?}");
-    let i = cluster.join_with_env(4, 0, addr, &[("IVORY_CLUSTER_SECRET", "an-impostor-secret-0123456789")]);
+    let i = cluster.join_with(
+        4,
+        0,
+        addr,
+        &[("IVORY_CLUSTER_SECRET", "an-impostor-secret-0123456789")],
+        &[],
+    );
     let exited = cluster.nodes[i].wait_exit(Duration::from_secs(30)).await;
     assert!(
         exited.is_some_and(|ok| !ok),

@@ -71,6 +71,7 @@ impl TestCluster {
             shard_count: self.shard_count,
             replicas: self.replicas,
             cluster_secret: test_secret(),
+            client_tls: None,
         }
     }
 
