@@ -101,8 +101,6 @@ pub struct GatewayConfig {
     pub config_cache_ttl_ms: u64,
     /// The cluster secret: the only credential that changes environment `*`. `None`: nothing does.
     pub cluster_secret: Option<Arc<ivory_cluster::ClusterSecret>>,
-    /// Requests handled at once by this node; past it 429 + Retry-After (health and metrics aside).
-    pub requests_in_flight_max: usize,
     /// Event-stream followers (`GET .../events`) per environment at once; past it 429.
     pub event_followers_max: usize,
 }
@@ -121,7 +119,6 @@ impl GatewayConfig {
             backend_backoff_max_ms: 200,
             config_cache_ttl_ms: 2000,
             cluster_secret: None,
-            requests_in_flight_max: limits::requests_in_flight_default(),
             event_followers_max: limits::EVENT_FOLLOWERS_DEFAULT,
         }
     }
@@ -277,7 +274,7 @@ pub fn router(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
     let state: AppState = Arc::new(Gateway {
         backend,
         default_config: Arc::new(Config::default_config()),
-        limits: limits::Limits::new(config.requests_in_flight_max, config.event_followers_max),
+        limits: limits::Limits::new(config.event_followers_max),
         configs: Mutex::new(HashMap::new()),
         config,
     });
@@ -290,7 +287,6 @@ pub fn router(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
     for (path, handlers) in open_routes() {
         open = open.route(path, handlers);
     }
-    let limit_state = state.clone();
     let inner = open
         .merge(api)
         .fallback(not_found)
@@ -302,8 +298,6 @@ pub fn router(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
         .fallback_service(inner)
         .layer(middleware::from_fn(canonical_path))
         .layer(middleware::from_fn(request_id))
-        // Outermost: an overloaded node refuses before any other work.
-        .layer(middleware::from_fn_with_state(limit_state, limits::limit_in_flight))
 }
 
 async fn not_found() -> ApiError {

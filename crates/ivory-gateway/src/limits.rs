@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::{ApiError, AppState};
+use crate::ApiError;
 
 /// Requests in flight per node when not configured: enough to keep the cores and the disk busy
 /// (most of a request's time is waiting for replication), few enough that a burst is refused
@@ -24,15 +24,13 @@ pub fn requests_in_flight_default() -> usize {
 pub const EVENT_FOLLOWERS_DEFAULT: usize = 32;
 
 pub(crate) struct Limits {
-    in_flight: Arc<Semaphore>,
     followers_max: usize,
     followers: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl Limits {
-    pub fn new(in_flight: usize, followers_max: usize) -> Limits {
+    pub fn new(followers_max: usize) -> Limits {
         Limits {
-            in_flight: Arc::new(Semaphore::new(in_flight.max(1))),
             followers_max: followers_max.max(1),
             followers: Arc::default(),
         }
@@ -77,15 +75,22 @@ pub(crate) fn overloaded(code: &str, message: impl Into<String>) -> Response {
     e.into_response()
 }
 
-/// The outermost middleware: takes a place or answers 429 at once. Health and metrics stay
-/// outside the bound so that an overloaded node can still be watched. The place is held until
-/// the response's head is ready (a stream's body runs on without it).
-pub(crate) async fn limit_in_flight(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Bounds `app` (the node's REST and public gRPC surface: one bound for both) to `max` requests
+/// in flight. Wrap only the client-facing part: the cluster plane keeps its own capacity.
+pub fn limit_in_flight(app: axum::Router, max: usize) -> axum::Router {
+    let places = Arc::new(Semaphore::new(max.max(1)));
+    app.layer(axum::middleware::from_fn_with_state(places, take_place))
+}
+
+/// Takes a place or answers 429 at once. Health and metrics stay outside the bound so that an
+/// overloaded node can still be watched. The place is held until the response's head is ready
+/// (a stream's body runs on without it).
+async fn take_place(State(places): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     if path == "/healthz" || path == "/metrics" {
         return next.run(request).await;
     }
-    let permit: OwnedSemaphorePermit = match state.limits.in_flight.clone().try_acquire_owned() {
+    let permit: OwnedSemaphorePermit = match places.try_acquire_owned() {
         Ok(p) => p,
         Err(_) => {
             metrics::counter!("ivory_http_overload_refused_total").increment(1);

@@ -1028,4 +1028,5 @@ async fn real_listener_smoke() {
 
 mod grpc;
 mod issue6;
+mod limits;
 mod roles;

@@ -373,9 +373,6 @@ async fn run(
     let gateway_config = ivory_gateway::GatewayConfig {
         metrics: Some(metrics),
         cluster_secret: Some(cluster_secret.clone()),
-        requests_in_flight_max: common
-            .max_requests_in_flight
-            .unwrap_or_else(ivory_gateway::limits::requests_in_flight_default),
         event_followers_max: common.max_event_followers,
         ..credentials.gateway_config()
     };
@@ -391,9 +388,15 @@ async fn run(
         warn!("fault injection is enabled (POST /_test/fault): for tests only");
         app = app.route("/_test/fault", fault_route(node.clone()));
     }
-    let app = app
-        // Then the public gRPC API, then REST.
-        .fallback_service(public_grpc.fallback_service(gateway));
+    // Then the public gRPC API, then REST: one bound on requests in flight for both (an
+    // overloaded node refuses before any other work); the node's own gRPC routes are outside it.
+    let in_flight_max = common
+        .max_requests_in_flight
+        .unwrap_or_else(ivory_gateway::limits::requests_in_flight_default);
+    let app = app.fallback_service(ivory_gateway::limits::limit_in_flight(
+        public_grpc.fallback_service(gateway),
+        in_flight_max,
+    ));
     if let Some(json) = default_config {
         tokio::spawn(backend::put_default_config(backend.clone(), json));
     }
