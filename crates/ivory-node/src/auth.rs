@@ -53,14 +53,35 @@ pub fn verify(secret: &ClusterSecret, headers: &http::HeaderMap) -> Result<(), C
     secret.verify_token(token)
 }
 
+/// A request extension the server sets on every request of a TLS connection whose client showed
+/// a certificate the CA verified (mutual TLS).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerCertified;
+
+/// What the middleware checks.
+#[derive(Clone)]
+pub(crate) struct Guard {
+    pub secret: Arc<ClusterSecret>,
+    /// With mutual TLS, the node-only services (Raft transport, Shard, Admin) also need a
+    /// certified peer; the `Cluster` service (operators' CLI) needs the secret only.
+    pub require_certified_peer: bool,
+}
+
 /// The middleware in front of the node's gRPC services: UNAUTHENTICATED (a gRPC answer, HTTP 200
-/// with `grpc-status: 16`) unless the call carries a good cluster token; nothing is decoded before.
-pub(crate) async fn require_cluster_token(
-    State(secret): State<Arc<ClusterSecret>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match verify(&secret, request.headers()) {
+/// with `grpc-status: 16`) unless the call carries a good cluster token (and, with mutual TLS,
+/// comes from a certified node); nothing is decoded before.
+pub(crate) async fn require_cluster_token(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    let uncertified = guard.require_certified_peer
+        && request.extensions().get::<PeerCertified>().is_none()
+        && !request.uri().path().starts_with("/ivory.v1.Cluster/");
+    if uncertified {
+        metrics::counter!("ivory_cluster_auth_refused_total").increment(1);
+        return tonic::Status::unauthenticated(
+            "node-to-node calls need a client certificate signed by the cluster's CA",
+        )
+        .into_http::<axum::body::Body>();
+    }
+    match verify(&guard.secret, request.headers()) {
         Ok(()) => next.run(request).await,
         Err(e) => {
             metrics::counter!("ivory_cluster_auth_refused_total").increment(1);

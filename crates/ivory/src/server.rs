@@ -72,7 +72,16 @@ pub async fn serve(
             match acceptor {
                 None => connection(&builder, tcp, app, stopped).await,
                 Some(acceptor) => match tokio::time::timeout(header_read_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => connection(&builder, tls, app, stopped).await,
+                    Ok(Ok(tls)) => {
+                        // rustls verified any certificate shown against the CA: a shown one is a node's.
+                        let certified = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                        let app = if certified {
+                            app.layer(axum::Extension(ivory_node::auth::PeerCertified))
+                        } else {
+                            app
+                        };
+                        connection(&builder, tls, app, stopped).await
+                    }
                     // Plain HTTP, a certificate from another CA, or a stalled handshake.
                     Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake refused"),
                     Err(_) => debug!(%peer, "TLS handshake timed out"),

@@ -1,8 +1,8 @@
 //! TLS with rustls (ring): `--tls-cert FILE --tls-key FILE` make a node speak only TLS on its
 //! port (REST and gRPC alike); `--tls-ca FILE` makes it verify the other nodes' certificates as a
 //! client and check any client certificate it is shown (mutual TLS between nodes: every node
-//! presents its own certificate when it calls another). The CLI takes `--tls-ca` to verify the
-//! server.
+//! presents its own certificate when it calls another, and the node-only services refuse a caller
+//! that showed none). The CLI takes `--tls-ca` to verify the server.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -49,6 +49,36 @@ fn node_cert(dir: &Path, ca: &Ca, name: &str) -> (String, String) {
     (c.display().to_string(), k.display().to_string())
 }
 
+/// `Admin/Status` over TLS with the cluster secret, showing `identity` (cert, key) if given.
+async fn admin_status(
+    addr: std::net::SocketAddr,
+    ca: &Path,
+    identity: Option<(&str, &str)>,
+) -> Result<ivory_node::proto::StatusReply, tonic::Status> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(std::fs::read(ca).expect("CA")));
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(
+            std::fs::read(cert).expect("cert"),
+            std::fs::read(key).expect("key"),
+        ));
+    }
+    let channel = ivory_node::network::endpoint(&addr.to_string(), Some(&tls))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("TLS connect");
+    let secret = std::sync::Arc::new(ivory_node::ClusterSecret::new(ivory_tests::CLUSTER_SECRET).expect("secret"));
+    let mut admin = ivory_node::proto::admin_client::AdminClient::with_interceptor(
+        channel,
+        ivory_node::auth::ClusterToken::new(secret),
+    );
+    admin
+        .status(ivory_node::proto::StatusRequest {})
+        .await
+        .map(tonic::Response::into_inner)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_over_mutual_tls_grows_shrinks_and_keeps_strangers_out() {
     let pki = tempfile::tempdir().expect("temp dir");
@@ -82,6 +112,13 @@ async fn a_cluster_over_mutual_tls_grows_shrinks_and_keeps_strangers_out() {
         "plain HTTP was answered: {:?}",
         String::from_utf8_lossy(&buf[..n])
     );
+
+    // Node-only services need a node's certificate besides the secret; the operators' Cluster
+    // service needs the secret only.
+    let without_cert = admin_status(cluster.nodes[0].addr, &ours.pem, None).await;
+    assert_eq!(without_cert.map_err(|s| s.code()), Err(tonic::Code::Unauthenticated));
+    let with_cert = admin_status(cluster.nodes[0].addr, &ours.pem, Some((&cert, &key))).await;
+    assert!(with_cert.is_ok(), "{with_cert:?}");
 
     // The CLI without the CA cannot talk to it; with it, it can (shown by wait_cluster above).
     let plain = cluster.cli(&["cluster", "status", "--endpoint", &endpoint], CLI).await;
