@@ -266,7 +266,10 @@ impl Cluster {
     pub async fn leader_of(&self, shard: u32) -> Option<u64> {
         let http = reqwest::Client::new();
         for node in self.nodes.iter().filter(|n| n.is_running()) {
-            let Ok(r) = http.get(format!("http://{}/status", node.addr)).send().await else {
+            let request = http
+                .get(format!("http://{}/status", node.addr))
+                .header("x-ivory-cluster-secret", CLUSTER_SECRET);
+            let Ok(r) = request.send().await else {
                 continue;
             };
             let Ok(status) = r.json::<Value>().await else { continue };
@@ -407,6 +410,7 @@ impl Cluster {
         let url = format!("http://{}/status", self.nodes[i].addr);
         let r = reqwest::Client::new()
             .get(url)
+            .header("x-ivory-cluster-secret", CLUSTER_SECRET)
             .timeout(Duration::from_secs(5))
             .send()
             .await

@@ -379,10 +379,26 @@ async fn run(
     let public_grpc = ivory_gateway::grpc_service(backend.clone(), gateway_config.clone());
     let gateway = ivory_gateway::router(backend.clone(), gateway_config);
     let status_node = node.clone();
+    let status_secret = cluster_secret.clone();
     // Node gRPC routes first (a merge would clash on the routers' fallbacks).
     let mut app = node.grpc_router().route(
         "/status",
-        axum::routing::get(move || std::future::ready(axum::Json(status_json(&status_node)))),
+        // The cluster's shape is the operators' business: the cluster secret, as on the cluster plane.
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let answer = if ivory_gateway::auth::has_cluster_secret(Some(&status_secret), &headers) {
+                axum::response::IntoResponse::into_response(axum::Json(status_json(&status_node)))
+            } else {
+                axum::response::IntoResponse::into_response(ivory_gateway::ApiError::new(
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    "auth.cluster_secret_required",
+                    format!(
+                        "GET /status needs the cluster secret (header {})",
+                        ivory_gateway::auth::CLUSTER_SECRET_HEADER
+                    ),
+                ))
+            };
+            std::future::ready(answer)
+        }),
     );
     if common.enable_fault_injection {
         warn!("fault injection is enabled (POST /_test/fault): for tests only");

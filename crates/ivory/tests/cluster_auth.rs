@@ -297,6 +297,14 @@ async fn the_cluster_plane_needs_the_cluster_secret() {
             assert_eq!(code, Code::Unauthenticated, "{method} with {cred:?}");
         }
     }
+    // GET /status (the cluster's shape) wants the cluster secret too.
+    let status = reqwest::Client::new()
+        .get(format!("http://{}/status", cluster.nodes[0].addr))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .expect("status");
+    assert_eq!(status.status(), 401);
     let after = fingerprint(&cluster).await;
     assert_eq!(before, after, "a refused call changed something");
     assert_eq!(

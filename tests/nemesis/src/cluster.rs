@@ -341,6 +341,7 @@ impl Cluster {
         let r = self
             .http
             .get(format!("http://{}/status", node.addr))
+            .header("x-ivory-cluster-secret", ivory_tests::CLUSTER_SECRET)
             .send()
             .await
             .ok()?;
