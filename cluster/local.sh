@@ -10,11 +10,25 @@
 # Logs and pid files go to DATADIR/nodeI.log and DATADIR/nodeI.pid. The binary is IVORY_BIN, else
 # target/release/ivory (built with `cargo build --release -p ivory` if missing). Every node shares
 # the API client IVORY_CLIENT_ID / IVORY_CLIENT_SECRET (defaults below), so a token from any node
-# is good on all of them. IVORY_SHARDS (default 16) sets the shard count.
+# is good on all of them. IVORY_SHARDS (default 16) sets the shard count. The nodes and the `ivory cluster`
+# commands share the cluster secret IVORY_CLUSTER_SECRET, else the one kept in DATADIR/cluster-secret (made
+# on first start, mode 0600): `export IVORY_CLUSTER_SECRET="$(cat DATADIR/cluster-secret)"` for your own.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+
+# Exports IVORY_CLUSTER_SECRET: the caller's, else DATADIR/cluster-secret (created 0600 if missing).
+cluster_secret() {
+  local dir="$1"
+  if [ -n "${IVORY_CLUSTER_SECRET:-}" ]; then export IVORY_CLUSTER_SECRET; return; fi
+  if [ ! -f "$dir/cluster-secret" ]; then
+    mkdir -p "$dir"
+    (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/cluster-secret")
+  fi
+  IVORY_CLUSTER_SECRET="$(cat "$dir/cluster-secret")"
+  export IVORY_CLUSTER_SECRET
+}
 
 bin() {
   local b="${IVORY_BIN:-$root/target/release/ivory}"
@@ -32,6 +46,7 @@ start() {
   mkdir -p "$dir"
   local b members="" i
   b="$(bin)"
+  cluster_secret "$dir"
   export IVORY_CLIENT_ID="${IVORY_CLIENT_ID:-ivory-local}"
   export IVORY_CLIENT_SECRET="${IVORY_CLIENT_SECRET:-local-secret-change-me-0123456789}"
   for ((i = 1; i <= n; i++)); do
@@ -89,6 +104,7 @@ add() {
   local dir="$1" b base id=0 f i port endpoint
   [ -f "$dir/baseport" ] || { echo "$dir has no cluster started by this script" >&2; exit 1; }
   b="$(bin)"; base="$(cat "$dir/baseport")"
+  cluster_secret "$dir"
   export IVORY_CLIENT_ID="${IVORY_CLIENT_ID:-ivory-local}"
   export IVORY_CLIENT_SECRET="${IVORY_CLIENT_SECRET:-local-secret-change-me-0123456789}"
   shopt -s nullglob
@@ -109,6 +125,7 @@ add() {
 remove() {
   local dir="$1" id="$2" b endpoint pid
   b="$(bin)"; endpoint="$(live_endpoint "$dir" "$id")"
+  cluster_secret "$dir"
   "$b" cluster remove-node --endpoint "$endpoint" --id "$id"
   if [ -f "$dir/node$id.pid" ]; then
     pid="$(cat "$dir/node$id.pid")"
@@ -140,6 +157,6 @@ case "${1:-}" in
   stop) [ $# -eq 2 ] || usage; stop "$2" ;;
   add) [ $# -eq 2 ] || usage; add "$2" ;;
   remove) [ $# -eq 3 ] || usage; remove "$2" "$3" ;;
-  status) [ $# -eq 2 ] || usage; "$(bin)" cluster status --endpoint "$(live_endpoint "$2")" ;;
+  status) [ $# -eq 2 ] || usage; cluster_secret "$2"; "$(bin)" cluster status --endpoint "$(live_endpoint "$2")" ;;
   *) usage ;;
 esac

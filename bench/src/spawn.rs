@@ -84,6 +84,8 @@ pub async fn spawn(o: &SpawnOpts<'_>) -> Result<Cluster, String> {
             .unwrap_or(0)
     ));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let cluster_secret =
+        std::env::var("IVORY_CLUSTER_SECRET").unwrap_or_else(|_| format!("bench-cluster-{:032x}", rand_u128()));
     let mut cluster = Cluster {
         urls: Vec::new(),
         children: Vec::new(),
@@ -121,6 +123,8 @@ pub async fn spawn(o: &SpawnOpts<'_>) -> Result<Cluster, String> {
             .args(["--shards", &o.shards.to_string()])
             .env("IVORY_CLIENT_ID", o.client_id)
             .env("IVORY_CLIENT_SECRET", o.client_secret)
+            // Spawned nodes share a cluster secret: the caller's, else one for this run only.
+            .env("IVORY_CLUSTER_SECRET", &cluster_secret)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
@@ -185,4 +189,13 @@ pub fn log_tail(dir: &Path, node: usize) -> String {
     let text = std::fs::read_to_string(dir.join(format!("node{node}.log"))).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// A value no other run guesses (the bench's own nodes only need to agree with each other).
+fn rand_u128() -> u128 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    t ^ (u128::from(std::process::id()) << 64)
 }

@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 
 pub const CLIENT_ID: &str = "ivory-test";
 pub const CLIENT_SECRET: &str = "test-secret-0123456789abcdef";
+/// The cluster secret every node and CLI run of the harness shares (`IVORY_CLUSTER_SECRET`).
+pub const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789abcdef";
 
 /// A port that was free a moment ago. Another process could take it before the node binds it;
 /// starting then fails loudly, never silently.
@@ -78,6 +80,7 @@ impl Proc {
             .args(&self.args)
             .env("IVORY_CLIENT_ID", CLIENT_ID)
             .env("IVORY_CLIENT_SECRET", CLIENT_SECRET)
+            .env("IVORY_CLUSTER_SECRET", CLUSTER_SECRET)
             .env("RUST_LOG", "info,openraft=error,sled=warn")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
@@ -93,6 +96,22 @@ impl Proc {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Waits until the process exits by itself: `Some(success)`, or `None` after `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status.success());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -115,6 +134,8 @@ impl Drop for Proc {
 pub struct Cluster {
     bin: PathBuf,
     pub nodes: Vec<Proc>,
+    /// Appended to every `ivory cluster status` the harness runs (e.g. `--tls-ca FILE`).
+    pub cli_extra: Vec<String>,
     // Dropped last: the processes die before their directories go.
     _dir: tempfile::TempDir,
 }
@@ -146,6 +167,7 @@ impl Cluster {
         Cluster {
             bin: bin.to_path_buf(),
             nodes: vec![node],
+            cli_extra: Vec::new(),
             _dir: dir,
         }
     }
@@ -157,6 +179,11 @@ impl Cluster {
 
     /// [`Cluster::nodes`] with extra environment variables for every node (test hooks).
     pub fn nodes_with_env(bin: &Path, n: u64, shards: u32, env: &[(&str, &str)]) -> Cluster {
+        Cluster::nodes_with(bin, n, shards, env, &[])
+    }
+
+    /// [`Cluster::nodes`] with extra environment variables and extra `ivory node` arguments.
+    pub fn nodes_with(bin: &Path, n: u64, shards: u32, env: &[(&str, &str)], extra_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let addrs: Vec<SocketAddr> = (0..n)
             .map(|_| format!("127.0.0.1:{}", free_port()).parse().expect("addr"))
@@ -173,7 +200,8 @@ impl Cluster {
             .map(|(i, addr)| {
                 let id = i as u64 + 1;
                 let data = dir.path().join(format!("node{id}"));
-                let args = node_args(id, *addr, &data, &members, shards, n.min(3));
+                let mut args = node_args(id, *addr, &data, &members, shards, n.min(3));
+                args.extend(extra_args.iter().map(|a| a.to_string()));
                 let mut node = Proc {
                     id,
                     addr: *addr,
@@ -189,6 +217,7 @@ impl Cluster {
         Cluster {
             bin: bin.to_path_buf(),
             nodes,
+            cli_extra: Vec::new(),
             _dir: dir,
         }
     }
@@ -237,7 +266,10 @@ impl Cluster {
     pub async fn leader_of(&self, shard: u32) -> Option<u64> {
         let http = reqwest::Client::new();
         for node in self.nodes.iter().filter(|n| n.is_running()) {
-            let Ok(r) = http.get(format!("http://{}/status", node.addr)).send().await else {
+            let request = http
+                .get(format!("http://{}/status", node.addr))
+                .header("x-ivory-cluster-secret", CLUSTER_SECRET);
+            let Ok(r) = request.send().await else {
                 continue;
             };
             let Ok(status) = r.json::<Value>().await else { continue };
@@ -273,8 +305,22 @@ impl Cluster {
 
     /// [`Cluster::join`] on a given address (registered beforehand with `cluster add-node`).
     pub fn join_at(&mut self, id: u64, via: usize, addr: SocketAddr) -> usize {
+        self.join_with(id, via, addr, &[], &[])
+    }
+
+    /// [`Cluster::join_at`] with extra environment variables (e.g. another `IVORY_CLUSTER_SECRET`)
+    /// and extra `ivory node` arguments (e.g. TLS files).
+    pub fn join_with(
+        &mut self,
+        id: u64,
+        via: usize,
+        addr: SocketAddr,
+        extra: &[(&str, &str)],
+        extra_args: &[&str],
+    ) -> usize {
         let data = self._dir.path().join(format!("node{id}"));
-        let args = join_args(id, addr, &data, &self.nodes[via].addr.to_string());
+        let mut args = join_args(id, addr, &data, &self.nodes[via].addr.to_string());
+        args.extend(extra_args.iter().map(|a| a.to_string()));
         let mut node = Proc {
             id,
             addr,
@@ -283,14 +329,27 @@ impl Cluster {
             env: self.nodes.first().map(|n| n.env.clone()).unwrap_or_default(),
             child: None,
         };
+        node.env
+            .extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         node.spawn(&self.bin);
         self.nodes.push(node);
         self.nodes.len() - 1
     }
 
-    /// Runs the `ivory` CLI (e.g. `cluster status --endpoint ...`), killed after `timeout`.
+    /// Runs the `ivory` CLI (e.g. `cluster status --endpoint ...`) with the cluster secret,
+    /// killed after `timeout`.
     pub async fn cli(&self, args: &[&str], timeout: Duration) -> CliOutput {
-        let child = tokio::process::Command::new(&self.bin)
+        self.cli_with(args, Some(CLUSTER_SECRET), timeout).await
+    }
+
+    /// [`Cluster::cli`] with `IVORY_CLUSTER_SECRET` set to `secret`, or unset.
+    pub async fn cli_with(&self, args: &[&str], secret: Option<&str>, timeout: Duration) -> CliOutput {
+        let mut command = tokio::process::Command::new(&self.bin);
+        match secret {
+            Some(s) => command.env("IVORY_CLUSTER_SECRET", s),
+            None => command.env_remove("IVORY_CLUSTER_SECRET"),
+        };
+        let child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -312,12 +371,9 @@ impl Cluster {
     /// `ivory cluster status --json` through node `via`; `None` when it fails (e.g. mid-election).
     pub async fn cluster_status(&self, via: usize) -> Option<Value> {
         let endpoint = self.nodes[via].addr.to_string();
-        let out = self
-            .cli(
-                &["cluster", "status", "--endpoint", &endpoint, "--json"],
-                Duration::from_secs(30),
-            )
-            .await;
+        let mut args = vec!["cluster", "status", "--endpoint", &endpoint, "--json"];
+        args.extend(self.cli_extra.iter().map(String::as_str));
+        let out = self.cli(&args, Duration::from_secs(30)).await;
         if !out.success {
             return None;
         }
@@ -354,6 +410,7 @@ impl Cluster {
         let url = format!("http://{}/status", self.nodes[i].addr);
         let r = reqwest::Client::new()
             .get(url)
+            .header("x-ivory-cluster-secret", CLUSTER_SECRET)
             .timeout(Duration::from_secs(5))
             .send()
             .await

@@ -7,8 +7,10 @@
 
 use std::collections::BTreeSet;
 
+pub mod auth;
 pub mod meta;
 
+pub use auth::{ClusterAuthError, ClusterSecret};
 pub use meta::{ClusterMeta, META_GROUP, Member, MemberState, MetaCommand, MetaReply, Move};
 
 use hashring::HashRing;

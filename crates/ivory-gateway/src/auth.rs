@@ -149,6 +149,19 @@ fn decode_segment(segment: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The REST header an operator puts the cluster secret in, to change environment `*`.
+pub const CLUSTER_SECRET_HEADER: &str = "x-ivory-cluster-secret";
+
+/// Whether the request carries the cluster secret itself (compared in constant time). The one
+/// check every HTTP sign-in with the cluster secret goes through.
+pub fn has_cluster_secret(secret: Option<&ivory_cluster::ClusterSecret>, headers: &HeaderMap) -> bool {
+    let Some(secret) = secret else { return false };
+    headers
+        .get(CLUSTER_SECRET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|candidate| secret.verify_secret(candidate))
+}
+
 /// Middleware on every `/api/environment/{env}/...` route (paths are canonical by now).
 pub(crate) async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     // Decoded, as the handlers see it: a token for `a%20b` must not open environment `a b`.
@@ -156,6 +169,19 @@ pub(crate) async fn require_token(State(state): State<AppState>, request: Reques
     let Some(environment) = decode_segment(raw) else {
         return ApiError::bad_request("field.bad_value", "path: the environment id is not UTF-8").into_response();
     };
+    // `*` is the cluster-wide default configuration: only the cluster secret changes it (an API
+    // client token may read it). The secret opens nothing else: other environments ignore it.
+    if environment == ivory_core::DEFAULT_ENVIRONMENT && request.method() != axum::http::Method::GET {
+        if has_cluster_secret(state.config.cluster_secret.as_deref(), request.headers()) {
+            return next.run(request).await;
+        }
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "auth.cluster_secret_required",
+            format!("environment '*' is changed only with the cluster secret (header {CLUSTER_SECRET_HEADER})"),
+        )
+        .into_response();
+    }
     let Some(token) = bearer(request.headers()) else {
         return unauthorized(
             "auth.missing_token",

@@ -193,15 +193,22 @@ pub(crate) async fn events(
             json!({"events": events, "cursor": cursor.render(shards)}),
         );
     }
-    let state = (s, env, cursor, VecDeque::<(String, Value)>::new());
-    let stream = futures::stream::unfold(state, |(s, env, mut cursor, mut buffer)| async move {
+    // Each follower polls every shard: their number per environment is bounded.
+    let Some(slot) = s.limits.follow(&env) else {
+        return crate::limits::overloaded(
+            "overload.too_many_followers",
+            format!("environment '{env}' has as many event-stream followers as this node serves"),
+        );
+    };
+    let state = (s, env, cursor, VecDeque::<(String, Value)>::new(), slot);
+    let stream = futures::stream::unfold(state, |(s, env, mut cursor, mut buffer, slot)| async move {
         loop {
             if let Some((id, v)) = buffer.pop_front() {
                 let event = SseEvent::default()
                     .id(id)
                     .event(v["type"].as_str().unwrap_or("event"))
                     .data(v.to_string());
-                return Some((Ok::<_, Infallible>(event), (s, env, cursor, buffer)));
+                return Some((Ok::<_, Infallible>(event), (s, env, cursor, buffer, slot)));
             }
             buffer.extend(poll(&s, &env, &mut cursor, READ_LIMIT).await);
             if buffer.is_empty() {

@@ -21,6 +21,7 @@ pub mod fuzzing;
 mod grpc;
 mod holds;
 mod holds_grpc;
+pub mod limits;
 mod openapi;
 mod parse;
 mod queries;
@@ -101,6 +102,10 @@ pub struct GatewayConfig {
     pub backend_backoff_max_ms: u64,
     /// How long a fetched environment configuration is reused to map data-source dimensions.
     pub config_cache_ttl_ms: u64,
+    /// The cluster secret: the only credential that changes environment `*`. `None`: nothing does.
+    pub cluster_secret: Option<Arc<ivory_cluster::ClusterSecret>>,
+    /// Event-stream followers (`GET .../events`) per environment at once; past it 429.
+    pub event_followers_max: usize,
 }
 
 impl GatewayConfig {
@@ -116,6 +121,8 @@ impl GatewayConfig {
             backend_attempts_max: 4,
             backend_backoff_max_ms: 200,
             config_cache_ttl_ms: 2000,
+            cluster_secret: None,
+            event_followers_max: limits::EVENT_FOLLOWERS_DEFAULT,
         }
     }
 }
@@ -123,6 +130,7 @@ impl GatewayConfig {
 pub(crate) struct Gateway {
     pub backend: Arc<dyn Backend>,
     pub config: GatewayConfig,
+    pub limits: limits::Limits,
     configs: Mutex<HashMap<String, (Arc<Config>, Instant)>>,
 }
 
@@ -269,8 +277,9 @@ pub fn router(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
     let body_limit = config.body_limit_bytes;
     let state: AppState = Arc::new(Gateway {
         backend,
-        config,
+        limits: limits::Limits::new(config.event_followers_max),
         configs: Mutex::new(HashMap::new()),
+        config,
     });
     let mut api = Router::new();
     for (path, handlers) in api_routes() {
@@ -376,11 +385,11 @@ async fn track(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let method = request.method().to_string();
+    let method = limits::method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("ivory_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+    metrics::counter!("ivory_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
     metrics::histogram!("ivory_http_request_duration_seconds", "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());

@@ -1030,3 +1030,5 @@ async fn real_listener_smoke() {
 mod grpc;
 mod iv_compat;
 mod issue6;
+mod limits;
+mod roles;

@@ -67,6 +67,7 @@ async fn start_cluster(
         listeners.push(l);
     }
     let mut nodes = BTreeMap::new();
+    let secret = std::sync::Arc::new(ivory_node::ClusterSecret::new("raft-bench-cluster-secret")?);
     for (i, listener) in listeners.into_iter().enumerate() {
         let id = i as u64 + 1;
         let cfg = NodeConfig {
@@ -76,6 +77,8 @@ async fn start_cluster(
             peers: peers.clone(),
             shard_count,
             replicas: 3,
+            cluster_secret: secret.clone(),
+            client_tls: None,
         };
         let node = Node::start_with(cfg, options.clone()).await?;
         let served = node.clone();

@@ -19,6 +19,8 @@
 //!     peers: BTreeMap::from([(1, listen.to_string())]),
 //!     shard_count: 16,
 //!     replicas: 1,
+//!     cluster_secret: std::sync::Arc::new(ivory_cluster::ClusterSecret::new("a secret of 16+ characters")?),
+//!     client_tls: None,
 //! };
 //! let node = Node::start(cfg).await?;
 //! let app = axum::Router::new() /* REST routes */ .merge(node.grpc_router());
@@ -34,6 +36,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
 mod batcher;
 mod cluster;
 mod error;
@@ -51,6 +54,7 @@ pub mod proto {
 }
 
 pub use error::{NO_QUORUM_RETRY_AFTER_MS, NodeError};
+pub use ivory_cluster::ClusterSecret;
 pub use ivory_raft::{ApplyDigest, StorageOptions};
 pub use meta::{JoinInfo, join_cluster};
 pub use network::FaultSettings;

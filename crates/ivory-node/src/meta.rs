@@ -25,7 +25,14 @@ pub struct JoinInfo {
 
 impl NodeConfig {
     /// The configuration of a node joining through `info`.
-    pub fn joining(id: u64, listen: std::net::SocketAddr, data_dir: std::path::PathBuf, info: &JoinInfo) -> NodeConfig {
+    pub fn joining(
+        id: u64,
+        listen: std::net::SocketAddr,
+        data_dir: std::path::PathBuf,
+        info: &JoinInfo,
+        cluster_secret: std::sync::Arc<ivory_cluster::ClusterSecret>,
+        client_tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> NodeConfig {
         let mut peers = info.members.clone();
         peers.insert(id, listen.to_string());
         NodeConfig {
@@ -35,6 +42,8 @@ impl NodeConfig {
             peers,
             shard_count: info.shard_count,
             replicas: info.replication as usize,
+            cluster_secret,
+            client_tls,
         }
     }
 }
@@ -45,9 +54,15 @@ impl NodeConfig {
 /// # Errors
 /// [`NodeError::Invalid`] when the cluster refuses (id or address taken, id removed);
 /// [`NodeError::Unavailable`] when `seed` cannot be reached.
-pub async fn join_cluster(seed: &str, id: u64, addr: &str) -> Result<JoinInfo, NodeError> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{seed}"))
-        .map_err(|e| NodeError::Invalid(format!("bad address {seed}: {e}")))?
+pub async fn join_cluster(
+    seed: &str,
+    id: u64,
+    addr: &str,
+    cluster_secret: std::sync::Arc<ivory_cluster::ClusterSecret>,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+) -> Result<JoinInfo, NodeError> {
+    let endpoint = crate::network::endpoint(seed, tls)
+        .map_err(NodeError::Invalid)?
         .connect_timeout(Duration::from_secs(2));
     let channel = endpoint
         .connect()
@@ -57,11 +72,20 @@ pub async fn join_cluster(seed: &str, id: u64, addr: &str) -> Result<JoinInfo, N
         node_id: id,
         addr: addr.to_string(),
     };
-    let reply = tokio::time::timeout(FORWARD_TIMEOUT, ClusterClient::new(channel).join(request))
-        .await
-        .map_err(|_| NodeError::Unavailable(format!("{seed} did not answer in time")))?
-        .map_err(|e| NodeError::Unavailable(e.to_string()))?
-        .into_inner();
+    let reply = tokio::time::timeout(
+        FORWARD_TIMEOUT,
+        ClusterClient::with_interceptor(channel, crate::auth::ClusterToken::new(cluster_secret)).join(request),
+    )
+    .await
+    .map_err(|_| NodeError::Unavailable(format!("{seed} did not answer in time")))?
+    .map_err(|e| {
+        if e.code() == tonic::Code::Unauthenticated {
+            NodeError::Invalid(format!("{seed} refused this node's cluster secret: {}", e.message()))
+        } else {
+            NodeError::Unavailable(e.to_string())
+        }
+    })?
+    .into_inner();
     if let Some(e) = reply.error {
         return Err(NodeError::from_proto(META_GROUP, e));
     }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use ivory_cluster::ClusterSecret;
 use ivory_raft::openraft;
 use ivory_raft::{GroupId, NodeId, TypeConfig};
 use openraft::alias::{SnapshotOf, VoteOf};
@@ -116,6 +117,7 @@ fn dropped_status(addr: &str) -> tonic::Status {
 #[derive(Clone)]
 pub struct PeerChannel {
     channel: Channel,
+    secret: Arc<ClusterSecret>,
     addr: Arc<str>,
     faults: Arc<Faults>,
 }
@@ -136,8 +138,10 @@ impl tower::Service<HttpRequest> for PeerChannel {
         self.channel.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: HttpRequest) -> Self::Future {
+    fn call(&mut self, mut request: HttpRequest) -> Self::Future {
         use futures::{FutureExt, TryFutureExt};
+        // Every node-to-node call proves the cluster secret (crate::auth).
+        crate::auth::sign(&self.secret, request.headers_mut());
         if !self.faults.active() {
             return futures::future::Either::Left(self.channel.call(request).err_into());
         }
@@ -167,13 +171,24 @@ impl tower::Service<HttpRequest> for PeerChannel {
 }
 
 /// One channel per peer address, connected on first use.
-#[derive(Default)]
 pub struct Peers {
     channels: Mutex<HashMap<String, Channel>>,
     faults: Arc<Faults>,
+    secret: Arc<ClusterSecret>,
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Peers {
+    /// Peers whose requests are signed with `secret`, over TLS when `tls` is set.
+    pub fn new(secret: Arc<ClusterSecret>, tls: Option<tonic::transport::ClientTlsConfig>) -> Peers {
+        Peers {
+            channels: Mutex::default(),
+            faults: Arc::default(),
+            secret,
+            tls,
+        }
+    }
+
     /// Fault injection: from now on, requests to `addrs` fail as unreachable.
     pub fn block(&self, addrs: impl IntoIterator<Item = String>) {
         self.faults.update(|s| s.drop.extend(addrs));
@@ -203,14 +218,14 @@ impl Peers {
             .map_err(|_| "peer table lock poisoned".to_string())?;
         let wrap = |channel: Channel| PeerChannel {
             channel,
+            secret: self.secret.clone(),
             addr: Arc::from(addr),
             faults: self.faults.clone(),
         };
         if let Some(channel) = channels.get(addr) {
             return Ok(wrap(channel.clone()));
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("bad peer address {addr}: {e}"))?
+        let channel = endpoint(addr, self.tls.as_ref())?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
@@ -224,6 +239,22 @@ impl Peers {
         Ok(RaftTransportClient::new(self.channel(addr)?)
             .max_decoding_message_size(GRPC_MESSAGE_MAX_BYTES)
             .max_encoding_message_size(GRPC_MESSAGE_MAX_BYTES))
+    }
+}
+
+/// The endpoint of a node: `https` with `tls`, else `http`.
+///
+/// # Errors
+/// When `addr` is not a valid endpoint or the TLS settings do not apply.
+pub fn endpoint(addr: &str, tls: Option<&tonic::transport::ClientTlsConfig>) -> Result<Endpoint, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let endpoint =
+        Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(|e| format!("bad peer address {addr}: {e}"))?;
+    match tls {
+        Some(tls) => endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| format!("TLS to {addr}: {e}")),
+        None => Ok(endpoint),
     }
 }
 

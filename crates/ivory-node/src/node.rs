@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use ivory_cluster::{ClusterMeta, META_GROUP};
+use ivory_cluster::{ClusterMeta, ClusterSecret, META_GROUP};
 use ivory_core::{BATCH_COMMANDS_MAX, Batch, CmdResult, Command, ReadRequest, ReadResponse};
 use ivory_raft::openraft;
 use ivory_raft::{
@@ -55,6 +55,11 @@ pub struct NodeConfig {
     pub peers: BTreeMap<u64, String>,
     pub shard_count: u32,
     pub replicas: usize,
+    /// Shared by every node of the cluster: signs what this node sends, checks what it receives.
+    pub cluster_secret: Arc<ClusterSecret>,
+    /// TLS for calls to other nodes (`https`, the CA to trust, this node's certificate); `None`:
+    /// plain HTTP/2.
+    pub client_tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// One hosted shard as this node sees it.
@@ -208,11 +213,12 @@ impl Node {
         let storage = NodeStorage::open_async(cfg.data_dir.clone(), storage_options).await?;
         let raft_config = ivory_raft::raft_config("ivory").map_err(|e| NodeError::Invalid(e.to_string()))?;
         let (shutdown_tx, _) = tokio::sync::watch::channel(false);
+        let peers = Arc::new(Peers::new(cfg.cluster_secret.clone(), cfg.client_tls.clone()));
         let node = Node {
             inner: Arc::new(Inner {
                 cfg,
                 storage,
-                peers: Arc::new(Peers::default()),
+                peers,
                 groups: RwLock::new(BTreeMap::new()),
                 registry_lock: tokio::sync::Mutex::new(()),
                 raft_config,

@@ -223,6 +223,15 @@ impl Node {
             .add_service(AdminServer::new(self.clone()))
             .add_service(ClusterServer::new(self.clone()))
             .into_axum_router()
+            // Every method of these services is the cluster plane: no call without the secret.
+            .layer(axum::middleware::from_fn_with_state(
+                crate::auth::Guard {
+                    secret: self.inner.cfg.cluster_secret.clone(),
+                    // A node that calls others over mutual TLS expects the same of its callers.
+                    require_certified_peer: self.inner.cfg.client_tls.is_some(),
+                },
+                crate::auth::require_cluster_token,
+            ))
     }
 
     /// Serves `router` (e.g. [`Node::grpc_router`] merged with REST) on `listener` with

@@ -2,11 +2,31 @@
 
 use std::time::{Duration, Instant};
 
-use clap::Subcommand;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use ivory_node::auth::ClusterToken;
 use ivory_node::proto;
 use ivory_node::proto::cluster_client::ClusterClient;
 use serde_json::{Value, json};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// Every call carries a token signed with the cluster secret.
+type Client = ClusterClient<InterceptedService<Channel, ClusterToken>>;
+
+#[derive(Args)]
+pub struct ClusterArgs {
+    /// A file holding the cluster secret (else IVORY_CLUSTER_SECRET): required.
+    #[arg(long, global = true)]
+    cluster_secret_file: Option<PathBuf>,
+    /// The CA of a cluster that speaks TLS (PEM): the CLI connects with https and verifies the
+    /// node's certificate with it.
+    #[arg(long, global = true)]
+    tls_ca: Option<PathBuf>,
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
 
 #[derive(Subcommand)]
 pub enum ClusterCommand {
@@ -57,20 +77,20 @@ fn out(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
-async fn connect(endpoint: &str) -> Result<ClusterClient<Channel>, String> {
-    let uri = if endpoint.contains("://") {
-        endpoint.to_string()
-    } else {
-        format!("http://{endpoint}")
-    };
-    let channel = tonic::transport::Endpoint::from_shared(uri)
+async fn connect(
+    endpoint: &str,
+    token: &ClusterToken,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+) -> Result<Client, String> {
+    let address = endpoint.split_once("://").map_or(endpoint, |(_, rest)| rest);
+    let channel = ivory_node::network::endpoint(address, tls)
         .map_err(|e| format!("bad endpoint {endpoint}: {e}"))?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(30))
         .connect()
         .await
         .map_err(|e| format!("cannot reach {endpoint}: {e}"))?;
-    Ok(ClusterClient::new(channel))
+    Ok(ClusterClient::with_interceptor(channel, token.clone()))
 }
 
 fn error_text(e: &proto::Error) -> String {
@@ -81,11 +101,23 @@ fn error_text(e: &proto::Error) -> String {
     }
 }
 
-async fn status(client: &mut ClusterClient<Channel>) -> Result<proto::ClusterStatusReply, String> {
+/// A refused credential gets the same clear message whatever the command.
+fn call_error(what: &str, e: &tonic::Status) -> String {
+    if e.code() == tonic::Code::Unauthenticated {
+        format!(
+            "{what} refused: {} (IVORY_CLUSTER_SECRET or --cluster-secret-file must hold this cluster's secret)",
+            e.message()
+        )
+    } else {
+        format!("{what} failed: {}", e.message())
+    }
+}
+
+async fn status(client: &mut Client) -> Result<proto::ClusterStatusReply, String> {
     let reply = client
         .status(proto::ClusterStatusRequest {})
         .await
-        .map_err(|e| format!("status failed: {}", e.message()))?
+        .map_err(|e| call_error("status", &e))?
         .into_inner();
     match &reply.error {
         Some(e) => Err(error_text(e)),
@@ -93,15 +125,22 @@ async fn status(client: &mut ClusterClient<Channel>) -> Result<proto::ClusterSta
     }
 }
 
-pub async fn run(command: ClusterCommand) -> Result<(), String> {
-    match command {
+pub async fn run(args: ClusterArgs) -> Result<(), String> {
+    // Refused before any connection: nothing to try without the secret.
+    let token = ClusterToken::new(crate::secret::required(args.cluster_secret_file.as_deref())?);
+    let tls = match &args.tls_ca {
+        Some(ca) => Some(crate::tls::client_config(ca, None)?),
+        None => None,
+    };
+    let tls = tls.as_ref();
+    match args.command {
         ClusterCommand::Status {
             endpoint,
             json,
             wait,
             timeout_secs,
         } => {
-            let mut client = connect(&endpoint).await?;
+            let mut client = connect(&endpoint, &token, tls).await?;
             let mut reply = status(&mut client).await?;
             if wait {
                 // A node registered but not yet running counts as unsettled: it is about to take replicas.
@@ -118,14 +157,14 @@ pub async fn run(command: ClusterCommand) -> Result<(), String> {
             Ok(())
         }
         ClusterCommand::AddNode { endpoint, id, address } => {
-            let mut client = connect(&endpoint).await?;
+            let mut client = connect(&endpoint, &token, tls).await?;
             let reply = client
                 .add_node(proto::JoinRequest {
                     node_id: id,
                     addr: address.clone(),
                 })
                 .await
-                .map_err(|e| format!("add-node failed: {}", e.message()))?
+                .map_err(|e| call_error("add-node", &e))?
                 .into_inner();
             if let Some(e) = reply.error {
                 return Err(error_text(&e));
@@ -142,11 +181,11 @@ pub async fn run(command: ClusterCommand) -> Result<(), String> {
             no_wait,
             timeout_secs,
         } => {
-            let mut client = connect(&endpoint).await?;
+            let mut client = connect(&endpoint, &token, tls).await?;
             let reply = client
                 .remove_node(proto::RemoveNodeRequest { node_id: id })
                 .await
-                .map_err(|e| format!("remove-node failed: {}", e.message()))?
+                .map_err(|e| call_error("remove-node", &e))?
                 .into_inner();
             if let Some(e) = reply.error {
                 return Err(error_text(&e));
@@ -168,7 +207,7 @@ pub async fn run(command: ClusterCommand) -> Result<(), String> {
 
 /// Polls the status every second with a progress line until `done`, or fails after the timeout.
 async fn wait_until(
-    client: &mut ClusterClient<Channel>,
+    client: &mut Client,
     timeout_secs: u64,
     what: &str,
     done: impl Fn(&proto::ClusterStatusReply) -> bool,

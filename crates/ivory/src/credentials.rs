@@ -42,19 +42,18 @@ pub fn load_or_create(data: &Path, listen: SocketAddr) -> Result<Credentials, St
     }
     let path = data.join("credentials.json");
     match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| format!("{} is not valid: {e}", path.display())),
+        Ok(text) => {
+            crate::secret::check_private(&path)?;
+            serde_json::from_str(&text).map_err(|e| format!("{} is not valid: {e}", path.display()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let created = Credentials {
                 client_id: format!("ivory-{}", random_hex(4)),
                 client_secret: random_hex(24),
             };
             let text = serde_json::to_string_pretty(&created).map_err(|e| e.to_string())?;
-            std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-            }
+            // 0600 from creation: never readable by others, not even for a moment.
+            crate::secret::create_private(&path, &text)?;
             println!(
                 "ivory: created the API client (kept in {path}; set IVORY_CLIENT_ID/IVORY_CLIENT_SECRET to choose your own)\n\
                  \x20 client_id={id}\n  client_secret={secret}\n\

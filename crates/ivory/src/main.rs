@@ -4,6 +4,9 @@
 mod backend;
 mod cluster_cli;
 mod credentials;
+mod secret;
+mod server;
+mod tls;
 
 /// Requests allocate and free many small JSON values and keys; glibc's malloc spent about 30% of a
 /// bulk run's CPU on them (perf), mimalloc's per-thread free lists do not.
@@ -38,8 +41,7 @@ enum Command {
     /// One member of a multi-node cluster; any node answers any REST call.
     Node(NodeArgs),
     /// Operate a running cluster: status, add-node, remove-node.
-    #[command(subcommand)]
-    Cluster(cluster_cli::ClusterCommand),
+    Cluster(cluster_cli::ClusterArgs),
 }
 
 #[derive(Args)]
@@ -56,10 +58,36 @@ struct Common {
     /// A configuration document in IV's JSON shape, the default for every environment.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// This node's certificate (PEM, the chain from the node's own first): with --tls-key the
+    /// port speaks only TLS, REST and gRPC alike.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The CA that signs every node's certificate (PEM): nodes verify each other with it and
+    /// show their own certificate when they call another node (mutual TLS).
+    #[arg(long, requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
+    /// Requests this node handles at once (REST and the public gRPC API; not the cluster plane);
+    /// past it 429 with Retry-After. Default: 64 per core.
+    #[arg(long)]
+    max_requests_in_flight: Option<usize>,
+    /// Seconds a client has to send a request's head; also the longest idle gap between two
+    /// HTTP/1 requests on one connection. Slow or idle clients are disconnected after it.
+    #[arg(long, default_value_t = 10)]
+    header_read_timeout_secs: u64,
+    /// Event-stream followers (`GET .../events`) per environment at once on this node.
+    #[arg(long, default_value_t = ivory_gateway::limits::EVENT_FOLLOWERS_DEFAULT)]
+    max_event_followers: usize,
     /// Tests only: serve `GET|POST /_test/fault` (drop or delay what this node sends to other
     /// nodes, slow its disk). Without it the route does not exist and nothing can be injected.
     #[arg(long)]
     enable_fault_injection: bool,
+    /// A file holding the cluster secret (else IVORY_CLUSTER_SECRET; `ivory serve` creates
+    /// DATA/cluster-secret when neither is given). Every node and operator of a cluster shares it.
+    #[arg(long)]
+    cluster_secret_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -130,7 +158,13 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => {
                 let listen = args.common.listen;
                 let members = BTreeMap::from([(1, listen.to_string())]);
-                run(1, Membership::Bootstrap(members, 1), args.common).await
+                match std::fs::create_dir_all(&args.common.data)
+                    .map_err(|e| format!("cannot create {}: {e}", args.common.data.display()))
+                    .and_then(|()| secret::for_serve(args.common.cluster_secret_file.as_deref(), &args.common.data))
+                {
+                    Ok(secret) => run(1, Membership::Bootstrap(members, 1), args.common, secret).await,
+                    Err(e) => Err(e),
+                }
             }
             Command::Node(args) => node_command(args).await,
             Command::Cluster(command) => cluster_cli::run(command).await,
@@ -158,6 +192,11 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
     if args.id == 0 {
         return Err("--id must be a positive integer".into());
     }
+    let secret = secret::required(args.common.cluster_secret_file.as_deref())?;
+    if args.common.tls_cert.is_some() && args.common.tls_ca.is_none() {
+        return Err("ivory node with --tls-cert needs --tls-ca: nodes verify each other's certificates".into());
+    }
+    let client_tls = client_tls(&args.common)?;
     if let Some(initial) = &args.initial_cluster {
         let Some(own) = initial.get(&args.id) else {
             return Err(format!("--initial-cluster does not list this node's id {}", args.id));
@@ -169,6 +208,7 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
             args.id,
             Membership::Bootstrap(initial.clone(), args.replicas),
             args.common,
+            secret,
         )
         .await;
     }
@@ -191,9 +231,15 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
             joined
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let info = ivory_node::join_cluster(&seed, args.id, &args.common.listen.to_string())
-                .await
-                .map_err(|e| format!("cannot join through {seed}: {e}"))?;
+            let info = ivory_node::join_cluster(
+                &seed,
+                args.id,
+                &args.common.listen.to_string(),
+                secret.clone(),
+                client_tls.as_ref(),
+            )
+            .await
+            .map_err(|e| format!("cannot join through {seed}: {e}"))?;
             let joined = JoinedCluster {
                 id: args.id,
                 shard_count: info.shard_count,
@@ -219,7 +265,15 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
         replication: joined.replication,
         members: joined.members,
     };
-    run(args.id, Membership::Join(info), common).await
+    run(args.id, Membership::Join(info), common, secret).await
+}
+
+/// How this node calls the others: with a CA, over TLS showing its own certificate.
+fn client_tls(common: &Common) -> Result<Option<tonic::transport::ClientTlsConfig>, String> {
+    match (&common.tls_ca, &common.tls_cert, &common.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => Ok(Some(tls::client_config(ca, Some((cert, key)))?)),
+        _ => Ok(None),
+    }
 }
 
 /// How a node finds its cluster: it creates one with fixed members, or joined one.
@@ -257,7 +311,12 @@ fn load_or_store_layout(data: &Path, shards: u32) -> Result<Layout, String> {
     }
 }
 
-async fn run(id: u64, membership: Membership, common: Common) -> Result<(), String> {
+async fn run(
+    id: u64,
+    membership: Membership,
+    common: Common,
+    cluster_secret: Arc<ivory_node::ClusterSecret>,
+) -> Result<(), String> {
     std::fs::create_dir_all(&common.data).map_err(|e| format!("cannot create {}: {e}", common.data.display()))?;
     let layout = load_or_store_layout(&common.data, common.shards)?;
     let ring = ShardRing::new(&layout).map_err(|e| e.to_string())?;
@@ -271,6 +330,15 @@ async fn run(id: u64, membership: Membership, common: Common) -> Result<(), Stri
         None => None,
     };
     let credentials = credentials::load_or_create(&common.data, common.listen)?;
+    let server_tls = match (&common.tls_cert, &common.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(&tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: common.tls_ca.clone(),
+        })?),
+        _ => None,
+    };
+    let client_tls = client_tls(&common)?;
 
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
@@ -289,11 +357,13 @@ async fn run(id: u64, membership: Membership, common: Common) -> Result<(), Stri
                 peers,
                 shard_count: layout.shard_count,
                 replicas,
+                cluster_secret: cluster_secret.clone(),
+                client_tls,
             })
             .await
         }
         Membership::Join(info) => {
-            let cfg = NodeConfig::joining(id, common.listen, data_dir, &info);
+            let cfg = NodeConfig::joining(id, common.listen, data_dir, &info, cluster_secret.clone(), client_tls);
             Node::start_joining(cfg, StorageOptions::default()).await
         }
     };
@@ -302,33 +372,59 @@ async fn run(id: u64, membership: Membership, common: Common) -> Result<(), Stri
     let backend = Arc::new(backend::NodeBackend::new(node.clone(), ring));
     let gateway_config = ivory_gateway::GatewayConfig {
         metrics: Some(metrics),
+        cluster_secret: Some(cluster_secret.clone()),
+        event_followers_max: common.max_event_followers,
         ..credentials.gateway_config()
     };
     let public_grpc = ivory_gateway::grpc_service(backend.clone(), gateway_config.clone());
     let gateway = ivory_gateway::router(backend.clone(), gateway_config);
     let status_node = node.clone();
+    let status_secret = cluster_secret.clone();
     // Node gRPC routes first (a merge would clash on the routers' fallbacks).
     let mut app = node.grpc_router().route(
         "/status",
-        axum::routing::get(move || std::future::ready(axum::Json(status_json(&status_node)))),
+        // The cluster's shape is the operators' business: the cluster secret, as on the cluster plane.
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let answer = if ivory_gateway::auth::has_cluster_secret(Some(&status_secret), &headers) {
+                axum::response::IntoResponse::into_response(axum::Json(status_json(&status_node)))
+            } else {
+                axum::response::IntoResponse::into_response(ivory_gateway::ApiError::new(
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    "auth.cluster_secret_required",
+                    format!(
+                        "GET /status needs the cluster secret (header {})",
+                        ivory_gateway::auth::CLUSTER_SECRET_HEADER
+                    ),
+                ))
+            };
+            std::future::ready(answer)
+        }),
     );
     if common.enable_fault_injection {
         warn!("fault injection is enabled (POST /_test/fault): for tests only");
         app = app.route("/_test/fault", fault_route(node.clone()));
     }
-    let app = app
-        // Then the public gRPC API, then REST.
-        .fallback_service(public_grpc.fallback_service(gateway));
+    // Then the public gRPC API, then REST: one bound on requests in flight for both (an
+    // overloaded node refuses before any other work); the node's own gRPC routes are outside it.
+    let in_flight_max = common
+        .max_requests_in_flight
+        .unwrap_or_else(ivory_gateway::limits::requests_in_flight_default);
+    let app = app.fallback_service(ivory_gateway::limits::limit_in_flight(
+        public_grpc.fallback_service(gateway),
+        in_flight_max,
+    ));
     if let Some(json) = default_config {
         tokio::spawn(backend::put_default_config(backend.clone(), json));
     }
     info!(node = id, listen = %common.listen, shards = layout.shard_count, "ivory is listening");
 
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        // Nagle's delay costs about 5x latency on small replicated writes (STACK.md §6).
-        let _ = tcp.set_nodelay(true);
-    });
-    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    let serve = server::serve(
+        listener,
+        app,
+        std::time::Duration::from_secs(common.header_read_timeout_secs.max(1)),
+        server_tls,
+        shutdown_signal(),
+    );
     let served = serve.await.map_err(|e| format!("server failed: {e}"));
     node.shutdown().await;
     served

@@ -50,6 +50,7 @@ impl NodeProc {
             .args(&self.args)
             .env("IVORY_CLIENT_ID", CLIENT_ID)
             .env("IVORY_CLIENT_SECRET", CLIENT_SECRET)
+            .env("IVORY_CLUSTER_SECRET", ivory_tests::CLUSTER_SECRET)
             .env("RUST_LOG", "info,openraft=error,sled=warn,h2=warn,tower=warn")
             .stdin(Stdio::null())
             .stdout(log)
@@ -340,6 +341,7 @@ impl Cluster {
         let r = self
             .http
             .get(format!("http://{}/status", node.addr))
+            .header("x-ivory-cluster-secret", ivory_tests::CLUSTER_SECRET)
             .send()
             .await
             .ok()?;

@@ -20,6 +20,7 @@ async fn ivory_cluster(bin: &Path, args: &[String]) -> Result<String, String> {
     let child = tokio::process::Command::new(bin)
         .arg("cluster")
         .args(args)
+        .env("IVORY_CLUSTER_SECRET", ivory_tests::CLUSTER_SECRET)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -70,6 +70,8 @@ impl TestCluster {
             peers: self.peers.clone(),
             shard_count: self.shard_count,
             replicas: self.replicas,
+            cluster_secret: test_secret(),
+            client_tls: None,
         }
     }
 
@@ -331,4 +333,9 @@ pub fn onhand_of(response: &ReadResponse) -> Qty {
 
 pub async fn read_onhand(node: &Node, shard: u32) -> Result<Qty, NodeError> {
     node.read(shard, onhand_query()).await.map(|r| onhand_of(&r))
+}
+
+/// The cluster secret every node of a test cluster shares.
+pub fn test_secret() -> std::sync::Arc<ivory_node::ClusterSecret> {
+    std::sync::Arc::new(ivory_node::ClusterSecret::new("in-process-test-cluster-secret").expect("secret"))
 }

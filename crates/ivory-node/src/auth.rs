@@ -1,0 +1,92 @@
+//! The cluster plane's credentials on the wire. Every node-to-node and operator gRPC call carries
+//! a token signed with the cluster secret ([`ivory_cluster::ClusterSecret`]) in the
+//! [`TOKEN_HEADER`] metadata; [`Node::grpc_router`](crate::Node::grpc_router) refuses any call
+//! without a good one with UNAUTHENTICATED before a service sees it.
+//!
+//! Outgoing: the node's own peer channels sign every request ([`crate::network::PeerChannel`]);
+//! any other client (the CLI, a joining node) wraps its stub with [`ClusterToken`]:
+//! `ClusterClient::with_interceptor(channel, ClusterToken::new(secret))`.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+pub use ivory_cluster::auth::TOKEN_HEADER;
+use ivory_cluster::{ClusterAuthError, ClusterSecret};
+use tonic::metadata::MetadataValue;
+
+/// Adds the cluster token to a request's headers.
+pub fn sign(secret: &ClusterSecret, headers: &mut http::HeaderMap) {
+    // A token is `v1.<digits>.<hex>`: always a valid header value.
+    if let Ok(value) = http::HeaderValue::from_str(&secret.token()) {
+        headers.insert(TOKEN_HEADER, value);
+    }
+}
+
+/// A tonic interceptor that signs each call with the cluster secret.
+#[derive(Clone)]
+pub struct ClusterToken(Arc<ClusterSecret>);
+
+impl ClusterToken {
+    pub fn new(secret: Arc<ClusterSecret>) -> ClusterToken {
+        ClusterToken(secret)
+    }
+}
+
+impl tonic::service::Interceptor for ClusterToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let value = MetadataValue::try_from(self.0.token())
+            .map_err(|_| tonic::Status::internal("the cluster token is not a header value"))?;
+        request.metadata_mut().insert(TOKEN_HEADER, value);
+        Ok(request)
+    }
+}
+
+/// Checks a request's cluster token.
+///
+/// # Errors
+/// Why it is refused (also when missing).
+pub fn verify(secret: &ClusterSecret, headers: &http::HeaderMap) -> Result<(), ClusterAuthError> {
+    let token = headers.get(TOKEN_HEADER).ok_or(ClusterAuthError::Missing)?;
+    let token = token.to_str().map_err(|_| ClusterAuthError::Malformed)?;
+    secret.verify_token(token)
+}
+
+/// A request extension the server sets on every request of a TLS connection whose client showed
+/// a certificate the CA verified (mutual TLS).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerCertified;
+
+/// What the middleware checks.
+#[derive(Clone)]
+pub(crate) struct Guard {
+    pub secret: Arc<ClusterSecret>,
+    /// With mutual TLS, the node-only services (Raft transport, Shard, Admin) also need a
+    /// certified peer; the `Cluster` service (operators' CLI) needs the secret only.
+    pub require_certified_peer: bool,
+}
+
+/// The middleware in front of the node's gRPC services: UNAUTHENTICATED (a gRPC answer, HTTP 200
+/// with `grpc-status: 16`) unless the call carries a good cluster token (and, with mutual TLS,
+/// comes from a certified node); nothing is decoded before.
+pub(crate) async fn require_cluster_token(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    let uncertified = guard.require_certified_peer
+        && request.extensions().get::<PeerCertified>().is_none()
+        && !request.uri().path().starts_with("/ivory.v1.Cluster/");
+    if uncertified {
+        metrics::counter!("ivory_cluster_auth_refused_total").increment(1);
+        return tonic::Status::unauthenticated(
+            "node-to-node calls need a client certificate signed by the cluster's CA",
+        )
+        .into_http::<axum::body::Body>();
+    }
+    match verify(&guard.secret, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => {
+            metrics::counter!("ivory_cluster_auth_refused_total").increment(1);
+            tracing::debug!(path = %request.uri().path(), error = %e, "cluster call refused");
+            tonic::Status::unauthenticated(e.to_string()).into_http::<axum::body::Body>()
+        }
+    }
+}
