@@ -355,6 +355,7 @@ async fn run_peer(cli: &Cli, store: &str, url: &str, tag: String) -> Result<bool
         seed: c.seed,
         tag,
         no_setup: c.no_setup,
+        label: c.label.clone(),
     })
     .await?;
     println!("{out}");

@@ -71,6 +71,7 @@ pub struct PeerRun {
     pub seed: u64,
     pub tag: String,
     pub no_setup: bool,
+    pub label: String,
 }
 
 pub enum PeerWorkload {
@@ -340,6 +341,7 @@ pub async fn run(p: PeerRun) -> Result<Value, String> {
     let h = total.hist.unwrap_or_else(new_hist);
     let mut out = json!({
         "target": p.kind.name(),
+        "label": p.label,
         "deployment": format!("peer:{}", p.kind.name()),
         "workload": p.workload.name(),
         "mode": "closed",

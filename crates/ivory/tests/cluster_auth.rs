@@ -286,7 +286,7 @@ async fn the_cluster_plane_needs_the_cluster_secret() {
     api.post_ok(
         "onhand",
         &json!({"id": "s1", "organizationId": "org", "productId": "P1",
-                "dimensions": {"siteId": "1", "locationId": "11"}, "quantities": {"iv": {"onhand": 10}}}),
+                "dimensions": {"siteId": "1", "locationId": "11"}, "quantities": {"pos": {"inbound": 10}}}),
     )
     .await;
     let ch = channel(cluster.nodes[0].addr).await;

@@ -45,7 +45,7 @@ async fn past_the_limit_requests_get_429_and_raft_stays_healthy() {
             let client = client.clone();
             tokio::spawn(async move {
                 let body = json!({"id": format!("w{i}"), "organizationId": "org", "productId": "P",
-                    "dimensions": {"siteId": "1", "locationId": "11"}, "quantities": {"iv": {"onhand": 1}}});
+                    "dimensions": {"siteId": "1", "locationId": "11"}, "quantities": {"pos": {"inbound": 1}}});
                 client.post("onhand", &body).await
             })
         })
