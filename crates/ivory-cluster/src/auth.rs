@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-type HmacSha256 = Hmac<Sha256>;
+pub type HmacSha256 = Hmac<Sha256>;
 
 /// The gRPC metadata key (an HTTP/2 header) that carries the token.
 pub const TOKEN_HEADER: &str = "x-ivory-cluster-token";
@@ -68,7 +68,8 @@ pub fn now_s() -> u64 {
         .unwrap_or(0)
 }
 
-fn mac(key: &[u8]) -> HmacSha256 {
+/// HMAC-SHA256 keyed with `key` (any length is a valid HMAC key).
+pub fn mac(key: &[u8]) -> HmacSha256 {
     match HmacSha256::new_from_slice(key) {
         Ok(m) => m,
         Err(_) => unreachable!("hmac accepts keys of any length"),

@@ -5,8 +5,6 @@
 //! `{"env": <environment id>, "sub": <client id>, "exp": <unix seconds>}`. Signatures and
 //! credentials are compared in constant time.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
@@ -15,14 +13,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::Sha256;
 
 use crate::{ApiError, AppState};
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// Longest token accepted; anything longer is not one of ours.
 const TOKEN_LEN_MAX: usize = 4096;
@@ -34,20 +29,8 @@ struct Claims {
     exp: u64,
 }
 
-pub fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn mac(key: &[u8]) -> HmacSha256 {
-    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
-    match HmacSha256::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => unreachable!("hmac accepts keys of any length"),
-    }
-}
+use ivory_cluster::auth::mac;
+pub use ivory_cluster::auth::now_s;
 
 /// Signs a token for `environment` that expires at `expires_at_s` (unix seconds).
 ///
