@@ -3,6 +3,7 @@
 
 mod backend;
 mod cluster_cli;
+mod console;
 mod credentials;
 mod secret;
 mod server;
@@ -394,7 +395,7 @@ async fn run(
     let status_node = node.clone();
     let status_secret = cluster_secret.clone();
     // Node gRPC routes first (a merge would clash on the routers' fallbacks).
-    let mut app = node.grpc_router().route(
+    let app = node.grpc_router().route(
         "/status",
         // The cluster's shape is the operators' business: the cluster secret, as on the cluster plane.
         axum::routing::get(move |headers: axum::http::HeaderMap| {
@@ -413,6 +414,7 @@ async fn run(
             std::future::ready(answer)
         }),
     );
+    let mut app = console::routes(app, node.clone(), cluster_secret.clone());
     if common.enable_fault_injection {
         warn!("fault injection is enabled (POST /_test/fault): for tests only");
         app = app.route("/_test/fault", fault_route(node.clone()));
