@@ -127,7 +127,7 @@ async fn add(node: Node, secret: Arc<ClusterSecret>, headers: HeaderMap, body: a
         Ok(r) => r,
         Err(e) => return bad_body(format!("expected {{\"id\": N, \"address\": \"HOST:PORT\"}}: {e}")),
     };
-    if request.id == 0 || request.address.parse::<std::net::SocketAddr>().is_err() {
+    if request.id == 0 || ivory_cluster::check_member_addr(&request.address).is_err() {
         return bad_body("the id must be positive and the address HOST:PORT".into());
     }
     cluster_reply(

@@ -59,6 +59,10 @@ struct Common {
     /// Where REST and gRPC listen (one port for both).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// The address other nodes and the cluster record use for this node (HOST:PORT; HOST may be a
+    /// DNS name): needed when --listen is 0.0.0.0 or behind a name. Default: --listen.
+    #[arg(long, value_parser = parse_advertise)]
+    advertise_addr: Option<String>,
     /// The sled data directory.
     #[arg(long, default_value = "./ivory-data")]
     data: PathBuf,
@@ -125,6 +129,17 @@ struct NodeArgs {
     common: Common,
 }
 
+fn parse_advertise(text: &str) -> Result<String, String> {
+    ivory_cluster::check_member_addr(text.trim())?;
+    Ok(text.trim().to_string())
+}
+
+impl Common {
+    fn advertised(&self) -> String {
+        self.advertise_addr.clone().unwrap_or_else(|| self.listen.to_string())
+    }
+}
+
 fn parse_members(text: &str) -> Result<BTreeMap<u64, String>, String> {
     let mut members = BTreeMap::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -132,9 +147,7 @@ fn parse_members(text: &str) -> Result<BTreeMap<u64, String>, String> {
             .split_once('=')
             .ok_or_else(|| format!("'{part}' is not of the form ID=HOST:PORT"))?;
         let id: u64 = id.trim().parse().map_err(|_| format!("'{id}' is not a node id"))?;
-        addr.trim()
-            .parse::<SocketAddr>()
-            .map_err(|_| format!("'{addr}' is not a HOST:PORT address"))?;
+        ivory_cluster::check_member_addr(addr.trim())?;
         if members.insert(id, addr.trim().to_string()).is_some() {
             return Err(format!("node {id} is listed twice"));
         }
@@ -170,8 +183,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => {
-                let listen = args.common.listen;
-                let members = BTreeMap::from([(1, listen.to_string())]);
+                let members = BTreeMap::from([(1, args.common.advertised())]);
                 match std::fs::create_dir_all(&args.common.data)
                     .map_err(|e| format!("cannot create {}: {e}", args.common.data.display()))
                     .and_then(|()| secret::for_serve(args.common.cluster_secret_file.as_deref(), &args.common.data))
@@ -215,8 +227,8 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
         let Some(own) = initial.get(&args.id) else {
             return Err(format!("--initial-cluster does not list this node's id {}", args.id));
         };
-        if own.parse::<SocketAddr>().ok() != Some(args.common.listen) {
-            warn!(listen = %args.common.listen, member = %own, "--listen differs from this node's --initial-cluster address");
+        if *own != args.common.advertised() {
+            warn!(advertised = %args.common.advertised(), member = %own, "--advertise-addr (or --listen) differs from this node's --initial-cluster address");
         }
         return run(
             args.id,
@@ -248,7 +260,7 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
             let info = ivory_node::join_cluster(
                 &seed,
                 args.id,
-                &args.common.listen.to_string(),
+                &args.common.advertised(),
                 secret.clone(),
                 client_tls.as_ref(),
             )
@@ -377,7 +389,9 @@ async fn run(
             .await
         }
         Membership::Join(info) => {
-            let cfg = NodeConfig::joining(id, common.listen, data_dir, &info, cluster_secret.clone(), client_tls);
+            let mut cfg = NodeConfig::joining(id, common.listen, data_dir, &info, cluster_secret.clone(), client_tls);
+            // Others dial the advertised address, not the (maybe 0.0.0.0) listen address.
+            cfg.peers.insert(id, common.advertised());
             Node::start_joining(cfg, StorageOptions::default()).await
         }
     };
@@ -539,6 +553,7 @@ mod tests {
         let m = parse_members("1=127.0.0.1:7001, 2=127.0.0.1:7002").unwrap();
         assert_eq!(m[&2], "127.0.0.1:7002");
         assert!(parse_members("1=nowhere").is_err());
+        assert_eq!(parse_members("1=ivory-0.ivory:7001").unwrap()[&1], "ivory-0.ivory:7001");
         assert!(parse_members("x=127.0.0.1:1").is_err());
         assert!(parse_members("1=127.0.0.1:1,1=127.0.0.1:2").is_err());
     }
