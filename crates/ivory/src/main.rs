@@ -57,42 +57,42 @@ enum Command {
 #[derive(Args)]
 struct Common {
     /// Where REST and gRPC listen (one port for both).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "IVORY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// The address other nodes and the cluster record use for this node (HOST:PORT; HOST may be a
     /// DNS name): needed when --listen is 0.0.0.0 or behind a name. Default: --listen.
-    #[arg(long, value_parser = parse_advertise)]
+    #[arg(long, env = "IVORY_ADVERTISE_ADDR", value_parser = parse_advertise)]
     advertise_addr: Option<String>,
     /// The sled data directory.
-    #[arg(long, default_value = "./ivory-data")]
+    #[arg(long, env = "IVORY_DATA", default_value = "./ivory-data")]
     data: PathBuf,
     /// Shards (Raft groups); fixed when the cluster is created.
-    #[arg(long, default_value_t = SHARDS_DEFAULT)]
+    #[arg(long, env = "IVORY_SHARDS", default_value_t = SHARDS_DEFAULT)]
     shards: u32,
     /// A configuration document in IV's JSON shape, the default for every environment.
-    #[arg(long)]
+    #[arg(long, env = "IVORY_CONFIG")]
     config: Option<PathBuf>,
     /// This node's certificate (PEM, the chain from the node's own first): with --tls-key the
     /// port speaks only TLS, REST and gRPC alike.
-    #[arg(long, requires = "tls_key")]
+    #[arg(long, env = "IVORY_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM).
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, env = "IVORY_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// The CA that signs every node's certificate (PEM): nodes verify each other with it and
     /// show their own certificate when they call another node (mutual TLS).
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, env = "IVORY_TLS_CA", requires = "tls_cert")]
     tls_ca: Option<PathBuf>,
     /// Requests this node handles at once (REST and the public gRPC API; not the cluster plane);
     /// past it 429 with Retry-After. Default: 64 per core.
-    #[arg(long)]
+    #[arg(long, env = "IVORY_MAX_REQUESTS_IN_FLIGHT")]
     max_requests_in_flight: Option<usize>,
     /// Seconds a client has to send a request's head; also the longest idle gap between two
     /// HTTP/1 requests on one connection. Slow or idle clients are disconnected after it.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, env = "IVORY_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
     header_read_timeout_secs: u64,
     /// Event-stream followers (`GET .../events`) per environment at once on this node.
-    #[arg(long, default_value_t = ivory_gateway::limits::EVENT_FOLLOWERS_DEFAULT)]
+    #[arg(long, env = "IVORY_MAX_EVENT_FOLLOWERS", default_value_t = ivory_gateway::limits::EVENT_FOLLOWERS_DEFAULT)]
     max_event_followers: usize,
     /// Tests only: serve `GET|POST /_test/fault` (drop or delay what this node sends to other
     /// nodes, slow its disk). Without it the route does not exist and nothing can be injected.
@@ -100,7 +100,7 @@ struct Common {
     enable_fault_injection: bool,
     /// A file holding the cluster secret (else IVORY_CLUSTER_SECRET; `ivory serve` creates
     /// DATA/cluster-secret when neither is given). Every node and operator of a cluster shares it.
-    #[arg(long)]
+    #[arg(long, env = "IVORY_CLUSTER_SECRET_FILE")]
     cluster_secret_file: Option<PathBuf>,
 }
 
@@ -113,17 +113,17 @@ struct ServeArgs {
 #[derive(Args)]
 struct NodeArgs {
     /// This node's id (a positive integer, never reused).
-    #[arg(long)]
+    #[arg(long, env = "IVORY_ID")]
     id: u64,
     /// Every member of a new cluster: `1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003`.
-    #[arg(long, value_parser = parse_members, required_unless_present = "join", conflicts_with = "join")]
+    #[arg(long, env = "IVORY_INITIAL_CLUSTER", value_parser = parse_members, required_unless_present = "join", conflicts_with = "join")]
     initial_cluster: Option<BTreeMap<u64, String>>,
     /// Join a running cluster through any member (HOST:PORT). Only the first start needs it:
     /// a restart finds the cluster in the data directory.
-    #[arg(long)]
+    #[arg(long, env = "IVORY_JOIN")]
     join: Option<String>,
     /// Replicas per shard (a new cluster's; joining nodes use the cluster's).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, env = "IVORY_REPLICAS", default_value_t = 3)]
     replicas: usize,
     #[command(flatten)]
     common: Common,
