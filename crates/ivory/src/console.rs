@@ -24,6 +24,13 @@ pub fn routes(app: axum::Router, node: Node, secret: Arc<ClusterSecret>) -> axum
             axum::routing::get(move |headers: HeaderMap| status(status_node.clone(), status_secret.clone(), headers)),
         )
         .route(
+            "/console/api/metrics",
+            axum::routing::get({
+                let (node, secret) = (node.clone(), secret.clone());
+                move |headers: HeaderMap| metrics(node.clone(), secret.clone(), headers)
+            }),
+        )
+        .route(
             "/console/api/add-node",
             axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
                 add(add_node.clone(), add_secret.clone(), headers, body)
@@ -86,6 +93,69 @@ async fn status(node: Node, secret: Arc<ClusterSecret>, headers: HeaderMap) -> R
     let mut json = crate::cluster_cli::status_json(&reply);
     json["node"] = node.id().into();
     Json(json).into_response()
+}
+
+/// Bounds one member's `/metrics` fetch: an unreachable member must not stall the page.
+const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// A `/metrics` answer larger than this is cut off (it is a few hundred KiB at most).
+const SCRAPE_MAX_BYTES: usize = 4 << 20;
+
+/// `GET /metrics` of a member over plain HTTP/1.0 (the node has no HTTP client; this is all the
+/// console needs). `Err` with a reason when the member does not answer 200.
+async fn scrape(addr: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fetch = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let request = format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+        let mut body = Vec::new();
+        (&mut stream)
+            .take(SCRAPE_MAX_BYTES as u64)
+            .read_to_end(&mut body)
+            .await
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&body);
+        let (head, rest) = text.split_once("\r\n\r\n").ok_or("no HTTP answer")?;
+        if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+            return Err(head.lines().next().unwrap_or_default().to_string());
+        }
+        Ok(rest.to_string())
+    };
+    tokio::time::timeout(SCRAPE_TIMEOUT, fetch)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))
+}
+
+/// `GET /console/api/metrics`: every member's `/metrics` text by node id (`{"1": {"text": ...},
+/// "2": {"error": ...}}`), fetched by this node so that the page needs only its own origin.
+/// Over TLS the members are not scraped (this plain-HTTP fetch cannot speak TLS): only this node's.
+async fn metrics(node: Node, secret: Arc<ClusterSecret>, headers: HeaderMap) -> Response {
+    if !ivory_gateway::auth::has_cluster_secret(Some(&secret), &headers) {
+        return refused();
+    }
+    let reply = match Cluster::status(&node, tonic::Request::new(proto::ClusterStatusRequest {})).await {
+        Ok(reply) => reply.into_inner(),
+        Err(e) => return unavailable(e.message()),
+    };
+    let members: Vec<(u64, String)> = reply
+        .members
+        .iter()
+        .filter(|m| m.state != "removed")
+        .map(|m| (m.id, m.addr.clone()))
+        .collect();
+    let scrapes = futures::future::join_all(members.iter().map(|(_, addr)| scrape(addr))).await;
+    let out: serde_json::Map<String, serde_json::Value> = members
+        .iter()
+        .zip(scrapes)
+        .map(|((id, _), scraped)| {
+            let value = match scraped {
+                Ok(text) => serde_json::json!({ "text": text }),
+                Err(error) => serde_json::json!({ "error": error }),
+            };
+            (id.to_string(), value)
+        })
+        .collect();
+    Json(serde_json::Value::Object(out)).into_response()
 }
 
 fn bad_body(message: String) -> Response {
