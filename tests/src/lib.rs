@@ -222,6 +222,66 @@ impl Cluster {
         }
     }
 
+    /// `ivory node` x n (replication min(n, 3)) known to each other by host name: each listens on
+    /// 0.0.0.0:PORT and advertises `localhost:PORT`, the address in `--initial-cluster`.
+    pub fn nodes_by_name(bin: &Path, n: u64, shards: u32) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let members = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}=localhost:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let id = i as u64 + 1;
+                let data = dir.path().join(format!("node{id}"));
+                let any: SocketAddr = format!("0.0.0.0:{port}").parse().expect("addr");
+                let mut args = node_args(id, any, &data, &members, shards, n.min(3));
+                args.extend(["--advertise-addr".into(), format!("localhost:{port}")]);
+                let mut node = Proc {
+                    id,
+                    addr: format!("127.0.0.1:{port}").parse().expect("addr"),
+                    data,
+                    args,
+                    env: Vec::new(),
+                    child: None,
+                };
+                node.spawn(bin);
+                node
+            })
+            .collect();
+        Cluster {
+            bin: bin.to_path_buf(),
+            nodes,
+            cli_extra: Vec::new(),
+            _dir: dir,
+        }
+    }
+
+    /// A node joining through `seed` (HOST:PORT), listening on 0.0.0.0 and advertising
+    /// `localhost:PORT`; returns its index.
+    pub fn join_by_name(&mut self, id: u64, port: u16, seed: &str) -> usize {
+        let data = self._dir.path().join(format!("node{id}"));
+        let any: SocketAddr = format!("0.0.0.0:{port}").parse().expect("addr");
+        let mut args = join_args(id, any, &data, seed);
+        args.extend(["--advertise-addr".into(), format!("localhost:{port}")]);
+        let mut node = Proc {
+            id,
+            addr: format!("127.0.0.1:{port}").parse().expect("addr"),
+            data,
+            args,
+            env: Vec::new(),
+            child: None,
+        };
+        node.spawn(&self.bin);
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
     pub fn restart(&mut self, i: usize) {
         let bin = self.bin.clone();
         let node = &mut self.nodes[i];

@@ -168,8 +168,58 @@ impl Placement {
     }
 }
 
+/// Checks a member address: `HOST:PORT` where HOST is an IP address or a DNS name (a
+/// StatefulSet's pods are known by name, not by IP) and PORT is 1..=65535.
+pub fn check_member_addr(addr: &str) -> Result<(), String> {
+    let bad = || format!("'{addr}' is not a HOST:PORT address (e.g. 10.0.0.4:7004 or ivory-1.ivory:7004)");
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return Err(bad()),
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if host.is_empty() || host.len() > 253 || !host.trim_end_matches('.').split('.').all(label_ok) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn member_addresses_may_be_dns_names() {
+        for ok in [
+            "127.0.0.1:7001",
+            "[::1]:7001",
+            "localhost:7001",
+            "ivory-0.ivory.default.svc.cluster.local:7001",
+        ] {
+            assert!(super::check_member_addr(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "localhost",
+            "localhost:0",
+            "localhost:x",
+            ":7001",
+            "a b:1",
+            "-a:1",
+            "http://a:1",
+            "a..b:1",
+        ] {
+            assert!(super::check_member_addr(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     /// Golden: these results must never change, or data would silently move between shards.

@@ -57,10 +57,8 @@ impl Node {
     }
 
     async fn register(&self, id: u64, addr: String) -> Result<MetaReply, NodeError> {
-        if addr.parse::<std::net::SocketAddr>().is_err() {
-            return Ok(MetaReply::Refused {
-                reason: format!("'{addr}' is not a host:port address (e.g. 127.0.0.1:7004)"),
-            });
+        if let Err(reason) = ivory_cluster::check_member_addr(&addr) {
+            return Ok(MetaReply::Refused { reason });
         }
         self.propose_meta(MetaCommand::AddMember { id, addr }).await
     }

@@ -3,6 +3,7 @@
 
 mod backend;
 mod cluster_cli;
+mod console;
 mod credentials;
 mod secret;
 mod server;
@@ -30,8 +31,17 @@ use tracing::{info, warn};
     about = "Ivory: a distributed inventory reservation cluster with an IV-compatible REST API"
 )]
 struct Cli {
+    /// Log lines as text (default) or one JSON object per line, for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "IVORY_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -47,38 +57,42 @@ enum Command {
 #[derive(Args)]
 struct Common {
     /// Where REST and gRPC listen (one port for both).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "IVORY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// The address other nodes and the cluster record use for this node (HOST:PORT; HOST may be a
+    /// DNS name): needed when --listen is 0.0.0.0 or behind a name. Default: --listen.
+    #[arg(long, env = "IVORY_ADVERTISE_ADDR", value_parser = parse_advertise)]
+    advertise_addr: Option<String>,
     /// The sled data directory.
-    #[arg(long, default_value = "./ivory-data")]
+    #[arg(long, env = "IVORY_DATA", default_value = "./ivory-data")]
     data: PathBuf,
     /// Shards (Raft groups); fixed when the cluster is created.
-    #[arg(long, default_value_t = SHARDS_DEFAULT)]
+    #[arg(long, env = "IVORY_SHARDS", default_value_t = SHARDS_DEFAULT)]
     shards: u32,
     /// A configuration document in IV's JSON shape, the default for every environment.
-    #[arg(long)]
+    #[arg(long, env = "IVORY_CONFIG")]
     config: Option<PathBuf>,
     /// This node's certificate (PEM, the chain from the node's own first): with --tls-key the
     /// port speaks only TLS, REST and gRPC alike.
-    #[arg(long, requires = "tls_key")]
+    #[arg(long, env = "IVORY_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM).
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, env = "IVORY_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// The CA that signs every node's certificate (PEM): nodes verify each other with it and
     /// show their own certificate when they call another node (mutual TLS).
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, env = "IVORY_TLS_CA", requires = "tls_cert")]
     tls_ca: Option<PathBuf>,
     /// Requests this node handles at once (REST and the public gRPC API; not the cluster plane);
     /// past it 429 with Retry-After. Default: 64 per core.
-    #[arg(long)]
+    #[arg(long, env = "IVORY_MAX_REQUESTS_IN_FLIGHT")]
     max_requests_in_flight: Option<usize>,
     /// Seconds a client has to send a request's head; also the longest idle gap between two
     /// HTTP/1 requests on one connection. Slow or idle clients are disconnected after it.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, env = "IVORY_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
     header_read_timeout_secs: u64,
     /// Event-stream followers (`GET .../events`) per environment at once on this node.
-    #[arg(long, default_value_t = ivory_gateway::limits::EVENT_FOLLOWERS_DEFAULT)]
+    #[arg(long, env = "IVORY_MAX_EVENT_FOLLOWERS", default_value_t = ivory_gateway::limits::EVENT_FOLLOWERS_DEFAULT)]
     max_event_followers: usize,
     /// Tests only: serve `GET|POST /_test/fault` (drop or delay what this node sends to other
     /// nodes, slow its disk). Without it the route does not exist and nothing can be injected.
@@ -86,7 +100,7 @@ struct Common {
     enable_fault_injection: bool,
     /// A file holding the cluster secret (else IVORY_CLUSTER_SECRET; `ivory serve` creates
     /// DATA/cluster-secret when neither is given). Every node and operator of a cluster shares it.
-    #[arg(long)]
+    #[arg(long, env = "IVORY_CLUSTER_SECRET_FILE")]
     cluster_secret_file: Option<PathBuf>,
 }
 
@@ -99,20 +113,31 @@ struct ServeArgs {
 #[derive(Args)]
 struct NodeArgs {
     /// This node's id (a positive integer, never reused).
-    #[arg(long)]
+    #[arg(long, env = "IVORY_ID")]
     id: u64,
     /// Every member of a new cluster: `1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003`.
-    #[arg(long, value_parser = parse_members, required_unless_present = "join", conflicts_with = "join")]
+    #[arg(long, env = "IVORY_INITIAL_CLUSTER", value_parser = parse_members, required_unless_present = "join", conflicts_with = "join")]
     initial_cluster: Option<BTreeMap<u64, String>>,
     /// Join a running cluster through any member (HOST:PORT). Only the first start needs it:
     /// a restart finds the cluster in the data directory.
-    #[arg(long)]
+    #[arg(long, env = "IVORY_JOIN")]
     join: Option<String>,
     /// Replicas per shard (a new cluster's; joining nodes use the cluster's).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, env = "IVORY_REPLICAS", default_value_t = 3)]
     replicas: usize,
     #[command(flatten)]
     common: Common,
+}
+
+fn parse_advertise(text: &str) -> Result<String, String> {
+    ivory_cluster::check_member_addr(text.trim())?;
+    Ok(text.trim().to_string())
+}
+
+impl Common {
+    fn advertised(&self) -> String {
+        self.advertise_addr.clone().unwrap_or_else(|| self.listen.to_string())
+    }
 }
 
 fn parse_members(text: &str) -> Result<BTreeMap<u64, String>, String> {
@@ -122,9 +147,7 @@ fn parse_members(text: &str) -> Result<BTreeMap<u64, String>, String> {
             .split_once('=')
             .ok_or_else(|| format!("'{part}' is not of the form ID=HOST:PORT"))?;
         let id: u64 = id.trim().parse().map_err(|_| format!("'{id}' is not a node id"))?;
-        addr.trim()
-            .parse::<SocketAddr>()
-            .map_err(|_| format!("'{addr}' is not a HOST:PORT address"))?;
+        ivory_cluster::check_member_addr(addr.trim())?;
         if members.insert(id, addr.trim().to_string()).is_some() {
             return Err(format!("node {id} is listed twice"));
         }
@@ -137,15 +160,19 @@ fn parse_members(text: &str) -> Result<BTreeMap<u64, String>, String> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 // openraft warns at every first election of a fresh group; only its errors matter here.
                 .unwrap_or_else(|_| "info,openraft=error,sled=warn,h2=warn,tower=warn".into()),
         )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -156,8 +183,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => {
-                let listen = args.common.listen;
-                let members = BTreeMap::from([(1, listen.to_string())]);
+                let members = BTreeMap::from([(1, args.common.advertised())]);
                 match std::fs::create_dir_all(&args.common.data)
                     .map_err(|e| format!("cannot create {}: {e}", args.common.data.display()))
                     .and_then(|()| secret::for_serve(args.common.cluster_secret_file.as_deref(), &args.common.data))
@@ -201,8 +227,8 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
         let Some(own) = initial.get(&args.id) else {
             return Err(format!("--initial-cluster does not list this node's id {}", args.id));
         };
-        if own.parse::<SocketAddr>().ok() != Some(args.common.listen) {
-            warn!(listen = %args.common.listen, member = %own, "--listen differs from this node's --initial-cluster address");
+        if *own != args.common.advertised() {
+            warn!(advertised = %args.common.advertised(), member = %own, "--advertise-addr (or --listen) differs from this node's --initial-cluster address");
         }
         return run(
             args.id,
@@ -234,7 +260,7 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
             let info = ivory_node::join_cluster(
                 &seed,
                 args.id,
-                &args.common.listen.to_string(),
+                &args.common.advertised(),
                 secret.clone(),
                 client_tls.as_ref(),
             )
@@ -340,7 +366,7 @@ async fn run(
     };
     let client_tls = client_tls(&common)?;
 
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+    let metrics = metrics_recorder()?
         .install_recorder()
         .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
 
@@ -363,7 +389,9 @@ async fn run(
             .await
         }
         Membership::Join(info) => {
-            let cfg = NodeConfig::joining(id, common.listen, data_dir, &info, cluster_secret.clone(), client_tls);
+            let mut cfg = NodeConfig::joining(id, common.listen, data_dir, &info, cluster_secret.clone(), client_tls);
+            // Others dial the advertised address, not the (maybe 0.0.0.0) listen address.
+            cfg.peers.insert(id, common.advertised());
             Node::start_joining(cfg, StorageOptions::default()).await
         }
     };
@@ -381,7 +409,7 @@ async fn run(
     let status_node = node.clone();
     let status_secret = cluster_secret.clone();
     // Node gRPC routes first (a merge would clash on the routers' fallbacks).
-    let mut app = node.grpc_router().route(
+    let app = node.grpc_router().route(
         "/status",
         // The cluster's shape is the operators' business: the cluster secret, as on the cluster plane.
         axum::routing::get(move |headers: axum::http::HeaderMap| {
@@ -400,6 +428,7 @@ async fn run(
             std::future::ready(answer)
         }),
     );
+    let mut app = console::routes(app, node.clone(), cluster_secret.clone());
     if common.enable_fault_injection {
         warn!("fault injection is enabled (POST /_test/fault): for tests only");
         app = app.route("/_test/fault", fault_route(node.clone()));
@@ -428,6 +457,30 @@ async fn run(
     let served = serve.await.map_err(|e| format!("server failed: {e}"));
     node.shutdown().await;
     served
+}
+
+/// Latencies measured in seconds, exported as histograms (`_bucket` series) so that a p99 can be
+/// summed across nodes; buckets from 100 µs (an fsync on a fast disk) to 10 s (a stalled write).
+pub(crate) const LATENCY_HISTOGRAMS: [&str; 3] = [
+    "ivory_http_request_duration_seconds",
+    "ivory_raft_apply_seconds",
+    "ivory_raft_fsync_seconds",
+];
+pub(crate) const LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn metrics_recorder() -> Result<metrics_exporter_prometheus::PrometheusBuilder, String> {
+    let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+    for name in LATENCY_HISTOGRAMS {
+        builder = builder
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(name.into()),
+                &LATENCY_BUCKETS,
+            )
+            .map_err(|e| format!("metrics buckets for {name}: {e}"))?;
+    }
+    Ok(builder)
 }
 
 /// `GET /_test/fault`: the faults set; `POST /_test/fault` with a [`ivory_node::FaultSettings`]
@@ -500,6 +553,7 @@ mod tests {
         let m = parse_members("1=127.0.0.1:7001, 2=127.0.0.1:7002").unwrap();
         assert_eq!(m[&2], "127.0.0.1:7002");
         assert!(parse_members("1=nowhere").is_err());
+        assert_eq!(parse_members("1=ivory-0.ivory:7001").unwrap()[&1], "ivory-0.ivory:7001");
         assert!(parse_members("x=127.0.0.1:1").is_err());
         assert!(parse_members("1=127.0.0.1:1,1=127.0.0.1:2").is_err());
     }
