@@ -1028,7 +1028,7 @@ async fn real_listener_smoke() {
 }
 
 mod grpc;
-mod iv_compat;
 mod issue6;
+mod iv_compat;
 mod limits;
 mod roles;
