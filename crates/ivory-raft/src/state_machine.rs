@@ -149,7 +149,7 @@ impl ShardStateMachine {
         *self.shard.write().map_err(|_| poisoned())? = shard;
         *self.meta.write().map_err(|_| poisoned())? = payload.meta;
         *self.digest.lock().map_err(|_| poisoned())? = payload.apply_digest;
-        self.applied = stored.meta.last_log_id.clone();
+        self.applied = stored.meta.last_log_id;
         self.membership = stored.meta.last_membership.clone();
         Ok(())
     }
@@ -167,7 +167,9 @@ fn verified(data: &[u8]) -> io::Result<(Shard, SnapshotPayload)> {
 }
 
 async fn store_snapshot(tree: &sled::Tree, flusher: &Flusher, stored: &StoredSnapshot) -> io::Result<()> {
-    tree.insert(KEY_SNAPSHOT, encode(stored)?).map_err(io_err)?;
+    // A failed insert is a failed write (a full disk): fatal, never a wedged group.
+    tree.insert(KEY_SNAPSHOT, encode(stored)?)
+        .map_err(|e| flusher.fail(io_err(e)))?;
     flusher.flush().await
 }
 

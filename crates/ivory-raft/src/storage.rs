@@ -12,7 +12,7 @@
 //! concurrency control into its locking mode, which is what the deadlock needs.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -75,6 +75,8 @@ pub struct Flusher {
     delay_ms: Arc<AtomicU64>,
     /// Fault injection: the next round writes its records, then fails as a failed sync would.
     fail_next: Arc<AtomicBool>,
+    wal: Wal,
+    exit_on_failure: bool,
 }
 
 /// What the flusher thread shares with its handles.
@@ -107,6 +109,8 @@ impl Flusher {
             flushes: ctx.flushes.clone(),
             delay_ms: ctx.delay_ms.clone(),
             fail_next: ctx.fail_next.clone(),
+            wal: ctx.wal.clone(),
+            exit_on_failure: ctx.exit_on_failure,
         };
         std::thread::Builder::new()
             .name("ivory-flusher".into())
@@ -118,6 +122,15 @@ impl Flusher {
     /// does (with `exit_on_failure` the process exits before answering anyone).
     pub fn fail_next_sync(&self, fail: bool) {
         self.fail_next.store(fail, Ordering::Relaxed);
+    }
+
+    /// A failed write outside the flusher (sled's insert of a snapshot: it writes when its
+    /// buffer fills, and a full disk fails it there): fatal as a failed round is. Returns the
+    /// error for the caller when the process does not exit.
+    pub fn fail(&self, e: io::Error) -> io::Error {
+        self.wal.poison(&e.to_string());
+        storage_failed(&e, self.exit_on_failure);
+        e
     }
 
     /// Whether [`Flusher::fail_next_sync`] is armed.
@@ -219,7 +232,8 @@ fn flusher_loop(ctx: &FlusherCtx, rx: mpsc::Receiver<FlushRequest>) {
 
 /// Logs a failed flush round and, for the binary, ends the process before anyone is answered.
 fn storage_failed(e: &io::Error, exit: bool) {
-    let disk_full = e.kind() == io::ErrorKind::StorageFull;
+    // sled's errors reach here as text: ENOSPC is recognised by its message there.
+    let disk_full = e.kind() == io::ErrorKind::StorageFull || e.to_string().contains("No space left");
     metrics::counter!("ivory_storage_failures_total", "kind" => if disk_full { "full" } else { "io" }).increment(1);
     if !exit {
         tracing::error!(error = %e, disk_full, "storage flush failed: this node acknowledges no further write");
@@ -232,8 +246,11 @@ fn storage_failed(e: &io::Error, exit: bool) {
         "storage flush failed: exiting without acknowledging this round; restart the node (once \
          there is space, if the disk is full) and it recovers from what is on disk"
     );
-    // The log line must reach stderr before the process ends without unwinding.
-    eprintln!("ivory: storage failed ({e}); exiting with code {EXIT_STORAGE_FAILED}");
+    // Also straight to stderr, which never panics (eprintln! would, on a full disk's log file).
+    let _ = writeln!(
+        io::stderr(),
+        "ivory: storage failed ({e}); exiting with code {EXIT_STORAGE_FAILED}"
+    );
     std::process::exit(EXIT_STORAGE_FAILED);
 }
 

@@ -86,3 +86,101 @@ async fn a_failed_fsync_acknowledges_nothing_and_the_restart_keeps_every_acknowl
     .await
     .expect("the test finishes in time");
 }
+
+/// Unmounts the small file system once the node on it is gone (declared before the cluster, so
+/// dropped after it).
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Fills `dir`'s file system with `filler`, then frees `leave` bytes of it.
+fn fill(filler: &Path, leave: u64) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(filler).expect("filler");
+    let chunk = vec![1u8; 1 << 20];
+    while file.write_all(&chunk).is_ok() {}
+    let len = file.metadata().expect("filler size").len();
+    file.set_len(len.saturating_sub(leave)).expect("shrink filler");
+}
+
+#[tokio::test]
+async fn a_full_disk_stops_the_node_and_the_restart_serves_every_acknowledged_write() {
+    tokio::time::timeout(Duration::from_secs(240), async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).expect("mount point");
+        // A size-limited tmpfs needs root; elsewhere the failSync test covers the same exit path.
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=80m", "tmpfs"])
+            .arg(&mnt)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a size-limited tmpfs here (needs root)");
+            return;
+        }
+        let _mount = Mount(mnt.clone());
+        // The data directory is the mount point: its log (`mnt.log`) stays outside.
+        let mut node = ivory_tests::Cluster::single_at(Path::new(BIN), 1, dir, mnt.clone());
+        node.wait_healthy(Duration::from_secs(60)).await;
+        let c = ivory_tests::Client::connect(node.nodes[0].addr, "disk").await;
+        // Its two zero-filled log segments are allocated: what is left is nearly all taken.
+        fill(&mnt.join("filler"), 2 << 20);
+
+        let pad = "x".repeat(100);
+        let mut acknowledged = 0u64;
+        let mut last_batch = 0u64;
+        let mut n = 0u64;
+        let code = loop {
+            let items: Vec<_> = (0..200)
+                .map(|i| {
+                    json!({"id": format!("w{n}-{i}-{pad}"), "organizationId": "usmf", "productId": "FULL",
+                           "dimensions": {"siteId": "1", "locationId": "11"}, "quantities": {"pos": {"inbound": 1}}})
+                })
+                .collect();
+            n += 1;
+            match c.post("onhand/bulk", &json!(items)).await {
+                Ok(a) if a.status == 200 => {
+                    let ok = a.body["success"].as_array().map_or(0, Vec::len) as u64;
+                    assert_eq!(ok, 200, "{}", a.body);
+                    acknowledged += ok;
+                }
+                other => {
+                    last_batch = 200;
+                    let code = node.nodes[0].wait_exit_code(Duration::from_secs(20)).await;
+                    let Some(code) = code else {
+                        panic!("refused ({other:?}) but the node still runs: {}", node.logs())
+                    };
+                    break code;
+                }
+            }
+        };
+        assert_eq!(code, Some(EXIT_STORAGE_FAILED), "{}", node.logs());
+        assert!(node.nodes[0].log().contains("disk_full=true"), "{}", node.logs());
+        assert!(acknowledged > 0);
+
+        // Space back; the supervisor's restart serves every acknowledged write.
+        std::fs::remove_file(mnt.join("filler")).expect("space freed");
+        node.restart(0);
+        node.wait_healthy(Duration::from_secs(60)).await;
+        let c = ivory_tests::Client::connect(node.nodes[0].addr, "disk").await;
+        let records = c
+            .post_ok(
+                "onhand/indexquery",
+                &json!({"filters": {"organizationId": ["usmf"], "productId": ["FULL"], "siteId": ["1"],
+                                    "locationId": ["11"]}, "groupByValues": [], "returnNegative": true}),
+            )
+            .await;
+        let inbound = ivory_tests::sum_measure(&records, "pos", "inbound") as u64;
+        assert!(
+            (acknowledged..=acknowledged + last_batch).contains(&inbound),
+            "{acknowledged} acknowledged, {inbound} after the restart"
+        );
+    })
+    .await
+    .expect("the test finishes in time");
+}
