@@ -174,3 +174,41 @@ fn inbound(shard: &Shard) -> Qty {
     };
     records.iter().map(|r| r.quantities["pos"]["inbound"]).sum()
 }
+
+#[test]
+fn clean_up_removes_the_holds_of_deleted_partitions_and_their_expiry_changes_nothing() {
+    let mut shard = Shard::new(RETENTION_MS);
+    apply(&mut shard, 1, onhand("stock".into(), 10));
+    assert_eq!(apply(&mut shard, 2, create(1, 1_000)).outcome, Outcome::Success);
+    let r = apply(
+        &mut shard,
+        3,
+        Command::CleanUp {
+            environment: ENV.into(),
+            partitions: Some(vec![partition()]),
+        },
+    );
+    assert_eq!(r.outcome, Outcome::Success);
+    assert!(hold(&shard, 1).is_none(), "the hold went with its partition");
+    assert_eq!(shard.hold_count(), 0);
+    // Past its expiry: nothing is released into the (now empty) partition.
+    apply(&mut shard, 2_000, onhand("after".into(), 1));
+    assert_eq!(inbound(&shard), Qty::from_i64(1));
+    let soft = |shard: &Shard| {
+        let ReadResponse::Records(records) = shard.read(&ReadRequest::Query(Query {
+            environment: ENV.into(),
+            organization: "org".into(),
+            locations: None,
+            products: vec!["p".into()],
+            filters: std::collections::BTreeMap::new(),
+            exact: None,
+            group_by: vec![],
+            return_negative: true,
+            atp: None,
+        })) else {
+            panic!("records")
+        };
+        records.iter().map(|r| r.quantities["iv"]["softreservphysical"]).sum::<Qty>()
+    };
+    assert_eq!(soft(&shard), Qty::ZERO, "no negative soft reservation");
+}
