@@ -208,7 +208,10 @@ fn clean_up_removes_the_holds_of_deleted_partitions_and_their_expiry_changes_not
         })) else {
             panic!("records")
         };
-        records.iter().map(|r| r.quantities["iv"]["softreservphysical"]).sum::<Qty>()
+        records
+            .iter()
+            .map(|r| r.quantities["iv"]["softreservphysical"])
+            .sum::<Qty>()
     };
     assert_eq!(soft(&shard), Qty::ZERO, "no negative soft reservation");
 }

@@ -155,6 +155,23 @@ impl ShardStateMachine {
     }
 }
 
+/// A snapshot over this size is logged as a warning: a replica refuses one over 1 GiB
+/// (`SNAPSHOT_RECEIVE_MAX_BYTES` of ivory-node) and could no longer catch up.
+pub const SNAPSHOT_WARN_BYTES: usize = 512 << 20;
+
+/// Records the size of a group's new snapshot (`ivory_snapshot_bytes{tree}`), warning near the limit.
+fn note_snapshot_size(tree: &sled::Tree, bytes: usize) {
+    let name = String::from_utf8_lossy(&tree.name()).into_owned();
+    metrics::gauge!("ivory_snapshot_bytes", "tree" => name.clone()).set(bytes as f64);
+    if bytes > SNAPSHOT_WARN_BYTES {
+        tracing::warn!(
+            tree = %name,
+            bytes,
+            "snapshot over 512 MiB: a replica accepts at most 1 GiB; check the state bounds (DESIGN.md)"
+        );
+    }
+}
+
 /// Decodes a snapshot's data and checks the shard against its state hash.
 fn verified(data: &[u8]) -> io::Result<(Shard, SnapshotPayload)> {
     let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
@@ -307,6 +324,7 @@ impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
             Ok(data) => data.clone(),
             Err(e) => return Err(io::Error::new(e.kind(), e.to_string())),
         };
+        note_snapshot_size(&self.tree, data.len());
         let stored = StoredSnapshot {
             meta: self.meta.clone(),
             data,
