@@ -101,12 +101,18 @@ impl Proc {
 
     /// Waits until the process exits by itself: `Some(success)`, or `None` after `timeout`.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<bool> {
+        self.wait_exit_code(timeout).await.map(|code| code == Some(0))
+    }
+
+    /// Waits until the process exits by itself: `Some(exit code)` (`Some(None)` for a signal),
+    /// or `None` after `timeout`.
+    pub async fn wait_exit_code(&mut self, timeout: Duration) -> Option<Option<i32>> {
         let deadline = Instant::now() + timeout;
         loop {
             let child = self.child.as_mut()?;
             if let Ok(Some(status)) = child.try_wait() {
                 self.child = None;
-                return Some(status.success());
+                return Some(status.code());
             }
             if Instant::now() > deadline {
                 return None;
@@ -144,8 +150,14 @@ impl Cluster {
     /// `ivory serve`: one node, every shard on it.
     pub fn single(bin: &Path, shards: u32) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let data = dir.path().join("node1");
+        Cluster::single_at(bin, shards, dir, data)
+    }
+
+    /// [`Cluster::single`] with its data directory at `data` (e.g. on a small file system); its
+    /// log goes next to it (`data` with `.log`).
+    pub fn single_at(bin: &Path, shards: u32, dir: tempfile::TempDir, data: PathBuf) -> Cluster {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let args = vec![
             "serve".into(),
             "--listen".into(),

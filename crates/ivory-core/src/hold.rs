@@ -225,11 +225,52 @@ pub(crate) struct Holds {
     expiring: BTreeSet<(u64, HoldKey)>,
     events: VecDeque<Event>,
     next_seq: u64,
+    /// Finished holds by the time they finished: retention removes from the front. Derived
+    /// from `holds` (rebuilt on restore), so not part of the snapshot.
+    #[serde(skip)]
+    finished: BTreeSet<(u64, HoldKey)>,
 }
+
+/// Entries of a hold's history kept: the first (its creation, `createdAt`) and the latest, so a
+/// hold extended forever stays small.
+pub const HOLD_HISTORY_MAX: usize = 16;
+/// Finished holds removed per batch at most, so one batch never stalls the state machine.
+const HOLD_PRUNE_PER_BATCH_MAX: usize = 1024;
 
 impl Holds {
     pub fn get(&self, key: &HoldKey) -> Option<&HoldState> {
         self.holds.get(key)
+    }
+
+    /// How many holds the shard keeps (open and finished).
+    pub fn count(&self) -> usize {
+        self.holds.len()
+    }
+
+    /// Rebuilds the finished-hold index after a restore.
+    pub fn rebuild_index(&mut self) {
+        self.finished = self
+            .holds
+            .values()
+            .filter(|h| h.status.is_terminal())
+            .map(|h| (h.history.last().map_or(0, |(_, at)| *at), h.key.clone()))
+            .collect();
+    }
+
+    /// Forgets holds that finished before `horizon_ms` (a later command naming one answers as
+    /// for an unknown hold).
+    pub fn prune_finished(&mut self, horizon_ms: u64) {
+        for _ in 0..HOLD_PRUNE_PER_BATCH_MAX {
+            match self.finished.first() {
+                Some((at, _)) if *at < horizon_ms => {}
+                _ => break,
+            }
+            if let Some((_, key)) = self.finished.pop_first()
+                && self.holds.get(&key).is_some_and(|h| h.status.is_terminal())
+            {
+                self.holds.remove(&key);
+            }
+        }
     }
 
     /// Clean-up: forgets the lines held in the doomed partitions of `environment` (their stock
@@ -251,6 +292,9 @@ impl Holds {
             if all || (hold.lines.is_empty() && before > 0) {
                 if let Some(at) = hold.expires_at_ms {
                     self.expiring.remove(&(at, key.clone()));
+                }
+                if let Some((_, at)) = hold.history.last() {
+                    self.finished.remove(&(*at, key.clone()));
                 }
                 self.holds.remove(&key);
             }
@@ -317,8 +361,17 @@ impl Holds {
 
     fn set_status(&mut self, key: &HoldKey, status: HoldStatus, ts_ms: u64) {
         if let Some(hold) = self.holds.get_mut(key) {
+            if let Some((_, at)) = hold.history.last() {
+                self.finished.remove(&(*at, key.clone()));
+            }
             hold.status = status;
             hold.history.push((status, ts_ms));
+            if hold.history.len() > HOLD_HISTORY_MAX {
+                hold.history.remove(1);
+            }
+            if status.is_terminal() {
+                self.finished.insert((ts_ms, key.clone()));
+            }
         }
     }
 

@@ -28,5 +28,5 @@ pub use config::{Config, ConfigError};
 pub use model::{Cell, Dims, MeasureRef, PartitionKey, Quantities};
 pub use qty::{Qty, QtyError};
 pub use query::{ExactFilter, Query, ReadRequest, ReadResponse, Record};
-pub use shard::{DEFAULT_ENVIRONMENT, EVENT_RETENTION_MS_DEFAULT, Shard, SnapshotError};
+pub use shard::{DEFAULT_ENVIRONMENT, EVENT_RETENTION_MS_DEFAULT, EVENTS_REMEMBERED_MAX, Shard, SnapshotError};
 pub use stock::reservation_id;

@@ -25,6 +25,11 @@ pub const DEFAULT_ENVIRONMENT: &str = "*";
 /// Expired event ids forgotten per batch: bounds the cost any one entry pays for clean-up.
 const EVENT_PRUNE_PER_BATCH_MAX: usize = 1024;
 
+/// Event ids a shard remembers at most, besides the time bound: past it the oldest are forgotten
+/// first, and a retry of a forgotten id is applied again as a new write. At about 100 bytes each
+/// this keeps a shard's snapshot well under the 1 GiB a replica accepts.
+pub const EVENTS_REMEMBERED_MAX: usize = 1_000_000;
+
 /// State of one stock cell.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct CellState {
@@ -158,6 +163,8 @@ pub struct Shard {
     /// Compiled configurations, rebuilt from `state.configs`; not part of the snapshot.
     compiled: BTreeMap<String, Arc<Config>>,
     default_config: Arc<Config>,
+    /// [`EVENTS_REMEMBERED_MAX`]; lowered by tests only (every replica must use the same).
+    events_max: usize,
 }
 
 impl Shard {
@@ -169,7 +176,15 @@ impl Shard {
             },
             compiled: BTreeMap::new(),
             default_config: Arc::new(Config::default_config()),
+            events_max: EVENTS_REMEMBERED_MAX,
         }
+    }
+
+    /// Tests only: a lower bound on remembered event ids.
+    #[doc(hidden)]
+    pub fn with_events_max(mut self, max: usize) -> Shard {
+        self.events_max = max;
+        self
     }
 
     /// The state machine's clock: the largest leader timestamp applied so far.
@@ -195,6 +210,10 @@ impl Shard {
         self.state
             .holds
             .expire_due(&mut self.state.partitions, self.state.clock_ms);
+        // Finished holds stay as long as event ids: within it, a replayed release or consume
+        // answers as the first time did.
+        let horizon = self.state.clock_ms.saturating_sub(self.state.event_retention_ms);
+        self.state.holds.prune_finished(horizon);
         batch.commands.iter().map(|c| self.apply_one(c)).collect()
     }
 
@@ -343,6 +362,8 @@ impl Shard {
         for _ in 0..EVENT_PRUNE_PER_BATCH_MAX {
             match self.state.events_by_time.front() {
                 Some((ts, _)) if *ts < horizon => {}
+                // The count bound: each batch prunes more than it may add, so it holds.
+                Some(_) if self.state.events_by_time.len() > self.events_max => {}
                 _ => break,
             }
             if let Some((ts, key)) = self.state.events_by_time.pop_front()
@@ -395,7 +416,8 @@ impl Shard {
     /// # Errors
     /// [`SnapshotError`] when the bytes do not decode or hold an invalid configuration.
     pub fn restore(bytes: &[u8]) -> Result<Shard, SnapshotError> {
-        let state: ShardState = postcard::from_bytes(bytes).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        let mut state: ShardState = postcard::from_bytes(bytes).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        state.holds.rebuild_index();
         let mut compiled = BTreeMap::new();
         for (environment, json) in &state.configs {
             let config = Config::from_json(json).map_err(|e| SnapshotError::Config {
@@ -408,6 +430,7 @@ impl Shard {
             state,
             compiled,
             default_config: Arc::new(Config::default_config()),
+            events_max: EVENTS_REMEMBERED_MAX,
         })
     }
 
@@ -419,6 +442,11 @@ impl Shard {
     /// When the earliest open hold expires: the leader proposes a sweep (an empty batch) then.
     pub fn next_expiry_ms(&self) -> Option<u64> {
         self.state.holds.next_expiry_ms()
+    }
+
+    /// Number of holds kept, open and finished (for metrics and tests of retention).
+    pub fn hold_count(&self) -> usize {
+        self.state.holds.count()
     }
 
     /// Number of remembered event ids (for metrics and tests of retention).

@@ -38,6 +38,7 @@
 
 pub mod auth;
 mod batcher;
+pub mod clock;
 mod cluster;
 mod error;
 mod meta;

@@ -56,6 +56,9 @@ pub struct FaultSettings {
     pub delay_ms: u64,
     /// Added before every flush + fsync of the node's storage, in milliseconds.
     pub slow_disk_ms: u64,
+    /// The next flush round fails as a failed `fdatasync` does: the `ivory` binary exits
+    /// (code 74) without answering the writes of that round.
+    pub fail_sync: bool,
 }
 
 /// The network part of a fault setting.

@@ -204,6 +204,7 @@ impl Node {
     }
 
     async fn launch(cfg: NodeConfig, storage_options: StorageOptions, bootstrap: bool) -> Result<Node, NodeError> {
+        crate::clock::init();
         if !cfg.peers.contains_key(&cfg.id) {
             return Err(NodeError::Invalid(format!("peers must include this node ({})", cfg.id)));
         }
@@ -570,8 +571,13 @@ impl Node {
         if shard == META_GROUP {
             return Err(NodeError::Invalid("stock commands go to shard groups".into()));
         }
+        // Never below the shard's clock, never a jump far ahead (crate::clock).
+        let shard_clock = self
+            .group(shard)
+            .and_then(|g| g.shard.read().ok().map(|s| s.clock_ms()))
+            .unwrap_or(0);
         let batch = GroupEntry::Shard(Batch {
-            ts_ms: ivory_raft::now_ms(),
+            ts_ms: crate::clock::stamp_ms(shard_clock),
             commands,
         });
         match self.write_local(shard, batch).await? {
@@ -837,6 +843,7 @@ impl Node {
             .storage
             .flusher()
             .set_delay(Duration::from_millis(faults.slow_disk_ms));
+        self.inner.storage.flusher().fail_next_sync(faults.fail_sync);
         self.inner.peers.faults().set(NetworkFaults {
             drop: faults.drop,
             delay_ms: faults.delay_ms,
@@ -850,6 +857,7 @@ impl Node {
             drop: network.drop,
             delay_ms: network.delay_ms,
             slow_disk_ms: u64::try_from(self.inner.storage.flusher().delay().as_millis()).unwrap_or(u64::MAX),
+            fail_sync: self.inner.storage.flusher().fails_next_sync(),
         }
     }
 
@@ -1106,7 +1114,7 @@ where
 /// Whether the replica's state machine has a hold whose expiry has passed (by this node's clock).
 fn hold_due(group: &Group) -> bool {
     let next = group.shard.read().ok().and_then(|s| s.next_expiry_ms());
-    next.is_some_and(|at| at <= ivory_raft::now_ms())
+    next.is_some_and(|at| at <= crate::clock::now_ms())
 }
 
 /// Keeps the `ivory_raft_is_leader{shard}` gauge in step with the group's state.

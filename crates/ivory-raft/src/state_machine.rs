@@ -95,7 +95,7 @@ impl ShardStateMachine {
             snapshot_requested: false,
         };
         if let Some(stored) = stored {
-            sm.load(stored)?;
+            sm.load(&stored)?;
         }
         Ok(sm)
     }
@@ -140,13 +140,12 @@ impl ShardStateMachine {
         self.digest.clone()
     }
 
-    fn load(&mut self, stored: StoredSnapshot) -> io::Result<()> {
-        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
-        let payload: SnapshotPayload = decode(&stored.data)?;
-        let shard = Shard::restore(&payload.shard).map_err(|e| invalid(e.to_string()))?;
-        if shard.state_hash() != payload.state_hash {
-            return Err(invalid("snapshot state hash mismatch".into()));
-        }
+    fn load(&mut self, stored: &StoredSnapshot) -> io::Result<()> {
+        let (shard, payload) = verified(&stored.data)?;
+        self.load_verified(stored, shard, payload)
+    }
+
+    fn load_verified(&mut self, stored: &StoredSnapshot, shard: Shard, payload: SnapshotPayload) -> io::Result<()> {
         *self.shard.write().map_err(|_| poisoned())? = shard;
         *self.meta.write().map_err(|_| poisoned())? = payload.meta;
         *self.digest.lock().map_err(|_| poisoned())? = payload.apply_digest;
@@ -156,8 +155,38 @@ impl ShardStateMachine {
     }
 }
 
+/// A snapshot over this size is logged as a warning: a replica refuses one over 1 GiB
+/// (`SNAPSHOT_RECEIVE_MAX_BYTES` of ivory-node) and could no longer catch up.
+pub const SNAPSHOT_WARN_BYTES: usize = 512 << 20;
+
+/// Records the size of a group's new snapshot (`ivory_snapshot_bytes{tree}`), warning near the limit.
+fn note_snapshot_size(tree: &sled::Tree, bytes: usize) {
+    let name = String::from_utf8_lossy(&tree.name()).into_owned();
+    metrics::gauge!("ivory_snapshot_bytes", "tree" => name.clone()).set(bytes as f64);
+    if bytes > SNAPSHOT_WARN_BYTES {
+        tracing::warn!(
+            tree = %name,
+            bytes,
+            "snapshot over 512 MiB: a replica accepts at most 1 GiB; check the state bounds (DESIGN.md)"
+        );
+    }
+}
+
+/// Decodes a snapshot's data and checks the shard against its state hash.
+fn verified(data: &[u8]) -> io::Result<(Shard, SnapshotPayload)> {
+    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+    let payload: SnapshotPayload = decode(data)?;
+    let shard = Shard::restore(&payload.shard).map_err(|e| invalid(e.to_string()))?;
+    if shard.state_hash() != payload.state_hash {
+        return Err(invalid("snapshot state hash mismatch".into()));
+    }
+    Ok((shard, payload))
+}
+
 async fn store_snapshot(tree: &sled::Tree, flusher: &Flusher, stored: &StoredSnapshot) -> io::Result<()> {
-    tree.insert(KEY_SNAPSHOT, encode(stored)?).map_err(io_err)?;
+    // A failed insert is a failed write (a full disk): fatal, never a wedged group.
+    tree.insert(KEY_SNAPSHOT, encode(stored)?)
+        .map_err(|e| flusher.fail(io_err(e)))?;
     flusher.flush().await
 }
 
@@ -256,12 +285,14 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
         meta: &SnapshotMetaOf<TypeConfig>,
         snapshot: Self::SnapshotData,
     ) -> Result<(), io::Error> {
+        // Checked before it replaces the stored snapshot: a damaged one leaves the old in place.
+        let (shard, payload) = verified(&snapshot)?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
             data: snapshot,
         };
         store_snapshot(&self.tree, &self.flusher, &stored).await?;
-        self.load(stored)
+        self.load_verified(&stored, shard, payload)
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, Vec<u8>>>, io::Error> {
@@ -293,6 +324,7 @@ impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
             Ok(data) => data.clone(),
             Err(e) => return Err(io::Error::new(e.kind(), e.to_string())),
         };
+        note_snapshot_size(&self.tree, data.len());
         let stored = StoredSnapshot {
             meta: self.meta.clone(),
             data,
@@ -302,5 +334,31 @@ impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
             meta: stored.meta,
             snapshot: stored.data,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NodeStorage, StorageOptions};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_with_a_wrong_hash_is_refused_before_it_is_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = NodeStorage::open_async(dir.path().to_path_buf(), StorageOptions::default())
+            .await
+            .expect("open");
+        let (_log, mut sm) = storage.open_group(1).await.expect("group");
+        let good = sm.get_snapshot_builder().await.build_snapshot().await.expect("built");
+        let mut payload: SnapshotPayload = decode(&good.snapshot).expect("payload");
+        payload.state_hash[0] ^= 1;
+        let bad = encode(&payload).expect("encoded");
+        let err = sm.install_snapshot(&good.meta, bad).await.expect_err("refused");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let current = sm.get_current_snapshot().await.expect("read").expect("stored");
+        assert_eq!(current.snapshot, good.snapshot, "the stored snapshot is untouched");
+        sm.install_snapshot(&good.meta, good.snapshot.clone())
+            .await
+            .expect("a good one installs");
     }
 }

@@ -12,10 +12,10 @@
 //! concurrency control into its locking mode, which is what the deadlock needs.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -44,13 +44,24 @@ pub struct StorageOptions {
     pub cache_capacity_bytes: u64,
     /// `false` skips the fsync after the flush (benchmarks only; survives kill -9, not power loss).
     pub fsync: bool,
+    /// A failed write or sync ends the process ([`EXIT_STORAGE_FAILED`]) before any request of
+    /// that round is answered. The `ivory` binary sets it; a library embedding (tests) gets the
+    /// error instead, and the log stays failed for good.
+    pub exit_on_failure: bool,
 }
+
+/// The exit code of a node whose storage failed (`EX_IOERR`): a supervisor restarts it and it
+/// recovers from what is on disk. After a failed `fdatasync` the kernel may have dropped the
+/// dirty pages and cleared the error (fsyncgate), so retrying in place could acknowledge writes
+/// that are not on disk; only a restart, which reads back what is, is safe.
+pub const EXIT_STORAGE_FAILED: i32 = 74;
 
 impl Default for StorageOptions {
     fn default() -> Self {
         StorageOptions {
             cache_capacity_bytes: 64 * 1024 * 1024,
             fsync: true,
+            exit_on_failure: false,
         }
     }
 }
@@ -62,19 +73,69 @@ pub struct Flusher {
     flushes: Arc<AtomicU64>,
     /// Fault injection (a slow disk): milliseconds slept before each flush + fsync; 0 = off.
     delay_ms: Arc<AtomicU64>,
+    /// Fault injection: the next round writes its records, then fails as a failed sync would.
+    fail_next: Arc<AtomicBool>,
+    wal: Wal,
+    exit_on_failure: bool,
+}
+
+/// What the flusher thread shares with its handles.
+struct FlusherCtx {
+    db: sled::Db,
+    file: File,
+    wal: Wal,
+    fsync: bool,
+    exit_on_failure: bool,
+    flushes: Arc<AtomicU64>,
+    delay_ms: Arc<AtomicU64>,
+    fail_next: Arc<AtomicBool>,
 }
 
 impl Flusher {
-    fn start(db: sled::Db, file: File, wal: Wal, fsync: bool) -> io::Result<Flusher> {
+    fn start(db: sled::Db, file: File, wal: Wal, options: &StorageOptions) -> io::Result<Flusher> {
         let (tx, rx) = mpsc::sync_channel::<FlushRequest>(FLUSH_QUEUE_MAX);
-        let flushes = Arc::new(AtomicU64::new(0));
-        let counter = flushes.clone();
-        let delay_ms = Arc::new(AtomicU64::new(0));
-        let delay = delay_ms.clone();
+        let ctx = FlusherCtx {
+            db,
+            file,
+            wal,
+            fsync: options.fsync,
+            exit_on_failure: options.exit_on_failure,
+            flushes: Arc::new(AtomicU64::new(0)),
+            delay_ms: Arc::new(AtomicU64::new(0)),
+            fail_next: Arc::new(AtomicBool::new(false)),
+        };
+        let flusher = Flusher {
+            tx,
+            flushes: ctx.flushes.clone(),
+            delay_ms: ctx.delay_ms.clone(),
+            fail_next: ctx.fail_next.clone(),
+            wal: ctx.wal.clone(),
+            exit_on_failure: ctx.exit_on_failure,
+        };
         std::thread::Builder::new()
             .name("ivory-flusher".into())
-            .spawn(move || flusher_loop(&db, &file, &wal, fsync, rx, &counter, &delay))?;
-        Ok(Flusher { tx, flushes, delay_ms })
+            .spawn(move || flusher_loop(&ctx, rx))?;
+        Ok(flusher)
+    }
+
+    /// Fault injection: the next flush round fails after its writes, as a failed `fdatasync`
+    /// does (with `exit_on_failure` the process exits before answering anyone).
+    pub fn fail_next_sync(&self, fail: bool) {
+        self.fail_next.store(fail, Ordering::Relaxed);
+    }
+
+    /// A failed write outside the flusher (sled's insert of a snapshot: it writes when its
+    /// buffer fills, and a full disk fails it there): fatal as a failed round is. Returns the
+    /// error for the caller when the process does not exit.
+    pub fn fail(&self, e: io::Error) -> io::Error {
+        self.wal.poison(&e.to_string());
+        storage_failed(&e, self.exit_on_failure);
+        e
+    }
+
+    /// Whether [`Flusher::fail_next_sync`] is armed.
+    pub fn fails_next_sync(&self) -> bool {
+        self.fail_next.load(Ordering::Relaxed)
     }
 
     /// Fault injection: a slow disk, `delay` added before every flush + fsync (zero turns it off).
@@ -126,19 +187,11 @@ impl Flusher {
     }
 }
 
-fn flusher_loop(
-    db: &sled::Db,
-    file: &File,
-    wal: &Wal,
-    fsync: bool,
-    rx: mpsc::Receiver<FlushRequest>,
-    flushes: &AtomicU64,
-    delay_ms: &AtomicU64,
-) {
+fn flusher_loop(ctx: &FlusherCtx, rx: mpsc::Receiver<FlushRequest>) {
     let mut pending: Vec<FlushRequest> = Vec::new();
     while let Ok(first) = rx.recv() {
         let started = Instant::now();
-        let delay = delay_ms.load(Ordering::Relaxed);
+        let delay = ctx.delay_ms.load(Ordering::Relaxed);
         if delay > 0 {
             std::thread::sleep(Duration::from_millis(delay));
         }
@@ -147,20 +200,24 @@ fn flusher_loop(
             pending.push(more);
         }
         let sled = pending.iter().any(|r| r.sled);
-        let result = wal.write_and_sync(fsync).and_then(|()| {
+        let result = ctx.wal.write_and_sync(ctx.fsync).and_then(|()| {
             if sled {
-                db.flush().map_err(io_err)?;
-                if fsync {
-                    file.sync_data()?;
+                ctx.db.flush().map_err(io_err)?;
+                if ctx.fsync {
+                    ctx.file.sync_data()?;
                 }
+            }
+            if ctx.fail_next.swap(false, Ordering::Relaxed) {
+                return Err(io::Error::other("injected fault: fdatasync failed"));
             }
             Ok(())
         });
-        flushes.fetch_add(1, Ordering::Relaxed);
+        ctx.flushes.fetch_add(1, Ordering::Relaxed);
         metrics::histogram!("ivory_raft_fsync_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("ivory_raft_fsync_batch").record(pending.len() as f64);
         if let Err(e) = &result {
-            tracing::error!(error = %e, "storage flush failed");
+            ctx.wal.poison(&e.to_string());
+            storage_failed(e, ctx.exit_on_failure);
         }
         for request in pending.drain(..) {
             (request.done)(
@@ -171,6 +228,30 @@ fn flusher_loop(
             );
         }
     }
+}
+
+/// Logs a failed flush round and, for the binary, ends the process before anyone is answered.
+fn storage_failed(e: &io::Error, exit: bool) {
+    // sled's errors reach here as text: ENOSPC is recognised by its message there.
+    let disk_full = e.kind() == io::ErrorKind::StorageFull || e.to_string().contains("No space left");
+    metrics::counter!("ivory_storage_failures_total", "kind" => if disk_full { "full" } else { "io" }).increment(1);
+    if !exit {
+        tracing::error!(error = %e, disk_full, "storage flush failed: this node acknowledges no further write");
+        return;
+    }
+    tracing::error!(
+        error = %e,
+        disk_full,
+        code = EXIT_STORAGE_FAILED,
+        "storage flush failed: exiting without acknowledging this round; restart the node (once \
+         there is space, if the disk is full) and it recovers from what is on disk"
+    );
+    // Also straight to stderr, which never panics (eprintln! would, on a full disk's log file).
+    let _ = writeln!(
+        io::stderr(),
+        "ivory: storage failed ({e}); exiting with code {EXIT_STORAGE_FAILED}"
+    );
+    std::process::exit(EXIT_STORAGE_FAILED);
 }
 
 /// A node's storage: one sled Db shared by all its groups.
@@ -223,7 +304,7 @@ impl NodeStorage {
         };
         let file = File::open(dir.join("db"))?;
         let wal = Wal::open(&dir.join("wal"))?;
-        let flusher = Flusher::start(db.clone(), file, wal.clone(), options.fsync)?;
+        let flusher = Flusher::start(db.clone(), file, wal.clone(), options)?;
         let node_tree = db.open_tree("node").map_err(io_err)?;
         Ok(NodeStorage {
             inner: Arc::new(Inner {
@@ -360,5 +441,22 @@ mod tests {
             .expect("reopen");
         assert!(storage.bootstrapped().expect("read marker"));
         assert_eq!(storage.hosted_groups().expect("groups"), vec![9]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_injected_sync_failure_fails_that_round_and_every_later_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = NodeStorage::open_async(dir.path().to_path_buf(), StorageOptions::default())
+            .await
+            .expect("open");
+        storage.flusher().flush_log().await.expect("a healthy round");
+        storage.flusher().fail_next_sync(true);
+        assert!(
+            storage.flusher().flush_log().await.is_err(),
+            "the failed round is not acknowledged"
+        );
+        assert!(!storage.flusher().fails_next_sync(), "one-shot");
+        assert!(storage.flusher().flush_log().await.is_err(), "nor any later round");
+        assert!(storage.wal().drop_group(1).is_err(), "nor a later log record");
     }
 }

@@ -558,6 +558,16 @@ impl Wal {
         }
     }
 
+    /// Fails the log for good after a failure outside it (sled's flush, an injected fault): a
+    /// round that failed anywhere is never followed by an acknowledged one.
+    pub fn poison(&self, why: &str) {
+        if let Ok(mut state) = self.shared.state.lock()
+            && state.failed.is_none()
+        {
+            state.failed = Some(why.to_string());
+        }
+    }
+
     /// Live segments and their sizes, for tests and metrics.
     pub fn segments(&self) -> io::Result<Vec<(u64, u64)>> {
         Ok(self.lock()?.written.iter().map(|(n, l)| (*n, *l)).collect())

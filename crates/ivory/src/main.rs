@@ -5,6 +5,7 @@ mod backend;
 mod cluster_cli;
 mod console;
 mod credentials;
+mod files;
 mod secret;
 mod server;
 mod tls;
@@ -257,6 +258,7 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
             joined
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            files::refuse_if_lost(&path, &args.common.data)?;
             let info = ivory_node::join_cluster(
                 &seed,
                 args.id,
@@ -273,7 +275,7 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
                 members: info.members,
             };
             let text = serde_json::to_string_pretty(&joined).map_err(|e| e.to_string())?;
-            std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            files::write_atomic(&path, text.as_bytes(), false)?;
             info!(
                 node = args.id,
                 seed,
@@ -327,10 +329,11 @@ fn load_or_store_layout(data: &Path, shards: u32) -> Result<Layout, String> {
             Ok(layout)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            files::refuse_if_lost(&path, data)?;
             let layout = Layout::new(shards);
             layout.validate().map_err(|e| e.to_string())?;
             let text = serde_json::to_string_pretty(&layout).map_err(|e| e.to_string())?;
-            std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            files::write_atomic(&path, text.as_bytes(), false)?;
             Ok(layout)
         }
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
@@ -374,25 +377,33 @@ async fn run(
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", common.listen))?;
     let data_dir = common.data.join("sled");
+    // A failed write or fsync ends the process (exit 74) before anything of it is acknowledged.
+    let storage_options = StorageOptions {
+        exit_on_failure: true,
+        ..StorageOptions::default()
+    };
     let started = match membership {
         Membership::Bootstrap(peers, replicas) => {
-            Node::start(NodeConfig {
-                id,
-                listen: common.listen,
-                data_dir,
-                peers,
-                shard_count: layout.shard_count,
-                replicas,
-                cluster_secret: cluster_secret.clone(),
-                client_tls,
-            })
+            Node::start_with(
+                NodeConfig {
+                    id,
+                    listen: common.listen,
+                    data_dir,
+                    peers,
+                    shard_count: layout.shard_count,
+                    replicas,
+                    cluster_secret: cluster_secret.clone(),
+                    client_tls,
+                },
+                storage_options,
+            )
             .await
         }
         Membership::Join(info) => {
             let mut cfg = NodeConfig::joining(id, common.listen, data_dir, &info, cluster_secret.clone(), client_tls);
             // Others dial the advertised address, not the (maybe 0.0.0.0) listen address.
             cfg.peers.insert(id, common.advertised());
-            Node::start_joining(cfg, StorageOptions::default()).await
+            Node::start_joining(cfg, storage_options).await
         }
     };
     let node = started.map_err(|e| format!("cannot start node {id}: {e}"))?;
@@ -568,5 +579,22 @@ mod tests {
                 .contains("created with 8 shards")
         );
         assert_eq!(load_or_store_layout(dir.path(), 8).unwrap().shard_count, 8);
+    }
+
+    #[test]
+    fn a_torn_or_lost_layout_is_refused_by_name_never_re_created() {
+        let dir = tempfile::tempdir().unwrap();
+        load_or_store_layout(dir.path(), 8).unwrap();
+        std::fs::create_dir(dir.path().join("sled")).unwrap();
+        let path = dir.path().join("layout.json");
+        let text = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &text[..text.len() / 2]).unwrap();
+        let err = load_or_store_layout(dir.path(), 8).unwrap_err();
+        assert!(err.contains("layout.json is not a valid layout"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), &text[..text.len() / 2], "left as found");
+        std::fs::remove_file(&path).unwrap();
+        let err = load_or_store_layout(dir.path(), 8).unwrap_err();
+        assert!(err.contains("layout.json is missing"), "{err}");
+        assert!(!path.exists());
     }
 }

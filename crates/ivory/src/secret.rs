@@ -1,7 +1,6 @@
 //! Where the cluster secret comes from: `IVORY_CLUSTER_SECRET`, else `--cluster-secret-file`,
 //! else (for `ivory serve` only) a file in the data directory, created once with mode 0600.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,18 +35,12 @@ pub fn required(file: Option<&Path>) -> Result<Arc<ClusterSecret>, String> {
 }
 
 /// Writes `contents` to a new file that is 0600 from its creation (never readable by others, not
-/// even for a moment). Fails if the file exists.
+/// even for a moment), atomically ([`crate::files::write_atomic`]). Fails if the file exists.
 pub fn create_private(path: &Path, contents: &str) -> Result<(), String> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    file.write_all(contents.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    if path.exists() {
+        return Err(format!("cannot create {}: it exists", path.display()));
+    }
+    crate::files::write_atomic(path, contents.as_bytes(), true)
 }
 
 /// Refuses a secret-holding file that others may read or write.

@@ -84,6 +84,25 @@ impl NodeProc {
         self.child.is_some()
     }
 
+    /// Waits until the process ends by itself: its exit code (`None` when a signal ended it).
+    ///
+    /// # Errors
+    /// When it still runs after `timeout`, or was not running.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().ok_or("the process was not running")?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Ok(status.code());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("node {} still runs after {timeout:?}", self.id));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn is_paused(&self) -> bool {
         self.paused
     }
