@@ -549,6 +549,8 @@ impl Wal {
         if let Err(e) = &created {
             tracing::warn!(error = %e, file = %path.display(), "cannot prepare the next log segment");
             let _ = std::fs::remove_file(&path);
+            // Not again at every round (a full disk): the active segment grows meanwhile.
+            std::thread::sleep(std::time::Duration::from_secs(1));
         }
         if let Ok(mut state) = self.shared.state.lock() {
             state.preparing = false;
