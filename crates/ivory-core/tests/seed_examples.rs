@@ -1,4 +1,5 @@
-//! The worked examples of the source documents (shared/seeds), run on ivory-core alone.
+//! The worked examples of IV's documentation and the other platforms' reservation APIs (docs/iv-api.md), run on
+//! ivory-core alone.
 
 use ivory_core::*;
 
