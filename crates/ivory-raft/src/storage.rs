@@ -83,6 +83,8 @@ pub struct Flusher {
 struct FlusherCtx {
     db: sled::Db,
     file: File,
+    /// sled writes values over about 128 KiB (stored snapshots) to files here and never fsyncs them.
+    blobs: PathBuf,
     wal: Wal,
     fsync: bool,
     exit_on_failure: bool,
@@ -92,11 +94,12 @@ struct FlusherCtx {
 }
 
 impl Flusher {
-    fn start(db: sled::Db, file: File, wal: Wal, options: &StorageOptions) -> io::Result<Flusher> {
+    fn start(db: sled::Db, file: File, blobs: PathBuf, wal: Wal, options: &StorageOptions) -> io::Result<Flusher> {
         let (tx, rx) = mpsc::sync_channel::<FlushRequest>(FLUSH_QUEUE_MAX);
         let ctx = FlusherCtx {
             db,
             file,
+            blobs,
             wal,
             fsync: options.fsync,
             exit_on_failure: options.exit_on_failure,
@@ -187,6 +190,27 @@ impl Flusher {
     }
 }
 
+/// fsyncs sled's blob files and their directory, so that a stored snapshot (a blob) is as durable as
+/// the round that acknowledged it. Only rounds that wrote to sled pay it; a node has one snapshot
+/// blob per group at most, plus the ones sled has not removed yet.
+fn sync_blobs(dir: &Path) -> io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        match File::open(&path) {
+            Ok(blob) => blob.sync_all()?,
+            // sled removed an old blob meanwhile: nothing left to make durable.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    File::open(dir)?.sync_all()
+}
+
 fn flusher_loop(ctx: &FlusherCtx, rx: mpsc::Receiver<FlushRequest>) {
     let mut pending: Vec<FlushRequest> = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -205,6 +229,7 @@ fn flusher_loop(ctx: &FlusherCtx, rx: mpsc::Receiver<FlushRequest>) {
                 ctx.db.flush().map_err(io_err)?;
                 if ctx.fsync {
                     ctx.file.sync_data()?;
+                    sync_blobs(&ctx.blobs)?;
                 }
             }
             if ctx.fail_next.swap(false, Ordering::Relaxed) {
@@ -304,7 +329,7 @@ impl NodeStorage {
         };
         let file = File::open(dir.join("db"))?;
         let wal = Wal::open(&dir.join("wal"))?;
-        let flusher = Flusher::start(db.clone(), file, wal.clone(), options)?;
+        let flusher = Flusher::start(db.clone(), file, dir.join("blobs"), wal.clone(), options)?;
         let node_tree = db.open_tree("node").map_err(io_err)?;
         Ok(NodeStorage {
             inner: Arc::new(Inner {
@@ -402,6 +427,21 @@ impl NodeStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blob_files_and_their_directory_are_synced_and_a_missing_directory_is_no_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(sync_blobs(&dir.path().join("blobs")).is_ok(), "no blobs yet");
+        let blobs = dir.path().join("blobs");
+        std::fs::create_dir(&blobs).expect("blobs dir");
+        std::fs::write(blobs.join("7"), vec![1u8; 200 * 1024]).expect("blob");
+        sync_blobs(&blobs).expect("synced");
+        std::fs::write(blobs.join("8"), b"x").expect("blob");
+        std::fs::set_permissions(blobs.join("8"), std::os::unix::fs::PermissionsExt::from_mode(0o000)).expect("chmod");
+        // Root opens it anyway; anyone else gets an error, which must fail the round, never be ignored.
+        let unreadable = File::open(blobs.join("8")).is_err();
+        assert_eq!(sync_blobs(&blobs).is_err(), unreadable);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_flush_requests_share_fsyncs() {
