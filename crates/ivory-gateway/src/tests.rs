@@ -1027,8 +1027,8 @@ async fn real_listener_smoke() {
     server.abort();
 }
 
+mod atp_allocation;
 mod grpc;
-mod issue6;
 mod iv_compat;
 mod limits;
 mod roles;

@@ -1,4 +1,4 @@
-//! Change schedules, ATP queries and allocation through the REST layer (issue 6).
+//! Change schedules, ATP queries and allocation through the REST layer.
 
 use axum::Router;
 use axum::http::{Method, StatusCode};
