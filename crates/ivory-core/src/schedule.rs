@@ -1,4 +1,4 @@
-//! On-hand change schedules and available-to-promise (docs/iv-api.md §2.5, §4).
+//! On-hand change schedules and available-to-promise (../../../docs/iv-api.md §2.5, §4).
 //!
 //! Schedules are deltas dated by UTC day inside [today, today + period - 1]; they never change
 //! current on-hand. "Today" is the day of the leader's timestamp of the entry that applies them.
