@@ -6,12 +6,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::Response;
 use ivory_core::allocation::AllocationQuery;
-use ivory_core::json::KeyCanon;
 use ivory_core::model::{LOCATION_ID, SITE_ID};
 use ivory_core::{Config, ReadRequest, ReadResponse};
 use serde_json::{Map, Value, json};
 
-use crate::parse::{ApiPath, FIELDS, json_body, partition_and_cell, target_groups};
+use crate::parse::{ApiPath, json_body, partition_and_cell, target_groups};
 use crate::queries::respond;
 use crate::{ApiError, AppState, json_response};
 
@@ -57,7 +56,7 @@ pub(crate) async fn allocation_query(
                 ReadResponse::Refused(message) => return Err(ApiError::bad_request("query.invalid", message)),
                 _ => return Err(ApiError::bad_backend("an allocation query answered something else")),
             };
-            let names = KeyCanon::new(FIELDS);
+            let names = crate::parse::field_names();
             let list: Vec<Value> = records
                 .iter()
                 .map(|r| {

@@ -339,7 +339,27 @@ pub(crate) fn canonical_path_of(path: &str) -> String {
         .join("/")
 }
 
+/// Whether `canonical_path_of(path) == path`, without allocating: what clients send nearly always.
+pub(crate) fn is_canonical_path(path: &str) -> bool {
+    if path.is_empty() || path.len() > 1 && path.ends_with('/') {
+        return false;
+    }
+    let mut segments = path.split('/');
+    let count = path.split('/').count();
+    let second = segments.nth(1).unwrap_or("");
+    let third = segments.next().unwrap_or("");
+    let is_api = count > 3 && second.eq_ignore_ascii_case("api") && third.eq_ignore_ascii_case("environment");
+    let is_holds = is_api && path.split('/').nth(4).is_some_and(|s| s.eq_ignore_ascii_case("holds"));
+    path.split('/').enumerate().all(|(i, segment)| {
+        let keeps_case = is_api && i == 3 || is_holds && i == 5;
+        keeps_case || !segment.bytes().any(|b| b.is_ascii_uppercase())
+    })
+}
+
 async fn canonical_path(mut request: Request, next: Next) -> Response {
+    if is_canonical_path(request.uri().path()) {
+        return next.run(request).await;
+    }
     let uri = request.uri();
     let path = canonical_path_of(uri.path());
     if path != uri.path() {

@@ -58,6 +58,12 @@ pub(crate) const FIELDS: &[&str] = &[
     "orderType",
 ];
 
+/// [`FIELDS`] as a [`KeyCanon`], built once.
+pub(crate) fn field_names() -> &'static KeyCanon {
+    static NAMES: std::sync::OnceLock<KeyCanon> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| KeyCanon::new(FIELDS))
+}
+
 /// The body's bytes: 413 over the body limit, 400 when it cannot be read.
 pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
@@ -81,7 +87,7 @@ pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, Ap
     let bytes = body_bytes(body)?;
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("body.malformed", format!("body: not valid JSON: {e}")))?;
-    KeyCanon::new(FIELDS)
+    field_names()
         .apply(value)
         .map_err(|e| ApiError::bad_request("body.malformed", e))
 }

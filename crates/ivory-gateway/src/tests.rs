@@ -887,6 +887,30 @@ fn canonical_paths() {
     );
     assert_eq!(crate::canonical_path_of("/Token/"), "/token");
     assert_eq!(crate::canonical_path_of("/"), "/");
+    for path in [
+        "",
+        "/",
+        "//",
+        "/token",
+        "/Token",
+        "/token/",
+        "/api/environment/EnvX/onhand/reserve",
+        "/api/environment/EnvX/onhand/Reserve",
+        "/API/environment/EnvX/onhand",
+        "/api/Environment/EnvX",
+        "/api/environment/EnvX",
+        "/api/environment/E/holds/HoldA",
+        "/api/environment/E/HOLDS/HoldA",
+        "/api/environment/E/holds/HoldA/Release",
+        "/api/environment/E/holds/HoldA/release",
+        "/api/x/EnvX/y",
+    ] {
+        assert_eq!(
+            crate::is_canonical_path(path),
+            crate::canonical_path_of(path) == path,
+            "{path}"
+        );
+    }
     assert_eq!(
         crate::parse::timestamp_ms(&json!("1970-01-02T00:00:01.5Z"), "f").unwrap(),
         86_401_500
