@@ -57,7 +57,7 @@ const HOLD_FIELDS: &[&str] = &[
 type Body = Result<Bytes, BytesRejection>;
 type Params = ApiQuery<HashMap<String, String>>;
 
-fn canon() -> &'static KeyCanon {
+pub(crate) fn canon() -> &'static KeyCanon {
     static CANON: OnceLock<KeyCanon> = OnceLock::new();
     CANON.get_or_init(|| {
         let all: Vec<&'static str> = FIELDS.iter().chain(HOLD_FIELDS).copied().collect();
@@ -348,7 +348,7 @@ fn primary(parts: &[(u32, HoldState)]) -> Option<&HoldState> {
         .map(|(_, h)| h)
 }
 
-fn line_status(state: LineState) -> &'static str {
+pub(crate) fn line_status(state: LineState) -> &'static str {
     match state {
         LineState::Held => "held",
         LineState::Short => "short",
@@ -360,31 +360,59 @@ fn line_status(state: LineState) -> &'static str {
 /// The hold as the client sees it: the primary part's status, expiry and history, every
 /// part's lines (the primary's first). While the primary's lines are done but another part
 /// still holds stock, that part's status is the hold's.
+pub(crate) struct HoldView<'a> {
+    pub primary: &'a HoldState,
+    pub status: HoldStatus,
+    /// The parts, the primary first.
+    pub ordered: Vec<&'a HoldState>,
+}
+
+impl HoldView<'_> {
+    pub fn of(parts: &[(u32, HoldState)]) -> Option<HoldView<'_>> {
+        let p = primary(parts)?;
+        let mut status = p.status;
+        if status.is_terminal()
+            && let Some((_, other)) = parts
+                .iter()
+                .find(|(_, h)| !h.status.is_terminal() && h.lines.iter().any(|l| l.state == LineState::Held))
+        {
+            status = other.status;
+        }
+        let mut ordered: Vec<&HoldState> = vec![p];
+        ordered.extend(parts.iter().map(|(_, h)| h).filter(|h| !std::ptr::eq(*h, p)));
+        Some(HoldView {
+            primary: p,
+            status,
+            ordered,
+        })
+    }
+
+    /// Every line, the primary's first.
+    pub fn lines(&self) -> impl Iterator<Item = &ivory_core::hold::HeldLine> {
+        self.ordered.iter().flat_map(|h| h.lines.iter())
+    }
+}
+
+/// A line's dimensions as the client sees them: the cell's, siteid and locationid.
+pub(crate) fn line_dims(line: &HoldLine) -> BTreeMap<String, String> {
+    let mut dims: BTreeMap<String, String> = line.cell.dims.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    dims.insert("siteid".into(), line.partition.site.clone());
+    dims.insert("locationid".into(), line.partition.location.clone());
+    dims
+}
+
 fn hold_json(parts: &[(u32, HoldState)]) -> Value {
-    let Some(p) = primary(parts) else {
+    let Some(view) = HoldView::of(parts) else {
         return Value::Null;
     };
-    let mut status = p.status;
-    if status.is_terminal()
-        && let Some((_, other)) = parts
-            .iter()
-            .find(|(_, h)| !h.status.is_terminal() && h.lines.iter().any(|l| l.state == LineState::Held))
-    {
-        status = other.status;
-    }
-    let mut ordered: Vec<&HoldState> = vec![p];
-    ordered.extend(parts.iter().map(|(_, h)| h).filter(|h| !std::ptr::eq(*h, p)));
-    let items: Vec<Value> = ordered
-        .iter()
-        .flat_map(|h| h.lines.iter())
+    let p = view.primary;
+    let items: Vec<Value> = view
+        .lines()
         .map(|l| {
-            let mut dims: Map<String, Value> = l.line.cell.dims.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-            dims.insert("siteid".into(), json!(l.line.partition.site));
-            dims.insert("locationid".into(), json!(l.line.partition.location));
             json!({
                 "lineId": l.line.line_id,
                 "productId": l.line.cell.product,
-                "dimensions": dims,
+                "dimensions": line_dims(&l.line),
                 "quantity": l.line.quantity.to_json(),
                 "allowOversell": l.line.allow_oversell,
                 "status": line_status(l.state),
@@ -399,7 +427,7 @@ fn hold_json(parts: &[(u32, HoldState)]) -> Value {
     json!({
         "id": p.key.id,
         "organizationId": p.key.organization,
-        "status": status.name(),
+        "status": view.status.name(),
         // None once confirmed, released or consumed; an expired hold keeps the time it expired.
         "expiresAt": p.expires_at_ms.map(rfc3339),
         "createdAt": p.history.first().map(|(_, at)| rfc3339(*at)),
@@ -410,10 +438,22 @@ fn hold_json(parts: &[(u32, HoldState)]) -> Value {
     })
 }
 
-async fn answer_hold(s: &AppState, key: &HoldKey, status: StatusCode) -> Response {
-    match read_parts(s, key).await {
-        Ok(parts) if parts.is_empty() => not_found(key).into_response(),
-        Ok(parts) => json_response(status, hold_json(&parts)),
+/// A hold's parts, as every shard that knows it has them: the service layer's hold result.
+pub(crate) type Parts = Vec<(u32, HoldState)>;
+
+/// The hold as it is now; 404 `hold.not_found` when no shard knows it.
+pub(crate) async fn read_hold(s: &AppState, key: &HoldKey) -> Result<Parts, ApiError> {
+    let parts = read_parts(s, key).await?;
+    if parts.is_empty() {
+        return Err(not_found(key));
+    }
+    Ok(parts)
+}
+
+/// REST's answer with the hold: `status` and its JSON.
+fn answer(result: Result<(StatusCode, Parts), ApiError>) -> Response {
+    match result {
+        Ok((status, parts)) => json_response(status, hold_json(&parts)),
         Err(e) => e.into_response(),
     }
 }
@@ -446,10 +486,17 @@ pub(crate) fn request_fingerprint(
     ))]
 /// `POST /holds`.
 pub(crate) async fn create(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
-    match create_inner(&s, env, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    answer(
+        async {
+            let Value::Object(body) = hold_body(body)? else {
+                return Err(ApiError::bad_request("body.not_object", "body: must be a JSON object"));
+            };
+            let (created, parts) = create_hold(&s, env, &body).await?;
+            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+            Ok((status, parts))
+        }
+        .await,
+    )
 }
 
 /// A create's fields besides its lines.
@@ -474,18 +521,21 @@ pub(crate) fn create_options(body: &Map<String, Value>) -> Result<CreateOptions,
     })
 }
 
-async fn create_inner(s: &AppState, env: String, body: Body) -> Result<Response, ApiError> {
-    let Value::Object(body) = hold_body(body)? else {
-        return Err(ApiError::bad_request("body.not_object", "body: must be a JSON object"));
-    };
-    let organization = required_text(&body, "organizationId", "")?;
-    let id = required_text(&body, "id", "")?;
-    let lines = parse_items(s, &env, &organization, &body).await?;
+/// The service layer's create: `(true, parts)` for a first create, `(false, parts)` for a
+/// replay of the same request.
+pub(crate) async fn create_hold(
+    s: &AppState,
+    env: String,
+    body: &Map<String, Value>,
+) -> Result<(bool, Parts), ApiError> {
+    let organization = required_text(body, "organizationId", "")?;
+    let id = required_text(body, "id", "")?;
+    let lines = parse_items(s, &env, &organization, body).await?;
     let CreateOptions {
         ttl_ms,
         all_or_nothing,
         measure,
-    } = create_options(&body)?;
+    } = create_options(body)?;
     let fingerprint = request_fingerprint(&measure, &lines, ttl_ms, all_or_nothing);
     let key = HoldKey {
         environment: env,
@@ -505,7 +555,7 @@ async fn create_inner(s: &AppState, env: String, body: Body) -> Result<Response,
             ));
         }
         if existing.status != HoldStatus::Tentative {
-            return Ok(answer_hold(s, &key, StatusCode::OK).await);
+            return Ok((false, read_hold(s, &key).await?));
         }
     }
 
@@ -527,7 +577,7 @@ async fn create_inner(s: &AppState, env: String, body: Body) -> Result<Response,
         if let Some(e) = first_failure(&results) {
             return Err(e);
         }
-        return Ok(answer_hold(s, &key, StatusCode::CREATED).await);
+        return Ok((true, read_hold(s, &key).await?));
     }
 
     // Phase 1: tentative parts everywhere, with a short expiry.
@@ -578,7 +628,7 @@ async fn create_inner(s: &AppState, env: String, body: Body) -> Result<Response,
             ),
         ));
     }
-    Ok(answer_hold(s, &key, StatusCode::CREATED).await)
+    Ok((true, read_hold(s, &key).await?))
 }
 
 /// Best effort: a part that cannot be released now expires with its tentative expiry.
@@ -619,21 +669,25 @@ pub(crate) async fn get(
     ApiPath((env, id)): ApiPath<(String, String)>,
     ApiQuery(params): Params,
 ) -> Response {
-    match key_of(env, &id, &params, &Map::new()) {
-        Ok(key) => answer_hold(&s, &key, StatusCode::OK).await,
-        Err(e) => e.into_response(),
-    }
+    answer(
+        async {
+            let key = key_of(env, &id, &params, &Map::new())?;
+            Ok((StatusCode::OK, read_hold(&s, &key).await?))
+        }
+        .await,
+    )
 }
 
 /// Which lifecycle step a route takes.
-enum Step {
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Step {
     Release,
     Confirm,
     Extend,
     Consume,
 }
 
-/// Sends the step to every part it applies to; all applied -> 200 with the hold.
+/// REST's lifecycle routes: the body (empty = `{}`), then [`run_step`]; 200 with the hold.
 async fn step(
     s: AppState,
     env: String,
@@ -642,10 +696,27 @@ async fn step(
     body: Body,
     step: Step,
 ) -> Response {
-    let run = async {
-        let body = optional_body(body)?;
-        let key = key_of(env, &id, &params, &body)?;
-        let parts = read_parts(&s, &key).await?;
+    answer(
+        async {
+            let body = optional_body(body)?;
+            Ok((StatusCode::OK, run_step(&s, env, &id, &params, &body, step).await?))
+        }
+        .await,
+    )
+}
+
+/// The service layer's lifecycle step: sent to every part it applies to; all applied -> the hold.
+pub(crate) async fn run_step(
+    s: &AppState,
+    env: String,
+    id: &str,
+    params: &HashMap<String, String>,
+    body: &Map<String, Value>,
+    step: Step,
+) -> Result<Parts, ApiError> {
+    {
+        let key = key_of(env, id, params, body)?;
+        let parts = read_parts(s, &key).await?;
         let Some(p) = primary(&parts) else {
             return Err(not_found(&key));
         };
@@ -687,7 +758,7 @@ async fn step(
                 c
             }
             Step::Extend => {
-                let expires_at_ms = now_ms() + expires_in(&body, None)? * 1000;
+                let expires_at_ms = now_ms() + expires_in(body, None)? * 1000;
                 let c: Vec<_> = parts
                     .iter()
                     .filter(|(_, h)| h.status == HoldStatus::Active)
@@ -706,17 +777,13 @@ async fn step(
                 }
                 c
             }
-            Step::Consume => consume_commands(&key, &parts, &body)?,
+            Step::Consume => consume_commands(&key, &parts, body)?,
         };
-        let results = propose_each(&s, commands).await;
+        let results = propose_each(s, commands).await;
         if let Some(e) = first_failure(&results) {
             return Err(e);
         }
-        Ok(answer_hold(&s, &key, StatusCode::OK).await)
-    };
-    match run.await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+        read_hold(s, &key).await
     }
 }
 
@@ -879,25 +946,28 @@ pub(crate) async fn patch_items(
     ApiQuery(params): Params,
     body: Body,
 ) -> Response {
-    match patch_inner(&s, env, &id, &params, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    answer(
+        async {
+            let Value::Object(body) = hold_body(body)? else {
+                return Err(ApiError::bad_request("body.not_object", "body: must be a JSON object"));
+            };
+            Ok((StatusCode::OK, patch_hold(&s, env, &id, &params, &body).await?))
+        }
+        .await,
+    )
 }
 
-async fn patch_inner(
+/// The service layer's PATCH of a hold's lines.
+pub(crate) async fn patch_hold(
     s: &AppState,
     env: String,
     id: &str,
     params: &HashMap<String, String>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let Value::Object(body) = hold_body(body)? else {
-        return Err(ApiError::bad_request("body.not_object", "body: must be a JSON object"));
-    };
-    let key = key_of(env, id, params, &body)?;
-    let lines = parse_items(s, &key.environment, &key.organization, &body).await?;
-    let expires_at_ms = now_ms() + expires_in(&body, Some(EXPIRES_IN_DEFAULT_S))? * 1000;
+    body: &Map<String, Value>,
+) -> Result<Parts, ApiError> {
+    let key = key_of(env, id, params, body)?;
+    let lines = parse_items(s, &key.environment, &key.organization, body).await?;
+    let expires_at_ms = now_ms() + expires_in(body, Some(EXPIRES_IN_DEFAULT_S))? * 1000;
     let parts = read_parts(s, &key).await?;
     let Some(p) = primary(&parts).cloned() else {
         return Err(not_found(&key));
@@ -940,7 +1010,7 @@ async fn patch_inner(
         .collect();
     let results = propose_each(s, commands).await;
     let Some(e) = first_failure(&results) else {
-        return Ok(answer_hold(s, &key, StatusCode::OK).await);
+        return read_hold(s, &key).await;
     };
     // Compensate: the parts that changed get their old lines back.
     let undo: Vec<(u32, HoldCommand)> = results

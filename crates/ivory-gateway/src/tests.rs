@@ -1029,6 +1029,7 @@ async fn real_listener_smoke() {
 
 mod atp_allocation;
 mod grpc;
+mod grpc_holds;
 mod iv_compat;
 mod limits;
 mod roles;
