@@ -14,9 +14,8 @@ use tonic::{Response, Status};
 use crate::events::{Cursor, POLL_INTERVAL, READ_LIMIT, poll};
 use crate::grpc::{canonical, check_access, status_of};
 use crate::grpc_messages as m;
-use crate::holds::{
-    HoldView, Parts, Step, create_hold, line_dims, line_status, patch_hold, read_hold, rfc3339, run_step,
-};
+use crate::hold_steps::{Step, patch_hold, run_step};
+use crate::holds::{HoldView, Parts, create_hold, line_dims, line_status, read_hold, rfc3339};
 use crate::proto::holds_server::{Holds, HoldsServer};
 use crate::proto::{
     ConsumeHoldRequest, CreateHoldRequest, ExtendHoldRequest, FollowEventsRequest, Hold, HoldEvent, HoldHistoryEntry,

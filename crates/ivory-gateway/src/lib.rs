@@ -22,6 +22,7 @@ mod events;
 pub mod fuzzing;
 mod grpc;
 mod grpc_messages;
+mod hold_steps;
 mod holds;
 mod holds_grpc;
 pub mod limits;
@@ -252,11 +253,11 @@ pub(crate) fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/partitions/cleanupalldata", delete(admin::clean_up)),
         ("/cleanupalldata", delete(admin::clean_up_alias)),
         ("/holds", post(holds::create)),
-        ("/holds/{id}", get(holds::get).delete(holds::release)),
-        ("/holds/{id}/items", patch(holds::patch_items)),
-        ("/holds/{id}/extend", post(holds::extend)),
-        ("/holds/{id}/confirm", post(holds::confirm)),
-        ("/holds/{id}/consume", post(holds::consume)),
+        ("/holds/{id}", get(holds::get).delete(hold_steps::release)),
+        ("/holds/{id}/items", patch(hold_steps::patch_items)),
+        ("/holds/{id}/extend", post(hold_steps::extend)),
+        ("/holds/{id}/confirm", post(hold_steps::confirm)),
+        ("/holds/{id}/consume", post(hold_steps::consume)),
         ("/events", get(events::events)),
     ]
 }
