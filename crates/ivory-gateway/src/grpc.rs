@@ -44,9 +44,8 @@ pub fn grpc_service(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router 
 
 pub(crate) fn grpc_router(state: AppState) -> Router {
     let limit = state.config.body_limit_bytes;
-    let inventory = InventoryServer::new(GrpcInventory { s: state.clone() })
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(usize::MAX);
+    // A message is bounded as a REST body is (tonic refuses a larger one with OUT_OF_RANGE).
+    let inventory = InventoryServer::new(GrpcInventory { s: state.clone() }).max_decoding_message_size(limit);
     tonic::service::Routes::new(inventory)
         .add_service(crate::holds_grpc::server(state, limit))
         .into_axum_router()
@@ -348,7 +347,10 @@ impl Inventory for GrpcInventory {
         check_access(&self.s, &metadata, &env, false)?;
         let canon = KeyCanon::new(FIELDS);
         let Value::Object(body) = canonical(m::allocation_query(r), &canon)? else {
-            return Err(Status::internal("internal.body: not an object"));
+            return Err(status_of(&ApiError::bad_request(
+                "body.not_object",
+                "body: must be a JSON object",
+            )));
         };
         let (config, records) = allocations(&self.s, &env, &body).await.map_err(|e| status_of(&e))?;
         let records = records

@@ -792,6 +792,14 @@ async fn grpc_refuses_what_rest_refuses_with_the_same_codes() {
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().starts_with("header.api_version: "), "{e:?}");
 
+    // A message over the body limit (2 MiB here): tonic refuses it before any service decodes it.
+    let mut huge = reserve("1");
+    if let Some(item) = huge.item.as_mut() {
+        item.id = "x".repeat(3 * 1024 * 1024);
+    }
+    let e = grpc.reserve(authed(huge, &t)).await.unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange, "{}", e.message());
+
     // None of it changed anything.
     let r = post(
         &rest,
