@@ -5,7 +5,10 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::Response;
-use ivory_core::allocation::AllocationQuery;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ivory_core::allocation::{AllocationQuery, AllocationRecord};
 use ivory_core::model::{LOCATION_ID, SITE_ID};
 use ivory_core::{Config, ReadRequest, ReadResponse};
 use serde_json::{Map, Value, json};
@@ -47,25 +50,12 @@ pub(crate) async fn allocation_query(
             let Value::Object(obj) = &value else {
                 return Err(ApiError::bad_request("body.not_object", "body: must be a JSON object"));
             };
-            let config = s.environment_config(&env).await?;
-            let query = allocation_request(obj, &env, &config)?;
-            let shard = s.backend.shard_of(&query.partition);
-            let request = ReadRequest::Allocations(query);
-            let records = match s.read(shard, request).await? {
-                ReadResponse::Allocations(list) => list,
-                ReadResponse::Refused(message) => return Err(ApiError::bad_request("query.invalid", message)),
-                _ => return Err(ApiError::bad_backend("an allocation query answered something else")),
-            };
+            let (config, records) = allocations(&s, &env, obj).await?;
             let names = crate::parse::field_names();
             let list: Vec<Value> = records
                 .iter()
                 .map(|r| {
-                    let mut dims: Map<String, Value> = r.dims.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-                    // By product, site and location are among the cell's dimensions already.
-                    if !(r.site.is_empty() && r.location.is_empty()) {
-                        dims.insert(SITE_ID.into(), json!(r.site));
-                        dims.insert(LOCATION_ID.into(), json!(r.location));
-                    }
+                    let dims: Map<String, Value> = record_dims(r).into_iter().map(|(k, v)| (k, json!(v))).collect();
                     let groups: Map<String, Value> = config
                         .allocation_groups
                         .iter()
@@ -89,4 +79,34 @@ pub(crate) async fn allocation_query(
         }
         .await,
     )
+}
+
+/// A record's dimensions: the cell's, with siteid and locationid (by product, these are among
+/// the cell's dimensions already).
+pub(crate) fn record_dims(r: &AllocationRecord) -> Vec<(String, String)> {
+    let mut dims: BTreeMap<String, String> = r.dims.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    if !(r.site.is_empty() && r.location.is_empty()) {
+        dims.insert(SITE_ID.into(), r.site.clone());
+        dims.insert(LOCATION_ID.into(), r.location.clone());
+    }
+    dims.into_iter().collect()
+}
+
+/// The service layer's allocation query: the body parsed under the environment's configuration
+/// (returned too: its group levels name the records' groups), read from the partition's shard.
+pub(crate) async fn allocations(
+    s: &AppState,
+    env: &str,
+    obj: &Map<String, Value>,
+) -> Result<(Arc<Config>, Vec<AllocationRecord>), ApiError> {
+    let config = s.environment_config(env).await?;
+    let query = allocation_request(obj, env, &config)?;
+    let shard = s.backend.shard_of(&query.partition);
+    let request = ReadRequest::Allocations(query);
+    let records = match s.read(shard, request).await? {
+        ReadResponse::Allocations(list) => list,
+        ReadResponse::Refused(message) => return Err(ApiError::bad_request("query.invalid", message)),
+        _ => return Err(ApiError::bad_backend("an allocation query answered something else")),
+    };
+    Ok((config, records))
 }

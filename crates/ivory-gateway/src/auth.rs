@@ -106,9 +106,7 @@ fn unauthorized(code: &str, message: &str) -> Response {
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    bearer_of(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
 }
 
 /// A path segment percent-decoded as the `Path` extractor decodes it; `None` when not UTF-8.
@@ -145,6 +143,63 @@ pub fn has_cluster_secret(secret: Option<&ivory_cluster::ClusterSecret>, headers
         .is_some_and(|candidate| secret.verify_secret(candidate))
 }
 
+/// Who calls: what REST reads from its headers and gRPC from its metadata.
+pub(crate) struct Caller<'a> {
+    /// The bearer token, if any.
+    pub bearer: Option<&'a str>,
+    /// Whether the call carries the cluster secret itself (checked by [`has_cluster_secret`]).
+    pub cluster_secret: bool,
+    /// Whether the call only reads (REST GET): environment `*` is read with an API token.
+    pub read_only: bool,
+}
+
+/// The one access rule of the data plane, for REST (`require_token`) and gRPC: `*` (the
+/// cluster-wide default configuration) is changed only with the cluster secret (an API client
+/// token may read it); every other environment takes a bearer token issued for it.
+///
+/// # Errors
+/// 401 `auth.missing_token`, `auth.invalid_token`, `auth.expired_token`; 403
+/// `auth.cluster_secret_required`, `auth.wrong_environment`.
+pub(crate) fn authorize(signing_key: &[u8], environment: &str, caller: &Caller<'_>) -> Result<(), ApiError> {
+    if environment == ivory_core::DEFAULT_ENVIRONMENT && !caller.read_only {
+        if caller.cluster_secret {
+            return Ok(());
+        }
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "auth.cluster_secret_required",
+            format!("environment '*' is changed only with the cluster secret (header {CLUSTER_SECRET_HEADER})"),
+        ));
+    }
+    let unauthorized = |code: &str, message: &str| ApiError::new(StatusCode::UNAUTHORIZED, code, message);
+    let Some(token) = caller.bearer else {
+        return Err(unauthorized(
+            "auth.missing_token",
+            "Authorization: Bearer <token> is required (POST /token)",
+        ));
+    };
+    match verify_token(signing_key, token, environment, now_s()) {
+        Ok(()) => Ok(()),
+        Err(TokenError::Malformed) => Err(unauthorized("auth.invalid_token", "the bearer token is malformed")),
+        Err(TokenError::BadSignature) => Err(unauthorized(
+            "auth.invalid_token",
+            "the bearer token's signature is wrong",
+        )),
+        Err(TokenError::Expired) => Err(unauthorized("auth.expired_token", "the bearer token has expired")),
+        Err(TokenError::WrongEnvironment) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "auth.wrong_environment",
+            format!("the bearer token is not valid for environment '{environment}'"),
+        )),
+    }
+}
+
+/// The bearer token of an `Authorization` value (`Bearer <token>`, scheme in any case).
+pub(crate) fn bearer_of(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// Middleware on every `/api/environment/{env}/...` route (paths are canonical by now).
 pub(crate) async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     // Decoded, as the handlers see it: a token for `a%20b` must not open environment `a b`.
@@ -152,36 +207,20 @@ pub(crate) async fn require_token(State(state): State<AppState>, request: Reques
     let Some(environment) = decode_segment(raw) else {
         return ApiError::bad_request("field.bad_value", "path: the environment id is not UTF-8").into_response();
     };
-    // `*` is the cluster-wide default configuration: only the cluster secret changes it (an API
-    // client token may read it). The secret opens nothing else: other environments ignore it.
-    if environment == ivory_core::DEFAULT_ENVIRONMENT && request.method() != axum::http::Method::GET {
-        if has_cluster_secret(state.config.cluster_secret.as_deref(), request.headers()) {
-            return next.run(request).await;
-        }
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "auth.cluster_secret_required",
-            format!("environment '*' is changed only with the cluster secret (header {CLUSTER_SECRET_HEADER})"),
-        )
-        .into_response();
-    }
-    let Some(token) = bearer(request.headers()) else {
-        return unauthorized(
-            "auth.missing_token",
-            "Authorization: Bearer <token> is required (POST /token)",
-        );
+    let read_only = request.method() == axum::http::Method::GET;
+    // The secret is only looked at where it can open something.
+    let cluster_secret = environment == ivory_core::DEFAULT_ENVIRONMENT
+        && !read_only
+        && has_cluster_secret(state.config.cluster_secret.as_deref(), request.headers());
+    let caller = Caller {
+        bearer: bearer(request.headers()),
+        cluster_secret,
+        read_only,
     };
-    match verify_token(&state.config.signing_key, token, &environment, now_s()) {
+    match authorize(&state.config.signing_key, &environment, &caller) {
         Ok(()) => next.run(request).await,
-        Err(TokenError::Malformed) => unauthorized("auth.invalid_token", "the bearer token is malformed"),
-        Err(TokenError::BadSignature) => unauthorized("auth.invalid_token", "the bearer token's signature is wrong"),
-        Err(TokenError::Expired) => unauthorized("auth.expired_token", "the bearer token has expired"),
-        Err(TokenError::WrongEnvironment) => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "auth.wrong_environment",
-            format!("the bearer token is not valid for environment '{environment}'"),
-        )
-        .into_response(),
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => unauthorized(&e.code, &e.message),
+        Err(e) => e.into_response(),
     }
 }
 

@@ -29,7 +29,7 @@ use crate::{ApiError, AppState, json_response};
 /// How often a follower asks the shards for new events.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Events read from one shard per round (and the default page size of `wait=false`).
-const READ_LIMIT: usize = 1000;
+pub(crate) const READ_LIMIT: usize = 1000;
 
 /// One position per shard.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -63,7 +63,7 @@ impl Cursor {
         self.0.get(&shard).copied().unwrap_or(0)
     }
 
-    fn render(&self, shards: u32) -> String {
+    pub fn render(&self, shards: u32) -> String {
         (0..shards)
             .map(|s| format!("{s}:{}", self.at(s)))
             .collect::<Vec<_>>()
@@ -113,7 +113,7 @@ pub(crate) fn page_limit(text: Option<&str>) -> Result<usize, ApiError> {
 /// One round: every shard's events after the cursor (this environment's), each with the cursor
 /// after it; the cursor moves past every event read, whatever its environment. A shard that
 /// cannot be read stays where it is.
-async fn poll(s: &AppState, env: &str, cursor: &mut Cursor, limit: usize) -> Vec<(String, Value)> {
+pub(crate) async fn poll(s: &AppState, env: &str, cursor: &mut Cursor, limit: usize) -> Vec<(String, u32, Event)> {
     let shards = s.backend.shard_count();
     let reads = (0..shards).map(|shard| {
         let from_seq = cursor.at(shard);
@@ -126,10 +126,10 @@ async fn poll(s: &AppState, env: &str, cursor: &mut Cursor, limit: usize) -> Vec
     for (shard, result) in futures::future::join_all(reads).await {
         match result {
             Ok(ReadResponse::Events { events, .. }) => {
-                for e in &events {
+                for e in events {
                     cursor.0.insert(shard, e.seq + 1);
                     if e.hold.environment == env {
-                        out.push((cursor.render(shards), event_json(shard, e)));
+                        out.push((cursor.render(shards), shard, e));
                     }
                 }
             }
@@ -183,7 +183,8 @@ pub(crate) async fn events(
         let page = poll(&s, &env, &mut cursor, limit).await;
         let events: Vec<Value> = page
             .into_iter()
-            .map(|(id, mut v)| {
+            .map(|(id, shard, e)| {
+                let mut v = event_json(shard, &e);
                 v["cursor"] = json!(id);
                 v
             })
@@ -210,7 +211,12 @@ pub(crate) async fn events(
                     .data(v.to_string());
                 return Some((Ok::<_, Infallible>(event), (s, env, cursor, buffer, slot)));
             }
-            buffer.extend(poll(&s, &env, &mut cursor, READ_LIMIT).await);
+            buffer.extend(
+                poll(&s, &env, &mut cursor, READ_LIMIT)
+                    .await
+                    .into_iter()
+                    .map(|(id, shard, e)| (id, event_json(shard, &e))),
+            );
             if buffer.is_empty() {
                 tokio::time::sleep(POLL_INTERVAL).await;
             }

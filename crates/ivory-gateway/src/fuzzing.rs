@@ -225,7 +225,7 @@ pub fn decode(kind: Kind, input: &[u8]) -> Result<(), ApiError> {
         Kind::HoldConsume => {
             let obj = crate::holds::optional_body(body())?;
             crate::holds::key_of(ENV.into(), "h1", &no_params, &obj)?;
-            crate::holds::line_ids(&obj).map(|_| ())
+            crate::hold_steps::line_ids(&obj).map(|_| ())
         }
         Kind::HoldId => {
             let params = HashMap::from([("organizationId".to_string(), "usmf".to_string())]);

@@ -1,38 +1,57 @@
-//! The public gRPC API (proto/ivory/v1/inventory.proto): the same operations as REST, served by
-//! calling the REST router in process, so validation, limits, auth and status rules are one code
-//! path. Requests carry IV's JSON bodies; results are typed (write envelopes, bulk buckets) or
-//! the REST records as JSON strings (queries).
+//! The public gRPC API, service `ivory.v1.Inventory` (proto/ivory/v1/inventory.proto): typed
+//! messages calling the service layer (`service`, `queries::query`, `allocation_query::allocations`)
+//! that REST calls. No HTTP request is built and the REST router is not involved.
 //!
-//! Auth: `authorization: Bearer <token>` metadata, checked by the REST middleware. Errors: the
-//! gRPC status message is `<stable.code>: <message>`; the code follows the HTTP status (see
-//! [`grpc_code`]).
+//! A message is mapped onto the request fields the REST parser reads (`grpc_messages`) and goes
+//! through the same parser, so validation, its stable codes and its messages are one code path;
+//! auth is `auth::authorize` (bearer token from the `authorization` metadata), the bulk limit is
+//! `writes::bulk_items`, the query limits are the query parser's. Errors: [`status_of`].
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::StatusCode;
+use ivory_core::json::KeyCanon;
 use serde_json::Value;
-use tonic::metadata::MetadataMap;
+use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
-use tower::ServiceExt;
 
+use crate::allocation_query::{allocations, record_dims};
+use crate::auth::{Caller, authorize, bearer_of};
+use crate::grpc_messages as m;
+use crate::parse::WriteKind;
 use crate::proto::inventory_server::{Inventory, InventoryServer};
-use crate::proto::{BulkWriteRequest, BulkWriteResult, QueryRequest, QueryResponse, WriteRequest, WriteResult};
-use crate::{Backend, GatewayConfig, router};
+use crate::proto::{
+    AllocationQueryRequest, AllocationQueryResponse, AllocationRecord, AllocationRequest, BulkWriteResult,
+    ChangeScheduleBulkRequest, ChangeScheduleRequest, ConsumeRequest, ExactQueryRequest, IndexQueryRequest,
+    OnHandChangeBulkRequest, OnHandChangeRequest, QueryRecord, QueryResponse, ReallocateRequest, ReserveBulkRequest,
+    ReserveRequest, SetOnHandBulkRequest, UnreserveBulkRequest, UnreserveRequest, WriteResult,
+};
+use crate::queries::{ApiVersion, api_version_of, page_of, paging, query};
+use crate::service::{self, ItemAnswer};
+use crate::writes::{bulk_items, http_status, outcome_code};
+use crate::{ApiError, AppState, Backend, GatewayConfig, gateway};
 
-/// The gRPC service as an axum router (tonic `Routes::into_axum_router`). To serve REST and gRPC
-/// on one port: `grpc_service(b.clone(), c.clone()).fallback_service(router(b, c))` (tonic's
-/// router has a fallback of its own, so `merge` would panic).
+/// The metadata key of a refusal's stable code.
+pub const CODE_METADATA: &str = "x-ivory-code";
+
+/// The gRPC services (`Inventory`, `Holds`) as an axum router (tonic `Routes::into_axum_router`),
+/// over a gateway of their own. To serve REST and gRPC on one port over one gateway (one
+/// configuration cache, one cap on event followers), use [`crate::api`].
 pub fn grpc_service(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
-    let rest = router(backend, config);
-    let service = GrpcInventory { rest: rest.clone() };
-    tonic::service::Routes::new(InventoryServer::new(service))
-        .add_service(crate::holds_grpc::server(rest))
+    grpc_router(gateway(backend, config))
+}
+
+pub(crate) fn grpc_router(state: AppState) -> Router {
+    let limit = state.config.body_limit_bytes;
+    // A message is bounded as a REST body is (tonic refuses a larger one with OUT_OF_RANGE).
+    let inventory = InventoryServer::new(GrpcInventory { s: state.clone() }).max_decoding_message_size(limit);
+    tonic::service::Routes::new(inventory)
+        .add_service(crate::holds_grpc::server(state, limit))
         .into_axum_router()
 }
 
-/// The gRPC code of a REST answer: 400 INVALID_ARGUMENT, 401 UNAUTHENTICATED, 403
+/// The gRPC code of a REST status: 400 INVALID_ARGUMENT, 401 UNAUTHENTICATED, 403
 /// PERMISSION_DENIED, 404 NOT_FOUND, 409 FAILED_PRECONDITION (`stock.insufficient`) /
 /// ALREADY_EXISTS (`event.conflict`) / ABORTED, 413 and 429 RESOURCE_EXHAUSTED, 503 UNAVAILABLE,
 /// anything else INTERNAL.
@@ -51,224 +70,306 @@ pub fn grpc_code(status: StatusCode, code: &str) -> Code {
     }
 }
 
+/// An [`ApiError`] as a gRPC status: message `<code>: <message>`, metadata `x-ivory-code` (and
+/// `retry-after` in seconds when REST would send it).
+pub(crate) fn status_of(e: &ApiError) -> Status {
+    let mut status = Status::new(grpc_code(e.status, &e.code), format!("{}: {}", e.code, e.message));
+    if let Ok(v) = MetadataValue::try_from(e.code.as_str()) {
+        status.metadata_mut().insert(CODE_METADATA, v);
+    }
+    if let Some(s) = e.retry_after_s
+        && let Ok(v) = MetadataValue::try_from(s.to_string())
+    {
+        status.metadata_mut().insert("retry-after", v);
+    }
+    status
+}
+
+/// The data plane's access rule on a call's metadata (`auth::authorize`); `read_only` as the
+/// REST method is GET. The environment id must be given.
+pub(crate) fn check_access(s: &AppState, metadata: &MetadataMap, env: &str, read_only: bool) -> Result<(), Status> {
+    if env.is_empty() {
+        return Err(status_of(&ApiError::bad_request(
+            "field.missing",
+            "environment_id: is required",
+        )));
+    }
+    let text = |key: &str| metadata.get(key).and_then(|v| v.to_str().ok());
+    let cluster_secret = env == ivory_core::DEFAULT_ENVIRONMENT
+        && !read_only
+        && s.config.cluster_secret.as_deref().is_some_and(|secret| {
+            text(crate::auth::CLUSTER_SECRET_HEADER).is_some_and(|candidate| secret.verify_secret(candidate))
+        });
+    let caller = Caller {
+        bearer: text("authorization").and_then(bearer_of),
+        cluster_secret,
+        read_only,
+    };
+    authorize(&s.config.signing_key, env, &caller).map_err(|e| status_of(&e))
+}
+
+/// Keys in IV's canonical spelling (and dimension names lower-cased), as `parse::json_body`
+/// leaves a REST body.
+pub(crate) fn canonical(value: Value, canon: &KeyCanon) -> Result<Value, Status> {
+    canon
+        .apply(value)
+        .map_err(|e| status_of(&ApiError::bad_request("body.malformed", e)))
+}
+
+fn write_result(kind: WriteKind, id: &str, answer: &ItemAnswer) -> WriteResult {
+    let prefixed = format!("{}~{id}", kind.prefix());
+    match answer {
+        ItemAnswer::Applied(r) => WriteResult {
+            id: prefixed,
+            processing_status: r.outcome.processing_status().into(),
+            message: r.message.clone(),
+            status_code: i32::from(r.outcome.iv_status_code()),
+            code: outcome_code(r.outcome).unwrap_or_default().into(),
+            reservation_id: r.reservation_id.clone().unwrap_or_default(),
+            total_invalid_offset_qty: if kind == WriteKind::Unreserve {
+                r.invalid_offset.unwrap_or(ivory_core::Qty::ZERO).to_string()
+            } else {
+                String::new()
+            },
+        },
+        ItemAnswer::Refused(e) | ItemAnswer::Unknown(e) => WriteResult {
+            id: prefixed,
+            processing_status: if matches!(answer, ItemAnswer::Unknown(_)) {
+                "unknown"
+            } else {
+                "failure"
+            }
+            .into(),
+            message: e.message.clone(),
+            status_code: i32::from(e.status.as_u16()),
+            code: e.code.clone(),
+            ..WriteResult::default()
+        },
+    }
+}
+
 struct GrpcInventory {
-    rest: Router,
-}
-
-/// Characters an environment id may use in a path segment without escaping.
-fn valid_environment(env: &str) -> bool {
-    !env.is_empty()
-        && env.len() <= ivory_core::model::NAME_LEN_MAX
-        && env
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
-}
-
-fn text(v: &Value, key: &str) -> String {
-    v.get(key).and_then(Value::as_str).unwrap_or("").to_string()
-}
-
-fn write_result(v: &Value) -> WriteResult {
-    WriteResult {
-        id: text(v, "id"),
-        processing_status: text(v, "processingStatus"),
-        message: text(v, "message"),
-        status_code: v
-            .get("statusCode")
-            .and_then(Value::as_i64)
-            .and_then(|n| i32::try_from(n).ok())
-            .unwrap_or(0),
-        code: text(v, "code"),
-        reservation_id: text(v, "reservationId"),
-        total_invalid_offset_qty: v
-            .get("totalInvalidOffsetQtyByReservId")
-            .map(Value::to_string)
-            .unwrap_or_default(),
-    }
-}
-
-fn bulk_result(v: &Value) -> BulkWriteResult {
-    let bucket = |name: &str| {
-        v.get(name)
-            .and_then(Value::as_array)
-            .map(|items| items.iter().map(write_result).collect())
-            .unwrap_or_default()
-    };
-    BulkWriteResult {
-        success: bucket("success"),
-        failure: bucket("failure"),
-        conflict: bucket("conflict"),
-        not_found: bucket("notFound"),
-        partial_success: bucket("partialSuccess"),
-        unknown: bucket("unknown"),
-    }
-}
-
-fn query_response(v: &Value) -> QueryResponse {
-    let (records, next_link) = match v {
-        Value::Array(list) => (list.as_slice(), String::new()),
-        _ => (
-            v.get("Value").and_then(Value::as_array).map_or(&[][..], Vec::as_slice),
-            text(v, "nextLink"),
-        ),
-    };
-    QueryResponse {
-        records_json: records.iter().map(Value::to_string).collect(),
-        next_link,
-    }
-}
-
-impl GrpcInventory {
-    /// Runs one REST call in process; a non-2xx answer becomes a gRPC status.
-    async fn call(
-        &self,
-        metadata: &MetadataMap,
-        env: &str,
-        path: &str,
-        api_version: Option<&str>,
-        body: String,
-    ) -> Result<Value, Status> {
-        if !valid_environment(env) {
-            return Err(Status::invalid_argument(
-                "field.bad_value: environment_id: letters, digits, '-', '_', '.' or '~' only",
-            ));
-        }
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(format!("/api/environment/{env}/{path}"))
-            .header("content-type", "application/json");
-        if let Some(auth) = metadata.get("authorization").and_then(|v| v.to_str().ok()) {
-            request = request.header("authorization", auth);
-        }
-        if let Some(v) = api_version.filter(|v| !v.is_empty()) {
-            request = request.header("api-version", v);
-        }
-        let request = request
-            .body(Body::from(body))
-            .map_err(|e| Status::invalid_argument(format!("request.invalid: {e}")))?;
-        let response = match self.rest.clone().oneshot(request).await {
-            Ok(r) => r,
-            Err(never) => match never {},
-        };
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .map_err(|e| Status::internal(format!("internal.body: {e}")))?;
-        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(value);
-        }
-        let code = text(&value, "code");
-        let message = text(&value, "message");
-        Err(Status::new(grpc_code(status, &code), format!("{code}: {message}")))
-    }
-
-    async fn write(
-        &self,
-        request: tonic::Request<WriteRequest>,
-        path: &str,
-    ) -> Result<tonic::Response<WriteResult>, Status> {
-        let (metadata, _, r) = request.into_parts();
-        let v = self.call(&metadata, &r.environment_id, path, None, r.body_json).await?;
-        Ok(tonic::Response::new(write_result(&v)))
-    }
-
-    async fn bulk(
-        &self,
-        request: tonic::Request<BulkWriteRequest>,
-        path: &str,
-    ) -> Result<tonic::Response<BulkWriteResult>, Status> {
-        let (metadata, _, r) = request.into_parts();
-        let v = self
-            .call(&metadata, &r.environment_id, path, None, r.items_json)
-            .await?;
-        Ok(tonic::Response::new(bulk_result(&v)))
-    }
-
-    async fn query(
-        &self,
-        request: tonic::Request<QueryRequest>,
-        path: &str,
-    ) -> Result<tonic::Response<QueryResponse>, Status> {
-        let (metadata, _, r) = request.into_parts();
-        let mut params = Vec::new();
-        if r.page_number > 0 {
-            params.push(format!("pageNumber={}", r.page_number));
-        }
-        if r.page_size > 0 {
-            params.push(format!("pageSize={}", r.page_size));
-        }
-        let path = if params.is_empty() {
-            path.to_string()
-        } else {
-            format!("{path}?{}", params.join("&"))
-        };
-        let v = self
-            .call(&metadata, &r.environment_id, &path, Some(&r.api_version), r.body_json)
-            .await?;
-        Ok(tonic::Response::new(query_response(&v)))
-    }
+    s: AppState,
 }
 
 type Reply<T> = Result<tonic::Response<T>, Status>;
 
-#[tonic::async_trait]
-impl Inventory for GrpcInventory {
-    async fn on_hand_change(&self, r: tonic::Request<WriteRequest>) -> Reply<WriteResult> {
-        self.write(r, "onhand").await
+impl GrpcInventory {
+    /// One write: its envelope when the shard applied it; any refusal is a status, as REST
+    /// answers it with a non-2xx status.
+    async fn single(&self, metadata: &MetadataMap, env: &str, kind: WriteKind, item: Value) -> Reply<WriteResult> {
+        check_access(&self.s, metadata, env, false)?;
+        let item = canonical(item, crate::parse::field_names())?;
+        let (id, answer) = service::write_single(&self.s, env, kind, &item)
+            .await
+            .map_err(|e| status_of(&e))?;
+        match &answer {
+            ItemAnswer::Applied(r) if http_status(r.outcome) == StatusCode::OK => {
+                Ok(tonic::Response::new(write_result(kind, &id, &answer)))
+            }
+            ItemAnswer::Applied(r) => Err(status_of(&ApiError::new(
+                http_status(r.outcome),
+                outcome_code(r.outcome).unwrap_or_default(),
+                r.message.clone(),
+            ))),
+            ItemAnswer::Refused(e) | ItemAnswer::Unknown(e) => Err(status_of(e)),
+        }
     }
-    async fn on_hand_change_bulk(&self, r: tonic::Request<BulkWriteRequest>) -> Reply<BulkWriteResult> {
-        self.bulk(r, "onhand/bulk").await
+
+    /// A bulk: at most 512 items; IV's buckets, items in request order within each.
+    async fn bulk(
+        &self,
+        metadata: &MetadataMap,
+        env: &str,
+        kind: WriteKind,
+        items: Vec<Value>,
+    ) -> Reply<BulkWriteResult> {
+        check_access(&self.s, metadata, env, false)?;
+        let items = canonical(Value::Array(items), crate::parse::field_names())?;
+        let items = bulk_items(items).map_err(|e| status_of(&e))?;
+        let answers = service::write_items(&self.s, env, kind, &items)
+            .await
+            .map_err(|e| status_of(&e))?;
+        let mut out = BulkWriteResult::default();
+        for (id, answer) in answers {
+            let Some(answer) = answer else { continue };
+            let result = write_result(kind, &id, &answer);
+            match answer.bucket() {
+                "success" => out.success.push(result),
+                "conflict" => out.conflict.push(result),
+                "notFound" => out.not_found.push(result),
+                "partialSuccess" => out.partial_success.push(result),
+                "unknown" => out.unknown.push(result),
+                _ => out.failure.push(result),
+            }
+        }
+        Ok(tonic::Response::new(out))
     }
-    async fn set_on_hand_bulk(&self, r: tonic::Request<BulkWriteRequest>) -> Reply<BulkWriteResult> {
-        let system = match r.get_ref().inventory_system.as_str() {
-            "" => "iv".to_string(),
-            s if valid_environment(s) => s.to_string(),
-            _ => {
-                return Err(Status::invalid_argument(
-                    "field.bad_value: inventory_system: letters, digits, '-', '_', '.' or '~' only",
-                ));
+
+    async fn query(&self, metadata: &MetadataMap, q: m::PostedQuery) -> Reply<QueryResponse> {
+        check_access(&self.s, metadata, &q.environment, false)?;
+        let version = match q.api_version.as_str() {
+            "" => ApiVersion::V1,
+            v => api_version_of(Some(v)).map_err(|e| status_of(&e))?,
+        };
+        let mut params = Vec::new();
+        if q.page_number > 0 {
+            params.push(format!("pageNumber={}", q.page_number));
+        }
+        if q.page_size > 0 {
+            params.push(format!("pageSize={}", q.page_size));
+        }
+        let page = paging(Some(&params.join("&"))).map_err(|e| status_of(&e))?;
+        let body = canonical(q.body, crate::parse::field_names())?;
+        let answer = query(&self.s, &q.environment, version, q.exact, body)
+            .await
+            .map_err(|e| status_of(&e))?;
+        let record = |org: Option<&str>, r: &ivory_core::Record| QueryRecord {
+            organization_id: org.unwrap_or_default().to_string(),
+            product_id: r.product.clone(),
+            dimensions: crate::records::record_dims(r, &answer.group_by).into_iter().collect(),
+            quantities: Some(m::quantities(&r.quantities)),
+            quantities_by_date: if answer.atp {
+                m::by_date(&r.quantities_by_date)
+            } else {
+                Default::default()
+            },
+            atp_quantities: if answer.atp {
+                m::by_date(&r.atp_quantities)
+            } else {
+                Default::default()
+            },
+        };
+        let response = if version == ApiVersion::V1 {
+            QueryResponse {
+                records: answer.records.iter().map(|(_, r)| record(None, r)).collect(),
+                next_link: String::new(),
+            }
+        } else {
+            let endpoint = if q.exact { "exactquery" } else { "indexquery" };
+            let (records, next_link) = page_of(endpoint, &answer.records, page);
+            QueryResponse {
+                records: records.into_iter().map(|(org, r)| record(Some(org), r)).collect(),
+                next_link,
             }
         };
-        self.bulk(r, &format!("setonhand/{system}/bulk")).await
+        Ok(tonic::Response::new(response))
     }
-    async fn reserve(&self, r: tonic::Request<WriteRequest>) -> Reply<WriteResult> {
-        self.write(r, "onhand/reserve").await
+}
+
+#[tonic::async_trait]
+impl Inventory for GrpcInventory {
+    async fn on_hand_change(&self, r: tonic::Request<OnHandChangeRequest>) -> Reply<WriteResult> {
+        let (metadata, _, r) = r.into_parts();
+        let item = m::on_hand_change(r.item.unwrap_or_default());
+        self.single(&metadata, &r.environment_id, WriteKind::Change, item).await
     }
-    async fn reserve_bulk(&self, r: tonic::Request<BulkWriteRequest>) -> Reply<BulkWriteResult> {
-        self.bulk(r, "onhand/reserve/bulk").await
+    async fn on_hand_change_bulk(&self, r: tonic::Request<OnHandChangeBulkRequest>) -> Reply<BulkWriteResult> {
+        let (metadata, _, r) = r.into_parts();
+        let items = r.items.into_iter().map(m::on_hand_change).collect();
+        self.bulk(&metadata, &r.environment_id, WriteKind::Change, items).await
     }
-    async fn unreserve(&self, r: tonic::Request<WriteRequest>) -> Reply<WriteResult> {
-        self.write(r, "onhand/unreserve").await
+    async fn set_on_hand_bulk(&self, r: tonic::Request<SetOnHandBulkRequest>) -> Reply<BulkWriteResult> {
+        let (metadata, _, r) = r.into_parts();
+        let items = r.items.into_iter().map(m::set_on_hand).collect();
+        self.bulk(&metadata, &r.environment_id, WriteKind::Set, items).await
     }
-    async fn unreserve_bulk(&self, r: tonic::Request<BulkWriteRequest>) -> Reply<BulkWriteResult> {
-        self.bulk(r, "onhand/unreserve/bulk").await
+    async fn reserve(&self, r: tonic::Request<ReserveRequest>) -> Reply<WriteResult> {
+        let (metadata, _, r) = r.into_parts();
+        let item = m::reserve(r.item.unwrap_or_default());
+        self.single(&metadata, &r.environment_id, WriteKind::Reserve, item)
+            .await
     }
-    async fn change_schedule(&self, r: tonic::Request<WriteRequest>) -> Reply<WriteResult> {
-        self.write(r, "onhand/changeschedule").await
+    async fn reserve_bulk(&self, r: tonic::Request<ReserveBulkRequest>) -> Reply<BulkWriteResult> {
+        let (metadata, _, r) = r.into_parts();
+        let items = r.items.into_iter().map(m::reserve).collect();
+        self.bulk(&metadata, &r.environment_id, WriteKind::Reserve, items).await
     }
-    async fn change_schedule_bulk(&self, r: tonic::Request<BulkWriteRequest>) -> Reply<BulkWriteResult> {
-        self.bulk(r, "onhand/changeschedule/bulk").await
+    async fn unreserve(&self, r: tonic::Request<UnreserveRequest>) -> Reply<WriteResult> {
+        let (metadata, _, r) = r.into_parts();
+        let item = m::unreserve(r.item.unwrap_or_default());
+        self.single(&metadata, &r.environment_id, WriteKind::Unreserve, item)
+            .await
     }
-    async fn index_query(&self, r: tonic::Request<QueryRequest>) -> Reply<QueryResponse> {
-        self.query(r, "onhand/indexquery").await
+    async fn unreserve_bulk(&self, r: tonic::Request<UnreserveBulkRequest>) -> Reply<BulkWriteResult> {
+        let (metadata, _, r) = r.into_parts();
+        let items = r.items.into_iter().map(m::unreserve).collect();
+        self.bulk(&metadata, &r.environment_id, WriteKind::Unreserve, items)
+            .await
     }
-    async fn exact_query(&self, r: tonic::Request<QueryRequest>) -> Reply<QueryResponse> {
-        self.query(r, "onhand/exactquery").await
+    async fn change_schedule(&self, r: tonic::Request<ChangeScheduleRequest>) -> Reply<WriteResult> {
+        let (metadata, _, r) = r.into_parts();
+        let item = m::schedule(r.item.unwrap_or_default());
+        self.single(&metadata, &r.environment_id, WriteKind::Schedule, item)
+            .await
     }
-    async fn allocate(&self, r: tonic::Request<WriteRequest>) -> Reply<WriteResult> {
-        self.write(r, "allocation/allocate").await
+    async fn change_schedule_bulk(&self, r: tonic::Request<ChangeScheduleBulkRequest>) -> Reply<BulkWriteResult> {
+        let (metadata, _, r) = r.into_parts();
+        let items = r.items.into_iter().map(m::schedule).collect();
+        self.bulk(&metadata, &r.environment_id, WriteKind::Schedule, items)
+            .await
     }
-    async fn unallocate(&self, r: tonic::Request<WriteRequest>) -> Reply<WriteResult> {
-        self.write(r, "allocation/unallocate").await
+    async fn index_query(&self, r: tonic::Request<IndexQueryRequest>) -> Reply<QueryResponse> {
+        let (metadata, _, r) = r.into_parts();
+        self.query(&metadata, m::index_query(r)).await
     }
-    async fn reallocate(&self, r: tonic::Request<WriteRequest>) -> Reply<WriteResult> {
-        self.write(r, "allocation/reallocate").await
+    async fn exact_query(&self, r: tonic::Request<ExactQueryRequest>) -> Reply<QueryResponse> {
+        let (metadata, _, r) = r.into_parts();
+        self.query(&metadata, m::exact_query(r)).await
     }
-    async fn consume(&self, r: tonic::Request<WriteRequest>) -> Reply<WriteResult> {
-        self.write(r, "allocation/consume").await
+    async fn allocate(&self, r: tonic::Request<AllocationRequest>) -> Reply<WriteResult> {
+        let (metadata, _, r) = r.into_parts();
+        let env = r.environment_id.clone();
+        self.single(&metadata, &env, WriteKind::Allocate, m::allocation(r))
+            .await
     }
-    async fn allocation_query(&self, r: tonic::Request<QueryRequest>) -> Reply<QueryResponse> {
-        self.query(r, "allocation/query").await
+    async fn unallocate(&self, r: tonic::Request<AllocationRequest>) -> Reply<WriteResult> {
+        let (metadata, _, r) = r.into_parts();
+        let env = r.environment_id.clone();
+        self.single(&metadata, &env, WriteKind::Unallocate, m::allocation(r))
+            .await
+    }
+    async fn reallocate(&self, r: tonic::Request<ReallocateRequest>) -> Reply<WriteResult> {
+        let (metadata, _, r) = r.into_parts();
+        let env = r.environment_id.clone();
+        self.single(&metadata, &env, WriteKind::Reallocate, m::reallocation(r))
+            .await
+    }
+    async fn consume(&self, r: tonic::Request<ConsumeRequest>) -> Reply<WriteResult> {
+        let (metadata, _, r) = r.into_parts();
+        let env = r.environment_id.clone();
+        self.single(&metadata, &env, WriteKind::Consume, m::consumption(r))
+            .await
+    }
+    async fn allocation_query(&self, r: tonic::Request<AllocationQueryRequest>) -> Reply<AllocationQueryResponse> {
+        let (metadata, _, r) = r.into_parts();
+        let env = r.environment_id.clone();
+        check_access(&self.s, &metadata, &env, false)?;
+        let canon = crate::parse::field_names();
+        let Value::Object(body) = canonical(m::allocation_query(r), canon)? else {
+            return Err(status_of(&ApiError::bad_request(
+                "body.not_object",
+                "body: must be a JSON object",
+            )));
+        };
+        let (config, records) = allocations(&self.s, &env, &body).await.map_err(|e| status_of(&e))?;
+        let records = records
+            .iter()
+            .map(|r| AllocationRecord {
+                product_id: r.product.clone(),
+                dimensions: record_dims(r).into_iter().collect(),
+                groups: config
+                    .allocation_groups
+                    .iter()
+                    .zip(&r.groups)
+                    .map(|(level, v)| (canon.canonical(level), v.clone()))
+                    .collect(),
+                allocated: r.state.allocated.to_string(),
+                consumed: r.state.consumed.to_string(),
+                cumulative_allocated: r.state.cumulative_allocated.to_string(),
+                cumulative_consumed: r.state.cumulative_consumed.to_string(),
+            })
+            .collect();
+        Ok(tonic::Response::new(AllocationQueryResponse { records }))
     }
 }

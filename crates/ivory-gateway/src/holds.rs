@@ -10,6 +10,9 @@
 //! A hold is known by (environment, organizationId, id): the routes that name a hold by id take
 //! `organizationId` as a query parameter (or in the body of a POST/PATCH).
 //!
+//! This module parses holds, creates them ([`create_hold`]) and reads them ([`read_hold`]); the
+//! lifecycle after the create is `hold_steps`. Both are the service layer REST and gRPC call.
+//!
 //! Replays: a create whose id is known with the same body answers 200 with the hold as it is now
 //! (a first create answers 201); a known id with another body is 409 `hold.conflict`. A create
 //! whose primary part is still tentative (its gateway died) runs the protocol again to its end.
@@ -54,10 +57,10 @@ const HOLD_FIELDS: &[&str] = &[
     "allowOversell",
 ];
 
-type Body = Result<Bytes, BytesRejection>;
-type Params = ApiQuery<HashMap<String, String>>;
+pub(crate) type Body = Result<Bytes, BytesRejection>;
+pub(crate) type Params = ApiQuery<HashMap<String, String>>;
 
-fn canon() -> &'static KeyCanon {
+pub(crate) fn canon() -> &'static KeyCanon {
     static CANON: OnceLock<KeyCanon> = OnceLock::new();
     CANON.get_or_init(|| {
         let all: Vec<&'static str> = FIELDS.iter().chain(HOLD_FIELDS).copied().collect();
@@ -182,7 +185,7 @@ pub(crate) fn expires_in(body: &Map<String, Value>, default: Option<u64>) -> Res
 }
 
 /// The items of a create or a PATCH, as hold lines in request order.
-async fn parse_items(
+pub(crate) async fn parse_items(
     s: &AppState,
     environment: &str,
     organization: &str,
@@ -269,7 +272,7 @@ pub(crate) fn parse_lines(
 }
 
 /// Lines by shard, each shard's lines in request order.
-fn by_shard(s: &AppState, lines: &[HoldLine]) -> BTreeMap<u32, Vec<HoldLine>> {
+pub(crate) fn by_shard(s: &AppState, lines: &[HoldLine]) -> BTreeMap<u32, Vec<HoldLine>> {
     let mut out: BTreeMap<u32, Vec<HoldLine>> = BTreeMap::new();
     for line in lines {
         out.entry(s.backend.shard_of(&line.partition))
@@ -280,7 +283,10 @@ fn by_shard(s: &AppState, lines: &[HoldLine]) -> BTreeMap<u32, Vec<HoldLine>> {
 }
 
 /// Proposes one hold command per shard, in parallel; one answer per shard.
-async fn propose_each(s: &AppState, commands: Vec<(u32, HoldCommand)>) -> Vec<(u32, Result<CmdResult, ApiError>)> {
+pub(crate) async fn propose_each(
+    s: &AppState,
+    commands: Vec<(u32, HoldCommand)>,
+) -> Vec<(u32, Result<CmdResult, ApiError>)> {
     let calls = commands.into_iter().map(|(shard, command)| async move {
         let result = s
             .propose(shard, vec![Command::Hold(command)])
@@ -292,7 +298,7 @@ async fn propose_each(s: &AppState, commands: Vec<(u32, HoldCommand)>) -> Vec<(u
 }
 
 /// The first failure among the answers: a business refusal before a backend error.
-fn first_failure(results: &[(u32, Result<CmdResult, ApiError>)]) -> Option<ApiError> {
+pub(crate) fn first_failure(results: &[(u32, Result<CmdResult, ApiError>)]) -> Option<ApiError> {
     let refused = results.iter().find_map(|(_, r)| match r {
         Ok(r) if !r.outcome.applied() => Some(refusal(r)),
         _ => None,
@@ -309,7 +315,7 @@ async fn read_part(s: &AppState, shard: u32, key: &HoldKey) -> Result<Option<Hol
 }
 
 /// The hold's parts in every shard that knows it (linearizable reads, in parallel).
-async fn read_parts(s: &AppState, key: &HoldKey) -> Result<Vec<(u32, HoldState)>, ApiError> {
+pub(crate) async fn read_parts(s: &AppState, key: &HoldKey) -> Result<Vec<(u32, HoldState)>, ApiError> {
     let reads = (0..s.backend.shard_count()).map(|shard| async move { (shard, read_part(s, shard, key).await) });
     let mut parts = Vec::new();
     for (shard, result) in futures::future::join_all(reads).await {
@@ -333,7 +339,7 @@ fn committed(h: &HoldState) -> bool {
 /// The part that speaks for the hold: a primary part (its first line's shard), preferring one
 /// that was committed, then the latest created (a refused request under the same id leaves only
 /// never-committed parts); else the first part known.
-fn primary(parts: &[(u32, HoldState)]) -> Option<&HoldState> {
+pub(crate) fn primary(parts: &[(u32, HoldState)]) -> Option<&HoldState> {
     parts
         .iter()
         .filter(|(_, h)| h.primary)
@@ -348,7 +354,7 @@ fn primary(parts: &[(u32, HoldState)]) -> Option<&HoldState> {
         .map(|(_, h)| h)
 }
 
-fn line_status(state: LineState) -> &'static str {
+pub(crate) fn line_status(state: LineState) -> &'static str {
     match state {
         LineState::Held => "held",
         LineState::Short => "short",
@@ -360,31 +366,59 @@ fn line_status(state: LineState) -> &'static str {
 /// The hold as the client sees it: the primary part's status, expiry and history, every
 /// part's lines (the primary's first). While the primary's lines are done but another part
 /// still holds stock, that part's status is the hold's.
+pub(crate) struct HoldView<'a> {
+    pub primary: &'a HoldState,
+    pub status: HoldStatus,
+    /// The parts, the primary first.
+    pub ordered: Vec<&'a HoldState>,
+}
+
+impl HoldView<'_> {
+    pub fn of(parts: &[(u32, HoldState)]) -> Option<HoldView<'_>> {
+        let p = primary(parts)?;
+        let mut status = p.status;
+        if status.is_terminal()
+            && let Some((_, other)) = parts
+                .iter()
+                .find(|(_, h)| !h.status.is_terminal() && h.lines.iter().any(|l| l.state == LineState::Held))
+        {
+            status = other.status;
+        }
+        let mut ordered: Vec<&HoldState> = vec![p];
+        ordered.extend(parts.iter().map(|(_, h)| h).filter(|h| !std::ptr::eq(*h, p)));
+        Some(HoldView {
+            primary: p,
+            status,
+            ordered,
+        })
+    }
+
+    /// Every line, the primary's first.
+    pub fn lines(&self) -> impl Iterator<Item = &ivory_core::hold::HeldLine> {
+        self.ordered.iter().flat_map(|h| h.lines.iter())
+    }
+}
+
+/// A line's dimensions as the client sees them: the cell's, siteid and locationid.
+pub(crate) fn line_dims(line: &HoldLine) -> BTreeMap<String, String> {
+    let mut dims: BTreeMap<String, String> = line.cell.dims.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    dims.insert("siteid".into(), line.partition.site.clone());
+    dims.insert("locationid".into(), line.partition.location.clone());
+    dims
+}
+
 fn hold_json(parts: &[(u32, HoldState)]) -> Value {
-    let Some(p) = primary(parts) else {
+    let Some(view) = HoldView::of(parts) else {
         return Value::Null;
     };
-    let mut status = p.status;
-    if status.is_terminal()
-        && let Some((_, other)) = parts
-            .iter()
-            .find(|(_, h)| !h.status.is_terminal() && h.lines.iter().any(|l| l.state == LineState::Held))
-    {
-        status = other.status;
-    }
-    let mut ordered: Vec<&HoldState> = vec![p];
-    ordered.extend(parts.iter().map(|(_, h)| h).filter(|h| !std::ptr::eq(*h, p)));
-    let items: Vec<Value> = ordered
-        .iter()
-        .flat_map(|h| h.lines.iter())
+    let p = view.primary;
+    let items: Vec<Value> = view
+        .lines()
         .map(|l| {
-            let mut dims: Map<String, Value> = l.line.cell.dims.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-            dims.insert("siteid".into(), json!(l.line.partition.site));
-            dims.insert("locationid".into(), json!(l.line.partition.location));
             json!({
                 "lineId": l.line.line_id,
                 "productId": l.line.cell.product,
-                "dimensions": dims,
+                "dimensions": line_dims(&l.line),
                 "quantity": l.line.quantity.to_json(),
                 "allowOversell": l.line.allow_oversell,
                 "status": line_status(l.state),
@@ -399,7 +433,7 @@ fn hold_json(parts: &[(u32, HoldState)]) -> Value {
     json!({
         "id": p.key.id,
         "organizationId": p.key.organization,
-        "status": status.name(),
+        "status": view.status.name(),
         // None once confirmed, released or consumed; an expired hold keeps the time it expired.
         "expiresAt": p.expires_at_ms.map(rfc3339),
         "createdAt": p.history.first().map(|(_, at)| rfc3339(*at)),
@@ -410,15 +444,27 @@ fn hold_json(parts: &[(u32, HoldState)]) -> Value {
     })
 }
 
-async fn answer_hold(s: &AppState, key: &HoldKey, status: StatusCode) -> Response {
-    match read_parts(s, key).await {
-        Ok(parts) if parts.is_empty() => not_found(key).into_response(),
-        Ok(parts) => json_response(status, hold_json(&parts)),
+/// A hold's parts, as every shard that knows it has them: the service layer's hold result.
+pub(crate) type Parts = Vec<(u32, HoldState)>;
+
+/// The hold as it is now; 404 `hold.not_found` when no shard knows it.
+pub(crate) async fn read_hold(s: &AppState, key: &HoldKey) -> Result<Parts, ApiError> {
+    let parts = read_parts(s, key).await?;
+    if parts.is_empty() {
+        return Err(not_found(key));
+    }
+    Ok(parts)
+}
+
+/// REST's answer with the hold: `status` and its JSON.
+pub(crate) fn answer(result: Result<(StatusCode, Parts), ApiError>) -> Response {
+    match result {
+        Ok((status, parts)) => json_response(status, hold_json(&parts)),
         Err(e) => e.into_response(),
     }
 }
 
-fn not_found(key: &HoldKey) -> ApiError {
+pub(crate) fn not_found(key: &HoldKey) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "hold.not_found",
@@ -446,10 +492,17 @@ pub(crate) fn request_fingerprint(
     ))]
 /// `POST /holds`.
 pub(crate) async fn create(State(s): State<AppState>, ApiPath(env): ApiPath<String>, body: Body) -> Response {
-    match create_inner(&s, env, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    answer(
+        async {
+            let Value::Object(body) = hold_body(body)? else {
+                return Err(ApiError::bad_request("body.not_object", "body: must be a JSON object"));
+            };
+            let (created, parts) = create_hold(&s, env, &body).await?;
+            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+            Ok((status, parts))
+        }
+        .await,
+    )
 }
 
 /// A create's fields besides its lines.
@@ -474,18 +527,21 @@ pub(crate) fn create_options(body: &Map<String, Value>) -> Result<CreateOptions,
     })
 }
 
-async fn create_inner(s: &AppState, env: String, body: Body) -> Result<Response, ApiError> {
-    let Value::Object(body) = hold_body(body)? else {
-        return Err(ApiError::bad_request("body.not_object", "body: must be a JSON object"));
-    };
-    let organization = required_text(&body, "organizationId", "")?;
-    let id = required_text(&body, "id", "")?;
-    let lines = parse_items(s, &env, &organization, &body).await?;
+/// The service layer's create: `(true, parts)` for a first create, `(false, parts)` for a
+/// replay of the same request.
+pub(crate) async fn create_hold(
+    s: &AppState,
+    env: String,
+    body: &Map<String, Value>,
+) -> Result<(bool, Parts), ApiError> {
+    let organization = required_text(body, "organizationId", "")?;
+    let id = required_text(body, "id", "")?;
+    let lines = parse_items(s, &env, &organization, body).await?;
     let CreateOptions {
         ttl_ms,
         all_or_nothing,
         measure,
-    } = create_options(&body)?;
+    } = create_options(body)?;
     let fingerprint = request_fingerprint(&measure, &lines, ttl_ms, all_or_nothing);
     let key = HoldKey {
         environment: env,
@@ -505,7 +561,7 @@ async fn create_inner(s: &AppState, env: String, body: Body) -> Result<Response,
             ));
         }
         if existing.status != HoldStatus::Tentative {
-            return Ok(answer_hold(s, &key, StatusCode::OK).await);
+            return Ok((false, read_hold(s, &key).await?));
         }
     }
 
@@ -527,7 +583,7 @@ async fn create_inner(s: &AppState, env: String, body: Body) -> Result<Response,
         if let Some(e) = first_failure(&results) {
             return Err(e);
         }
-        return Ok(answer_hold(s, &key, StatusCode::CREATED).await);
+        return Ok((true, read_hold(s, &key).await?));
     }
 
     // Phase 1: tentative parts everywhere, with a short expiry.
@@ -578,7 +634,7 @@ async fn create_inner(s: &AppState, env: String, body: Body) -> Result<Response,
             ),
         ));
     }
-    Ok(answer_hold(s, &key, StatusCode::CREATED).await)
+    Ok((true, read_hold(s, &key).await?))
 }
 
 /// Best effort: a part that cannot be released now expires with its tentative expiry.
@@ -619,362 +675,11 @@ pub(crate) async fn get(
     ApiPath((env, id)): ApiPath<(String, String)>,
     ApiQuery(params): Params,
 ) -> Response {
-    match key_of(env, &id, &params, &Map::new()) {
-        Ok(key) => answer_hold(&s, &key, StatusCode::OK).await,
-        Err(e) => e.into_response(),
-    }
-}
-
-/// Which lifecycle step a route takes.
-enum Step {
-    Release,
-    Confirm,
-    Extend,
-    Consume,
-}
-
-/// Sends the step to every part it applies to; all applied -> 200 with the hold.
-async fn step(
-    s: AppState,
-    env: String,
-    id: String,
-    params: HashMap<String, String>,
-    body: Body,
-    step: Step,
-) -> Response {
-    let run = async {
-        let body = optional_body(body)?;
-        let key = key_of(env, &id, &params, &body)?;
-        let parts = read_parts(&s, &key).await?;
-        let Some(p) = primary(&parts) else {
-            return Err(not_found(&key));
-        };
-        let p_status = p.status;
-        let live = |h: &HoldState| {
-            matches!(
-                h.status,
-                HoldStatus::Tentative | HoldStatus::Active | HoldStatus::Confirmed
-            )
-        };
-        let refused = |what: &str| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "hold.conflict",
-                format!("hold is {}; {what}", p_status.name()),
-            )
-        };
-        let commands: Vec<(u32, HoldCommand)> = match step {
-            Step::Release => {
-                let c: Vec<_> = parts
-                    .iter()
-                    .filter(|(_, h)| live(h))
-                    .map(|(shard, _)| (*shard, HoldCommand::Release { key: key.clone() }))
-                    .collect();
-                if c.is_empty() && p_status != HoldStatus::Released {
-                    return Err(refused("there is nothing left to release"));
-                }
-                c
-            }
-            Step::Confirm => {
-                let c: Vec<_> = parts
-                    .iter()
-                    .filter(|(_, h)| h.status == HoldStatus::Active)
-                    .map(|(shard, _)| (*shard, HoldCommand::Confirm { key: key.clone() }))
-                    .collect();
-                if c.is_empty() && p_status != HoldStatus::Confirmed {
-                    return Err(refused("only an active hold can be confirmed"));
-                }
-                c
-            }
-            Step::Extend => {
-                let expires_at_ms = now_ms() + expires_in(&body, None)? * 1000;
-                let c: Vec<_> = parts
-                    .iter()
-                    .filter(|(_, h)| h.status == HoldStatus::Active)
-                    .map(|(shard, _)| {
-                        (
-                            *shard,
-                            HoldCommand::Extend {
-                                key: key.clone(),
-                                expires_at_ms,
-                            },
-                        )
-                    })
-                    .collect();
-                if c.is_empty() {
-                    return Err(refused("only an active hold can be extended"));
-                }
-                c
-            }
-            Step::Consume => consume_commands(&key, &parts, &body)?,
-        };
-        let results = propose_each(&s, commands).await;
-        if let Some(e) = first_failure(&results) {
-            return Err(e);
+    answer(
+        async {
+            let key = key_of(env, &id, &params, &Map::new())?;
+            Ok((StatusCode::OK, read_hold(&s, &key).await?))
         }
-        Ok(answer_hold(&s, &key, StatusCode::OK).await)
-    };
-    match run.await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-/// `lineIds` of a consume: empty = every line.
-pub(crate) fn line_ids(body: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
-    match body.get("lineIds") {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(ids)) => ids
-            .iter()
-            .enumerate()
-            .map(|(i, v)| text_value(v, &format!("lineIds[{i}]")))
-            .collect(),
-        Some(_) => Err(ApiError::bad_request(
-            "field.bad_type",
-            "lineIds: must be an array of line ids",
-        )),
-    }
-}
-
-/// `lineIds` (all lines when absent or empty) to `Consume` per shard that holds them.
-fn consume_commands(
-    key: &HoldKey,
-    parts: &[(u32, HoldState)],
-    body: &Map<String, Value>,
-) -> Result<Vec<(u32, HoldCommand)>, ApiError> {
-    let consumable = |h: &HoldState| matches!(h.status, HoldStatus::Active | HoldStatus::Confirmed);
-    let wanted = line_ids(body)?;
-    // A consume repeated after its first answer was lost: the same answer, nothing proposed.
-    let line_consumed = |id: &String| {
-        parts
-            .iter()
-            .flat_map(|(_, h)| h.lines.iter())
-            .any(|l| &l.line.line_id == id && l.state == LineState::Consumed)
-    };
-    let done = if wanted.is_empty() {
-        !parts.is_empty() && parts.iter().all(|(_, h)| h.status == HoldStatus::Consumed)
-    } else {
-        wanted.iter().all(line_consumed)
-    };
-    if done {
-        return Ok(Vec::new());
-    }
-    let mut commands = Vec::new();
-    if wanted.is_empty() {
-        commands.extend(parts.iter().filter(|(_, h)| consumable(h)).map(|(shard, _)| {
-            (
-                *shard,
-                HoldCommand::Consume {
-                    key: key.clone(),
-                    line_ids: Vec::new(),
-                },
-            )
-        }));
-    } else {
-        let mut per_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-        for id in &wanted {
-            let Some((shard, _)) = parts
-                .iter()
-                .find(|(_, h)| h.lines.iter().any(|l| &l.line.line_id == id))
-            else {
-                return Err(ApiError::bad_request(
-                    "field.bad_value",
-                    format!("lineIds: '{id}' is not a line of this hold"),
-                ));
-            };
-            per_shard.entry(*shard).or_default().push(id.clone());
-        }
-        commands.extend(per_shard.into_iter().map(|(shard, line_ids)| {
-            (
-                shard,
-                HoldCommand::Consume {
-                    key: key.clone(),
-                    line_ids,
-                },
-            )
-        }));
-    }
-    if commands.is_empty()
-        || commands
-            .iter()
-            .any(|(shard, _)| !parts.iter().any(|(s, h)| s == shard && consumable(h)))
-    {
-        let status = primary(parts).map_or("unknown", |p| p.status.name());
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "hold.conflict",
-            format!("hold is {status}; only an active or confirmed hold can be consumed"),
-        ));
-    }
-    Ok(commands)
-}
-
-#[utoipa::path(delete, path = "/api/environment/{environmentId}/holds/{id}", tag = "holds", summary = "Release every open line",
-    params(crate::openapi::HoldPath, crate::openapi::HoldQuery),
-    responses((status = 200, description = "The hold as it is now", body = crate::openapi::Hold), (status = 404, description = "Unknown hold (`hold.not_found`)", body = crate::openapi::ErrorBody), (status = 409, description = "The hold's status does not allow it (`hold.conflict`)", body = crate::openapi::ErrorBody)))]
-/// `DELETE /holds/{id}`: releases every open line (Digital River).
-pub(crate) async fn release(
-    State(s): State<AppState>,
-    ApiPath((env, id)): ApiPath<(String, String)>,
-    ApiQuery(params): Params,
-    body: Body,
-) -> Response {
-    step(s, env, id, params, body, Step::Release).await
-}
-
-#[utoipa::path(post, path = "/api/environment/{environmentId}/holds/{id}/confirm", tag = "holds", summary = "Keep the hold without expiry",
-    params(crate::openapi::HoldPath, crate::openapi::HoldQuery),
-    responses((status = 200, description = "The hold as it is now", body = crate::openapi::Hold), (status = 404, description = "Unknown hold (`hold.not_found`)", body = crate::openapi::ErrorBody), (status = 409, description = "The hold's status does not allow it (`hold.conflict`)", body = crate::openapi::ErrorBody)))]
-/// `POST /holds/{id}/confirm`: no expiry from now on (VTEX's confirmed).
-pub(crate) async fn confirm(
-    State(s): State<AppState>,
-    ApiPath((env, id)): ApiPath<(String, String)>,
-    ApiQuery(params): Params,
-    body: Body,
-) -> Response {
-    step(s, env, id, params, body, Step::Confirm).await
-}
-
-#[utoipa::path(post, path = "/api/environment/{environmentId}/holds/{id}/extend", tag = "holds", summary = "A new expiry, from now",
-    params(crate::openapi::HoldPath, crate::openapi::HoldQuery),
-    request_body(content = Option<crate::openapi::HoldExtendRequest>, content_type = "application/json"),
-    responses((status = 200, description = "The hold as it is now", body = crate::openapi::Hold), (status = 404, description = "Unknown hold (`hold.not_found`)", body = crate::openapi::ErrorBody), (status = 409, description = "The hold's status does not allow it (`hold.conflict`)", body = crate::openapi::ErrorBody)))]
-/// `POST /holds/{id}/extend {expiresInSeconds}`: a new expiry, counted from now.
-pub(crate) async fn extend(
-    State(s): State<AppState>,
-    ApiPath((env, id)): ApiPath<(String, String)>,
-    ApiQuery(params): Params,
-    body: Body,
-) -> Response {
-    step(s, env, id, params, body, Step::Extend).await
-}
-
-#[utoipa::path(post, path = "/api/environment/{environmentId}/holds/{id}/consume", tag = "holds", summary = "The held stock leaves on-hand",
-    params(crate::openapi::HoldPath, crate::openapi::HoldQuery),
-    request_body(content = Option<crate::openapi::HoldConsumeRequest>, content_type = "application/json"),
-    responses((status = 200, description = "The hold as it is now", body = crate::openapi::Hold), (status = 404, description = "Unknown hold (`hold.not_found`)", body = crate::openapi::ErrorBody), (status = 409, description = "The hold's status does not allow it (`hold.conflict`)", body = crate::openapi::ErrorBody)))]
-/// `POST /holds/{id}/consume {lineIds?}`: the stock leaves on-hand, as a fulfilment order does.
-pub(crate) async fn consume(
-    State(s): State<AppState>,
-    ApiPath((env, id)): ApiPath<(String, String)>,
-    ApiQuery(params): Params,
-    body: Body,
-) -> Response {
-    step(s, env, id, params, body, Step::Consume).await
-}
-
-#[utoipa::path(patch, path = "/api/environment/{environmentId}/holds/{id}/items", tag = "holds", summary = "Replace the lines; the timer restarts",
-    params(crate::openapi::HoldPath, crate::openapi::HoldQuery),
-    request_body(content = crate::openapi::HoldPatchRequest, content_type = "application/json"),
-    responses((status = 200, description = "The hold as it is now", body = crate::openapi::Hold), (status = 404, description = "Unknown hold (`hold.not_found`)", body = crate::openapi::ErrorBody), (status = 409, description = "Not active (`hold.conflict`) or a line the stock cannot cover (`hold.insufficient`; the old lines are kept)", body = crate::openapi::ErrorBody)))]
-/// `PATCH /holds/{id}/items {items, expiresInSeconds?}`: the full new list of lines; the timer
-/// restarts (`expiresInSeconds`, default 900). Within one shard the change is one log entry,
-/// all or nothing. Across shards it is compensated, not atomic: each shard's part changes on its
-/// own and, when one refuses, the parts already changed get their old lines back (a concurrent
-/// reader may see the mix for that moment; if the old stock was taken meanwhile, putting it back
-/// fails and that part keeps the new lines: the answer then says so).
-pub(crate) async fn patch_items(
-    State(s): State<AppState>,
-    ApiPath((env, id)): ApiPath<(String, String)>,
-    ApiQuery(params): Params,
-    body: Body,
-) -> Response {
-    match patch_inner(&s, env, &id, &params, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn patch_inner(
-    s: &AppState,
-    env: String,
-    id: &str,
-    params: &HashMap<String, String>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let Value::Object(body) = hold_body(body)? else {
-        return Err(ApiError::bad_request("body.not_object", "body: must be a JSON object"));
-    };
-    let key = key_of(env, id, params, &body)?;
-    let lines = parse_items(s, &key.environment, &key.organization, &body).await?;
-    let expires_at_ms = now_ms() + expires_in(&body, Some(EXPIRES_IN_DEFAULT_S))? * 1000;
-    let parts = read_parts(s, &key).await?;
-    let Some(p) = primary(&parts).cloned() else {
-        return Err(not_found(&key));
-    };
-    if p.status != HoldStatus::Active {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "hold.conflict",
-            format!("hold is {}; only an active hold's lines can change", p.status.name()),
-        ));
-    }
-    let mut new_lines = by_shard(s, &lines);
-    for (shard, _) in &parts {
-        new_lines.entry(*shard).or_default();
-    }
-    let old: BTreeMap<u32, &HoldState> = parts.iter().map(|(shard, h)| (*shard, h)).collect();
-    let commands: Vec<(u32, HoldCommand)> = new_lines
-        .into_iter()
-        .map(|(shard, lines)| {
-            let command = if old.contains_key(&shard) {
-                HoldCommand::ReplaceLines {
-                    key: key.clone(),
-                    lines,
-                    expires_at_ms,
-                }
-            } else {
-                HoldCommand::Create {
-                    key: key.clone(),
-                    measure: p.measure.clone(),
-                    lines,
-                    expires_at_ms,
-                    all_or_nothing: p.all_or_nothing,
-                    tentative: false,
-                    body_fingerprint: p.body_fingerprint,
-                    primary: false,
-                }
-            };
-            (shard, command)
-        })
-        .collect();
-    let results = propose_each(s, commands).await;
-    let Some(e) = first_failure(&results) else {
-        return Ok(answer_hold(s, &key, StatusCode::OK).await);
-    };
-    // Compensate: the parts that changed get their old lines back.
-    let undo: Vec<(u32, HoldCommand)> = results
-        .iter()
-        .filter(|(_, r)| matches!(r, Ok(r) if r.outcome.applied()))
-        .map(|(shard, _)| {
-            let (lines, expires) = match old.get(shard) {
-                Some(h) => (
-                    h.lines
-                        .iter()
-                        .filter(|l| l.state == LineState::Held)
-                        .map(|l| l.line.clone())
-                        .collect(),
-                    h.expires_at_ms.unwrap_or(expires_at_ms),
-                ),
-                None => (Vec::new(), expires_at_ms),
-            };
-            (
-                *shard,
-                HoldCommand::ReplaceLines {
-                    key: key.clone(),
-                    lines,
-                    expires_at_ms: expires,
-                },
-            )
-        })
-        .collect();
-    let undone = propose_each(s, undo).await;
-    let message = match first_failure(&undone) {
-        None => format!("{}; the hold keeps its old lines", e.message),
-        Some(u) => format!(
-            "{}; putting the old lines back failed in a shard ({}), so the hold now mixes old and new lines: read it",
-            e.message, u.message
-        ),
-    };
-    Err(ApiError::new(e.status, e.code, message))
+        .await,
+    )
 }

@@ -1,202 +1,199 @@
-//! gRPC service `ivory.v1.Holds` (proto/ivory/v1/holds.proto): the holds routes and the event
-//! stream, served by calling the REST router in process (as `grpc.rs` does for `Inventory`), so
-//! validation, auth, codes and messages are the REST ones.
+//! gRPC service `ivory.v1.Holds` (proto/ivory/v1/holds.proto): typed messages calling the holds
+//! service layer that REST calls (`holds::create_hold`, `read_hold`, `run_step`, `patch_hold`;
+//! `events::poll`), with the same auth (`grpc::check_access`), limits and validation.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request};
 use futures::Stream;
-use serde_json::Value;
+use ivory_core::hold::Event;
+use serde_json::{Map, Value};
 use tonic::metadata::MetadataMap;
 use tonic::{Response, Status};
-use tower::ServiceExt;
 
-use crate::events::POLL_INTERVAL;
-use crate::grpc_code;
+use crate::events::{Cursor, POLL_INTERVAL, READ_LIMIT, poll};
+use crate::grpc::{canonical, check_access, status_of};
+use crate::grpc_messages as m;
+use crate::hold_steps::{Step, patch_hold, run_step};
+use crate::holds::{HoldView, Parts, create_hold, line_dims, line_status, read_hold, rfc3339};
 use crate::proto::holds_server::{Holds, HoldsServer};
-use crate::proto::{FollowEventsRequest, HoldEvent, HoldReply, HoldRequest};
+use crate::proto::{
+    ConsumeHoldRequest, CreateHoldRequest, ExtendHoldRequest, FollowEventsRequest, Hold, HoldEvent, HoldHistoryEntry,
+    HoldLine, HoldRef, PatchHoldItemsRequest,
+};
+use crate::{ApiError, AppState};
 
 pub(crate) struct GrpcHolds {
-    rest: Router,
+    s: AppState,
 }
 
-pub(crate) fn server(rest: Router) -> HoldsServer<GrpcHolds> {
-    HoldsServer::new(GrpcHolds { rest })
-}
-
-/// Percent-encodes everything but unreserved characters, for a path segment or query value.
-fn enc(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn text(v: &Value, key: &str) -> String {
-    v.get(key).and_then(Value::as_str).unwrap_or("").to_string()
-}
-
-/// One REST call in process; a non-2xx answer becomes a gRPC status.
-async fn call(
-    rest: &Router,
-    metadata: &MetadataMap,
-    method: Method,
-    path_and_query: String,
-    body: String,
-) -> Result<Value, Status> {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(path_and_query)
-        .header("content-type", "application/json");
-    if let Some(auth) = metadata.get("authorization").and_then(|v| v.to_str().ok()) {
-        request = request.header("authorization", auth);
-    }
-    let request = request
-        .body(Body::from(body))
-        .map_err(|e| Status::invalid_argument(format!("request.invalid: {e}")))?;
-    let response = match rest.clone().oneshot(request).await {
-        Ok(r) => r,
-        Err(never) => match never {},
-    };
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .map_err(|e| Status::internal(format!("internal.body: {e}")))?;
-    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    if status.is_success() {
-        return Ok(value);
-    }
-    let code = text(&value, "code");
-    let message = text(&value, "message");
-    Err(Status::new(grpc_code(status, &code), format!("{code}: {message}")))
-}
-
-impl GrpcHolds {
-    async fn hold(
-        &self,
-        request: tonic::Request<HoldRequest>,
-        method: Method,
-        action: &str,
-    ) -> Result<Response<HoldReply>, Status> {
-        let (metadata, _, r) = request.into_parts();
-        let mut path = format!("/api/environment/{}/holds", enc(&r.environment_id));
-        if action != "create" {
-            if r.hold_id.is_empty() {
-                return Err(Status::invalid_argument("field.missing: hold_id: is required"));
-            }
-            path.push('/');
-            path.push_str(&enc(&r.hold_id));
-            if !action.is_empty() {
-                path.push('/');
-                path.push_str(action);
-            }
-            path.push_str(&format!("?organizationId={}", enc(&r.organization_id)));
-        }
-        let v = call(&self.rest, &metadata, method, path, r.body_json).await?;
-        Ok(Response::new(HoldReply {
-            hold_json: v.to_string(),
-        }))
-    }
+pub(crate) fn server(s: AppState, body_limit: usize) -> HoldsServer<GrpcHolds> {
+    HoldsServer::new(GrpcHolds { s }).max_decoding_message_size(body_limit)
 }
 
 type Reply<T> = Result<Response<T>, Status>;
 type EventStream = Pin<Box<dyn Stream<Item = Result<HoldEvent, Status>> + Send + 'static>>;
 
-fn hold_event(v: &Value) -> HoldEvent {
-    HoldEvent {
-        r#type: text(v, "type"),
-        hold_id: text(v, "holdId"),
-        organization_id: text(v, "organizationId"),
-        status: text(v, "status"),
-        at: text(v, "at"),
-        shard: v.get("shard").and_then(Value::as_u64).unwrap_or(0) as u32,
-        seq: v.get("seq").and_then(Value::as_u64).unwrap_or(0),
-        cursor: text(v, "cursor"),
+/// The typed hold: what REST renders as JSON.
+fn hold(parts: &Parts, created: bool) -> Hold {
+    let Some(view) = HoldView::of(parts) else {
+        return Hold::default();
+    };
+    let p = view.primary;
+    Hold {
+        id: p.key.id.clone(),
+        organization_id: p.key.organization.clone(),
+        status: view.status.name().into(),
+        expires_at: p.expires_at_ms.map(rfc3339).unwrap_or_default(),
+        created_at: p.history.first().map(|(_, at)| rfc3339(*at)).unwrap_or_default(),
+        all_or_nothing: p.all_or_nothing,
+        measure: p.measure.to_string(),
+        items: view
+            .lines()
+            .map(|l| HoldLine {
+                line_id: l.line.line_id.clone(),
+                product_id: l.line.cell.product.clone(),
+                dimensions: line_dims(&l.line).into_iter().collect(),
+                quantity: l.line.quantity.to_string(),
+                allow_oversell: l.line.allow_oversell,
+                status: line_status(l.state).into(),
+            })
+            .collect(),
+        history: p
+            .history
+            .iter()
+            .map(|(st, at)| HoldHistoryEntry {
+                status: st.name().into(),
+                at: rfc3339(*at),
+            })
+            .collect(),
+        created,
     }
 }
 
-/// One page of events after `cursor`, and the cursor after it.
-async fn page(
-    rest: &Router,
-    metadata: &MetadataMap,
-    env: &str,
-    cursor: &str,
-) -> Result<(Vec<HoldEvent>, String), Status> {
-    let path = format!("/api/environment/{}/events?from={}&wait=false", enc(env), enc(cursor));
-    let v = call(rest, metadata, Method::GET, path, String::new()).await?;
-    let events = v
-        .get("events")
-        .and_then(Value::as_array)
-        .map(|list| list.iter().map(hold_event).collect())
-        .unwrap_or_default();
-    Ok((events, text(&v, "cursor")))
+/// Hold bodies take the holds' field names too (`items`, `lineIds`, ...), as over REST.
+fn hold_body(value: Value) -> Result<Map<String, Value>, Status> {
+    match canonical(value, crate::holds::canon())? {
+        Value::Object(map) => Ok(map),
+        _ => Err(status_of(&ApiError::bad_request(
+            "body.not_object",
+            "body: must be a JSON object",
+        ))),
+    }
+}
+
+fn params(r: &HoldRef) -> HashMap<String, String> {
+    HashMap::from([("organizationId".to_string(), r.organization_id.clone())])
+}
+
+impl GrpcHolds {
+    async fn step(&self, metadata: &MetadataMap, r: HoldRef, body: Value, step: Step) -> Reply<Hold> {
+        check_access(&self.s, metadata, &r.environment_id, false)?;
+        let body = hold_body(body)?;
+        let parts = run_step(&self.s, r.environment_id.clone(), &r.hold_id, &params(&r), &body, step)
+            .await
+            .map_err(|e| status_of(&e))?;
+        Ok(Response::new(hold(&parts, false)))
+    }
+}
+
+fn event(cursor: String, shard: u32, e: &Event) -> HoldEvent {
+    let stock = e.stock.is_some();
+    HoldEvent {
+        r#type: e.kind.name().into(),
+        hold_id: e.hold.id.clone(),
+        organization_id: e.hold.organization.clone(),
+        status: if stock { String::new() } else { e.status.name().into() },
+        at: rfc3339(e.ts_ms),
+        shard,
+        seq: e.seq,
+        cursor,
+    }
 }
 
 #[tonic::async_trait]
 impl Holds for GrpcHolds {
     type FollowEventsStream = EventStream;
 
-    async fn create(&self, r: tonic::Request<HoldRequest>) -> Reply<HoldReply> {
-        self.hold(r, Method::POST, "create").await
+    async fn create(&self, r: tonic::Request<CreateHoldRequest>) -> Reply<Hold> {
+        let (metadata, _, r) = r.into_parts();
+        let env = r.environment_id.clone();
+        check_access(&self.s, &metadata, &env, false)?;
+        let body = hold_body(m::create_hold(r))?;
+        let (created, parts) = create_hold(&self.s, env, &body).await.map_err(|e| status_of(&e))?;
+        Ok(Response::new(hold(&parts, created)))
     }
-    async fn get(&self, r: tonic::Request<HoldRequest>) -> Reply<HoldReply> {
-        self.hold(r, Method::GET, "").await
+    async fn get(&self, r: tonic::Request<HoldRef>) -> Reply<Hold> {
+        let (metadata, _, r) = r.into_parts();
+        check_access(&self.s, &metadata, &r.environment_id, true)?;
+        let key = crate::holds::key_of(r.environment_id.clone(), &r.hold_id, &params(&r), &Map::new())
+            .map_err(|e| status_of(&e))?;
+        let parts = read_hold(&self.s, &key).await.map_err(|e| status_of(&e))?;
+        Ok(Response::new(hold(&parts, false)))
     }
-    async fn patch_items(&self, r: tonic::Request<HoldRequest>) -> Reply<HoldReply> {
-        self.hold(r, Method::PATCH, "items").await
+    async fn patch_items(&self, r: tonic::Request<PatchHoldItemsRequest>) -> Reply<Hold> {
+        let (metadata, _, r) = r.into_parts();
+        let h = r.hold.unwrap_or_default();
+        check_access(&self.s, &metadata, &h.environment_id, false)?;
+        let body = hold_body(m::patch_hold(r.items, r.expires_in_seconds))?;
+        let parts = patch_hold(&self.s, h.environment_id.clone(), &h.hold_id, &params(&h), &body)
+            .await
+            .map_err(|e| status_of(&e))?;
+        Ok(Response::new(hold(&parts, false)))
     }
-    async fn extend(&self, r: tonic::Request<HoldRequest>) -> Reply<HoldReply> {
-        self.hold(r, Method::POST, "extend").await
+    async fn extend(&self, r: tonic::Request<ExtendHoldRequest>) -> Reply<Hold> {
+        let (metadata, _, r) = r.into_parts();
+        let mut body = Map::new();
+        if r.expires_in_seconds > 0 {
+            body.insert("expiresInSeconds".into(), r.expires_in_seconds.into());
+        }
+        let h = r.hold.unwrap_or_default();
+        self.step(&metadata, h, Value::Object(body), Step::Extend).await
     }
-    async fn confirm(&self, r: tonic::Request<HoldRequest>) -> Reply<HoldReply> {
-        self.hold(r, Method::POST, "confirm").await
+    async fn confirm(&self, r: tonic::Request<HoldRef>) -> Reply<Hold> {
+        let (metadata, _, r) = r.into_parts();
+        self.step(&metadata, r, Value::Object(Map::new()), Step::Confirm).await
     }
-    async fn consume(&self, r: tonic::Request<HoldRequest>) -> Reply<HoldReply> {
-        self.hold(r, Method::POST, "consume").await
+    async fn consume(&self, r: tonic::Request<ConsumeHoldRequest>) -> Reply<Hold> {
+        let (metadata, _, r) = r.into_parts();
+        let mut body = Map::new();
+        if !r.line_ids.is_empty() {
+            body.insert("lineIds".into(), r.line_ids.into());
+        }
+        let h = r.hold.unwrap_or_default();
+        self.step(&metadata, h, Value::Object(body), Step::Consume).await
     }
-    async fn release(&self, r: tonic::Request<HoldRequest>) -> Reply<HoldReply> {
-        self.hold(r, Method::DELETE, "").await
+    async fn release(&self, r: tonic::Request<HoldRef>) -> Reply<Hold> {
+        let (metadata, _, r) = r.into_parts();
+        self.step(&metadata, r, Value::Object(Map::new()), Step::Release).await
     }
 
-    /// Long-polls the JSON pages of `/events` (every 200 ms when there is nothing new). The first
-    /// page is read before the stream starts, so a bad token or cursor is the call's status. A
-    /// page that fails later (no quorum for a moment) is read again from the same cursor.
+    /// Every hold event of the environment from `from` on (polled every 200 ms when there is
+    /// nothing new); a bad token or cursor is the call's status. The stream takes one of the
+    /// environment's event-follower places (shared with REST's event streams) while it runs.
     async fn follow_events(&self, r: tonic::Request<FollowEventsRequest>) -> Reply<EventStream> {
         let (metadata, _, r) = r.into_parts();
-        let (first, cursor) = page(&self.rest, &metadata, &r.environment_id, &r.from).await?;
-        let state = (
-            self.rest.clone(),
-            metadata,
-            r.environment_id,
-            cursor,
-            VecDeque::from(first),
-        );
-        // After an error the stream ends (the error is its status).
-        let stream = futures::stream::unfold(Some(state), |state| async move {
-            let (rest, metadata, env, mut cursor, mut buffer) = state?;
+        let env = r.environment_id;
+        check_access(&self.s, &metadata, &env, true)?;
+        let shards = self.s.backend.shard_count();
+        let cursor = Cursor::parse(&r.from, shards).map_err(|e| status_of(&e))?;
+        let Some(slot) = self.s.limits.follow(&env) else {
+            return Err(status_of(&ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "overload.too_many_followers",
+                format!("environment '{env}' has as many event-stream followers as this node serves"),
+            )));
+        };
+        let state = (self.s.clone(), env, cursor, VecDeque::<HoldEvent>::new(), slot);
+        let stream = futures::stream::unfold(state, |(s, env, mut cursor, mut buffer, slot)| async move {
             loop {
-                if let Some(event) = buffer.pop_front() {
-                    return Some((Ok(event), Some((rest, metadata, env, cursor, buffer))));
+                if let Some(e) = buffer.pop_front() {
+                    return Some((Ok(e), (s, env, cursor, buffer, slot)));
                 }
-                match page(&rest, &metadata, &env, &cursor).await {
-                    Ok((events, next)) => {
-                        let idle = events.is_empty();
-                        buffer.extend(events);
-                        cursor = next;
-                        if idle {
-                            tokio::time::sleep(POLL_INTERVAL).await;
-                        }
-                    }
-                    Err(e) if e.code() == tonic::Code::Unavailable => tokio::time::sleep(POLL_INTERVAL).await,
-                    Err(e) => return Some((Err(e), None)),
+                let page = poll(&s, &env, &mut cursor, READ_LIMIT).await;
+                buffer.extend(page.into_iter().map(|(c, shard, e)| event(c, shard, &e)));
+                if buffer.is_empty() {
+                    tokio::time::sleep(POLL_INTERVAL).await;
                 }
             }
         });

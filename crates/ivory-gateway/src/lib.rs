@@ -2,10 +2,12 @@
 //! bulk split by shard, query fan-out and merge. Every stock rule lives in `ivory-core`; this crate
 //! only parses, validates shapes and limits, routes to shards and merges answers.
 //!
-//! Read in this order: [`router`] (the routes and middleware), `writes` (on-hand change, set,
-//! reserve, unreserve, change schedule, allocate, unallocate, reallocate, consume), `queries`
-//! (index, exact and GET queries with ATP, allocation query), `admin` (configuration, partitions,
-//! clean-up), `auth` (tokens), `grpc` (the gRPC API over the REST router).
+//! Read in this order: [`router`] (the routes and middleware), `service` (the typed service layer
+//! REST and gRPC both call), `writes` (on-hand change, set, reserve, unreserve, change schedule,
+//! allocate, unallocate, reallocate, consume), `queries` (index, exact and GET queries with ATP,
+//! allocation query), `holds` and `events`, `admin` (configuration, partitions, clean-up), `auth`
+//! (tokens and the access rule), `grpc` and `holds_grpc` (the typed gRPC API over the service
+//! layer, `grpc_messages` its message mapping). [`api`] serves both on one port.
 //!
 //! The layer below is the [`Backend`] trait: the `ivory` binary implements it over raft nodes;
 //! tests use `LocalBackend` (feature `test-support`).
@@ -19,6 +21,8 @@ mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 mod grpc;
+mod grpc_messages;
+mod hold_steps;
 mod holds;
 mod holds_grpc;
 pub mod limits;
@@ -26,6 +30,7 @@ mod openapi;
 mod parse;
 mod queries;
 mod records;
+mod service;
 mod url_query;
 mod writes;
 
@@ -53,7 +58,7 @@ use ivory_core::{CmdResult, Command, Config, PartitionKey, ReadRequest, ReadResp
 use tracing::Instrument;
 
 pub use error::ApiError;
-pub use grpc::{grpc_code, grpc_service};
+pub use grpc::{CODE_METADATA, grpc_code, grpc_service};
 
 /// The generated messages, server and client of proto/ivory/v1/inventory.proto.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
@@ -248,11 +253,11 @@ pub(crate) fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/partitions/cleanupalldata", delete(admin::clean_up)),
         ("/cleanupalldata", delete(admin::clean_up_alias)),
         ("/holds", post(holds::create)),
-        ("/holds/{id}", get(holds::get).delete(holds::release)),
-        ("/holds/{id}/items", patch(holds::patch_items)),
-        ("/holds/{id}/extend", post(holds::extend)),
-        ("/holds/{id}/confirm", post(holds::confirm)),
-        ("/holds/{id}/consume", post(holds::consume)),
+        ("/holds/{id}", get(holds::get).delete(hold_steps::release)),
+        ("/holds/{id}/items", patch(hold_steps::patch_items)),
+        ("/holds/{id}/extend", post(hold_steps::extend)),
+        ("/holds/{id}/confirm", post(hold_steps::confirm)),
+        ("/holds/{id}/consume", post(hold_steps::consume)),
         ("/events", get(events::events)),
     ]
 }
@@ -274,13 +279,27 @@ pub(crate) fn open_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
 /// To serve it next to tonic's gRPC routes on one port, make it the gRPC router's fallback:
 /// `grpc_router.fallback_service(ivory_gateway::router(backend, config))`.
 pub fn router(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
-    let body_limit = config.body_limit_bytes;
-    let state: AppState = Arc::new(Gateway {
+    rest_router(gateway(backend, config))
+}
+
+/// The public gRPC API and REST on one port over one gateway (one configuration cache, one cap
+/// on event followers for both): gRPC's routes, REST as their fallback.
+pub fn api(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
+    let state = gateway(backend, config);
+    grpc::grpc_router(state.clone()).fallback_service(rest_router(state))
+}
+
+pub(crate) fn gateway(backend: Arc<dyn Backend>, config: GatewayConfig) -> AppState {
+    Arc::new(Gateway {
         backend,
         limits: limits::Limits::new(config.event_followers_max),
         configs: Mutex::new(HashMap::new()),
         config,
-    });
+    })
+}
+
+fn rest_router(state: AppState) -> Router {
+    let body_limit = state.config.body_limit_bytes;
     let mut api = Router::new();
     for (path, handlers) in api_routes() {
         api = api.route(&format!("{API_PREFIX}{path}"), handlers);

@@ -44,9 +44,14 @@ pub(crate) fn api_version(headers: &HeaderMap) -> Result<ApiVersion, ApiError> {
     let Some(value) = headers.get("api-version") else {
         return Ok(ApiVersion::V1);
     };
-    match value.to_str().map(|v| v.trim().trim_matches('"')) {
-        Ok("1.0" | "1") => Ok(ApiVersion::V1),
-        Ok("2.0" | "2") => Ok(ApiVersion::V2),
+    api_version_of(value.to_str().ok())
+}
+
+/// An `Api-Version` value (`None`: not text): 1.0 or 2.0.
+pub(crate) fn api_version_of(value: Option<&str>) -> Result<ApiVersion, ApiError> {
+    match value.map(|v| v.trim().trim_matches('"')) {
+        Some("1.0" | "1") => Ok(ApiVersion::V1),
+        Some("2.0" | "2") => Ok(ApiVersion::V2),
         _ => Err(ApiError::bad_request(
             "header.api_version",
             "Api-Version: must be 1.0 or 2.0",
@@ -697,22 +702,22 @@ pub(crate) fn paging(query: Option<&str>) -> Result<(usize, usize), ApiError> {
     Ok((page, size))
 }
 
-/// Renders the answer: v1 a record array; v2 `{"Value": [...], "nextLink": ...}` where a page is
-/// `pageSize` warehouses (distinct siteId + locationId, in the answer's order).
-fn render(
-    version: ApiVersion,
+/// A query's answer (the service layer's result): (organization, record) pairs in IV's order,
+/// and how to name them.
+pub(crate) struct QueryAnswer {
+    pub records: Vec<(String, Record)>,
+    /// (base dimension, name as the client sent it).
+    pub group_by: Vec<(String, String)>,
+    pub atp: bool,
+}
+
+/// A v2 page: `pageSize` warehouses (distinct siteId + locationId, in the answer's order) and the
+/// nextLink (`""` on the last page).
+pub(crate) fn page_of<'a>(
     endpoint: &str,
-    records: &[(String, Record)],
-    common: &Common,
+    records: &'a [(String, Record)],
     page: (usize, usize),
-) -> Response {
-    if version == ApiVersion::V1 {
-        let list: Vec<Value> = records
-            .iter()
-            .map(|(_, r)| record_json(None, r, &common.group_by, common.atp.is_some()))
-            .collect();
-        return json_response(StatusCode::OK, Value::Array(list));
-    }
+) -> (Vec<&'a (String, Record)>, String) {
     let (number, size) = page;
     let mut warehouses: Vec<(&str, &str)> = Vec::new();
     for (_, r) in records {
@@ -723,17 +728,57 @@ fn render(
     }
     let start = (number - 1).saturating_mul(size);
     let wanted: BTreeSet<(&str, &str)> = warehouses.iter().skip(start).take(size).copied().collect();
-    let list: Vec<Value> = records
+    let list = records
         .iter()
         .filter(|(_, r)| wanted.contains(&(r.location.as_str(), r.site.as_str())))
-        .map(|(org, r)| record_json(Some(org), r, &common.group_by, common.atp.is_some()))
         .collect();
     let next = if start.saturating_add(size) < warehouses.len() {
         format!("onhand/{endpoint}?pageNumber={}&pageSize={size}", number + 1)
     } else {
         String::new()
     };
+    (list, next)
+}
+
+/// Renders the answer: v1 a record array; v2 `{"Value": [...], "nextLink": ...}` ([`page_of`]).
+fn render(version: ApiVersion, endpoint: &str, answer: &QueryAnswer, page: (usize, usize)) -> Response {
+    if version == ApiVersion::V1 {
+        let list: Vec<Value> = answer
+            .records
+            .iter()
+            .map(|(_, r)| record_json(None, r, &answer.group_by, answer.atp))
+            .collect();
+        return json_response(StatusCode::OK, Value::Array(list));
+    }
+    let (records, next) = page_of(endpoint, &answer.records, page);
+    let list: Vec<Value> = records
+        .into_iter()
+        .map(|(org, r)| record_json(Some(org), r, &answer.group_by, answer.atp))
+        .collect();
     json_response(StatusCode::OK, json!({"Value": list, "nextLink": next}))
+}
+
+/// The service layer's query: parses the body (index or exact, v1 or v2) under the environment's
+/// configuration into read plans, checks the limits, fans the reads out and merges the records.
+pub(crate) async fn query(
+    s: &AppState,
+    env: &str,
+    version: ApiVersion,
+    exact: bool,
+    body: Value,
+) -> Result<QueryAnswer, ApiError> {
+    let Value::Object(obj) = body else {
+        return Err(ApiError::bad_request("body.not_object", "body: must be a JSON object"));
+    };
+    let ds = optional_text(&obj, "dimensionDataSource", "")?;
+    let config = mapping_config(s, env, ds.is_some() || wants_atp(&obj)?).await?;
+    let (plans, common) = plans_of(&obj, &config, version, exact)?;
+    let records = fan_out(s, env, plans, &common, &config).await?;
+    Ok(QueryAnswer {
+        records,
+        group_by: common.group_by,
+        atp: common.atp.is_some(),
+    })
 }
 
 async fn run(
@@ -744,14 +789,8 @@ async fn run(
     body: Value,
     page: (usize, usize),
 ) -> Result<Response, ApiError> {
-    let Value::Object(obj) = body else {
-        return Err(ApiError::bad_request("body.not_object", "body: must be a JSON object"));
-    };
-    let ds = optional_text(&obj, "dimensionDataSource", "")?;
-    let config = mapping_config(&s, &env, ds.is_some() || wants_atp(&obj)?).await?;
-    let (plans, common) = plans_of(&obj, &config, version, endpoint == "exactquery")?;
-    let records = fan_out(&s, &env, plans, &common, &config).await?;
-    Ok(render(version, endpoint, &records, &common, page))
+    let answer = query(&s, &env, version, endpoint == "exactquery", body).await?;
+    Ok(render(version, endpoint, &answer, page))
 }
 
 pub(crate) fn respond(result: Result<Response, ApiError>) -> Response {

@@ -10,19 +10,10 @@ use serde_json::{Map, Value, json};
 /// One record as IV answers it: `dimensions` with group-by names as sent, `quantities`, and with
 /// ATP `quantitiesByDate` and `atpQuantities`.
 pub(crate) fn record_json(org: Option<&str>, record: &Record, group_by: &[(String, String)], atp: bool) -> Value {
-    let mut dims = Map::new();
-    for (base, value) in &record.dims {
-        let name = group_by
-            .iter()
-            .find(|(b, _)| b == base)
-            .map_or(base.as_str(), |(_, sent)| sent.as_str());
-        dims.insert(name.to_string(), json!(value));
-    }
-    // A product's total over every location (partitions by product) has none to name.
-    if !(record.site.is_empty() && record.location.is_empty()) {
-        dims.insert(SITE_ID.into(), json!(record.site));
-        dims.insert(LOCATION_ID.into(), json!(record.location));
-    }
+    let dims: Map<String, Value> = record_dims(record, group_by)
+        .into_iter()
+        .map(|(k, v)| (k, json!(v)))
+        .collect();
     let mut out = Map::new();
     if let Some(org) = org {
         out.insert("organizationId".into(), json!(org));
@@ -41,6 +32,24 @@ pub(crate) fn record_json(org: Option<&str>, record: &Record, group_by: &[(Strin
         );
     }
     Value::Object(out)
+}
+
+/// A record's dimensions: group-by names as sent, then siteid and locationid.
+pub(crate) fn record_dims(record: &Record, group_by: &[(String, String)]) -> BTreeMap<String, String> {
+    let mut dims = BTreeMap::new();
+    for (base, value) in &record.dims {
+        let name = group_by
+            .iter()
+            .find(|(b, _)| b == base)
+            .map_or(base.as_str(), |(_, sent)| sent.as_str());
+        dims.insert(name.to_string(), value.clone());
+    }
+    // A product's total over every location (partitions by product) has none to name.
+    if !(record.site.is_empty() && record.location.is_empty()) {
+        dims.insert(SITE_ID.into(), record.site.clone());
+        dims.insert(LOCATION_ID.into(), record.location.clone());
+    }
+    dims
 }
 
 fn quantities_json(q: &Quantities) -> Value {

@@ -14,10 +14,11 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use ivory_core::{BATCH_COMMANDS_MAX, CmdResult, Command, Outcome};
+use ivory_core::{BATCH_COMMANDS_MAX, CmdResult, Outcome};
 use serde_json::{Map, Value, json};
 
-use crate::parse::{ApiPath, WriteKind, client_id, json_body, mapping_config, needs_mappings, write_command};
+use crate::parse::{ApiPath, WriteKind, json_body};
+use crate::service::{self, BUCKETS, ItemAnswer};
 use crate::{ApiError, AppState, json_response};
 
 type Body = Result<Bytes, BytesRejection>;
@@ -159,7 +160,7 @@ pub(crate) async fn setonhand_bulk(
 }
 
 /// A stable code for a refusal by the shard.
-fn outcome_code(outcome: Outcome) -> Option<&'static str> {
+pub(crate) fn outcome_code(outcome: Outcome) -> Option<&'static str> {
     match outcome {
         Outcome::Success | Outcome::PartialSuccess => None,
         Outcome::Insufficient => Some("stock.insufficient"),
@@ -170,7 +171,7 @@ fn outcome_code(outcome: Outcome) -> Option<&'static str> {
     }
 }
 
-fn http_status(outcome: Outcome) -> StatusCode {
+pub(crate) fn http_status(outcome: Outcome) -> StatusCode {
     match outcome {
         Outcome::Success | Outcome::PartialSuccess => StatusCode::OK,
         Outcome::Insufficient | Outcome::Conflict | Outcome::Refused => StatusCode::CONFLICT,
@@ -215,36 +216,14 @@ async fn single(s: AppState, env: String, kind: WriteKind, body: Body) -> Respon
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
-    let id = client_id(&value);
-    let config = match mapping_config(&s, &env, kind.needs_config() || needs_mappings([&value])).await {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    let command = match write_command(kind, &value, &env, &config, "") {
-        Ok(c) => c,
-        Err(e) => return json_response(e.status, refused_json(kind, &id, &e)),
-    };
-    let Some(partition) = command.partition() else {
-        return ApiError::bad_backend("a write without a partition").into_response();
-    };
-    let shard = s.backend.shard_of(partition);
-    match s.propose(shard, vec![command]).await {
-        Ok(results) => match results.first() {
-            Some(r) => json_response(http_status(r.outcome), result_json(kind, &id, r)),
-            None => ApiError::bad_backend("empty result").into_response(),
-        },
+    match service::write_single(&s, &env, kind, &value).await {
+        Ok((id, ItemAnswer::Applied(r))) => json_response(http_status(r.outcome), result_json(kind, &id, &r)),
+        Ok((id, ItemAnswer::Refused(e) | ItemAnswer::Unknown(e))) => {
+            json_response(e.status, refused_json(kind, &id, &e))
+        }
         Err(e) => e.into_response(),
     }
 }
-
-const BUCKETS: [&str; 6] = [
-    "success",
-    "failure",
-    "conflict",
-    "notFound",
-    "partialSuccess",
-    "unknown",
-];
 
 /// A bulk body: a JSON array of at most 512 items (each checked on its own later).
 pub(crate) fn bulk_items(value: Value) -> Result<Vec<Value>, ApiError> {
@@ -275,59 +254,23 @@ async fn bulk(s: AppState, env: String, kind: WriteKind, body: Body) -> Response
         Ok(items) => items,
         Err(e) => return e.into_response(),
     };
-    let config = match mapping_config(&s, &env, kind.needs_config() || needs_mappings(&items)).await {
-        Ok(c) => c,
+    let answers = match service::write_items(&s, &env, kind, &items).await {
+        Ok(answers) => answers,
         Err(e) => return e.into_response(),
     };
-    let ids: Vec<String> = items.iter().map(client_id).collect();
-    let mut answers: Vec<Option<(&'static str, Value)>> = vec![None; items.len()];
-    let mut by_shard: BTreeMap<u32, (Vec<usize>, Vec<Command>)> = BTreeMap::new();
-    for (i, item) in items.iter().enumerate() {
-        match write_command(kind, item, &env, &config, &format!("[{i}]")) {
-            Ok(command) => {
-                let Some(partition) = command.partition() else { continue };
-                let slot = by_shard.entry(s.backend.shard_of(partition)).or_default();
-                slot.0.push(i);
-                slot.1.push(command);
-            }
-            Err(e) => answers[i] = Some(("failure", refused_json(kind, &ids[i], &e))),
-        }
-    }
-    let proposals = by_shard.into_iter().map(|(shard, (indexes, commands))| {
-        let s = s.clone();
-        async move { (indexes, s.propose(shard, commands).await) }
-    });
-    let outcomes = futures::future::join_all(proposals).await;
-    let attempted = outcomes.len();
-    let mut first_error = None;
-    let mut failed = 0;
-    for (indexes, outcome) in outcomes {
-        match outcome {
-            Ok(results) => {
-                for (i, r) in indexes.into_iter().zip(results) {
-                    answers[i] = Some((r.outcome.bucket(), result_json(kind, &ids[i], &r)));
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                for i in indexes {
-                    let mut v = refused_json(kind, &ids[i], &e);
-                    v["processingStatus"] = json!("unknown");
-                    answers[i] = Some(("unknown", v));
-                }
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    if attempted > 0
-        && failed == attempted
-        && let Some(e) = first_error
-    {
-        return e.into_response();
-    }
     let mut buckets: BTreeMap<&str, Vec<Value>> = BUCKETS.iter().map(|b| (*b, Vec::new())).collect();
-    for (bucket, v) in answers.into_iter().flatten() {
-        buckets.entry(bucket).or_default().push(v);
+    for (id, answer) in answers {
+        let Some(answer) = answer else { continue };
+        let v = match &answer {
+            ItemAnswer::Applied(r) => result_json(kind, &id, r),
+            ItemAnswer::Refused(e) => refused_json(kind, &id, e),
+            ItemAnswer::Unknown(e) => {
+                let mut v = refused_json(kind, &id, e);
+                v["processingStatus"] = json!("unknown");
+                v
+            }
+        };
+        buckets.entry(answer.bucket()).or_default().push(v);
     }
     let body: Map<String, Value> = BUCKETS
         .iter()
