@@ -19,7 +19,7 @@ use crate::log_store::{decode, encode};
 use crate::storage::Flusher;
 use crate::{GroupEntry, GroupReply, TypeConfig, io_err};
 
-const KEY_SNAPSHOT: &[u8] = b"snapshot";
+pub(crate) const KEY_SNAPSHOT: &[u8] = b"snapshot";
 
 /// The shard state, shared between the state machine task (writer) and the read path.
 pub type SharedShard = Arc<RwLock<Shard>>;
@@ -44,17 +44,17 @@ pub type SnapshotTrigger = Arc<OnceLock<crate::Raft>>;
 /// What a snapshot's data holds: the shard's deterministic bytes, checked by hash on install, and
 /// the cluster metadata (only the metadata group has any).
 #[derive(Serialize, Deserialize)]
-struct SnapshotPayload {
+pub(crate) struct SnapshotPayload {
     state_hash: [u8; 32],
     apply_digest: ApplyDigest,
     shard: Vec<u8>,
-    meta: ClusterMeta,
+    pub(crate) meta: ClusterMeta,
 }
 
 #[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMetaOf<TypeConfig>,
-    data: Vec<u8>,
+pub(crate) struct StoredSnapshot {
+    pub(crate) meta: SnapshotMetaOf<TypeConfig>,
+    pub(crate) data: Vec<u8>,
 }
 
 pub struct ShardStateMachine {
@@ -173,7 +173,7 @@ fn note_snapshot_size(tree: &sled::Tree, bytes: usize) {
 }
 
 /// Decodes a snapshot's data and checks the shard against its state hash.
-fn verified(data: &[u8]) -> io::Result<(Shard, SnapshotPayload)> {
+pub(crate) fn verified(data: &[u8]) -> io::Result<(Shard, SnapshotPayload)> {
     let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
     let payload: SnapshotPayload = decode(data)?;
     let shard = Shard::restore(&payload.shard).map_err(|e| invalid(e.to_string()))?;
