@@ -258,4 +258,20 @@ impl Cluster for Node {
             });
         Ok(Response::new(reply))
     }
+
+    async fn backup(&self, request: Request<proto::BackupRequest>) -> Result<Response<proto::BackupReply>, Status> {
+        let reply = match self.backup_group(request.into_inner().group_id).await {
+            Ok(b) => proto::BackupReply {
+                error: None,
+                snapshot: b.snapshot,
+                read_index: b.read_index,
+                node_id: b.node_id,
+            },
+            Err(e) => proto::BackupReply {
+                error: Some(e.to_proto()),
+                ..Default::default()
+            },
+        };
+        Ok(Response::new(reply))
+    }
 }

@@ -2,11 +2,13 @@
 //! the node (raft groups on sled, gRPC), the REST gateway, metrics and tracing.
 
 mod backend;
+mod backup;
 mod cluster_cli;
 mod console;
 mod credentials;
 mod files;
 mod secret;
+mod restore;
 mod server;
 mod tls;
 
@@ -53,6 +55,10 @@ enum Command {
     Node(NodeArgs),
     /// Operate a running cluster: status, add-node, remove-node.
     Cluster(cluster_cli::ClusterArgs),
+    /// Copies a running cluster (every shard's snapshot, the metadata, a manifest with checksums).
+    Backup(backup::BackupArgs),
+    /// Builds a data directory from a backup, for `ivory serve` (or a new cluster's first node).
+    Restore(restore::RestoreArgs),
 }
 
 #[derive(Args)]
@@ -195,6 +201,8 @@ fn main() -> std::process::ExitCode {
             }
             Command::Node(args) => node_command(args).await,
             Command::Cluster(command) => cluster_cli::run(command).await,
+            Command::Backup(args) => backup::run(args).await,
+            Command::Restore(args) => restore::run(args).await,
         }
     });
     match result {
