@@ -158,6 +158,18 @@ impl Cluster {
     /// log goes next to it (`data` with `.log`).
     pub fn single_at(bin: &Path, shards: u32, dir: tempfile::TempDir, data: PathBuf) -> Cluster {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        Cluster::single_listening(bin, shards, dir, data, addr)
+    }
+
+    /// [`Cluster::single_at`] listening on `addr` (e.g. the address a restored data directory
+    /// records for its node).
+    pub fn single_listening(
+        bin: &Path,
+        shards: u32,
+        dir: tempfile::TempDir,
+        data: PathBuf,
+        addr: SocketAddr,
+    ) -> Cluster {
         let args = vec![
             "serve".into(),
             "--listen".into(),

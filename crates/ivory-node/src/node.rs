@@ -164,7 +164,11 @@ fn map_write_err(shard: u32, me: u64, e: RaftError<TypeConfig, ClientWriteError<
     }
 }
 
-pub(crate) fn map_read_err(shard: u32, me: u64, e: RaftError<TypeConfig, LinearizableReadError<TypeConfig>>) -> NodeError {
+pub(crate) fn map_read_err(
+    shard: u32,
+    me: u64,
+    e: RaftError<TypeConfig, LinearizableReadError<TypeConfig>>,
+) -> NodeError {
     match e {
         RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => forward_err(shard, me, f.leader_id),
         RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)) => no_quorum(shard),

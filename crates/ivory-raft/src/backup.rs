@@ -92,7 +92,13 @@ impl NodeStorage {
     ///
     /// # Errors
     /// `InvalidData` for bytes [`describe_snapshot`] refuses, or a group already hosted; IO errors.
-    pub async fn restore_group(&self, group: GroupId, snapshot: &[u8], id: u64, addr: &str) -> io::Result<SnapshotInfo> {
+    pub async fn restore_group(
+        &self,
+        group: GroupId,
+        snapshot: &[u8],
+        id: u64,
+        addr: &str,
+    ) -> io::Result<SnapshotInfo> {
         if self.hosted_groups()?.contains(&group) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -152,7 +158,10 @@ mod tests {
         let info = describe_snapshot(&bytes).expect("a good snapshot");
         assert_eq!(info.last_log_index, None);
 
-        assert!(describe_snapshot(&bytes[..bytes.len() / 2]).is_err(), "a torn snapshot is refused");
+        assert!(
+            describe_snapshot(&bytes[..bytes.len() / 2]).is_err(),
+            "a torn snapshot is refused"
+        );
 
         let to = tempfile::tempdir().expect("tempdir");
         let restored = NodeStorage::open_async(to.path().to_path_buf(), StorageOptions::default())

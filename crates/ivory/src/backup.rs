@@ -107,7 +107,10 @@ pub fn ensure_empty_dir(dir: &Path, what: &str) -> Result<(), String> {
     match std::fs::read_dir(dir) {
         Ok(mut entries) => match entries.next() {
             None => Ok(()),
-            Some(_) => Err(format!("{what} {} is not empty: refusing to overwrite it", dir.display())),
+            Some(_) => Err(format!(
+                "{what} {} is not empty: refusing to overwrite it",
+                dir.display()
+            )),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(format!("cannot read {what} {}: {e}", dir.display())),

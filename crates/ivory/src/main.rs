@@ -7,8 +7,8 @@ mod cluster_cli;
 mod console;
 mod credentials;
 mod files;
-mod secret;
 mod restore;
+mod secret;
 mod server;
 mod tls;
 

@@ -70,7 +70,10 @@ pub fn verify(from: &Path) -> Result<Verified, String> {
         serde_json::from_value(head).map_err(|e| refuse(from, format!("{MANIFEST} is malformed: {e}")))?;
     for (name, entry) in &manifest.files {
         if name.contains("..") || Path::new(name).is_absolute() {
-            return Err(refuse(from, format!("{MANIFEST} names a file outside the backup: {name}")));
+            return Err(refuse(
+                from,
+                format!("{MANIFEST} names a file outside the backup: {name}"),
+            ));
         }
         let bytes = match std::fs::read(from.join(name)) {
             Ok(bytes) => bytes,
@@ -97,13 +100,19 @@ pub fn verify(from: &Path) -> Result<Verified, String> {
                 .map_err(|_| refuse(from, format!("{MANIFEST} names an unknown group '{}'", entry.group)))?
         };
         if !manifest.files.contains_key(&entry.file) {
-            return Err(refuse(from, format!("group {} has no checksum in {MANIFEST}", entry.group)));
+            return Err(refuse(
+                from,
+                format!("group {} has no checksum in {MANIFEST}", entry.group),
+            ));
         }
         let bytes = std::fs::read(from.join(&entry.file)).map_err(|e| refuse(from, format!("{}: {e}", entry.file)))?;
         let info = ivory_raft::backup::describe_snapshot(&bytes)
             .map_err(|e| refuse(from, format!("{} is not a snapshot this ivory reads: {e}", entry.file)))?;
         if info.last_log_index != entry.last_log_index {
-            return Err(refuse(from, format!("{} is not at the index the manifest says", entry.file)));
+            return Err(refuse(
+                from,
+                format!("{} is not at the index the manifest says", entry.file),
+            ));
         }
         groups.insert(group, bytes);
     }
@@ -151,7 +160,11 @@ pub async fn run(args: RestoreArgs) -> Result<(), String> {
     }
     std::fs::rename(&building, &args.data)
         .map_err(|e| format!("cannot rename {} to {}: {e}", building.display(), args.data.display()))?;
-    let parent = args.data.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = args
+        .data
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::File::open(parent)
         .and_then(|d| d.sync_all())
         .map_err(|e| format!("cannot sync {}: {e}", parent.display()))?;
@@ -184,7 +197,9 @@ async fn build(dir: &Path, backup: &Verified, id: u64, addr: &str) -> Result<(),
         .map_err(|e| e.to_string())?
         .flatten()
         .unwrap_or(layout);
-    meta_layout.validate().map_err(|e| format!("the backup's layout: {e}"))?;
+    meta_layout
+        .validate()
+        .map_err(|e| format!("the backup's layout: {e}"))?;
     let text = serde_json::to_string_pretty(&meta_layout).map_err(|e| e.to_string())?;
     crate::files::write_atomic(&dir.join("layout.json"), text.as_bytes(), false)?;
     let storage = ivory_raft::NodeStorage::open_async(dir.join("sled"), StorageOptions::default())
