@@ -16,7 +16,7 @@ use openraft::vote::RaftLeaderId;
 use openraft::{BasicNode, Membership};
 
 use crate::log_store::{decode, encode};
-use crate::state_machine::{KEY_SNAPSHOT, StoredSnapshot, verified};
+use crate::state_machine::{KEY_SNAPSHOT, StoredSnapshot, encode_payload, verified};
 use crate::{GroupId, NodeStorage, TypeConfig, io_err};
 
 /// What a stored snapshot holds, checked: its position in the group's log and its state.
@@ -111,7 +111,7 @@ impl NodeStorage {
             let (_, mut payload) = verified(&stored.data)?;
             payload.meta = meta_on_one_node(&info.meta, id, addr);
             info.meta = payload.meta.clone();
-            stored.data = encode(&payload)?;
+            stored.data = encode_payload(&payload)?;
         }
         let last = stored.meta.last_log_id;
         let membership = Membership::new(
