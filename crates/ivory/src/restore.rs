@@ -217,3 +217,46 @@ async fn build(dir: &Path, backup: &Verified, id: u64, addr: &str) -> Result<(),
         .map_err(|e| format!("cannot record the restored groups: {e}"))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_manifest(dir: &Path, manifest: &serde_json::Value) {
+        std::fs::write(dir.join(MANIFEST), manifest.to_string()).expect("write manifest");
+    }
+
+    #[test]
+    fn a_manifest_of_an_unknown_format_version_or_kind_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = verify(dir.path()).err().expect("no manifest");
+        assert!(err.contains("manifest.json is missing"), "{err}");
+        let mut manifest = serde_json::json!({"format": BACKUP_FORMAT, "formatVersion": 2});
+        write_manifest(dir.path(), &manifest);
+        let err = verify(dir.path()).err().expect("version 2");
+        assert!(
+            err.contains("format version 2 is not one this ivory knows (it reads version 1)"),
+            "{err}"
+        );
+        manifest["format"] = "something-else".into();
+        write_manifest(dir.path(), &manifest);
+        let err = verify(dir.path()).err().expect("not ours");
+        assert!(err.contains("not an Ivory backup manifest"), "{err}");
+    }
+
+    #[test]
+    fn a_manifest_naming_files_outside_the_backup_or_missing_groups_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut manifest = serde_json::json!({
+            "format": BACKUP_FORMAT, "formatVersion": BACKUP_FORMAT_VERSION, "startedAtMs": 0,
+            "finishedAtMs": 0, "shardCount": 1, "replication": 1, "placementVersion": 1, "groups": [],
+            "files": {"../etc/passwd": {"sha256": "00", "bytes": 0}}});
+        write_manifest(dir.path(), &manifest);
+        let err = verify(dir.path()).err().expect("outside");
+        assert!(err.contains("outside the backup"), "{err}");
+        manifest["files"] = serde_json::json!({});
+        write_manifest(dir.path(), &manifest);
+        let err = verify(dir.path()).err().expect("incomplete");
+        assert!(err.contains("groups missing (an incomplete backup): 0, meta"), "{err}");
+    }
+}
