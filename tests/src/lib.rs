@@ -313,6 +313,25 @@ impl Cluster {
         node.spawn(&bin);
     }
 
+    /// kill -9 node index `i` and start it again, same data directory, on `port`: `--listen`
+    /// keeps its host, `--advertise-addr` (if given) its host name (a rescheduled pod).
+    pub fn restart_on(&mut self, i: usize, port: u16) {
+        let bin = self.bin.clone();
+        let node = &mut self.nodes[i];
+        node.kill9();
+        let mut args = node.args.iter_mut();
+        while let Some(arg) = args.next() {
+            if arg == "--listen" || arg == "--advertise-addr" {
+                if let Some(value) = args.next() {
+                    let host = value.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h).to_string();
+                    *value = format!("{host}:{port}");
+                }
+            }
+        }
+        node.addr = format!("127.0.0.1:{port}").parse().expect("addr");
+        node.spawn(&bin);
+    }
+
     /// Every node's log, for a failing test's message.
     pub fn logs(&self) -> String {
         self.nodes

@@ -176,6 +176,9 @@ impl tower::Service<HttpRequest> for PeerChannel {
 /// One channel per peer address, connected on first use.
 pub struct Peers {
     channels: Mutex<HashMap<String, Channel>>,
+    /// Node id -> its address in the cluster metadata: a member that restarted at another address
+    /// is dialled there, also by Raft streams opened before it moved.
+    addresses: std::sync::RwLock<HashMap<NodeId, String>>,
     faults: Arc<Faults>,
     secret: Arc<ClusterSecret>,
     tls: Option<tonic::transport::ClientTlsConfig>,
@@ -186,10 +189,28 @@ impl Peers {
     pub fn new(secret: Arc<ClusterSecret>, tls: Option<tonic::transport::ClientTlsConfig>) -> Peers {
         Peers {
             channels: Mutex::default(),
+            addresses: Default::default(),
             faults: Arc::default(),
             secret,
             tls,
         }
+    }
+
+    /// Replaces the address book (node id -> address, from the cluster metadata).
+    pub fn set_addresses(&self, addresses: HashMap<NodeId, String>) {
+        let mut book = self.addresses.write().unwrap_or_else(|p| p.into_inner());
+        if *book != addresses {
+            *book = addresses;
+        }
+    }
+
+    /// Node `id`'s address by the cluster metadata, if known.
+    pub fn address_of(&self, id: NodeId) -> Option<String> {
+        self.addresses
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
     }
 
     /// Fault injection: from now on, requests to `addrs` fail as unreachable.
@@ -309,8 +330,11 @@ fn status_to_rpc(status: tonic::Status) -> RPCError<TypeConfig> {
 
 impl GroupNetwork {
     fn client(&self) -> Result<RaftTransportClient<PeerChannel>, RPCError<TypeConfig>> {
+        // The metadata's address wins over the one in the group's membership: the target may have
+        // restarted elsewhere since this stream was opened.
+        let addr = self.peers.address_of(self.target);
         self.peers
-            .transport(&self.addr)
+            .transport(addr.as_deref().unwrap_or(&self.addr))
             .map_err(|e| RPCError::Unreachable(Unreachable::from_string(e)))
     }
 

@@ -242,6 +242,7 @@ impl Node {
         }
         node.spawn_sweeper();
         crate::rebalancer::spawn(&node);
+        node.spawn_address_announce();
         Ok(node)
     }
 
@@ -409,17 +410,18 @@ impl Node {
         Some(f(&guard))
     }
 
-    /// The address of node `id`: from the group's membership, else the cluster metadata, else the
+    /// The address of node `id`: from the cluster metadata, else the group's membership, else the
     /// peer list the node started with.
     pub(crate) fn addr_of(&self, shard: u32, id: u64) -> Option<String> {
+        // The metadata first: a member that restarted at another address is recorded there.
+        if let Some(Some(addr)) = self.with_meta(|m| m.addr_of(id).map(str::to_string)) {
+            return Some(addr);
+        }
         if let Some(g) = self.group(shard) {
             let m = Node::metrics(&g.raft);
             if let Some(n) = m.membership_config.membership().get_node(&id) {
                 return Some(n.addr.clone());
             }
-        }
-        if let Some(Some(addr)) = self.with_meta(|m| m.addr_of(id).map(str::to_string)) {
-            return Some(addr);
         }
         self.inner.cfg.peers.get(&id).cloned()
     }

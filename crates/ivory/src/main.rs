@@ -391,7 +391,13 @@ async fn run(
         ..StorageOptions::default()
     };
     let started = match membership {
-        Membership::Bootstrap(peers, replicas) => {
+        Membership::Bootstrap(mut peers, replicas) => {
+            // A restart (the storage exists) at another address keeps the node's id: it records
+            // its advertised address in the cluster (ivory-node `spawn_address_announce`). A first
+            // start keeps --initial-cluster as given, which every initial member must agree on.
+            if common.data.join("sled").exists() {
+                peers.insert(id, common.advertised());
+            }
             Node::start_with(
                 NodeConfig {
                     id,
