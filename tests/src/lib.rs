@@ -321,11 +321,11 @@ impl Cluster {
         node.kill9();
         let mut args = node.args.iter_mut();
         while let Some(arg) = args.next() {
-            if arg == "--listen" || arg == "--advertise-addr" {
-                if let Some(value) = args.next() {
-                    let host = value.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h).to_string();
-                    *value = format!("{host}:{port}");
-                }
+            if (arg == "--listen" || arg == "--advertise-addr")
+                && let Some(value) = args.next()
+            {
+                let host = value.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h).to_string();
+                *value = format!("{host}:{port}");
             }
         }
         node.addr = format!("127.0.0.1:{port}").parse().expect("addr");
