@@ -196,6 +196,27 @@ impl Cluster {
         }
     }
 
+    /// `ivory node --id 1` alone, creating a new cluster (`--initial-cluster 1=ADDR`, replication 3
+    /// for the nodes that join it) on `data` (e.g. a restored data directory), listening on `addr`.
+    pub fn first_node_at(bin: &Path, shards: u32, dir: tempfile::TempDir, data: PathBuf, addr: SocketAddr) -> Cluster {
+        let args = node_args(1, addr, &data, &format!("1={addr}"), shards, 3);
+        let mut node = Proc {
+            id: 1,
+            addr,
+            data,
+            args,
+            env: Vec::new(),
+            child: None,
+        };
+        node.spawn(bin);
+        Cluster {
+            bin: bin.to_path_buf(),
+            nodes: vec![node],
+            cli_extra: Vec::new(),
+            _dir: dir,
+        }
+    }
+
     /// `ivory node` x n, replication factor min(n, 3).
     pub fn nodes(bin: &Path, n: u64, shards: u32) -> Cluster {
         Cluster::nodes_with_env(bin, n, shards, &[])

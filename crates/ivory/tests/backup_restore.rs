@@ -1,7 +1,8 @@
 //! `ivory backup` of a 3-node cluster under write load, `ivory restore` into a fresh data
 //! directory, and `ivory serve` on it: every write acknowledged before the backup began is there
 //! with its exact quantity, no write begun after it ended is, and a backup with one byte changed
-//! (or without its manifest) is refused without creating anything.
+//! (or without its manifest) is refused without creating anything. The same backup also starts a
+//! new cluster's first node, which a second node joins and receives replicas of.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ivory_tests::{Client, Cluster, free_port};
+use ivory_tests::{Client, Cluster, free_port, fully_settled, member_state};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ivory");
@@ -275,6 +276,51 @@ async fn a_backup_under_load_restores_every_acknowledged_write_and_a_tampered_on
         assert_eq!(status["members"].as_array().map(Vec::len), Some(1), "{status:#}");
         assert_eq!(status["members"][0]["addr"], addr.to_string(), "{status:#}");
         assert_eq!(status["settled"], true, "{status:#}");
+
+        // The same backup as the first node of a new cluster: a second node joins and gets replicas.
+        let first_dir = tempfile::tempdir().expect("temp dir");
+        let data = first_dir.path().join("node1");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let again = single
+            .cli(
+                &[
+                    "restore",
+                    "--from",
+                    &out,
+                    "--data",
+                    &data.display().to_string(),
+                    "--advertise-addr",
+                    &addr.to_string(),
+                ],
+                Duration::from_secs(60),
+            )
+            .await;
+        assert!(again.success, "restore: {again:?}");
+        drop(single);
+        let mut grown = Cluster::first_node_at(Path::new(BIN), SHARDS, first_dir, data, addr);
+        grown.wait_healthy(Duration::from_secs(60)).await;
+        grown.join(2, 0);
+        grown.wait_healthy(Duration::from_secs(60)).await;
+        grown
+            .wait_cluster(0, Duration::from_secs(90), "settled on two nodes", |s| {
+                fully_settled(s)
+                    && member_state(s, 2).as_deref() == Some("active")
+                    && s["shards"].as_array().is_some_and(|shards| {
+                        shards
+                            .iter()
+                            .all(|shard| shard["voters"].as_array().is_some_and(|v| v.len() == 2))
+                    })
+            })
+            .await;
+        let via_second = grown.client(1, "bk").await;
+        let found = inbound_by_product(&via_second, &products).await;
+        for w in &before {
+            assert_eq!(
+                found.get(&w.product).copied(),
+                Some(w.qty as f64),
+                "on the grown cluster: {w:?}"
+            );
+        }
     };
     tokio::time::timeout(Duration::from_secs(300), run)
         .await
