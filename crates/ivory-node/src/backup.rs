@@ -8,10 +8,14 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::raft::ReadPolicy;
 
 use crate::NodeError;
-use crate::network::GRPC_MESSAGE_MAX_BYTES;
 use crate::node::{FORWARD_TIMEOUT, LOCAL_ATTEMPT_TIMEOUT, Node, map_read_err, no_quorum, status_err};
 use crate::proto;
 use crate::proto::cluster_client::ClusterClient;
+
+/// One chunk of a streamed backup (gRPC's default message bound is 4 MiB).
+const BACKUP_CHUNK_BYTES: usize = 1 << 20;
+/// A group's snapshot in a backup may not exceed this (a replica refuses larger ones too).
+pub const BACKUP_MAX_BYTES: usize = 1 << 30;
 
 /// How long a leader waits for the snapshot it asked for (serialising a large shard takes a while).
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(60);
@@ -78,24 +82,118 @@ impl Node {
     }
 
     async fn forward_backup(&self, target: u64, group: u32) -> Result<GroupBackup, NodeError> {
-        let mut client = ClusterClient::new(self.channel_to(group, target)?)
-            .max_decoding_message_size(GRPC_MESSAGE_MAX_BYTES)
-            .max_encoding_message_size(GRPC_MESSAGE_MAX_BYTES);
-        let reply = tokio::time::timeout(
-            FORWARD_TIMEOUT + SNAPSHOT_WAIT,
-            client.backup(proto::BackupRequest { group_id: group }),
-        )
+        let mut client = ClusterClient::new(self.channel_to(group, target)?);
+        let fetch = async {
+            let stream = client
+                .backup(proto::BackupRequest { group_id: group })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            collect_backup(group, stream).await
+        };
+        tokio::time::timeout(FORWARD_TIMEOUT + SNAPSHOT_WAIT, fetch)
+            .await
+            .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
+    }
+}
+
+/// A group's backup as the chunks `Cluster.Backup` streams.
+pub fn backup_chunks(backup: GroupBackup) -> Vec<proto::BackupChunk> {
+    let total_bytes = backup.snapshot.len() as u64;
+    let mut chunks: Vec<proto::BackupChunk> = backup
+        .snapshot
+        .chunks(BACKUP_CHUNK_BYTES)
+        .map(|data| proto::BackupChunk {
+            data: data.to_vec(),
+            ..Default::default()
+        })
+        .collect();
+    if chunks.is_empty() {
+        chunks.push(proto::BackupChunk::default());
+    }
+    if let Some(first) = chunks.first_mut() {
+        first.read_index = backup.read_index;
+        first.node_id = backup.node_id;
+        first.total_bytes = total_bytes;
+    }
+    chunks
+}
+
+/// Reads the chunks of `Cluster.Backup` back into one [`GroupBackup`].
+///
+/// # Errors
+/// The error the stream carries, a broken stream, or more bytes than announced (or than 1 GiB).
+pub async fn collect_backup(
+    group: u32,
+    mut stream: tonic::Streaming<proto::BackupChunk>,
+) -> Result<GroupBackup, NodeError> {
+    let first = stream
+        .message()
         .await
-        .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
         .map_err(status_err)?
-        .into_inner();
-        if let Some(e) = reply.error {
+        .ok_or_else(|| NodeError::Unavailable(format!("group {group}: an empty backup stream")))?;
+    if let Some(e) = first.error {
+        return Err(NodeError::from_proto(group, e));
+    }
+    let total = usize::try_from(first.total_bytes).unwrap_or(usize::MAX);
+    if total > BACKUP_MAX_BYTES {
+        return Err(NodeError::Invalid(format!(
+            "group {group}: a snapshot of {total} bytes is over the {BACKUP_MAX_BYTES} a backup takes"
+        )));
+    }
+    let mut snapshot = Vec::with_capacity(total);
+    snapshot.extend_from_slice(&first.data);
+    while let Some(chunk) = stream.message().await.map_err(status_err)? {
+        if let Some(e) = chunk.error {
             return Err(NodeError::from_proto(group, e));
         }
-        Ok(GroupBackup {
-            snapshot: reply.snapshot,
-            read_index: reply.read_index,
-            node_id: reply.node_id,
-        })
+        if snapshot.len() + chunk.data.len() > total {
+            return Err(NodeError::Unavailable(format!(
+                "group {group}: more snapshot bytes than the {total} announced"
+            )));
+        }
+        snapshot.extend_from_slice(&chunk.data);
+    }
+    if snapshot.len() != total {
+        return Err(NodeError::Unavailable(format!(
+            "group {group}: the backup stream ended after {} of {total} bytes",
+            snapshot.len()
+        )));
+    }
+    Ok(GroupBackup {
+        snapshot,
+        read_index: first.read_index,
+        node_id: first.node_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_snapshot_is_streamed_in_bounded_chunks_that_concatenate_to_it() {
+        let snapshot: Vec<u8> = (0..(5 * BACKUP_CHUNK_BYTES / 2)).map(|i| (i % 251) as u8).collect();
+        let chunks = backup_chunks(GroupBackup {
+            snapshot: snapshot.clone(),
+            read_index: 42,
+            node_id: 3,
+        });
+        assert_eq!(chunks.len(), 3);
+        assert!(
+            chunks
+                .iter()
+                .all(|c| c.data.len() <= BACKUP_CHUNK_BYTES && c.error.is_none())
+        );
+        assert_eq!((chunks[0].read_index, chunks[0].node_id), (42, 3));
+        assert_eq!(chunks[0].total_bytes, snapshot.len() as u64);
+        let joined: Vec<u8> = chunks.iter().flat_map(|c| c.data.iter().copied()).collect();
+        assert_eq!(joined, snapshot);
+        let empty = backup_chunks(GroupBackup {
+            snapshot: Vec::new(),
+            read_index: 0,
+            node_id: 1,
+        });
+        assert_eq!(empty.len(), 1, "even an empty snapshot sends its header");
     }
 }

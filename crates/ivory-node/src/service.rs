@@ -221,11 +221,7 @@ impl Node {
         tonic::service::Routes::new(transport)
             .add_service(shard)
             .add_service(AdminServer::new(self.clone()))
-            .add_service(
-                ClusterServer::new(self.clone())
-                    .max_decoding_message_size(GRPC_MESSAGE_MAX_BYTES)
-                    .max_encoding_message_size(GRPC_MESSAGE_MAX_BYTES),
-            )
+            .add_service(ClusterServer::new(self.clone()))
             .into_axum_router()
             // Every method of these services is the cluster plane: no call without the secret.
             .layer(axum::middleware::from_fn_with_state(

@@ -135,17 +135,14 @@ fn group_name(group: u32) -> String {
 }
 
 /// Asks for one group's snapshot until it comes or [`GROUP_TIMEOUT`] passes (leaders move).
-async fn fetch_group(client: &mut crate::cluster_cli::Client, group: u32) -> Result<proto::BackupReply, String> {
+async fn fetch_group(client: &mut crate::cluster_cli::Client, group: u32) -> Result<ivory_node::GroupBackup, String> {
     let deadline = Instant::now() + GROUP_TIMEOUT;
     loop {
         let outcome = match client.backup(proto::BackupRequest { group_id: group }).await {
-            Ok(reply) => {
-                let reply = reply.into_inner();
-                match &reply.error {
-                    None => return Ok(reply),
-                    Some(e) => error_text(e),
-                }
-            }
+            Ok(stream) => match ivory_node::collect_backup(group, stream.into_inner()).await {
+                Ok(backup) => return Ok(backup),
+                Err(e) => e.to_string(),
+            },
             Err(e) if e.code() == tonic::Code::Unauthenticated => return Err(call_error("backup", &e)),
             Err(e) => call_error("backup", &e),
         };

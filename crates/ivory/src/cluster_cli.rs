@@ -100,8 +100,7 @@ pub(crate) async fn connect_with(
         .connect()
         .await
         .map_err(|e| format!("cannot reach {endpoint}: {e}"))?;
-    Ok(ClusterClient::with_interceptor(channel, token.clone())
-        .max_decoding_message_size(ivory_node::network::GRPC_MESSAGE_MAX_BYTES))
+    Ok(ClusterClient::with_interceptor(channel, token.clone()))
 }
 
 pub(crate) fn error_text(e: &proto::Error) -> String {
