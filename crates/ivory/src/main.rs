@@ -392,11 +392,14 @@ async fn run(
     };
     let started = match membership {
         Membership::Bootstrap(mut peers, replicas) => {
-            // A restart (the storage exists) at another address keeps the node's id: it records
-            // its advertised address in the cluster (ivory-node `spawn_address_announce`). A first
-            // start keeps --initial-cluster as given, which every initial member must agree on.
-            if common.data.join("sled").exists() {
-                peers.insert(id, common.advertised());
+            // A restart (the storage exists) with another --advertise-addr keeps the node's id: it
+            // records that address in the cluster (ivory-node `spawn_address_announce`). A first
+            // start keeps --initial-cluster as given, which every initial member must agree on;
+            // without --advertise-addr the recorded address stays (--listen may be 0.0.0.0).
+            if let Some(advertised) = &common.advertise_addr
+                && common.data.join("sled").exists()
+            {
+                peers.insert(id, advertised.clone());
             }
             Node::start_with(
                 NodeConfig {
