@@ -141,9 +141,13 @@ async fn fetch_group(client: &mut crate::cluster_cli::Client, group: u32) -> Res
         let outcome = match client.backup(proto::BackupRequest { group_id: group }).await {
             Ok(stream) => match ivory_node::collect_backup(group, stream.into_inner()).await {
                 Ok(backup) => return Ok(backup),
+                Err(e) if !e.is_retryable() => return Err(format!("group {}: {e}", group_name(group))),
                 Err(e) => e.to_string(),
             },
-            Err(e) if e.code() == tonic::Code::Unauthenticated => return Err(call_error("backup", &e)),
+            // Only a node that is down or busy is worth asking again; a refusal is final.
+            Err(e) if !matches!(e.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded) => {
+                return Err(call_error("backup", &e));
+            }
             Err(e) => call_error("backup", &e),
         };
         if Instant::now() >= deadline {
