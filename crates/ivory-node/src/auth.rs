@@ -23,7 +23,8 @@ pub const PROTOCOL_HEADER: &str = "x-ivory-protocol";
 /// The node protocol version this build speaks, and the only one it accepts.
 pub const PROTOCOL_VERSION: &str = "1";
 
-/// Refuses a caller whose protocol version this node does not know, saying which.
+/// Refuses a caller (or, on a node's own calls, an answering node) whose protocol version this
+/// node does not know, saying which.
 ///
 /// # Errors
 /// The message for the caller (and the log).
@@ -32,7 +33,7 @@ pub fn check_protocol(headers: &http::HeaderMap) -> Result<(), String> {
         None => Ok(()),
         Some(v) if v.as_bytes() == PROTOCOL_VERSION.as_bytes() => Ok(()),
         Some(v) => Err(format!(
-            "the caller speaks Ivory node protocol version {}; this node knows version {PROTOCOL_VERSION} only \
+            "the other node speaks Ivory node protocol version {}; this node knows version {PROTOCOL_VERSION} only \
              (run one ivory version across the cluster, or upgrade one node at a time between versions that \
              share a protocol)",
             String::from_utf8_lossy(v.as_bytes())
@@ -111,7 +112,13 @@ pub(crate) async fn require_cluster_token(State(guard): State<Guard>, request: R
     }
     match verify(&guard.secret, request.headers()) {
         Ok(()) => match check_protocol(request.headers()) {
-            Ok(()) => next.run(request).await,
+            Ok(()) => {
+                let mut response = next.run(request).await;
+                response
+                    .headers_mut()
+                    .insert(PROTOCOL_HEADER, http::HeaderValue::from_static(PROTOCOL_VERSION));
+                response
+            }
             Err(why) => {
                 metrics::counter!("ivory_protocol_refused_total").increment(1);
                 tracing::warn!(path = %request.uri().path(), "{why}");
@@ -144,5 +151,13 @@ mod tests {
         headers.insert(PROTOCOL_HEADER, http::HeaderValue::from_static("2"));
         let why = check_protocol(&headers).expect_err("refused");
         assert!(why.contains("protocol version 2; this node knows version 1"), "{why}");
+        let mut reply = http::Response::new(());
+        reply
+            .headers_mut()
+            .insert(PROTOCOL_HEADER, http::HeaderValue::from_static("3"));
+        assert!(
+            check_protocol(reply.headers()).is_err(),
+            "an answer of another version too"
+        );
     }
 }
