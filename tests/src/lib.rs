@@ -158,6 +158,18 @@ impl Cluster {
     /// log goes next to it (`data` with `.log`).
     pub fn single_at(bin: &Path, shards: u32, dir: tempfile::TempDir, data: PathBuf) -> Cluster {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        Cluster::single_listening(bin, shards, dir, data, addr)
+    }
+
+    /// [`Cluster::single_at`] listening on `addr` (e.g. the address a restored data directory
+    /// records for its node).
+    pub fn single_listening(
+        bin: &Path,
+        shards: u32,
+        dir: tempfile::TempDir,
+        data: PathBuf,
+        addr: SocketAddr,
+    ) -> Cluster {
         let args = vec![
             "serve".into(),
             "--listen".into(),
@@ -167,6 +179,27 @@ impl Cluster {
             "--shards".into(),
             shards.to_string(),
         ];
+        let mut node = Proc {
+            id: 1,
+            addr,
+            data,
+            args,
+            env: Vec::new(),
+            child: None,
+        };
+        node.spawn(bin);
+        Cluster {
+            bin: bin.to_path_buf(),
+            nodes: vec![node],
+            cli_extra: Vec::new(),
+            _dir: dir,
+        }
+    }
+
+    /// `ivory node --id 1` alone, creating a new cluster (`--initial-cluster 1=ADDR`, replication 3
+    /// for the nodes that join it) on `data` (e.g. a restored data directory), listening on `addr`.
+    pub fn first_node_at(bin: &Path, shards: u32, dir: tempfile::TempDir, data: PathBuf, addr: SocketAddr) -> Cluster {
+        let args = node_args(1, addr, &data, &format!("1={addr}"), shards, 3);
         let mut node = Proc {
             id: 1,
             addr,
@@ -298,6 +331,25 @@ impl Cluster {
         let bin = self.bin.clone();
         let node = &mut self.nodes[i];
         node.kill9();
+        node.spawn(&bin);
+    }
+
+    /// kill -9 node index `i` and start it again, same data directory, on `port`: `--listen`
+    /// keeps its host, `--advertise-addr` (if given) its host name (a rescheduled pod).
+    pub fn restart_on(&mut self, i: usize, port: u16) {
+        let bin = self.bin.clone();
+        let node = &mut self.nodes[i];
+        node.kill9();
+        let mut args = node.args.iter_mut();
+        while let Some(arg) = args.next() {
+            if (arg == "--listen" || arg == "--advertise-addr")
+                && let Some(value) = args.next()
+            {
+                let host = value.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h).to_string();
+                *value = format!("{host}:{port}");
+            }
+        }
+        node.addr = format!("127.0.0.1:{port}").parse().expect("addr");
         node.spawn(&bin);
     }
 

@@ -88,6 +88,13 @@ pub enum MetaCommand {
     AbortMove {
         shard: u32,
     },
+    /// A member restarted at another address (a rescheduled pod) and keeps its id: the others
+    /// dial it there from now on. Refused for a removed or unknown node, or an address another
+    /// member has. (Last variant: log entries encode variants by position.)
+    SetAddress {
+        id: u64,
+        addr: String,
+    },
 }
 
 /// The answer to one [`MetaCommand`]: the placement version after it, or why it was refused
@@ -266,6 +273,26 @@ impl ClusterMeta {
                     },
                 );
                 ok
+            }
+            MetaCommand::SetAddress { id, addr } => {
+                if let Err(e) = crate::check_member_addr(addr) {
+                    return refused(e);
+                }
+                if let Some((other, _)) = self
+                    .members
+                    .iter()
+                    .find(|(o, m)| *o != id && m.addr == *addr && m.state != MemberState::Removed)
+                {
+                    return refused(format!("{addr} is already node {other}'s address"));
+                }
+                match self.members.get_mut(id) {
+                    Some(m) if m.state != MemberState::Removed => {
+                        m.addr = addr.clone();
+                        ok
+                    }
+                    Some(_) => refused(format!("node {id} was removed")),
+                    None => refused(format!("node {id} is not a member")),
+                }
             }
             MetaCommand::Activate { id } => match self.members.get_mut(id) {
                 Some(m) if m.state == MemberState::Joining => {
@@ -572,5 +599,35 @@ mod tests {
             placement: BTreeMap::new(),
         };
         assert!(matches!(meta.apply(&again), MetaReply::Refused { .. }));
+    }
+
+    #[test]
+    fn a_member_keeps_its_id_at_a_new_address_unless_another_has_it() {
+        let mut meta = cluster(3, 2, 3);
+        let moved = MetaCommand::SetAddress {
+            id: 2,
+            addr: "ivory-1.ivory:7001".into(),
+        };
+        assert!(matches!(meta.apply(&moved), MetaReply::Done { .. }));
+        assert_eq!(meta.addr_of(2), Some("ivory-1.ivory:7001"));
+        assert_eq!(meta.members[&2].state, MemberState::Active);
+        let before = meta.clone();
+        for refused in [
+            MetaCommand::SetAddress {
+                id: 3,
+                addr: "ivory-1.ivory:7001".into(),
+            },
+            MetaCommand::SetAddress {
+                id: 9,
+                addr: "h:1".into(),
+            },
+            MetaCommand::SetAddress {
+                id: 1,
+                addr: "not an address".into(),
+            },
+        ] {
+            assert!(matches!(meta.apply(&refused), MetaReply::Refused { .. }), "{refused:?}");
+        }
+        assert_eq!(meta, before, "a refusal changes nothing");
     }
 }

@@ -193,6 +193,11 @@ impl Shard {
     }
 
     /// The configuration in force for an environment.
+    /// The configuration documents stored by `PutConfig`, by environment, as posted.
+    pub fn config_documents(&self) -> &BTreeMap<String, String> {
+        &self.state.configs
+    }
+
     pub fn config(&self, environment: &str) -> &Arc<Config> {
         self.compiled
             .get(environment)

@@ -16,8 +16,34 @@ pub use ivory_cluster::auth::TOKEN_HEADER;
 use ivory_cluster::{ClusterAuthError, ClusterSecret};
 use tonic::metadata::MetadataValue;
 
-/// Adds the cluster token to a request's headers.
+/// The header naming the version of the node protocol (proto/ivory/v1/raft.proto and the postcard
+/// values inside it) a caller speaks. Every node and operator call carries it; a call without it is
+/// from a build before versions were sent, which spoke version 1.
+pub const PROTOCOL_HEADER: &str = "x-ivory-protocol";
+/// The node protocol version this build speaks, and the only one it accepts.
+pub const PROTOCOL_VERSION: &str = "1";
+
+/// Refuses a caller (or, on a node's own calls, an answering node) whose protocol version this
+/// node does not know, saying which.
+///
+/// # Errors
+/// The message for the caller (and the log).
+pub fn check_protocol(headers: &http::HeaderMap) -> Result<(), String> {
+    match headers.get(PROTOCOL_HEADER) {
+        None => Ok(()),
+        Some(v) if v.as_bytes() == PROTOCOL_VERSION.as_bytes() => Ok(()),
+        Some(v) => Err(format!(
+            "the other node speaks Ivory node protocol version {}; this node knows version {PROTOCOL_VERSION} only \
+             (run one ivory version across the cluster, or upgrade one node at a time between versions that \
+             share a protocol)",
+            String::from_utf8_lossy(v.as_bytes())
+        )),
+    }
+}
+
+/// Adds the cluster token and the protocol version to a request's headers.
 pub fn sign(secret: &ClusterSecret, headers: &mut http::HeaderMap) {
+    headers.insert(PROTOCOL_HEADER, http::HeaderValue::from_static(PROTOCOL_VERSION));
     // A token is `v1.<digits>.<hex>`: always a valid header value.
     if let Ok(value) = http::HeaderValue::from_str(&secret.token()) {
         headers.insert(TOKEN_HEADER, value);
@@ -39,6 +65,9 @@ impl tonic::service::Interceptor for ClusterToken {
         let value = MetadataValue::try_from(self.0.token())
             .map_err(|_| tonic::Status::internal("the cluster token is not a header value"))?;
         request.metadata_mut().insert(TOKEN_HEADER, value);
+        request
+            .metadata_mut()
+            .insert(PROTOCOL_HEADER, MetadataValue::from_static(PROTOCOL_VERSION));
         Ok(request)
     }
 }
@@ -82,11 +111,53 @@ pub(crate) async fn require_cluster_token(State(guard): State<Guard>, request: R
         .into_http::<axum::body::Body>();
     }
     match verify(&guard.secret, request.headers()) {
-        Ok(()) => next.run(request).await,
+        Ok(()) => match check_protocol(request.headers()) {
+            Ok(()) => {
+                let mut response = next.run(request).await;
+                response
+                    .headers_mut()
+                    .insert(PROTOCOL_HEADER, http::HeaderValue::from_static(PROTOCOL_VERSION));
+                response
+            }
+            Err(why) => {
+                metrics::counter!("ivory_protocol_refused_total").increment(1);
+                tracing::warn!(path = %request.uri().path(), "{why}");
+                tonic::Status::failed_precondition(why).into_http::<axum::body::Body>()
+            }
+        },
         Err(e) => {
             metrics::counter!("ivory_cluster_auth_refused_total").increment(1);
             tracing::debug!(path = %request.uri().path(), error = %e, "cluster call refused");
             tonic::Status::unauthenticated(e.to_string()).into_http::<axum::body::Body>()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caller_of_an_unknown_protocol_version_is_refused_by_name() {
+        let mut headers = http::HeaderMap::new();
+        assert!(
+            check_protocol(&headers).is_ok(),
+            "no header: a build from before versions (1)"
+        );
+        let secret = ClusterSecret::new("a secret of 16+ characters").expect("secret");
+        sign(&secret, &mut headers);
+        assert_eq!(headers[PROTOCOL_HEADER], PROTOCOL_VERSION);
+        assert!(check_protocol(&headers).is_ok());
+        headers.insert(PROTOCOL_HEADER, http::HeaderValue::from_static("2"));
+        let why = check_protocol(&headers).expect_err("refused");
+        assert!(why.contains("protocol version 2; this node knows version 1"), "{why}");
+        let mut reply = http::Response::new(());
+        reply
+            .headers_mut()
+            .insert(PROTOCOL_HEADER, http::HeaderValue::from_static("3"));
+        assert!(
+            check_protocol(reply.headers()).is_err(),
+            "an answer of another version too"
+        );
     }
 }

@@ -258,4 +258,20 @@ impl Cluster for Node {
             });
         Ok(Response::new(reply))
     }
+
+    type BackupStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<proto::BackupChunk, Status>> + Send + 'static>>;
+
+    async fn backup(&self, request: Request<proto::BackupRequest>) -> Result<Response<Self::BackupStream>, Status> {
+        let chunks = match self.backup_group(request.into_inner().group_id).await {
+            Ok(backup) => crate::backup::backup_chunks(backup),
+            Err(e) => vec![proto::BackupChunk {
+                error: Some(e.to_proto()),
+                ..Default::default()
+            }],
+        };
+        Ok(Response::new(Box::pin(futures::stream::iter(
+            chunks.into_iter().map(Ok),
+        ))))
+    }
 }

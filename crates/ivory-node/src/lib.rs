@@ -37,6 +37,7 @@
 //! ```
 
 pub mod auth;
+mod backup;
 mod batcher;
 pub mod clock;
 mod cluster;
@@ -54,6 +55,7 @@ pub mod proto {
     tonic::include_proto!("ivory.v1");
 }
 
+pub use backup::{BACKUP_MAX_BYTES, GroupBackup, collect_backup};
 pub use error::{NO_QUORUM_RETRY_AFTER_MS, NodeError};
 pub use ivory_cluster::ClusterSecret;
 pub use ivory_raft::{ApplyDigest, StorageOptions};

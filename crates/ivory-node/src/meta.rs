@@ -169,4 +169,50 @@ impl Node {
             }
         });
     }
+
+    /// A node that restarted at another address (its `--advertise-addr`, this node's entry in
+    /// [`NodeConfig::peers`]) keeps its id: until the cluster metadata records that address, it
+    /// asks the metadata group's leader to ([`MetaCommand::SetAddress`]); the others then dial it
+    /// there ([`crate::network::Peers::set_addresses`]).
+    pub(crate) fn spawn_address_announce(&self) {
+        let Some(mine) = self.config().peers.get(&self.id()).cloned() else {
+            return;
+        };
+        let weak = std::sync::Arc::downgrade(&self.inner);
+        let mut shutdown = self.inner.shutdown_tx.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.changed() => break,
+                }
+                let Some(inner) = weak.upgrade() else { break };
+                let node = Node { inner };
+                let recorded = node
+                    .with_meta(|m| m.members.get(&node.id()).map(|m| (m.addr.clone(), m.state)))
+                    .flatten();
+                let Some((recorded, state)) = recorded else {
+                    continue; // not initialized, or not registered yet
+                };
+                if recorded == mine || state == ivory_cluster::MemberState::Removed {
+                    break;
+                }
+                let command = MetaCommand::SetAddress {
+                    id: node.id(),
+                    addr: mine.clone(),
+                };
+                match node.propose_meta(command).await {
+                    Ok(MetaReply::Done { version }) => {
+                        tracing::info!(from = %recorded, to = %mine, version, "recorded this node's new address");
+                        break;
+                    }
+                    Ok(MetaReply::Refused { reason }) => {
+                        tracing::error!(from = %recorded, to = %mine, %reason, "the cluster refused this node's new address");
+                        break;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "new address not recorded yet"),
+                }
+            }
+        });
+    }
 }

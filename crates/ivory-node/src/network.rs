@@ -126,6 +126,20 @@ pub struct PeerChannel {
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type CheckReply = fn(HttpResponse) -> futures::future::Ready<Result<HttpResponse, BoxError>>;
+
+/// A node refuses the answer of a node whose protocol version it does not know (the header is
+/// on every answer of a versioned node; a reply without it is from a build before versions: 1).
+fn check_reply(reply: HttpResponse) -> futures::future::Ready<Result<HttpResponse, BoxError>> {
+    let checked = match crate::auth::check_protocol(reply.headers()) {
+        Ok(()) => Ok(reply),
+        Err(why) => {
+            tracing::warn!("{why}");
+            Err(Box::new(tonic::Status::failed_precondition(why)) as BoxError)
+        }
+    };
+    futures::future::ready(checked)
+}
 type HttpRequest = tonic::codegen::http::Request<tonic::body::Body>;
 type HttpResponse = tonic::codegen::http::Response<tonic::body::Body>;
 
@@ -133,7 +147,11 @@ impl tower::Service<HttpRequest> for PeerChannel {
     type Response = HttpResponse;
     type Error = BoxError;
     type Future = futures::future::Either<
-        futures::future::ErrInto<tonic::transport::channel::ResponseFuture, BoxError>,
+        futures::future::AndThen<
+            futures::future::ErrInto<tonic::transport::channel::ResponseFuture, BoxError>,
+            futures::future::Ready<Result<HttpResponse, BoxError>>,
+            CheckReply,
+        >,
         futures::future::BoxFuture<'static, Result<HttpResponse, BoxError>>,
     >;
 
@@ -146,7 +164,8 @@ impl tower::Service<HttpRequest> for PeerChannel {
         // Every node-to-node call proves the cluster secret (crate::auth).
         crate::auth::sign(&self.secret, request.headers_mut());
         if !self.faults.active() {
-            return futures::future::Either::Left(self.channel.call(request).err_into());
+            let reply = self.channel.call(request).err_into();
+            return futures::future::Either::Left(reply.and_then(check_reply as CheckReply));
         }
         let addr = self.addr.clone();
         let faults = self.faults.clone();
@@ -166,7 +185,8 @@ impl tower::Service<HttpRequest> for PeerChannel {
                         return Err(Box::new(dropped_status(&addr)) as BoxError);
                     }
                 }
-                channel.call(request).await.map_err(Into::into)
+                let reply = channel.call(request).await.map_err(BoxError::from)?;
+                check_reply(reply).await
             }
             .boxed(),
         )
@@ -176,6 +196,9 @@ impl tower::Service<HttpRequest> for PeerChannel {
 /// One channel per peer address, connected on first use.
 pub struct Peers {
     channels: Mutex<HashMap<String, Channel>>,
+    /// Node id -> its address in the cluster metadata: a member that restarted at another address
+    /// is dialled there, also by Raft streams opened before it moved.
+    addresses: std::sync::RwLock<HashMap<NodeId, String>>,
     faults: Arc<Faults>,
     secret: Arc<ClusterSecret>,
     tls: Option<tonic::transport::ClientTlsConfig>,
@@ -186,10 +209,28 @@ impl Peers {
     pub fn new(secret: Arc<ClusterSecret>, tls: Option<tonic::transport::ClientTlsConfig>) -> Peers {
         Peers {
             channels: Mutex::default(),
+            addresses: Default::default(),
             faults: Arc::default(),
             secret,
             tls,
         }
+    }
+
+    /// Replaces the address book (node id -> address, from the cluster metadata).
+    pub fn set_addresses(&self, addresses: HashMap<NodeId, String>) {
+        let mut book = self.addresses.write().unwrap_or_else(|p| p.into_inner());
+        if *book != addresses {
+            *book = addresses;
+        }
+    }
+
+    /// Node `id`'s address by the cluster metadata, if known.
+    pub fn address_of(&self, id: NodeId) -> Option<String> {
+        self.addresses
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
     }
 
     /// Fault injection: from now on, requests to `addrs` fail as unreachable.
@@ -309,8 +350,11 @@ fn status_to_rpc(status: tonic::Status) -> RPCError<TypeConfig> {
 
 impl GroupNetwork {
     fn client(&self) -> Result<RaftTransportClient<PeerChannel>, RPCError<TypeConfig>> {
+        // The metadata's address wins over the one in the group's membership: the target may have
+        // restarted elsewhere since this stream was opened.
+        let addr = self.peers.address_of(self.target);
         self.peers
-            .transport(&self.addr)
+            .transport(addr.as_deref().unwrap_or(&self.addr))
             .map_err(|e| RPCError::Unreachable(Unreachable::from_string(e)))
     }
 
@@ -430,5 +474,30 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
                 })),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_of_an_unknown_protocol_version_is_refused_and_one_without_a_version_taken() {
+        let reply = |version: Option<&'static str>| {
+            let mut reply = HttpResponse::new(tonic::body::Body::empty());
+            if let Some(v) = version {
+                reply.headers_mut().insert(
+                    crate::auth::PROTOCOL_HEADER,
+                    tonic::codegen::http::HeaderValue::from_static(v),
+                );
+            }
+            reply
+        };
+        assert!(check_reply(reply(None)).into_inner().is_ok());
+        assert!(check_reply(reply(Some("1"))).into_inner().is_ok());
+        let refused = check_reply(reply(Some("2"))).into_inner().expect_err("refused");
+        let status = refused.downcast::<tonic::Status>().expect("a gRPC status");
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert!(status.message().contains("protocol version 2"), "{status:?}");
     }
 }

@@ -37,7 +37,7 @@ pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(6);
 /// One local write or read-index round; a leader without quorum would otherwise wait forever.
 /// A write that timed out may still commit: retrying is safe because ivory-core deduplicates
 /// event ids.
-const LOCAL_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const LOCAL_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Membership changes wait for a learner to catch up; bounded so that a dead learner fails the call.
 pub(crate) const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a leader checks its shards for holds due (DESIGN.md §3, Holds): an expired hold's
@@ -101,7 +101,7 @@ impl LeaderCache {
 
 pub(crate) struct Inner {
     pub(crate) cfg: NodeConfig,
-    storage: NodeStorage,
+    pub(crate) storage: NodeStorage,
     pub(crate) peers: Arc<Peers>,
     groups: RwLock<BTreeMap<GroupId, Group>>,
     /// Serialises opening and closing groups.
@@ -142,7 +142,7 @@ fn forward_err(shard: u32, me: u64, leader_id: Option<u64>) -> NodeError {
     }
 }
 
-fn no_quorum(shard: u32) -> NodeError {
+pub(crate) fn no_quorum(shard: u32) -> NodeError {
     NodeError::NoQuorum {
         shard,
         retry_after_ms: NO_QUORUM_RETRY_AFTER_MS,
@@ -164,7 +164,11 @@ fn map_write_err(shard: u32, me: u64, e: RaftError<TypeConfig, ClientWriteError<
     }
 }
 
-fn map_read_err(shard: u32, me: u64, e: RaftError<TypeConfig, LinearizableReadError<TypeConfig>>) -> NodeError {
+pub(crate) fn map_read_err(
+    shard: u32,
+    me: u64,
+    e: RaftError<TypeConfig, LinearizableReadError<TypeConfig>>,
+) -> NodeError {
     match e {
         RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => forward_err(shard, me, f.leader_id),
         RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)) => no_quorum(shard),
@@ -172,7 +176,7 @@ fn map_read_err(shard: u32, me: u64, e: RaftError<TypeConfig, LinearizableReadEr
     }
 }
 
-fn status_err(e: tonic::Status) -> NodeError {
+pub(crate) fn status_err(e: tonic::Status) -> NodeError {
     NodeError::Unavailable(e.to_string())
 }
 
@@ -238,6 +242,7 @@ impl Node {
         }
         node.spawn_sweeper();
         crate::rebalancer::spawn(&node);
+        node.spawn_address_announce();
         Ok(node)
     }
 
@@ -405,17 +410,18 @@ impl Node {
         Some(f(&guard))
     }
 
-    /// The address of node `id`: from the group's membership, else the cluster metadata, else the
+    /// The address of node `id`: from the cluster metadata, else the group's membership, else the
     /// peer list the node started with.
     pub(crate) fn addr_of(&self, shard: u32, id: u64) -> Option<String> {
+        // The metadata first: a member that restarted at another address is recorded there.
+        if let Some(Some(addr)) = self.with_meta(|m| m.addr_of(id).map(str::to_string)) {
+            return Some(addr);
+        }
         if let Some(g) = self.group(shard) {
             let m = Node::metrics(&g.raft);
             if let Some(n) = m.membership_config.membership().get_node(&id) {
                 return Some(n.addr.clone());
             }
-        }
-        if let Some(Some(addr)) = self.with_meta(|m| m.addr_of(id).map(str::to_string)) {
-            return Some(addr);
         }
         self.inner.cfg.peers.get(&id).cloned()
     }
@@ -447,7 +453,7 @@ impl Node {
         }
     }
 
-    fn channel_to(&self, shard: u32, id: u64) -> Result<PeerChannel, NodeError> {
+    pub(crate) fn channel_to(&self, shard: u32, id: u64) -> Result<PeerChannel, NodeError> {
         let addr = self
             .addr_of(shard, id)
             .ok_or_else(|| NodeError::Unavailable(format!("no address for node {id}")))?;

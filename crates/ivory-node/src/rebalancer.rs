@@ -85,6 +85,15 @@ impl Node {
                 .store(version, std::sync::atomic::Ordering::Relaxed);
             metrics::gauge!("ivory_placement_version").set(version as f64);
         }
+        if let Some(addresses) = self.with_meta(|m| {
+            m.members
+                .iter()
+                .filter(|(_, member)| member.state != MemberState::Removed)
+                .map(|(id, member)| (*id, member.addr.clone()))
+                .collect()
+        }) {
+            self.inner.peers.set_addresses(addresses);
+        }
         if !self.leads_meta() {
             return;
         }

@@ -19,7 +19,7 @@ use crate::log_store::{decode, encode};
 use crate::storage::Flusher;
 use crate::{GroupEntry, GroupReply, TypeConfig, io_err};
 
-const KEY_SNAPSHOT: &[u8] = b"snapshot";
+pub(crate) const KEY_SNAPSHOT: &[u8] = b"snapshot";
 
 /// The shard state, shared between the state machine task (writer) and the read path.
 pub type SharedShard = Arc<RwLock<Shard>>;
@@ -44,17 +44,17 @@ pub type SnapshotTrigger = Arc<OnceLock<crate::Raft>>;
 /// What a snapshot's data holds: the shard's deterministic bytes, checked by hash on install, and
 /// the cluster metadata (only the metadata group has any).
 #[derive(Serialize, Deserialize)]
-struct SnapshotPayload {
+pub(crate) struct SnapshotPayload {
     state_hash: [u8; 32],
     apply_digest: ApplyDigest,
     shard: Vec<u8>,
-    meta: ClusterMeta,
+    pub(crate) meta: ClusterMeta,
 }
 
 #[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMetaOf<TypeConfig>,
-    data: Vec<u8>,
+pub(crate) struct StoredSnapshot {
+    pub(crate) meta: SnapshotMetaOf<TypeConfig>,
+    pub(crate) data: Vec<u8>,
 }
 
 pub struct ShardStateMachine {
@@ -172,10 +172,45 @@ fn note_snapshot_size(tree: &sled::Tree, bytes: usize) {
     }
 }
 
+/// Snapshot data (what is stored, sent to a replica and backed up) starts with this magic and
+/// the format version as two ASCII digits; data without the magic is from before versions were
+/// written (read as version 1, the same layout).
+pub const SNAPSHOT_MAGIC: &[u8; 6] = b"IVSNAP";
+/// The snapshot format this build writes and the only one it reads.
+pub const SNAPSHOT_FORMAT_VERSION: &[u8; 2] = b"01";
+
+pub(crate) fn encode_payload(payload: &SnapshotPayload) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(payload.shard.len() + 256);
+    out.extend_from_slice(SNAPSHOT_MAGIC);
+    out.extend_from_slice(SNAPSHOT_FORMAT_VERSION);
+    out.extend_from_slice(&encode(payload)?);
+    Ok(out)
+}
+
+/// Decodes snapshot data, refusing a format version this build does not know.
+pub(crate) fn decode_payload(data: &[u8]) -> io::Result<SnapshotPayload> {
+    let Some(rest) = data.strip_prefix(SNAPSHOT_MAGIC.as_slice()) else {
+        return decode(data);
+    };
+    match rest.split_at_checked(SNAPSHOT_FORMAT_VERSION.len()) {
+        Some((version, body)) if version == SNAPSHOT_FORMAT_VERSION => decode(body),
+        Some((version, _)) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "snapshot format version {} is not known to this build of ivory (it reads version {}): \
+                 run the version that wrote it",
+                String::from_utf8_lossy(version),
+                String::from_utf8_lossy(SNAPSHOT_FORMAT_VERSION)
+            ),
+        )),
+        None => Err(io::Error::new(io::ErrorKind::InvalidData, "snapshot data is torn")),
+    }
+}
+
 /// Decodes a snapshot's data and checks the shard against its state hash.
-fn verified(data: &[u8]) -> io::Result<(Shard, SnapshotPayload)> {
+pub(crate) fn verified(data: &[u8]) -> io::Result<(Shard, SnapshotPayload)> {
     let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
-    let payload: SnapshotPayload = decode(data)?;
+    let payload = decode_payload(data)?;
     let shard = Shard::restore(&payload.shard).map_err(|e| invalid(e.to_string()))?;
     if shard.state_hash() != payload.state_hash {
         return Err(invalid("snapshot state hash mismatch".into()));
@@ -260,7 +295,7 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
         let data = match (self.shard.read(), self.digest.lock(), self.meta.read()) {
             (Ok(shard), Ok(digest), Ok(meta)) => {
                 let shard_bytes = shard.snapshot();
-                encode(&SnapshotPayload {
+                encode_payload(&SnapshotPayload {
                     state_hash: Sha256::digest(&shard_bytes).into(),
                     apply_digest: *digest,
                     shard: shard_bytes,
@@ -350,9 +385,9 @@ mod tests {
             .expect("open");
         let (_log, mut sm) = storage.open_group(1).await.expect("group");
         let good = sm.get_snapshot_builder().await.build_snapshot().await.expect("built");
-        let mut payload: SnapshotPayload = decode(&good.snapshot).expect("payload");
+        let mut payload = decode_payload(&good.snapshot).expect("payload");
         payload.state_hash[0] ^= 1;
-        let bad = encode(&payload).expect("encoded");
+        let bad = encode_payload(&payload).expect("encoded");
         let err = sm.install_snapshot(&good.meta, bad).await.expect_err("refused");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         let current = sm.get_current_snapshot().await.expect("read").expect("stored");
@@ -360,5 +395,28 @@ mod tests {
         sm.install_snapshot(&good.meta, good.snapshot.clone())
             .await
             .expect("a good one installs");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_of_an_unknown_format_version_is_refused_by_name_and_an_unversioned_one_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = NodeStorage::open_async(dir.path().to_path_buf(), StorageOptions::default())
+            .await
+            .expect("open");
+        let (_log, mut sm) = storage.open_group(1).await.expect("group");
+        let good = sm.get_snapshot_builder().await.build_snapshot().await.expect("built");
+        assert!(good.snapshot.starts_with(b"IVSNAP01"), "written with its version");
+        let mut newer = good.snapshot.clone();
+        newer[6..8].copy_from_slice(b"02");
+        let err = sm.install_snapshot(&good.meta, newer).await.expect_err("refused");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(
+            err.to_string().contains("snapshot format version 02 is not known"),
+            "{err}"
+        );
+        let unversioned = good.snapshot[8..].to_vec();
+        sm.install_snapshot(&good.meta, unversioned)
+            .await
+            .expect("data from before versions is version 1");
     }
 }

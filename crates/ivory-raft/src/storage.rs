@@ -371,13 +371,23 @@ impl NodeStorage {
     /// # Errors
     /// On sled errors or an undecodable stored snapshot.
     pub async fn open_group(&self, group: GroupId) -> io::Result<(GroupLogStore, ShardStateMachine)> {
-        let db = &self.inner.db;
-        let sm = db.open_tree(format!("g{group}.sm")).map_err(io_err)?;
-        self.inner.node_tree.insert(group_key(group), &[]).map_err(io_err)?;
+        let sm = self.tree_of(group)?;
+        self.note_hosted(group)?;
         self.inner.flusher.flush().await?;
         let log_store = GroupLogStore::new(group, self.inner.wal.clone(), self.inner.flusher.clone());
         let state_machine = ShardStateMachine::open(sm, self.inner.flusher.clone())?;
         Ok((log_store, state_machine))
+    }
+
+    /// The sled tree of `group`'s state machine (its stored snapshot).
+    pub(crate) fn tree_of(&self, group: GroupId) -> io::Result<sled::Tree> {
+        self.inner.db.open_tree(format!("g{group}.sm")).map_err(io_err)
+    }
+
+    /// Records that this node hosts `group` (durable with the next flush that includes sled).
+    pub(crate) fn note_hosted(&self, group: GroupId) -> io::Result<()> {
+        self.inner.node_tree.insert(group_key(group), &[]).map_err(io_err)?;
+        Ok(())
     }
 
     /// Forgets a group this node no longer hosts: its log and its state tree.

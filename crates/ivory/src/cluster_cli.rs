@@ -13,7 +13,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// Every call carries a token signed with the cluster secret.
-type Client = ClusterClient<InterceptedService<Channel, ClusterToken>>;
+pub(crate) type Client = ClusterClient<InterceptedService<Channel, ClusterToken>>;
 
 #[derive(Args)]
 pub struct ClusterArgs {
@@ -82,18 +82,28 @@ async fn connect(
     token: &ClusterToken,
     tls: Option<&tonic::transport::ClientTlsConfig>,
 ) -> Result<Client, String> {
+    connect_with(endpoint, token, tls, Duration::from_secs(30)).await
+}
+
+/// [`connect`] with another bound on each call.
+pub(crate) async fn connect_with(
+    endpoint: &str,
+    token: &ClusterToken,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+    call_timeout: Duration,
+) -> Result<Client, String> {
     let address = endpoint.split_once("://").map_or(endpoint, |(_, rest)| rest);
     let channel = ivory_node::network::endpoint(address, tls)
         .map_err(|e| format!("bad endpoint {endpoint}: {e}"))?
         .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(30))
+        .timeout(call_timeout)
         .connect()
         .await
         .map_err(|e| format!("cannot reach {endpoint}: {e}"))?;
     Ok(ClusterClient::with_interceptor(channel, token.clone()))
 }
 
-fn error_text(e: &proto::Error) -> String {
+pub(crate) fn error_text(e: &proto::Error) -> String {
     if e.code == "cluster.refused" {
         format!("refused: {}", e.message)
     } else {
@@ -102,7 +112,7 @@ fn error_text(e: &proto::Error) -> String {
 }
 
 /// A refused credential gets the same clear message whatever the command.
-fn call_error(what: &str, e: &tonic::Status) -> String {
+pub(crate) fn call_error(what: &str, e: &tonic::Status) -> String {
     if e.code() == tonic::Code::Unauthenticated {
         format!(
             "{what} refused: {} (IVORY_CLUSTER_SECRET or --cluster-secret-file must hold this cluster's secret)",

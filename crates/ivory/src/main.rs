@@ -2,10 +2,12 @@
 //! the node (raft groups on sled, gRPC), the REST gateway, metrics and tracing.
 
 mod backend;
+mod backup;
 mod cluster_cli;
 mod console;
 mod credentials;
 mod files;
+mod restore;
 mod secret;
 mod server;
 mod tls;
@@ -53,6 +55,10 @@ enum Command {
     Node(NodeArgs),
     /// Operate a running cluster: status, add-node, remove-node.
     Cluster(cluster_cli::ClusterArgs),
+    /// Copies a running cluster (every shard's snapshot, the metadata, a manifest with checksums).
+    Backup(backup::BackupArgs),
+    /// Builds a data directory from a backup, for `ivory serve` (or a new cluster's first node).
+    Restore(restore::RestoreArgs),
 }
 
 #[derive(Args)]
@@ -195,6 +201,8 @@ fn main() -> std::process::ExitCode {
             }
             Command::Node(args) => node_command(args).await,
             Command::Cluster(command) => cluster_cli::run(command).await,
+            Command::Backup(args) => backup::run(args).await,
+            Command::Restore(args) => restore::run(args).await,
         }
     });
     match result {
@@ -383,7 +391,16 @@ async fn run(
         ..StorageOptions::default()
     };
     let started = match membership {
-        Membership::Bootstrap(peers, replicas) => {
+        Membership::Bootstrap(mut peers, replicas) => {
+            // A restart (the storage exists) with another --advertise-addr keeps the node's id: it
+            // records that address in the cluster (ivory-node `spawn_address_announce`). A first
+            // start keeps --initial-cluster as given, which every initial member must agree on;
+            // without --advertise-addr the recorded address stays (--listen may be 0.0.0.0).
+            if let Some(advertised) = &common.advertise_addr
+                && common.data.join("sled").exists()
+            {
+                peers.insert(id, advertised.clone());
+            }
             Node::start_with(
                 NodeConfig {
                     id,

@@ -124,6 +124,14 @@ async fn a_cluster_over_mutual_tls_grows_shrinks_and_keeps_strangers_out() {
     let plain = cluster.cli(&["cluster", "status", "--endpoint", &endpoint], CLI).await;
     assert!(!plain.success, "{plain:?}");
 
+    // A backup over TLS: every group's snapshot comes from its leader through the endpoint.
+    let out = pki.path().join("backup");
+    let out = out.display().to_string();
+    let backup = ["backup", "--endpoint", &endpoint, "--out", &out, "--tls-ca", &ca_path];
+    let backed_up = cluster.cli(&backup, CLI).await;
+    assert!(backed_up.success, "{backed_up:?}");
+    assert!(pki.path().join("backup/manifest.json").exists());
+
     // Grow: node 4 joins over TLS and takes replicas; then shrink it away again.
     let addr4: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let add = [
