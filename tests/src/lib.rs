@@ -179,6 +179,11 @@ impl Cluster {
             "--shards".into(),
             shards.to_string(),
         ];
+        Cluster::one_node(bin, dir, addr, data, args)
+    }
+
+    /// One process, node 1, started with `args`.
+    fn one_node(bin: &Path, dir: tempfile::TempDir, addr: SocketAddr, data: PathBuf, args: Vec<String>) -> Cluster {
         let mut node = Proc {
             id: 1,
             addr,
@@ -200,21 +205,7 @@ impl Cluster {
     /// for the nodes that join it) on `data` (e.g. a restored data directory), listening on `addr`.
     pub fn first_node_at(bin: &Path, shards: u32, dir: tempfile::TempDir, data: PathBuf, addr: SocketAddr) -> Cluster {
         let args = node_args(1, addr, &data, &format!("1={addr}"), shards, 3);
-        let mut node = Proc {
-            id: 1,
-            addr,
-            data,
-            args,
-            env: Vec::new(),
-            child: None,
-        };
-        node.spawn(bin);
-        Cluster {
-            bin: bin.to_path_buf(),
-            nodes: vec![node],
-            cli_extra: Vec::new(),
-            _dir: dir,
-        }
+        Cluster::one_node(bin, dir, addr, data, args)
     }
 
     /// `ivory node` x n, replication factor min(n, 3).
