@@ -9,7 +9,6 @@ pub mod allocation;
 pub mod command;
 pub mod config;
 mod config_doc;
-mod config_formula;
 pub mod date;
 pub mod hold;
 pub mod json;
@@ -18,6 +17,7 @@ pub mod qty;
 pub mod query;
 pub mod schedule;
 mod shard;
+mod state;
 mod stock;
 
 pub use command::{
@@ -27,6 +27,9 @@ pub use command::{
 pub use config::{Config, ConfigError};
 pub use model::{Cell, Dims, MeasureRef, PartitionKey, Quantities};
 pub use qty::{Qty, QtyError};
-pub use query::{ExactFilter, Query, ReadRequest, ReadResponse, Record};
-pub use shard::{DEFAULT_ENVIRONMENT, EVENT_RETENTION_MS_DEFAULT, EVENTS_REMEMBERED_MAX, Shard, SnapshotError};
+pub use query::{ExactFilter, Query, Record};
+pub use shard::{
+    DEFAULT_ENVIRONMENT, EVENT_RETENTION_MS_DEFAULT, EVENTS_REMEMBERED_MAX, ReadRequest, ReadResponse, Shard,
+    SnapshotError,
+};
 pub use stock::reservation_id;
