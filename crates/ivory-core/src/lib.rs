@@ -2,8 +2,10 @@
 //!
 //! Read in this order: [`model`] (where stock lives), [`config`] (an environment's data sources,
 //! measures and hierarchies, in IV's JSON shape), [`command`] (the log entries and their results),
-//! [`Shard::apply`] (the deterministic state machine), [`query`] (reads). Every rule about stock
-//! is in this crate; the layers above only move commands and answers.
+//! `state` (what the rules read and write), [`Shard::apply`] and its dispatch (`shard/dispatch.rs`:
+//! which rules module applies each command), the rules ([`allocation`], [`hold`], [`schedule`],
+//! `stock`), [`query`] (reads). Every rule about stock is in this crate; the layers above only
+//! move commands and answers. The module graph is in the crate's README.
 
 pub mod allocation;
 pub mod command;
