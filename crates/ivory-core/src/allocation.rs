@@ -6,21 +6,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Allocation, CmdResult, Consumption, Modifier, Outcome, Reallocation};
+use crate::command::{Allocation, CmdResult, Consumption, Modifier, Outcome, Reallocation, out_of_range};
 use crate::config::Config;
 use crate::model::{Cell, Dims, MeasureRef, PartitionKey};
 use crate::qty::Qty;
-use crate::shard::{CellState, PartitionState};
-use crate::stock::{calculated_over, cell_mut, cell_ref, out_of_range};
-
-/// One group path's allocation in a cell.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AllocationState {
-    pub allocated: Qty,
-    pub consumed: Qty,
-    pub cumulative_allocated: Qty,
-    pub cumulative_consumed: Qty,
-}
+pub use crate::state::AllocationState;
+use crate::state::{CellState, PartitionState, calculated_over, cell_mut, cell_ref};
 
 /// `allocation/query`: exact dimensions; `groups` a prefix of the path (empty = every path).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,11 +35,13 @@ fn measure(name: &str) -> MeasureRef {
     MeasureRef::new("@iv", name)
 }
 
-fn add_to(cell: &mut CellState, name: &str, delta: Qty) -> Result<(), CmdResult> {
+/// The new value of an `@iv` measure of the cell, worked out before anything is written: every
+/// check that can refuse runs before the first write, so a refused command changes nothing.
+fn added(cell: Option<&CellState>, name: &str, delta: Qty) -> Result<(MeasureRef, Qty), CmdResult> {
     let m = measure(name);
-    let value = cell.get(&m).checked_add(delta).ok_or_else(|| out_of_range(&m))?;
-    cell.set(&m, value);
-    Ok(())
+    let before = cell.map_or(Qty::ZERO, |c| c.get(&m));
+    let value = before.checked_add(delta).ok_or_else(|| out_of_range(&m))?;
+    Ok((m, value))
 }
 
 fn check_path(config: &Config, field: &str, groups: &[String]) -> Result<(), CmdResult> {
@@ -119,9 +112,13 @@ pub(crate) fn allocate(
                 ),
             ));
         }
+        let current = cell_ref(partitions, &c.partition, &c.cell);
+        let allocated = added(current, "@allocated", c.quantity)?;
+        let cumulative = added(current, "@cumulative_allocated", c.quantity)?;
         let cell = cell_mut(partitions, &c.partition, &c.cell);
-        add_to(cell, "@allocated", c.quantity)?;
-        add_to(cell, "@cumulative_allocated", c.quantity)?;
+        for (m, value) in [allocated, cumulative] {
+            cell.set(&m, value);
+        }
         let path = cell.allocations.entry(c.groups.clone()).or_default();
         path.allocated = path.allocated + c.quantity;
         path.cumulative_allocated = path.cumulative_allocated + c.quantity;
@@ -137,12 +134,14 @@ pub(crate) fn unallocate(
     done((|| {
         check_path(config, "groups", &c.groups)?;
         check_quantity(c.quantity)?;
-        let have = allocated_at(cell_ref(partitions, &c.partition, &c.cell), &c.groups);
+        let current = cell_ref(partitions, &c.partition, &c.cell);
+        let have = allocated_at(current, &c.groups);
         if have < c.quantity {
             return Err(short(&c.groups, have, c.quantity));
         }
+        let (m, allocated) = added(current, "@allocated", -c.quantity)?;
         let cell = cell_mut(partitions, &c.partition, &c.cell);
-        add_to(cell, "@allocated", -c.quantity)?;
+        cell.set(&m, allocated);
         let path = cell.allocations.entry(c.groups.clone()).or_default();
         path.allocated = path.allocated - c.quantity;
         Ok(())
@@ -214,10 +213,15 @@ pub(crate) fn consume(
             let before = current.map_or(Qty::ZERO, |cell| cell.get(m));
             changes.push((m, before.checked_add(delta).ok_or_else(|| out_of_range(m))?));
         }
+        let own = [
+            added(current, "@allocated", -c.quantity)?,
+            added(current, "@consumed", c.quantity)?,
+            added(current, "@cumulative_consumed", c.quantity)?,
+        ];
         let cell = cell_mut(partitions, &c.partition, &c.cell);
-        add_to(cell, "@allocated", -c.quantity)?;
-        add_to(cell, "@consumed", c.quantity)?;
-        add_to(cell, "@cumulative_consumed", c.quantity)?;
+        for (m, value) in own {
+            cell.set(&m, value);
+        }
         for (m, value) in changes {
             cell.set(m, value);
         }

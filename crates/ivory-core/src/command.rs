@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Config;
+pub use crate::model::Modifier;
 use crate::model::{Cell, MeasureRef, PartitionKey, Quantities};
 use crate::qty::Qty;
 
@@ -52,7 +54,7 @@ pub enum Command {
     /// Uses allocated quantity: an on-hand change or a soft reservation (`/allocation/consume`).
     Consume(Consumption),
     /// A hold's lifecycle step in this shard; idempotent by hold id (see `hold`).
-    Hold(crate::hold::HoldCommand),
+    Hold(HoldCommand),
     /// Replaces an environment's configuration on this shard (`/configuration/hardupdate`).
     PutConfig {
         environment: String,
@@ -131,14 +133,6 @@ pub struct Reallocation {
     pub source_groups: Vec<String>,
     pub groups: Vec<String>,
     pub quantity: Qty,
-}
-
-/// How a consumption changes a physical measure: `Addition` adds the quantity, `Subtraction`
-/// removes it (IV: the opposite of the measure's sign in the pool formula).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Modifier {
-    Addition,
-    Subtraction,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -318,6 +312,107 @@ impl CmdResult {
             message: message.into(),
             reservation_id: None,
             invalid_offset: None,
+        }
+    }
+}
+
+pub(crate) fn out_of_range(m: &MeasureRef) -> CmdResult {
+    CmdResult::refused(
+        Outcome::Invalid,
+        format!(
+            "quantities.{m}: the result would leave the allowed range of +/-{}",
+            crate::qty::QTY_ABS_MAX
+        ),
+    )
+}
+
+/// Every (measure, quantity) of a request, checked against the configuration: a writable
+/// physical measure and a finite value. `@iv` measures are kept by Ivory itself.
+pub(crate) fn writable_measures(config: &Config, quantities: &Quantities) -> Result<Vec<(MeasureRef, Qty)>, String> {
+    let mut out = Vec::new();
+    for (ds, measures) in quantities {
+        for (measure, qty) in measures {
+            let m = MeasureRef::new(ds, measure);
+            if !config.is_physical(&m) {
+                return Err(format!(
+                    "quantities.{ds}.{measure}: '{m}' is not a configured physical measure; {}",
+                    config.describe_physical(&m.data_source)
+                ));
+            }
+            if m.data_source.starts_with('@') {
+                return Err(format!(
+                    "quantities.{ds}.{measure}: '@' measures are maintained by Ivory, not written directly"
+                ));
+            }
+            out.push((m, *qty));
+        }
+    }
+    if out.is_empty() {
+        return Err("quantities: at least one data source and measure is required".into());
+    }
+    Ok(out)
+}
+
+// Hold commands: a hold's lifecycle step in one shard (rules in `hold`).
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct HoldKey {
+    pub environment: String,
+    pub organization: String,
+    pub id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HoldLine {
+    pub line_id: String,
+    pub partition: PartitionKey,
+    pub cell: Cell,
+    pub quantity: Qty,
+    /// Skip the availability check for this line (Digital River's `allowOversell`).
+    pub allow_oversell: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum HoldCommand {
+    /// Creates the hold's lines of this shard; `tentative` for the first phase across shards.
+    Create {
+        key: HoldKey,
+        measure: MeasureRef,
+        lines: Vec<HoldLine>,
+        expires_at_ms: u64,
+        all_or_nothing: bool,
+        tentative: bool,
+        body_fingerprint: [u8; 16],
+        primary: bool,
+    },
+    /// Second phase across shards: tentative -> active with the hold's real expiry.
+    Commit { key: HoldKey, expires_at_ms: u64 },
+    /// Releases every open line (DELETE).
+    Release { key: HoldKey },
+    /// No expiry from now on.
+    Confirm { key: HoldKey },
+    /// A new expiry (the timer restarts).
+    Extend { key: HoldKey, expires_at_ms: u64 },
+    /// The listed lines (all when empty) leave on-hand, as a fulfilment order does.
+    Consume { key: HoldKey, line_ids: Vec<String> },
+    /// Replaces the hold's lines in this shard (add, change, remove) and restarts the timer.
+    ReplaceLines {
+        key: HoldKey,
+        lines: Vec<HoldLine>,
+        expires_at_ms: u64,
+    },
+}
+
+impl HoldCommand {
+    pub fn key(&self) -> &HoldKey {
+        match self {
+            HoldCommand::Create { key, .. }
+            | HoldCommand::Commit { key, .. }
+            | HoldCommand::Release { key }
+            | HoldCommand::Confirm { key }
+            | HoldCommand::Extend { key, .. }
+            | HoldCommand::Consume { key, .. }
+            | HoldCommand::ReplaceLines { key, .. } => key,
         }
     }
 }

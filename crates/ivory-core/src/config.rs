@@ -7,12 +7,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+mod formula;
+
 pub use crate::config_doc::*;
-use crate::config_formula::compile_calculated;
 use crate::json::KeyCanon;
 use crate::model::{
     BASE_DIMENSIONS, Dims, LOCATION_ID, MeasureRef, NAME_LEN_MAX, PartitionKey, SITE_ID, base_dimension, canonical_name,
 };
+use formula::compile_calculated;
 
 /// IV's allocation hierarchy has Group0..Group7.
 pub const ALLOCATION_GROUPS_MAX: usize = 8;
@@ -741,15 +743,15 @@ impl Config {
     /// calculated one (IV's default) gets the quantity on its first subtracted measure
     /// (`pos.outbound` by default), so on-hand falls whichever supply measure the stock came in
     /// on; `None` when the configuration has no `iv.onhand`.
-    pub fn stock_leaves_by(&self) -> (Option<MeasureRef>, crate::Modifier) {
+    pub fn stock_leaves_by(&self) -> (Option<MeasureRef>, crate::model::Modifier) {
         let on_hand = MeasureRef::new("iv", "onhand");
         if self.is_physical(&on_hand) {
-            return (Some(on_hand), crate::Modifier::Subtraction);
+            return (Some(on_hand), crate::model::Modifier::Subtraction);
         }
         match self.calculated.get(&on_hand) {
-            Some(f) if !f.sub.is_empty() => (f.sub.first().cloned(), crate::Modifier::Addition),
-            Some(f) => (f.add.first().cloned(), crate::Modifier::Subtraction),
-            None => (None, crate::Modifier::Subtraction),
+            Some(f) if !f.sub.is_empty() => (f.sub.first().cloned(), crate::model::Modifier::Addition),
+            Some(f) => (f.add.first().cloned(), crate::model::Modifier::Subtraction),
+            None => (None, crate::model::Modifier::Subtraction),
         }
     }
 
@@ -800,7 +802,10 @@ mod tests {
         assert_eq!(c.available_to_allocate.add, atr.add);
         assert_eq!(
             c.stock_leaves_by(),
-            (Some(MeasureRef::new("pos", "outbound")), crate::Modifier::Addition)
+            (
+                Some(MeasureRef::new("pos", "outbound")),
+                crate::model::Modifier::Addition
+            )
         );
         assert_eq!(
             c.reserv_mappings[&MeasureRef::new("@iv", "@softreserved")],

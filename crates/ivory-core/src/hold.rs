@@ -22,12 +22,12 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{CmdResult, Modifier, Outcome};
+use crate::command::{CmdResult, Modifier, Outcome, out_of_range};
+pub use crate::command::{HoldCommand, HoldKey, HoldLine};
 use crate::config::Config;
-use crate::model::{Cell, MeasureRef, PartitionKey};
+use crate::model::{MeasureRef, PartitionKey};
 use crate::qty::Qty;
-use crate::shard::PartitionState;
-use crate::stock::{calculated_over, cell_mut, cell_ref, out_of_range};
+use crate::state::{PartitionState, calculated_over, cell_mut, cell_ref, restore_cells, save_cells};
 
 /// Lines in one hold: a cart, not a catalogue.
 pub const HOLD_LINES_MAX: usize = 512;
@@ -67,23 +67,6 @@ impl HoldStatus {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct HoldKey {
-    pub environment: String,
-    pub organization: String,
-    pub id: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HoldLine {
-    pub line_id: String,
-    pub partition: PartitionKey,
-    pub cell: Cell,
-    pub quantity: Qty,
-    /// Skip the availability check for this line (Digital River's `allowOversell`).
-    pub allow_oversell: bool,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LineState {
     Held,
@@ -116,51 +99,6 @@ pub struct HoldState {
     /// The shard that speaks for the hold in the event stream (the shard of its first line), so
     /// a hold across shards emits each event once.
     pub primary: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum HoldCommand {
-    /// Creates the hold's lines of this shard; `tentative` for the first phase across shards.
-    Create {
-        key: HoldKey,
-        measure: MeasureRef,
-        lines: Vec<HoldLine>,
-        expires_at_ms: u64,
-        all_or_nothing: bool,
-        tentative: bool,
-        body_fingerprint: [u8; 16],
-        primary: bool,
-    },
-    /// Second phase across shards: tentative -> active with the hold's real expiry.
-    Commit { key: HoldKey, expires_at_ms: u64 },
-    /// Releases every open line (DELETE).
-    Release { key: HoldKey },
-    /// No expiry from now on.
-    Confirm { key: HoldKey },
-    /// A new expiry (the timer restarts).
-    Extend { key: HoldKey, expires_at_ms: u64 },
-    /// The listed lines (all when empty) leave on-hand, as a fulfilment order does.
-    Consume { key: HoldKey, line_ids: Vec<String> },
-    /// Replaces the hold's lines in this shard (add, change, remove) and restarts the timer.
-    ReplaceLines {
-        key: HoldKey,
-        lines: Vec<HoldLine>,
-        expires_at_ms: u64,
-    },
-}
-
-impl HoldCommand {
-    pub fn key(&self) -> &HoldKey {
-        match self {
-            HoldCommand::Create { key, .. }
-            | HoldCommand::Commit { key, .. }
-            | HoldCommand::Release { key }
-            | HoldCommand::Confirm { key }
-            | HoldCommand::Extend { key, .. }
-            | HoldCommand::Consume { key, .. }
-            | HoldCommand::ReplaceLines { key, .. } => key,
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -651,6 +589,14 @@ impl Holds {
         let (measure, all_or_nothing) = (hold.measure.clone(), hold.all_or_nothing);
         // Release the old lines, try the new ones; put the old ones back if the new ones fail.
         let mut old = hold.clone();
+        let saved = save_cells(
+            partitions,
+            old.lines
+                .iter()
+                .map(|l| &l.line)
+                .chain(lines)
+                .map(|l| (&l.partition, &l.cell)),
+        );
         release_lines(partitions, &mut old, LineState::Released, None);
         match hold_lines(partitions, config, &measure, lines, all_or_nothing) {
             Ok(held) => {
@@ -663,15 +609,8 @@ impl Holds {
                 CmdResult::success()
             }
             Err(message) => {
-                let restore: Vec<HoldLine> = self.holds[key]
-                    .lines
-                    .iter()
-                    .filter(|l| l.state == LineState::Held)
-                    .map(|l| l.line.clone())
-                    .collect();
-                for line in &restore {
-                    add_held(partitions, &measure, line, line.quantity);
-                }
+                // The old lines hold their stock again, exactly as before.
+                restore_cells(partitions, saved);
                 CmdResult::refused(Outcome::Insufficient, message)
             }
         }
@@ -747,6 +686,12 @@ fn hold_lines(
         .get(measure)
         .and_then(|g| config.calculated.get(g));
     let mut held: Vec<HeldLine> = Vec::with_capacity(lines.len());
+    // With all-or-nothing a short line puts every cell back exactly as it was.
+    let saved = if all_or_nothing {
+        save_cells(partitions, lines.iter().map(|l| (&l.partition, &l.cell)))
+    } else {
+        Vec::new()
+    };
     for line in lines {
         let cells = partitions
             .get(&line.partition)
@@ -766,9 +711,7 @@ fn hold_lines(
             continue;
         }
         if all_or_nothing {
-            for done in held.iter().filter(|l| l.state == LineState::Held) {
-                add_held(partitions, measure, &done.line, -done.line.quantity);
-            }
+            restore_cells(partitions, saved);
             if !fits {
                 return Err(format!(
                     "not enough stock for line '{}': {} available, {} requested; nothing is held",

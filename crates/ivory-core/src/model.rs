@@ -167,6 +167,14 @@ pub struct Cell {
 /// Quantities of physical measures: data source -> measure -> quantity (lower-case names).
 pub type Quantities = BTreeMap<String, BTreeMap<String, crate::Qty>>;
 
+/// How a consumption changes a physical measure: `Addition` adds the quantity, `Subtraction`
+/// removes it (IV: the opposite of the measure's sign in the pool formula).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Modifier {
+    Addition,
+    Subtraction,
+}
+
 /// A `(data source, measure)` pair such as `iv.softreservphysical`, lower case.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct MeasureRef {

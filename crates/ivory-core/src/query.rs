@@ -7,55 +7,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
-use crate::model::{Dims, LOCATION_ID, PartitionKey, Quantities, SITE_ID};
+use crate::config::{Config, Formula};
+use crate::model::{Dims, LOCATION_ID, MeasureRef, PartitionKey, Quantities, SITE_ID};
 use crate::qty::Qty;
-use crate::shard::{CellState, PartitionState};
+use crate::state::{CellState, PartitionState};
 
 /// IV: at most 5,000 product ids per query.
 pub const QUERY_PRODUCTS_MAX: usize = 5_000;
 /// IV v1: NumOf(siteId) x NumOf(locationId) <= 100.
 pub const QUERY_LOCATIONS_MAX: usize = 100;
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum ReadRequest {
-    Query(Query),
-    /// The environment's configuration document (JSON).
-    Config {
-        environment: String,
-    },
-    /// The partitions of an environment that hold data in this shard.
-    Partitions {
-        environment: String,
-    },
-    StateHash,
-    /// `allocation/query`.
-    Allocations(crate::allocation::AllocationQuery),
-    /// A hold as this shard knows it.
-    Hold(crate::hold::HoldKey),
-    /// The shard's hold events from a position (sequence number) on.
-    Events {
-        from_seq: u64,
-        limit: usize,
-    },
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum ReadResponse {
-    Records(Vec<Record>),
-    Config(String),
-    Partitions(Vec<PartitionKey>),
-    StateHash([u8; 32]),
-    Allocations(Vec<crate::allocation::AllocationRecord>),
-    Hold(Option<Box<crate::hold::HoldState>>),
-    /// Events from the requested position, and the position after the last event of the shard.
-    Events {
-        events: Vec<crate::hold::Event>,
-        next_seq: u64,
-    },
-    /// The request breaks a rule of the configuration (e.g. an ATP query's group-by).
-    Refused(String),
-}
 
 /// Exact query: the cell's values of `dims` must equal one of `tuples`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,7 +42,7 @@ pub struct Query {
     pub group_by: Vec<String>,
     pub return_negative: bool,
     /// `QueryATP`: add scheduled deltas and ATP per day to each record.
-    pub atp: Option<crate::schedule::AtpRequest>,
+    pub atp: Option<AtpRequest>,
 }
 
 impl Query {
@@ -230,7 +190,7 @@ pub(crate) fn evaluate(partitions: &BTreeMap<PartitionKey, PartitionState>, conf
                 let site = dims.remove(SITE_ID).unwrap_or_else(|| partition.site.clone());
                 let location = dims.remove(LOCATION_ID).unwrap_or_else(|| partition.location.clone());
                 let (quantities_by_date, atp_quantities) = match &q.atp {
-                    Some(request) => crate::schedule::atp_for(config, request, &physical, &scheduled),
+                    Some(request) => atp_for(config, request, &physical, &scheduled),
                     None => Default::default(),
                 };
                 out.push(Record {
@@ -281,4 +241,83 @@ pub(crate) fn with_all_measures(config: &Config, physical: &Quantities, return_n
         }
     }
     out
+}
+
+// Available-to-promise over a cell's schedules (written by `schedule`): ATP(d) = min over d' in
+// [d, end of window] of projected(d'), where projected(d) = the ATP measure now plus every
+// scheduled delta of it dated on or before d.
+
+/// What an ATP query asks: the window starts at `today` (the reader's UTC day); `from`/`to` only
+/// filter which days are returned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AtpRequest {
+    pub today: i64,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+fn evaluate_formula(formula: &Formula, q: &Quantities) -> Qty {
+    let get = |m: &MeasureRef| {
+        q.get(&m.data_source)
+            .and_then(|x| x.get(&m.measure))
+            .copied()
+            .unwrap_or(Qty::ZERO)
+    };
+    let add: Qty = formula.add.iter().map(get).sum();
+    let sub: Qty = formula.sub.iter().map(get).sum();
+    add - sub
+}
+
+/// `quantitiesByDate` and `atpQuantities` of one aggregated record.
+fn atp_for(
+    config: &Config,
+    request: &AtpRequest,
+    current: &Quantities,
+    scheduled: &BTreeMap<i64, Quantities>,
+) -> (BTreeMap<i64, Quantities>, BTreeMap<i64, Quantities>) {
+    let rules = &config.schedule;
+    let end = request.today + i64::from(rules.period_days) - 1;
+    let in_window: BTreeMap<i64, &Quantities> = scheduled.range(request.today..=end).map(|(d, q)| (*d, q)).collect();
+
+    let mut by_date = BTreeMap::new();
+    for (day, deltas) in &in_window {
+        let mut row = (*deltas).clone();
+        for m in &rules.by_date_measures {
+            if let Some(f) = config.calculated.get(m) {
+                row.entry(m.data_source.clone())
+                    .or_default()
+                    .insert(m.measure.clone(), evaluate_formula(f, deltas));
+            }
+        }
+        by_date.insert(*day, row);
+    }
+
+    let days: Vec<i64> = (request.today..=end).collect();
+    let mut atp: BTreeMap<i64, Quantities> = BTreeMap::new();
+    for m in &rules.atp_measures {
+        let Some(f) = config.calculated.get(m) else { continue };
+        let mut projected = Vec::with_capacity(days.len());
+        let mut level = evaluate_formula(f, current);
+        for day in &days {
+            if let Some(deltas) = in_window.get(day) {
+                level = level + evaluate_formula(f, deltas);
+            }
+            projected.push(level);
+        }
+        // Suffix minima: what can be promised on day d without breaking a later day.
+        let mut floor: Option<Qty> = None;
+        for (i, day) in days.iter().enumerate().rev() {
+            let value = floor.map_or(projected[i], |f| f.min(projected[i]));
+            floor = Some(value);
+            let wanted = request.from.is_none_or(|f| *day >= f) && request.to.is_none_or(|t| *day <= t);
+            if wanted {
+                atp.entry(*day)
+                    .or_default()
+                    .entry(m.data_source.clone())
+                    .or_default()
+                    .insert(m.measure.clone(), value);
+            }
+        }
+    }
+    (by_date, atp)
 }

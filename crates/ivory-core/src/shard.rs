@@ -1,18 +1,24 @@
 //! The shard state machine: every partition a shard owns, its remembered event ids, and the
 //! environments' configurations. `apply` is a pure function of (state, batch).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::command::{Batch, CmdResult, Command, OpCode, Outcome};
+use crate::allocation::{AllocationQuery, AllocationRecord};
+use crate::command::{Batch, CmdResult};
 use crate::config::Config;
-use crate::hold::HoldCommand;
-use crate::model::{Dims, MeasureRef, PartitionKey, Quantities};
-use crate::qty::Qty;
-use crate::query::{ReadRequest, ReadResponse};
+use crate::hold::{Event, HoldKey, HoldState};
+use crate::model::PartitionKey;
+use crate::query::{Query, Record};
+use crate::state::{EventKey, EventRecord, PartitionState};
+
+mod dispatch;
+mod invariants;
+#[cfg(test)]
+mod refusal_tests;
 
 /// How long an event id is remembered (by command timestamps): IV clients retry within hours,
 /// order systems replay a day's events after an outage.
@@ -30,87 +36,46 @@ const EVENT_PRUNE_PER_BATCH_MAX: usize = 1024;
 /// this keeps a shard's snapshot well under the 1 GiB a replica accepts.
 pub const EVENTS_REMEMBERED_MAX: usize = 1_000_000;
 
-/// State of one stock cell.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct CellState {
-    pub quantities: Quantities,
-    /// Per physical measure, the `modifiedDateTimeUTC` of the last set-on-hand applied.
-    pub set_modified_ms: BTreeMap<MeasureRef, u64>,
-    /// UTC day -> scheduled deltas (never part of current on-hand).
-    pub schedules: BTreeMap<i64, Quantities>,
-    /// Group path (values in level order) -> its allocation.
-    pub allocations: BTreeMap<Vec<String>, crate::allocation::AllocationState>,
-}
-
-impl CellState {
-    pub fn get(&self, m: &MeasureRef) -> Qty {
-        self.quantities
-            .get(&m.data_source)
-            .and_then(|ds| ds.get(&m.measure))
-            .copied()
-            .unwrap_or(Qty::ZERO)
-    }
-
-    pub fn set(&mut self, m: &MeasureRef, q: Qty) {
-        self.quantities
-            .entry(m.data_source.clone())
-            .or_default()
-            .insert(m.measure.clone(), q);
-    }
-}
-
-/// A reservation: a product + dimensions + holding measure, with its open quantity.
+/// A read of one shard's state (answered by [`Shard::read`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Reservation {
-    pub product: String,
-    pub dims: Dims,
-    pub measure: MeasureRef,
-    pub quantity: Qty,
+pub enum ReadRequest {
+    Query(Query),
+    /// The environment's configuration document (JSON).
+    Config {
+        environment: String,
+    },
+    /// The partitions of an environment that hold data in this shard.
+    Partitions {
+        environment: String,
+    },
+    StateHash,
+    /// `allocation/query`.
+    Allocations(AllocationQuery),
+    /// A hold as this shard knows it.
+    Hold(HoldKey),
+    /// The shard's hold events from a position (sequence number) on.
+    Events {
+        from_seq: u64,
+        limit: usize,
+    },
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct PartitionState {
-    /// product -> dimensions -> cell
-    pub products: BTreeMap<String, BTreeMap<Dims, CellState>>,
-    pub reservations: BTreeMap<String, Reservation>,
-}
-
-/// Idempotency key: one client id per partition and kind of operation, as the first 16 bytes of
-/// SHA-256 over (partition, operation, id). A fixed-size key keeps the lookups that every command
-/// makes free of pointer chasing through strings (a collision needs about 2^64 ids).
-type EventKey = [u8; 16];
-
-fn event_key(partition: &PartitionKey, op: OpCode, id: &str) -> EventKey {
-    let mut h = Sha256::new();
-    h.update(partition.canonical_bytes());
-    h.update(op.prefix().as_bytes());
-    h.update([0u8]);
-    h.update(id.as_bytes());
-    truncate(h.finalize().into())
-}
-
-/// Which partition (and environment) a remembered event belongs to, for clean-up.
-fn scope_tags(partition: &PartitionKey) -> (u64, u64) {
-    let tag = |bytes: &[u8]| {
-        let d: [u8; 32] = Sha256::digest(bytes).into();
-        u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
-    };
-    (tag(partition.environment.as_bytes()), tag(&partition.canonical_bytes()))
-}
-
-fn truncate(digest: [u8; 32]) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&digest[..16]);
-    out
-}
-
+/// The answer to a [`ReadRequest`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct EventRecord {
-    fingerprint: [u8; 16],
-    ts_ms: u64,
-    environment_tag: u64,
-    partition_tag: u64,
-    result: CmdResult,
+pub enum ReadResponse {
+    Records(Vec<Record>),
+    Config(String),
+    Partitions(Vec<PartitionKey>),
+    StateHash([u8; 32]),
+    Allocations(Vec<AllocationRecord>),
+    Hold(Option<Box<HoldState>>),
+    /// Events from the requested position, and the position after the last event of the shard.
+    Events {
+        events: Vec<Event>,
+        next_seq: u64,
+    },
+    /// The request breaks a rule of the configuration (e.g. an ATP query's group-by).
+    Refused(String),
 }
 
 /// Everything that is replicated, serialised as is into snapshots; BTreeMaps only, so the bytes
@@ -219,147 +184,9 @@ impl Shard {
         // answers as the first time did.
         let horizon = self.state.clock_ms.saturating_sub(self.state.event_retention_ms);
         self.state.holds.prune_finished(horizon);
-        batch.commands.iter().map(|c| self.apply_one(c)).collect()
-    }
-
-    fn apply_one(&mut self, command: &Command) -> CmdResult {
-        let (Some((op, id)), Some(partition)) = (command.event(), command.partition()) else {
-            return self.apply_admin(command);
-        };
-        let key = event_key(partition, op, id);
-        let fingerprint = fingerprint(command);
-        if let Some(seen) = self.state.events.get(&key) {
-            if seen.fingerprint == fingerprint {
-                return seen.result.clone();
-            }
-            return CmdResult::refused(
-                Outcome::Conflict,
-                format!(
-                    "event id '{id}' was already used for a different {} request",
-                    op.prefix()
-                ),
-            );
-        }
-        let config = Arc::clone(self.config(&partition.environment));
-        let product = command.product();
-        let low_before = self.low_stock_level(&config, partition, product);
-        let result = crate::stock::apply_stock(&mut self.state.partitions, &config, self.state.clock_ms, command);
-        if result.outcome.applied() {
-            self.alert_if_crossed(&config, partition, product, low_before);
-        }
-        // Refusals for bad input are not remembered: the client may fix the body and reuse the id.
-        if result.outcome != Outcome::Invalid {
-            let ts_ms = self.state.clock_ms;
-            let (environment_tag, partition_tag) = scope_tags(partition);
-            self.state.events_by_time.push_back((ts_ms, key));
-            self.state.events.insert(
-                key,
-                EventRecord {
-                    fingerprint,
-                    ts_ms,
-                    environment_tag,
-                    partition_tag,
-                    result: result.clone(),
-                },
-            );
-        }
-        result
-    }
-
-    /// The low-stock measure of a product over its whole partition, when alerts are on.
-    fn low_stock_level(&self, config: &Config, partition: &PartitionKey, product: Option<&str>) -> Option<Qty> {
-        let low = config.low_stock.as_ref()?;
-        let cells = self.state.partitions.get(partition)?.products.get(product?)?;
-        Some(crate::stock::calculated_over(Some(cells), &low.formula, &[]))
-    }
-
-    fn alert_if_crossed(
-        &mut self,
-        config: &Config,
-        partition: &PartitionKey,
-        product: Option<&str>,
-        before: Option<Qty>,
-    ) {
-        let (Some(low), Some(product)) = (config.low_stock.as_ref(), product) else {
-            return;
-        };
-        let Some(after) = self.low_stock_level(config, partition, Some(product)) else {
-            return;
-        };
-        // A product first seen below the threshold (before = None) alerts too: it never had stock.
-        let was_above = before.is_none_or(|b| b >= low.threshold);
-        if was_above && after < low.threshold {
-            let alert = crate::hold::StockAlert {
-                partition: partition.clone(),
-                product: product.to_string(),
-                measure: low.measure.clone(),
-                value: after,
-                threshold: low.threshold,
-            };
-            self.state.holds.emit_stock(self.state.clock_ms, alert);
-        }
-    }
-
-    fn apply_admin(&mut self, command: &Command) -> CmdResult {
-        match command {
-            Command::Hold(hold) => {
-                let config = Arc::clone(self.config(&hold.key().environment));
-                let now = self.state.clock_ms;
-                // Holding stock lowers availability: watch every product the new lines touch.
-                let touched: BTreeSet<(PartitionKey, String)> = match hold {
-                    HoldCommand::Create { lines, .. } | HoldCommand::ReplaceLines { lines, .. } => lines
-                        .iter()
-                        .map(|l| (l.partition.clone(), l.cell.product.clone()))
-                        .collect(),
-                    _ => BTreeSet::new(),
-                };
-                let before: Vec<Option<Qty>> = touched
-                    .iter()
-                    .map(|(p, product)| self.low_stock_level(&config, p, Some(product)))
-                    .collect();
-                let result = self.state.holds.apply(&mut self.state.partitions, &config, now, hold);
-                if result.outcome.applied() {
-                    for ((p, product), before) in touched.iter().zip(before) {
-                        self.alert_if_crossed(&config, p, Some(product), before);
-                    }
-                }
-                result
-            }
-            Command::PutConfig {
-                environment,
-                config_json,
-            } => match Config::from_json(config_json) {
-                Ok(config) => {
-                    self.state.configs.insert(environment.clone(), config_json.clone());
-                    self.compiled.insert(environment.clone(), Arc::new(config));
-                    CmdResult::success()
-                }
-                Err(e) => CmdResult::refused(Outcome::Invalid, e.to_string()),
-            },
-            Command::CleanUp {
-                environment,
-                partitions,
-            } => {
-                let doomed = |p: &PartitionKey| {
-                    p.environment == *environment && partitions.as_ref().is_none_or(|list| list.contains(p))
-                };
-                self.state.partitions.retain(|p, _| !doomed(p));
-                self.state.holds.forget(environment, partitions.is_none(), doomed);
-                let doomed_tags: Option<BTreeSet<u64>> = partitions
-                    .as_ref()
-                    .map(|list| list.iter().map(|p| scope_tags(p).1).collect());
-                let environment_tag = scope_tags(&PartitionKey::new(environment.clone(), "", "", "")).0;
-                self.state.events.retain(|_, e| {
-                    let in_scope = e.environment_tag == environment_tag
-                        && doomed_tags.as_ref().is_none_or(|tags| tags.contains(&e.partition_tag));
-                    !in_scope
-                });
-                // The time index keeps the forgotten keys; pruning skips keys no longer remembered.
-                CmdResult::success()
-            }
-            // Stock commands always carry an event id and a partition.
-            _ => CmdResult::refused(Outcome::Invalid, "command without an event id or partition"),
-        }
+        let results: Vec<CmdResult> = batch.commands.iter().map(|c| self.apply_one(c)).collect();
+        debug_assert_eq!(results.len(), batch.commands.len(), "one result per command");
+        results
     }
 
     fn prune_events(&mut self) {
@@ -458,9 +285,4 @@ impl Shard {
     pub fn remembered_events(&self) -> usize {
         self.state.events.len()
     }
-}
-
-fn fingerprint(command: &Command) -> [u8; 16] {
-    let bytes = postcard::to_stdvec(command).unwrap_or_default();
-    truncate(Sha256::digest(bytes).into())
 }

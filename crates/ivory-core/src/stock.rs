@@ -1,128 +1,22 @@
 //! The stock rules: on-hand change, set on-hand, reserve and unreserve on one partition.
 //!
-//! Each `plan_*` works out the whole change and refuses before touching anything, so a refused
-//! command changes nothing; only the `apply_*` that follows writes.
+//! Each function checks the whole command and works out the new values before it writes, so a
+//! refused command changes nothing; the writes come last. The shard's dispatch (`shard::dispatch`)
+//! calls them; this module depends only on the state and command types.
 
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::command::{Availability, CmdResult, Command, OnHandChange, Outcome, Reserve, SetOnHand, Unreserve};
+use crate::command::{
+    Availability, CmdResult, OnHandChange, Outcome, Reserve, SetOnHand, Unreserve, out_of_range, writable_measures,
+};
 use crate::config::Config;
-use crate::model::{Cell, Dims, MeasureRef, PartitionKey, Quantities};
+use crate::model::{Cell, Dims, MeasureRef, PartitionKey};
 use crate::qty::Qty;
-use crate::shard::{CellState, PartitionState, Reservation};
+use crate::state::{PartitionState, Reservation, calculated_over, cell_mut, cell_ref};
 
-pub(crate) fn apply_stock(
-    partitions: &mut BTreeMap<PartitionKey, PartitionState>,
-    config: &Config,
-    clock_ms: u64,
-    command: &Command,
-) -> CmdResult {
-    // By location, site and location are the partition: stock may arrive without them (it is
-    // kept under empty ones), but nothing can be reserved or allocated there (IV: body 500).
-    let takes_stock = matches!(
-        command,
-        Command::Reserve(_)
-            | Command::Allocate(_)
-            | Command::Unallocate(_)
-            | Command::Reallocate(_)
-            | Command::Consume(_)
-    );
-    if takes_stock
-        && config.partition_mode == crate::config::PartitionMode::ByLocation
-        && command
-            .partition()
-            .is_some_and(|p| p.site.is_empty() || p.location.is_empty())
-    {
-        return CmdResult::refused(
-            Outcome::Refused,
-            "dimensions.siteId and dimensions.locationId are required: partitions are by location",
-        );
-    }
-    match command {
-        Command::OnHandChange(c) => on_hand_change(partitions, config, c),
-        Command::SetOnHand(c) => set_on_hand(partitions, config, c),
-        Command::Reserve(c) => reserve(partitions, config, c),
-        Command::Unreserve(c) => unreserve(partitions, c),
-        Command::ScheduleChange(c) => crate::schedule::schedule_change(partitions, config, clock_ms, c),
-        Command::Allocate(c) => crate::allocation::allocate(partitions, config, c),
-        Command::Unallocate(c) => crate::allocation::unallocate(partitions, config, c),
-        Command::Reallocate(c) => crate::allocation::reallocate(partitions, config, c),
-        Command::Consume(c) => crate::allocation::consume(partitions, config, c),
-        Command::Hold(_) | Command::PutConfig { .. } | Command::CleanUp { .. } => {
-            CmdResult::refused(Outcome::Invalid, "not a stock command")
-        }
-    }
-}
-
-/// Every (measure, quantity) of a request, checked against the configuration: a writable
-/// physical measure and a finite value. `@iv` measures are kept by Ivory itself.
-pub(crate) fn writable_measures(config: &Config, quantities: &Quantities) -> Result<Vec<(MeasureRef, Qty)>, String> {
-    let mut out = Vec::new();
-    for (ds, measures) in quantities {
-        for (measure, qty) in measures {
-            let m = MeasureRef::new(ds, measure);
-            if !config.is_physical(&m) {
-                return Err(format!(
-                    "quantities.{ds}.{measure}: '{m}' is not a configured physical measure; {}",
-                    config.describe_physical(&m.data_source)
-                ));
-            }
-            if m.data_source.starts_with('@') {
-                return Err(format!(
-                    "quantities.{ds}.{measure}: '@' measures are maintained by Ivory, not written directly"
-                ));
-            }
-            out.push((m, *qty));
-        }
-    }
-    if out.is_empty() {
-        return Err("quantities: at least one data source and measure is required".into());
-    }
-    Ok(out)
-}
-
-pub(crate) fn out_of_range(m: &MeasureRef) -> CmdResult {
-    CmdResult::refused(
-        Outcome::Invalid,
-        format!(
-            "quantities.{m}: the result would leave the allowed range of +/-{}",
-            crate::qty::QTY_ABS_MAX
-        ),
-    )
-}
-
-/// The cell, created on first use. Keys are cloned only when something is created: this runs for
-/// every command.
-pub(crate) fn cell_mut<'a>(
-    partitions: &'a mut BTreeMap<PartitionKey, PartitionState>,
-    p: &PartitionKey,
-    cell: &Cell,
-) -> &'a mut CellState {
-    if !partitions.contains_key(p) {
-        partitions.insert(p.clone(), PartitionState::default());
-    }
-    let partition = partitions.get_mut(p).expect("inserted above");
-    if !partition.products.contains_key(&cell.product) {
-        partition.products.insert(cell.product.clone(), BTreeMap::new());
-    }
-    let cells = partition.products.get_mut(&cell.product).expect("inserted above");
-    if !cells.contains_key(&cell.dims) {
-        cells.insert(cell.dims.clone(), CellState::default());
-    }
-    cells.get_mut(&cell.dims).expect("inserted above")
-}
-
-pub(crate) fn cell_ref<'a>(
-    partitions: &'a BTreeMap<PartitionKey, PartitionState>,
-    p: &PartitionKey,
-    cell: &Cell,
-) -> Option<&'a CellState> {
-    partitions.get(p)?.products.get(&cell.product)?.get(&cell.dims)
-}
-
-fn on_hand_change(
+pub(crate) fn on_hand_change(
     partitions: &mut BTreeMap<PartitionKey, PartitionState>,
     config: &Config,
     c: &OnHandChange,
@@ -147,7 +41,11 @@ fn on_hand_change(
     CmdResult::success()
 }
 
-fn set_on_hand(partitions: &mut BTreeMap<PartitionKey, PartitionState>, config: &Config, c: &SetOnHand) -> CmdResult {
+pub(crate) fn set_on_hand(
+    partitions: &mut BTreeMap<PartitionKey, PartitionState>,
+    config: &Config,
+    c: &SetOnHand,
+) -> CmdResult {
     let values = match writable_measures(config, &c.quantities) {
         Ok(v) => v,
         Err(message) => return CmdResult::refused(Outcome::Invalid, message),
@@ -201,24 +99,6 @@ pub fn reservation_id(partition: &PartitionKey, cell: &Cell, measure: &MeasureRe
     out
 }
 
-/// A calculated measure summed over the cells of one product whose dimensions contain `filter`.
-pub(crate) fn calculated_over(
-    cells: Option<&BTreeMap<Dims, CellState>>,
-    formula: &crate::config::Formula,
-    filter: &[(&String, &String)],
-) -> Qty {
-    let Some(cells) = cells else { return Qty::ZERO };
-    cells
-        .iter()
-        .filter(|(dims, _)| filter.iter().all(|(k, v)| dims.get(*k) == Some(*v)))
-        .map(|(_, cell)| {
-            let add: Qty = formula.add.iter().map(|m| cell.get(m)).sum();
-            let sub: Qty = formula.sub.iter().map(|m| cell.get(m)).sum();
-            add - sub
-        })
-        .sum()
-}
-
 /// The dimension filters a reservation must pass, coarsest first: the partition (no filter),
 /// each prefix of the reservation hierarchy that the request names, and finally its exact
 /// dimensions. Checking every level keeps a fine-grained reservation from taking stock that a
@@ -248,7 +128,11 @@ fn reservation_levels<'a>(config: &'a Config, dims: &'a Dims) -> Result<Vec<Vec<
     Ok(levels)
 }
 
-fn reserve(partitions: &mut BTreeMap<PartitionKey, PartitionState>, config: &Config, c: &Reserve) -> CmdResult {
+pub(crate) fn reserve(
+    partitions: &mut BTreeMap<PartitionKey, PartitionState>,
+    config: &Config,
+    c: &Reserve,
+) -> CmdResult {
     if !config.reservation_enabled {
         return CmdResult::refused(
             Outcome::Invalid,
@@ -327,7 +211,7 @@ fn reserve(partitions: &mut BTreeMap<PartitionKey, PartitionState>, config: &Con
     }
 }
 
-fn unreserve(partitions: &mut BTreeMap<PartitionKey, PartitionState>, c: &Unreserve) -> CmdResult {
+pub(crate) fn unreserve(partitions: &mut BTreeMap<PartitionKey, PartitionState>, c: &Unreserve) -> CmdResult {
     if !c.offset.is_positive() {
         return CmdResult::refused(Outcome::Invalid, "OffsetQty: must be greater than zero");
     }

@@ -42,6 +42,7 @@ mod batcher;
 pub mod clock;
 mod cluster;
 mod error;
+mod membership;
 mod meta;
 pub mod network;
 mod node;

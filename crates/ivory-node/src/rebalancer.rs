@@ -20,7 +20,8 @@ use openraft::raft::ReadPolicy;
 use openraft::{BasicNode, ChangeMembers, ServerState};
 
 use crate::NodeError;
-use crate::node::{MEMBERSHIP_TIMEOUT, Node};
+use crate::membership::MEMBERSHIP_TIMEOUT;
+use crate::node::Node;
 use crate::proto;
 use crate::proto::admin_client::AdminClient;
 

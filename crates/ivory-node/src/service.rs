@@ -139,7 +139,7 @@ impl Shard for Node {
         let request = request.into_inner();
         let shard = request.group_id;
         let result = match decode::<ReadRequest>(&request.request) {
-            Ok(req) => self.read_local(shard, &req).await,
+            Ok(req) => self.read_local_linearizable(shard, &req).await,
             Err(e) => Err(NodeError::Invalid(e)),
         };
         let reply = match result.and_then(|r| encode(&r).map_err(NodeError::Invalid)) {
@@ -226,9 +226,9 @@ impl Node {
             // Every method of these services is the cluster plane: no call without the secret.
             .layer(axum::middleware::from_fn_with_state(
                 crate::auth::Guard {
-                    secret: self.inner.cfg.cluster_secret.clone(),
+                    secret: self.config().cluster_secret.clone(),
                     // A node that calls others over mutual TLS expects the same of its callers.
-                    require_certified_peer: self.inner.cfg.client_tls.is_some(),
+                    require_certified_peer: self.config().client_tls.is_some(),
                 },
                 crate::auth::require_cluster_token,
             ))

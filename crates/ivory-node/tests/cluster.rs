@@ -230,7 +230,10 @@ async fn thousand_concurrent_proposals_apply_exactly_once_in_one_order() {
         assert!(index > before, "entries were appended");
         cluster.assert_replicas_equal(0, 3);
         for id in 1..=3 {
-            let local = cluster.node(id).local_read(0, &onhand_query()).expect("local read");
+            let local = cluster
+                .node(id)
+                .read_local_stale(0, &onhand_query())
+                .expect("local read");
             assert_eq!(onhand_of(&local), Qty::from_i64(1000), "node {id}");
         }
         cluster.shutdown().await;
@@ -326,7 +329,10 @@ async fn isolated_leader_cannot_commit_and_rejoins_after_heal() {
         cluster.wait_converged(0, T).await;
         cluster.assert_replicas_equal(0, 3);
         for id in 1..=3 {
-            let local = cluster.node(id).local_read(0, &onhand_query()).expect("local read");
+            let local = cluster
+                .node(id)
+                .read_local_stale(0, &onhand_query())
+                .expect("local read");
             assert_eq!(
                 onhand_of(&local),
                 Qty::from_i64(10),

@@ -52,7 +52,7 @@ fn create(id: &str, qty: i64, expires_at_ms: u64) -> Command {
 
 /// The hold as this replica has it, without a read-index round (so without a sweep).
 fn local_hold(node: &Node, id: &str) -> Option<HoldState> {
-    match node.local_read(0, &ReadRequest::Hold(key(id))) {
+    match node.read_local_stale(0, &ReadRequest::Hold(key(id))) {
         Ok(ReadResponse::Hold(h)) => h.map(|b| *b),
         _ => None,
     }

@@ -74,6 +74,11 @@ pub const HEARTBEAT_INTERVAL_MS: u64 = 300;
 /// Elections are 3-7x the heartbeat so that a slow fsync on a busy 2-core box does not depose a leader.
 pub const ELECTION_TIMEOUT_MIN_MS: u64 = 1_000;
 pub const ELECTION_TIMEOUT_MAX_MS: u64 = 2_000;
+const _: () = assert!(
+    ELECTION_TIMEOUT_MIN_MS >= 3 * HEARTBEAT_INTERVAL_MS && ELECTION_TIMEOUT_MAX_MS <= 7 * HEARTBEAT_INTERVAL_MS,
+    "elections are 3-7x the heartbeat"
+);
+const _: () = assert!(ELECTION_TIMEOUT_MIN_MS < ELECTION_TIMEOUT_MAX_MS);
 /// A snapshot serialises the whole shard, so it is taken by work applied since the last one, not by
 /// entries (an entry holds 1 to 512 commands): after this many commands or log bytes, whichever
 /// comes first. At 45,000 reserves/s that is one snapshot every few seconds.

@@ -103,6 +103,18 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
         I: IntoIterator<Item = EntryOf<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        // Log index continuity: one append holds consecutive entries; the write-ahead log checks
+        // that the first follows the group's last entry (debug builds).
+        let group = self.group;
+        let mut previous: Option<u64> = None;
+        let entries = entries.into_iter().inspect(move |entry| {
+            let index = entry.log_id.index();
+            debug_assert!(
+                previous.is_none_or(|p| index == p + 1),
+                "group {group}: entry {index} appended after {previous:?}"
+            );
+            previous = Some(index);
+        });
         self.wal.append(self.group, entries)?;
         // Acknowledged from the flusher thread once written and fdatasync'ed, together with every
         // other group's appends that queued meanwhile.

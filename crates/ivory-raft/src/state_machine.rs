@@ -260,7 +260,10 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
                     match &entry_data {
                         GroupEntry::Shard(batch) => {
                             commands += batch.commands.len();
-                            GroupReply::Shard(self.shard.write().map_err(|_| poisoned())?.apply(batch))
+                            let results = self.shard.write().map_err(|_| poisoned())?.apply(batch);
+                            // The batcher hands result i to the proposer of command i.
+                            debug_assert_eq!(results.len(), batch.commands.len(), "one result per command");
+                            GroupReply::Shard(results)
                         }
                         GroupEntry::Meta(command) => {
                             commands += 1;

@@ -318,6 +318,14 @@ impl Wal {
             if g.last_index().is_none() && g.purged.as_ref().is_some_and(|p| p.index() >= index) {
                 continue;
             }
+            // Log index continuity: openraft appends right after the last entry (a conflicting
+            // suffix is truncated first, by `truncate_after`), so only replay may overwrite; a
+            // hole is refused by `push` in every build.
+            debug_assert!(
+                g.last_index().is_none_or(|last| index > last),
+                "group {group}: append of entry {index} after entry {:?}",
+                g.last_index()
+            );
             g.push(EntryPos {
                 log_id,
                 segment,

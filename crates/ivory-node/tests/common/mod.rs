@@ -218,7 +218,7 @@ impl TestCluster {
     pub fn state_hashes(&self, shard: u32) -> BTreeMap<u64, [u8; 32]> {
         self.nodes
             .iter()
-            .filter_map(|(id, n)| match n.local_read(shard, &ReadRequest::StateHash) {
+            .filter_map(|(id, n)| match n.read_local_stale(shard, &ReadRequest::StateHash) {
                 Ok(ReadResponse::StateHash(h)) => Some((*id, h)),
                 _ => None,
             })

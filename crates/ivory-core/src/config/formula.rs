@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::ConfigError;
-use crate::config::{ConfigDoc, DataSource, Formula, FormulaDoc, bad};
+use super::ConfigError;
+use super::{ConfigDoc, DataSource, Formula, FormulaDoc, bad};
 use crate::model::{MeasureRef, canonical_name};
 
 /// A calculated measure as declared: the path of its field and its formula.

@@ -1,0 +1,212 @@
+//! The state a shard's rules read and write: partitions, their cells, reservations and
+//! allocations, and the remembered event ids. Types and accessors only; no rule lives here.
+//! Every rules module (stock, schedule, allocation, hold, query) depends on this module and on
+//! the command types, never on each other or on the shard that dispatches to them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::command::{CmdResult, Command, OpCode};
+use crate::config::Formula;
+use crate::model::{Cell, Dims, MeasureRef, PartitionKey, Quantities};
+use crate::qty::Qty;
+
+/// State of one stock cell.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CellState {
+    pub quantities: Quantities,
+    /// Per physical measure, the `modifiedDateTimeUTC` of the last set-on-hand applied.
+    pub set_modified_ms: BTreeMap<MeasureRef, u64>,
+    /// UTC day -> scheduled deltas (never part of current on-hand).
+    pub schedules: BTreeMap<i64, Quantities>,
+    /// Group path (values in level order) -> its allocation.
+    pub allocations: BTreeMap<Vec<String>, AllocationState>,
+}
+
+impl CellState {
+    pub fn get(&self, m: &MeasureRef) -> Qty {
+        self.quantities
+            .get(&m.data_source)
+            .and_then(|ds| ds.get(&m.measure))
+            .copied()
+            .unwrap_or(Qty::ZERO)
+    }
+
+    pub fn set(&mut self, m: &MeasureRef, q: Qty) {
+        self.quantities
+            .entry(m.data_source.clone())
+            .or_default()
+            .insert(m.measure.clone(), q);
+    }
+}
+
+/// A reservation: a product + dimensions + holding measure, with its open quantity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Reservation {
+    pub product: String,
+    pub dims: Dims,
+    pub measure: MeasureRef,
+    pub quantity: Qty,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PartitionState {
+    /// product -> dimensions -> cell
+    pub products: BTreeMap<String, BTreeMap<Dims, CellState>>,
+    pub reservations: BTreeMap<String, Reservation>,
+}
+
+/// One group path's allocation in a cell.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationState {
+    pub allocated: Qty,
+    pub consumed: Qty,
+    pub cumulative_allocated: Qty,
+    pub cumulative_consumed: Qty,
+}
+
+/// The cell, created on first use. Keys are cloned only when something is created: this runs for
+/// every command.
+pub(crate) fn cell_mut<'a>(
+    partitions: &'a mut BTreeMap<PartitionKey, PartitionState>,
+    p: &PartitionKey,
+    cell: &Cell,
+) -> &'a mut CellState {
+    if !partitions.contains_key(p) {
+        partitions.insert(p.clone(), PartitionState::default());
+    }
+    let partition = partitions.get_mut(p).expect("inserted above");
+    if !partition.products.contains_key(&cell.product) {
+        partition.products.insert(cell.product.clone(), BTreeMap::new());
+    }
+    let cells = partition.products.get_mut(&cell.product).expect("inserted above");
+    if !cells.contains_key(&cell.dims) {
+        cells.insert(cell.dims.clone(), CellState::default());
+    }
+    cells.get_mut(&cell.dims).expect("inserted above")
+}
+
+pub(crate) fn cell_ref<'a>(
+    partitions: &'a BTreeMap<PartitionKey, PartitionState>,
+    p: &PartitionKey,
+    cell: &Cell,
+) -> Option<&'a CellState> {
+    partitions.get(p)?.products.get(&cell.product)?.get(&cell.dims)
+}
+
+/// A calculated measure summed over the cells of one product whose dimensions contain `filter`.
+pub(crate) fn calculated_over(
+    cells: Option<&BTreeMap<Dims, CellState>>,
+    formula: &Formula,
+    filter: &[(&String, &String)],
+) -> Qty {
+    let Some(cells) = cells else { return Qty::ZERO };
+    cells
+        .iter()
+        .filter(|(dims, _)| filter.iter().all(|(k, v)| dims.get(*k) == Some(*v)))
+        .map(|(_, cell)| {
+            let add: Qty = formula.add.iter().map(|m| cell.get(m)).sum();
+            let sub: Qty = formula.sub.iter().map(|m| cell.get(m)).sum();
+            add - sub
+        })
+        .sum()
+}
+
+/// Idempotency key: one client id per partition and kind of operation, as the first 16 bytes of
+/// SHA-256 over (partition, operation, id). A fixed-size key keeps the lookups that every command
+/// makes free of pointer chasing through strings (a collision needs about 2^64 ids).
+pub(crate) type EventKey = [u8; 16];
+
+pub(crate) fn event_key(partition: &PartitionKey, op: OpCode, id: &str) -> EventKey {
+    let mut h = Sha256::new();
+    h.update(partition.canonical_bytes());
+    h.update(op.prefix().as_bytes());
+    h.update([0u8]);
+    h.update(id.as_bytes());
+    truncate(h.finalize().into())
+}
+
+/// Which partition (and environment) a remembered event belongs to, for clean-up.
+pub(crate) fn scope_tags(partition: &PartitionKey) -> (u64, u64) {
+    let tag = |bytes: &[u8]| {
+        let d: [u8; 32] = Sha256::digest(bytes).into();
+        u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+    };
+    (tag(partition.environment.as_bytes()), tag(&partition.canonical_bytes()))
+}
+
+pub(crate) fn truncate(digest: [u8; 32]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct EventRecord {
+    pub fingerprint: [u8; 16],
+    pub ts_ms: u64,
+    pub environment_tag: u64,
+    pub partition_tag: u64,
+    pub result: CmdResult,
+}
+
+pub(crate) fn fingerprint(command: &Command) -> [u8; 16] {
+    let bytes = postcard::to_stdvec(command).unwrap_or_default();
+    truncate(Sha256::digest(bytes).into())
+}
+
+/// Cells as they were before a command touched them, to be put back exactly (created cells,
+/// products and partitions removed again) when the command is refused after all.
+pub(crate) type SavedCells = Vec<(PartitionKey, Cell, bool, bool, Option<CellState>)>;
+
+/// Saves the named cells (and whether their partition and product existed).
+pub(crate) fn save_cells<'a>(
+    partitions: &BTreeMap<PartitionKey, PartitionState>,
+    cells: impl IntoIterator<Item = (&'a PartitionKey, &'a Cell)>,
+) -> SavedCells {
+    cells
+        .into_iter()
+        .map(|(p, cell)| {
+            let partition = partitions.get(p);
+            let product = partition.and_then(|s| s.products.get(&cell.product));
+            (
+                p.clone(),
+                cell.clone(),
+                partition.is_some(),
+                product.is_some(),
+                product.and_then(|cells| cells.get(&cell.dims)).cloned(),
+            )
+        })
+        .collect()
+}
+
+/// Puts saved cells back as they were, last saved first (so a cell saved twice ends as it was
+/// when first saved).
+pub(crate) fn restore_cells(partitions: &mut BTreeMap<PartitionKey, PartitionState>, saved: SavedCells) {
+    for (p, cell, partition_existed, product_existed, before) in saved.into_iter().rev() {
+        if !partition_existed {
+            partitions.remove(&p);
+            continue;
+        }
+        let Some(partition) = partitions.get_mut(&p) else {
+            continue;
+        };
+        if !product_existed {
+            partition.products.remove(&cell.product);
+            continue;
+        }
+        let Some(cells) = partition.products.get_mut(&cell.product) else {
+            continue;
+        };
+        match before {
+            Some(state) => {
+                cells.insert(cell.dims, state);
+            }
+            None => {
+                cells.remove(&cell.dims);
+            }
+        }
+    }
+}
