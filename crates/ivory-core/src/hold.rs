@@ -185,6 +185,25 @@ impl Holds {
         self.holds.len()
     }
 
+    /// Holds per status name (every status present, zero when none): what operators watch.
+    pub fn status_counts(&self) -> BTreeMap<String, u64> {
+        let mut counts: BTreeMap<String, u64> = [
+            HoldStatus::Tentative,
+            HoldStatus::Active,
+            HoldStatus::Confirmed,
+            HoldStatus::Consumed,
+            HoldStatus::Released,
+            HoldStatus::Expired,
+        ]
+        .iter()
+        .map(|s| (s.name().to_string(), 0))
+        .collect();
+        for hold in self.holds.values() {
+            *counts.entry(hold.status.name().to_string()).or_default() += 1;
+        }
+        counts
+    }
+
     /// Rebuilds the finished-hold index after a restore.
     pub fn rebuild_index(&mut self) {
         self.finished = self

@@ -58,6 +58,9 @@ pub enum ReadRequest {
         from_seq: u64,
         limit: usize,
     },
+    /// Holds per status (the operators' console). New variants go last: forwarded reads are
+    /// encoded by position.
+    HoldCounts,
 }
 
 /// The answer to a [`ReadRequest`].
@@ -76,6 +79,8 @@ pub enum ReadResponse {
     },
     /// The request breaks a rule of the configuration (e.g. an ATP query's group-by).
     Refused(String),
+    /// Holds per status name.
+    HoldCounts(BTreeMap<String, u64>),
 }
 
 /// Everything that is replicated, serialised as is into snapshots; BTreeMaps only, so the bytes
@@ -234,6 +239,7 @@ impl Shard {
             ReadRequest::Allocations(q) => {
                 ReadResponse::Allocations(crate::allocation::query(&self.state.partitions, q))
             }
+            ReadRequest::HoldCounts => ReadResponse::HoldCounts(self.state.holds.status_counts()),
         }
     }
 

@@ -2,11 +2,14 @@
 //! it holds no data until the operator signs in with the cluster secret, then calls the JSON routes
 //! below with the secret in `X-Ivory-Cluster-Secret` and reads this node's `/metrics`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use ivory_core::hold::Event;
+use ivory_core::{ReadRequest, ReadResponse};
 use ivory_gateway::ApiError;
 use ivory_node::proto::{self, cluster_server::Cluster};
 use ivory_node::{ClusterSecret, Node};
@@ -28,6 +31,13 @@ pub fn routes(app: axum::Router, node: Node, secret: Arc<ClusterSecret>) -> axum
             axum::routing::get({
                 let (node, secret) = (node.clone(), secret.clone());
                 move |headers: HeaderMap| metrics(node.clone(), secret.clone(), headers)
+            }),
+        )
+        .route(
+            "/console/api/holds",
+            axum::routing::get({
+                let (node, secret) = (node.clone(), secret.clone());
+                move |headers: HeaderMap| holds(node.clone(), secret.clone(), headers)
             }),
         )
         .route(
@@ -156,6 +166,96 @@ async fn metrics(node: Node, secret: Arc<ClusterSecret>, headers: HeaderMap) -> 
         })
         .collect();
     Json(serde_json::Value::Object(out)).into_response()
+}
+
+/// Latest events shown, over all shards.
+const EVENTS_SHOWN: usize = 20;
+
+/// One shard's hold counts and latest events, read through its leader.
+async fn shard_holds(node: &Node, shard: u32) -> Result<(BTreeMap<String, u64>, Vec<Event>), String> {
+    let counts = match node.read(shard, ReadRequest::HoldCounts).await {
+        Ok(ReadResponse::HoldCounts(counts)) => counts,
+        Ok(_) => return Err("the shard answered something else".into()),
+        Err(e) => return Err(e.to_string()),
+    };
+    // Where the stream ends, then its last events.
+    let end = match node
+        .read(
+            shard,
+            ReadRequest::Events {
+                from_seq: u64::MAX,
+                limit: 0,
+            },
+        )
+        .await
+    {
+        Ok(ReadResponse::Events { next_seq, .. }) => next_seq,
+        Ok(_) => return Err("the shard answered something else".into()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let from_seq = end.saturating_sub(EVENTS_SHOWN as u64);
+    match node
+        .read(
+            shard,
+            ReadRequest::Events {
+                from_seq,
+                limit: EVENTS_SHOWN,
+            },
+        )
+        .await
+    {
+        Ok(ReadResponse::Events { events, .. }) => Ok((counts, events)),
+        Ok(_) => Err("the shard answered something else".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `GET /console/api/holds`: holds per status over every shard and the latest events of all
+/// shards, newest first (`{"holds": {"active": 3, ...}, "events": [...], "errors": {"2": "..."}}`).
+async fn holds(node: Node, secret: Arc<ClusterSecret>, headers: HeaderMap) -> Response {
+    if !ivory_gateway::auth::has_cluster_secret(Some(&secret), &headers) {
+        return refused();
+    }
+    let reply = match Cluster::status(&node, tonic::Request::new(proto::ClusterStatusRequest {})).await {
+        Ok(reply) => reply.into_inner(),
+        Err(e) => return unavailable(e.message()),
+    };
+    let shards: Vec<u32> = (0..reply.shard_count).collect();
+    let answers = futures::future::join_all(shards.iter().map(|shard| shard_holds(&node, *shard))).await;
+    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+    let mut events: Vec<(u32, Event)> = Vec::new();
+    let mut errors = serde_json::Map::new();
+    for (shard, answer) in shards.iter().zip(answers) {
+        match answer {
+            Ok((counts, shard_events)) => {
+                for (status, n) in counts {
+                    *totals.entry(status).or_default() += n;
+                }
+                events.extend(shard_events.into_iter().map(|e| (*shard, e)));
+            }
+            Err(e) => {
+                errors.insert(shard.to_string(), e.into());
+            }
+        }
+    }
+    events.sort_by(|(sa, a), (sb, b)| b.ts_ms.cmp(&a.ts_ms).then(sb.cmp(sa)).then(b.seq.cmp(&a.seq)));
+    events.truncate(EVENTS_SHOWN);
+    let events: Vec<serde_json::Value> = events
+        .into_iter()
+        .map(|(shard, e)| {
+            serde_json::json!({
+                "shard": shard,
+                "seq": e.seq,
+                "tsMs": e.ts_ms,
+                "kind": e.kind.name(),
+                "environment": e.hold.environment,
+                "organization": e.hold.organization,
+                "hold": e.hold.id,
+                "status": e.status.name(),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "holds": totals, "events": events, "errors": errors })).into_response()
 }
 
 fn bad_body(message: String) -> Response {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ivory_tests::{CLUSTER_SECRET, Cluster, fully_settled};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ivory");
 
@@ -154,6 +154,37 @@ async fn console_in_headless_chromium_shows_the_cluster_status() {
         let base = format!("http://{}", cluster.nodes[0].addr);
         let http = reqwest::Client::new();
 
+        // Two holds: one stays active, one is released; the page counts both and shows their events.
+        let api = cluster.client(0, "console-env").await;
+        api.post_ok(
+            "onhand",
+            &json!({"id": "stock-1", "organizationId": "org", "productId": "SKU",
+                    "dimensions": {"siteId": "s1", "locationId": "l1"}, "quantities": {"pos": {"inbound": 10}}}),
+        )
+        .await;
+        for id in ["kept-hold", "released-hold"] {
+            api.post_ok(
+                "holds",
+                &json!({"id": id, "organizationId": "org", "items": [{"lineId": "1", "productId": "SKU",
+                        "dimensions": {"siteId": "s1", "locationId": "l1"}, "quantity": 2}]}),
+            )
+            .await;
+        }
+        let released = api
+            .http
+            .delete(api.api("holds/released-hold?organizationId=org"))
+            .bearer_auth(&api.token)
+            .send()
+            .await
+            .expect("release");
+        assert_eq!(released.status(), 200);
+        let r = http
+            .get(format!("{base}/console/api/holds"))
+            .send()
+            .await
+            .expect("holds");
+        assert_eq!(r.status(), 401, "the holds route needs the secret too");
+
         // The JSON routes refuse without the secret, with a stable code; bad bodies are 400s.
         let r = http
             .get(format!("{base}/console/api/status"))
@@ -221,6 +252,26 @@ async fn console_in_headless_chromium_shows_the_cluster_status() {
                     served >= 1.0,
                     "node {} shows no served request: {r:?}",
                     r["data-node-traffic"]
+                );
+            }
+            // Holds per status and the latest events, over every shard.
+            let holds = rows(&dom, "data-holds");
+            assert_eq!(holds.len(), 1, "{dom}");
+            assert_eq!(holds[0]["data-active"], "1", "{:?}", holds[0]);
+            assert_eq!(holds[0]["data-released"], "1", "{:?}", holds[0]);
+            assert_eq!(holds[0]["data-expired"], "0", "{:?}", holds[0]);
+            let events: Vec<(String, String)> = rows(&dom, "data-event")
+                .into_iter()
+                .map(|r| (r["data-hold"].clone(), r["data-event"].clone()))
+                .collect();
+            for want in [
+                ("kept-hold", "hold.created"),
+                ("released-hold", "hold.created"),
+                ("released-hold", "hold.released"),
+            ] {
+                assert!(
+                    events.contains(&(want.0.to_string(), want.1.to_string())),
+                    "{want:?} not among the latest events on the page: {events:?}"
                 );
             }
             compared = true;
