@@ -85,6 +85,11 @@ pub trait Backend: Send + Sync + 'static {
     fn read(&self, shard: u32, request: ReadRequest) -> BoxFuture<'static, Result<ReadResponse, BackendError>>;
     /// `Ok` when every shard has a leader accepting writes.
     fn healthy(&self) -> BoxFuture<'static, Result<(), String>>;
+    /// Whether `propose` and `read` already retry what is retryable (following leaders, waiting
+    /// out elections): then the gateway calls once, so a write has one retry loop, not two nested.
+    fn retries_itself(&self) -> bool {
+        false
+    }
 }
 
 /// Everything the gateway needs besides the backend.
@@ -142,17 +147,28 @@ pub(crate) struct Gateway {
 pub(crate) type AppState = Arc<Gateway>;
 
 impl Gateway {
-    /// Calls the backend, retrying retryable errors a bounded number of times with a short,
-    /// growing pause; the last error becomes 503 (retryable) or 502 (not).
-    pub async fn with_retry<T, F>(&self, mut call: F) -> Result<T, ApiError>
+    /// Calls the backend with `arg`, retrying retryable errors a bounded number of times with a
+    /// short, growing pause (once when the backend retries itself); the last error becomes 503
+    /// (retryable) or 502 (not). `arg` is copied only while another attempt may follow.
+    pub async fn with_retry<A, T, F>(&self, arg: A, mut call: F) -> Result<T, ApiError>
     where
-        F: FnMut() -> BoxFuture<'static, Result<T, BackendError>>,
+        A: Clone,
+        F: FnMut(A) -> BoxFuture<'static, Result<T, BackendError>>,
     {
-        let attempts = self.config.backend_attempts_max.max(1);
+        let attempts = if self.backend.retries_itself() {
+            1
+        } else {
+            self.config.backend_attempts_max.max(1)
+        };
         let mut attempt = 0;
+        let mut arg = Some(arg);
         loop {
             attempt += 1;
-            match call().await {
+            let this = if attempt < attempts { arg.clone() } else { arg.take() };
+            let Some(this) = this else {
+                return Err(ApiError::bad_backend("a backend call ran out of its argument"));
+            };
+            match call(this).await {
                 Ok(v) => return Ok(v),
                 Err(e) if e.retryable && attempt < attempts => {
                     let pause = (10u64 << attempt.min(8))
@@ -169,7 +185,7 @@ impl Gateway {
     pub async fn propose(&self, shard: u32, commands: Vec<Command>) -> Result<Vec<CmdResult>, ApiError> {
         let expected = commands.len();
         let results = self
-            .with_retry(|| self.backend.propose(shard, commands.clone()))
+            .with_retry(commands, |commands| self.backend.propose(shard, commands))
             .await?;
         if results.len() != expected {
             return Err(ApiError::bad_backend(format!(
@@ -181,7 +197,8 @@ impl Gateway {
     }
 
     pub async fn read(&self, shard: u32, request: ReadRequest) -> Result<ReadResponse, ApiError> {
-        self.with_retry(|| self.backend.read(shard, request.clone())).await
+        self.with_retry(request, |request| self.backend.read(shard, request))
+            .await
     }
 
     /// The environment's configuration, from shard 0, cached briefly.

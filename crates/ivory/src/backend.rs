@@ -54,6 +54,11 @@ impl Backend for NodeBackend {
         async move { node.read(shard, request).await.map_err(backend_error) }.boxed()
     }
 
+    /// `Node::propose` and `Node::read` follow leader hints and wait out elections themselves.
+    fn retries_itself(&self) -> bool {
+        true
+    }
+
     fn healthy(&self) -> BoxFuture<'static, Result<(), String>> {
         let status = self.node.shard_status();
         async move {

@@ -24,8 +24,10 @@ use crate::placement::replicas_for;
 use crate::proto;
 use crate::proto::shard_client::ShardClient;
 
-/// A propose or read keeps retrying retryable failures (no quorum yet, leader moved) this long.
-const RETRY_FOR: Duration = Duration::from_secs(2);
+/// A propose or read keeps retrying retryable failures (no quorum yet, leader moved) this long:
+/// past the longest election timeout plus a vote round, so a failover is waited out. The only retry
+/// loop of a write (the gateway calls the node once).
+const RETRY_FOR: Duration = Duration::from_secs(5);
 
 /// Pause between retries.
 pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(25);
@@ -221,7 +223,7 @@ impl Node {
     ///
     /// # Errors
     /// [`NodeError::NoQuorum`] / [`NodeError::Unavailable`] (retryable) when no leader could take the
-    /// write within about 2 s; [`NodeError::Invalid`] for an oversized batch. An empty batch is
+    /// write within about 5 s; [`NodeError::Invalid`] for an oversized batch. An empty batch is
     /// the hold-expiry sweep: it only stamps the leader's time, which expires the holds due.
     pub async fn propose(&self, shard: u32, commands: Vec<Command>) -> Result<Vec<CmdResult>, NodeError> {
         if commands.len() > BATCH_COMMANDS_MAX {
