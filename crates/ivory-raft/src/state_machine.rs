@@ -118,7 +118,7 @@ impl ShardStateMachine {
     fn note_applied(&mut self, commands: usize, log_bytes: usize) {
         self.commands_since_snapshot += commands as u64;
         self.log_bytes_since_snapshot += log_bytes as u64;
-        let due = self.commands_since_snapshot >= crate::SNAPSHOT_COMMANDS_SINCE_LAST
+        let due = self.commands_since_snapshot >= crate::snapshot_commands_since_last()
             || self.log_bytes_since_snapshot >= crate::SNAPSHOT_LOG_BYTES_SINCE_LAST;
         if due
             && !self.snapshot_requested
@@ -163,6 +163,7 @@ pub const SNAPSHOT_WARN_BYTES: usize = 512 << 20;
 fn note_snapshot_size(tree: &sled::Tree, bytes: usize) {
     let name = String::from_utf8_lossy(&tree.name()).into_owned();
     metrics::gauge!("ivory_snapshot_bytes", "tree" => name.clone()).set(bytes as f64);
+    metrics::counter!("ivory_snapshots_built_total", "tree" => name.clone()).increment(1);
     if bytes > SNAPSHOT_WARN_BYTES {
         tracing::warn!(
             tree = %name,
@@ -292,6 +293,8 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
             data: snapshot,
         };
         store_snapshot(&self.tree, &self.flusher, &stored).await?;
+        let name = String::from_utf8_lossy(&self.tree.name()).into_owned();
+        metrics::counter!("ivory_snapshots_installed_total", "tree" => name).increment(1);
         self.load_verified(&stored, shard, payload)
     }
 
