@@ -143,6 +143,20 @@ impl Model for InventoryModel {
                     _ => vec![],
                 }
             }
+            // Only a hold's own lines expire: never more than is held.
+            OpKind::HoldExpire { q, .. } => {
+                let after = KeyState {
+                    held: s.held - q,
+                    ..s.clone()
+                };
+                let possible = s.held >= *q;
+                match outcome {
+                    Outcome::Ok if possible => vec![after],
+                    Outcome::Unknown { .. } if possible => vec![s.clone(), after],
+                    Outcome::Unknown { .. } => same(),
+                    _ => vec![],
+                }
+            }
             OpKind::HoldConsume { q, .. } => {
                 let after = KeyState {
                     onhand: s.onhand - q,
@@ -293,11 +307,11 @@ fn bounds(ops: &[&Op], initial: i64) -> Bounds {
                 b.reserved_max -= q - excess;
             }
             (OpKind::Unreserve { q }, _) if unknown => b.reserved_min -= q,
-            (OpKind::HoldRelease { q, .. }, _) if ok => {
+            (OpKind::HoldRelease { q, .. } | OpKind::HoldExpire { q, .. }, _) if ok => {
                 b.reserved_min -= q;
                 b.reserved_max -= q;
             }
-            (OpKind::HoldRelease { q, .. }, _) if unknown => b.reserved_min -= q,
+            (OpKind::HoldRelease { q, .. } | OpKind::HoldExpire { q, .. }, _) if unknown => b.reserved_min -= q,
             (OpKind::HoldConsume { q, .. }, _) if ok => {
                 b.reserved_min -= q;
                 b.reserved_max -= q;
@@ -410,8 +424,10 @@ pub fn exactly_once(key: &Key, ops: &[&Op], initial: i64, (onhand, reserved): (i
                 (OpKind::Unreserve { q }, Outcome::Unreserved { excess }) => reserved_base -= q - excess,
                 // An unknown unreserve takes anything from 0 to q (it is clamped).
                 (OpKind::Unreserve { q }, _) if unknown => reserved_items.push((0..=*q).map(|v| -v).collect()),
-                (OpKind::HoldRelease { q, .. }, _) if unknown => reserved_items.push(vec![0, -q]),
-                (OpKind::HoldRelease { q, .. }, _) => reserved_base -= q,
+                (OpKind::HoldRelease { q, .. } | OpKind::HoldExpire { q, .. }, _) if unknown => {
+                    reserved_items.push(vec![0, -q])
+                }
+                (OpKind::HoldRelease { q, .. } | OpKind::HoldExpire { q, .. }, _) => reserved_base -= q,
                 (OpKind::HoldConsume { q, .. }, _) if unknown => {
                     // Consume moves both together: check each measure on its own (sound, weaker).
                     onhand_items.push(vec![0, -q]);

@@ -37,6 +37,11 @@ pub enum OpKind {
     HoldRelease { hold: String, q: i64 },
     /// A line of `POST holds/{id}/consume`: iv.onhand and the held quantity go down by q.
     HoldConsume { hold: String, q: i64 },
+    /// A line of a hold created with a short time to live (`ttl_s`), which no client ends: it
+    /// expires (the held quantity goes down by q). Invoked with the create (a leader's clock
+    /// ahead may expire it early); unknown until [`History::settle_expiries`] makes the expiry
+    /// of an acknowledged hold definite.
+    HoldExpire { hold: String, q: i64, ttl_s: u64 },
     /// `POST onhand/indexquery` of the key (linearizable).
     Read,
 }
@@ -189,6 +194,29 @@ impl History {
     /// The operations on `key`, in history order.
     pub fn of_key<'a>(&'a self, key: &'a Key) -> impl Iterator<Item = &'a Op> + 'a {
         self.ops.iter().filter(move |o| &o.key == key)
+    }
+
+    /// Makes definite the expiry of every short-lived hold whose create was acknowledged and
+    /// whose time to live (plus `margin_us` for the sweep) ended before `at_us` (when the final
+    /// reads began, after the heal): its lines must be free by then. Others stay unknown.
+    pub fn settle_expiries(&mut self, at_us: u64, margin_us: u64) {
+        let mut created: std::collections::HashMap<(String, Key), Option<u64>> = std::collections::HashMap::new();
+        for op in &self.ops {
+            if let OpKind::HoldCreate { hold, .. } = &op.kind
+                && op.outcome == Outcome::Ok
+            {
+                created.insert((hold.clone(), op.key.clone()), op.complete_us);
+            }
+        }
+        for op in &mut self.ops {
+            if let OpKind::HoldExpire { hold, ttl_s, .. } = &op.kind
+                && let Some(Some(done)) = created.get(&(hold.clone(), op.key.clone()))
+                && done + ttl_s * 1_000_000 + margin_us <= at_us
+            {
+                op.outcome = Outcome::Ok;
+                op.complete_us = Some(at_us);
+            }
+        }
     }
 
     pub fn keys(&self) -> Vec<Key> {
