@@ -601,4 +601,57 @@ mod tests {
         assert!(exactly_once(&key(), &refs, 5, (1, 0)).is_none());
         assert!(no_lost_acknowledgement(&key(), &refs, 5, (1, 0)).is_none());
     }
+
+    #[test]
+    fn an_expired_hold_frees_its_lines_once_and_a_settled_expiry_must_have_happened() {
+        let create = op(
+            0,
+            OpKind::HoldCreate {
+                hold: "h".into(),
+                q: 3,
+                lines: 1,
+            },
+            (0, Some(10)),
+            Outcome::Ok,
+        );
+        let expire = op(
+            1,
+            OpKind::HoldExpire {
+                hold: "h".into(),
+                q: 3,
+                ttl_s: 2,
+            },
+            (0, None),
+            Outcome::Unknown { error: "expiry".into() },
+        );
+        let held = op(2, OpKind::Read, (20, Some(30)), read(5, 3));
+        let unsettled = crate::history::History {
+            ops: vec![create.clone(), expire.clone(), held.clone()],
+            ..Default::default()
+        };
+        // Before it is settled the expiry may or may not have happened.
+        let mut settled = unsettled.clone();
+        settled.settle_expiries(3_000_009, 1_000_000);
+        assert!(settled.ops[1].outcome.is_unknown(), "too early to be definite");
+        settled.settle_expiries(3_000_011, 1_000_000);
+        assert_eq!(settled.ops[1].outcome, Outcome::Ok);
+        assert_eq!(settled.ops[1].complete_us, Some(3_000_011));
+        // The settled expiry must show in a later read, and frees the lines once, not twice.
+        let freed = op(3, OpKind::Read, (4_000_000, Some(4_000_010)), read(5, 0));
+        let still_held = op(3, OpKind::Read, (4_000_000, Some(4_000_010)), read(5, 3));
+        let refs = |extra: &Op| -> Vec<Op> {
+            let mut ops = settled.ops.clone();
+            ops.push(extra.clone());
+            ops
+        };
+        let ok = refs(&freed);
+        assert!(linearizable(&key(), &ok.iter().collect::<Vec<_>>(), 5, 10_000).is_ok());
+        assert!(exactly_once(&key(), &ok.iter().collect::<Vec<_>>(), 5, (5, 0)).is_none());
+        let bad = refs(&still_held);
+        assert!(linearizable(&key(), &bad.iter().collect::<Vec<_>>(), 5, 10_000).is_err());
+        assert!(exactly_once(&key(), &bad.iter().collect::<Vec<_>>(), 5, (5, 3)).is_some());
+        // An expiry can never free more than is held.
+        let over = [expire, op(2, OpKind::Read, (20, Some(30)), read(5, -3))];
+        assert!(linearizable(&key(), &over.iter().collect::<Vec<_>>(), 5, 10_000).is_err());
+    }
 }
