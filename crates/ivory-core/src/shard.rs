@@ -415,7 +415,7 @@ impl Shard {
             match self.state.events_by_time.front() {
                 Some((ts, _)) if *ts < horizon => {}
                 // The count bound: each batch prunes more than it may add, so it holds.
-                Some(_) if self.state.events_by_time.len() > self.events_max => {}
+                Some(_) if self.state.events.len() > self.events_max => {}
                 _ => break,
             }
             if let Some((ts, key)) = self.state.events_by_time.pop_front()
