@@ -629,13 +629,14 @@ mod tests {
             ops: vec![create.clone(), expire.clone(), held.clone()],
             ..Default::default()
         };
-        // Before it is settled the expiry may or may not have happened.
+        // Due after the final reads began: it stays unknown.
         let mut settled = unsettled.clone();
-        settled.settle_expiries(3_000_009, 1_000_000);
-        assert!(settled.ops[1].outcome.is_unknown(), "too early to be definite");
-        settled.settle_expiries(3_000_011, 1_000_000);
+        settled.settle_expiries(1_000_000, 3_000_009, &[(0, 1, 60_000_000)]);
+        assert!(settled.ops[1].outcome.is_unknown());
+        // Settled: it happened by its time to live after the create's answer, plus the margin.
+        settled.settle_expiries(1_000_000, 3_000_010, &[(0, 1, 60_000_000)]);
         assert_eq!(settled.ops[1].outcome, Outcome::Ok);
-        assert_eq!(settled.ops[1].complete_us, Some(3_000_011));
+        assert_eq!(settled.ops[1].complete_us, Some(3_000_010));
         // The settled expiry must show in a later read, and frees the lines once, not twice.
         let freed = op(3, OpKind::Read, (4_000_000, Some(4_000_010)), read(5, 0));
         let still_held = op(3, OpKind::Read, (4_000_000, Some(4_000_010)), read(5, 3));

@@ -275,6 +275,9 @@ pub struct NemesisLog {
     pub counts: BTreeMap<&'static str, u64>,
     /// One line per event, with its time since the run started.
     pub events: Vec<String>,
+    /// When a clock ran ahead (microseconds since the run started, from before the fault was
+    /// set to after it was healed) and by how much (microseconds).
+    pub clock_jumps_us: Vec<(u64, u64, u64)>,
 }
 
 /// Applies `steps` to the cluster until `until`, then heals everything.
@@ -291,6 +294,10 @@ impl Executor {
     fn note(&mut self, text: String) {
         let t = self.start.elapsed().as_secs_f64();
         self.log.events.push(format!("{t:8.3}s {text}"));
+    }
+
+    fn micros(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     /// Sleeps `ms`, or less if the nemesis window ends first; false when it ended.
@@ -400,6 +407,7 @@ impl Executor {
                     more
                 }
                 Fault::ClockJump { target, ahead_ms, ms } => {
+                    let from = self.micros();
                     let i = self.resolve(*target).await;
                     let (id, result) = {
                         let c = self.cluster.lock().await;
@@ -412,6 +420,8 @@ impl Executor {
                     let more = self.hold(*ms).await;
                     self.heal_hooks().await;
                     self.note("clock back".into());
+                    let to = self.micros();
+                    self.log.clock_jumps_us.push((from, to, ahead_ms.saturating_mul(1_000)));
                     more
                 }
                 Fault::Membership { id } => {
