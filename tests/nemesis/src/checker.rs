@@ -637,6 +637,11 @@ mod tests {
         settled.settle_expiries(1_000_000, 3_000_010, &[(0, 1, 60_000_000)]);
         assert_eq!(settled.ops[1].outcome, Outcome::Ok);
         assert_eq!(settled.ops[1].complete_us, Some(3_000_010));
+        // Without a clock ahead it cannot happen before its time to live (less the margin).
+        let mut on_time = unsettled.clone();
+        on_time.settle_expiries(1_000_000, 3_000_010, &[]);
+        assert_eq!(on_time.ops[1].invoke_us, 1_000_000);
+        assert_eq!(settled.ops[1].invoke_us, 0, "a clock ahead: from the create on");
         // The settled expiry must show in a later read, and frees the lines once, not twice.
         let freed = op(3, OpKind::Read, (4_000_000, Some(4_000_010)), read(5, 0));
         let still_held = op(3, OpKind::Read, (4_000_000, Some(4_000_010)), read(5, 3));
