@@ -641,6 +641,9 @@ impl Client {
             {
                 Outcome::Ok
             }
+            // A retry after a lost answer gets the hold as it is now (DESIGN.md, holds): a
+            // short-lived one may have expired meanwhile. It was created (seed 160011).
+            (Answer::Http(200, body), _) if short && body["status"] == "expired" => Outcome::Ok,
             (Answer::Http(409, body), _) if body["code"] == "hold.insufficient" => Outcome::Insufficient,
             (Answer::Http(s, b), _) => Outcome::Failed {
                 status: *s,
