@@ -410,6 +410,21 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
     report.findings = findings;
     report.elapsed = began.elapsed();
 
+    // An exit 74 without an injected failed fsync is a real storage failure (or a bug): keep the
+    // node logs that say why (seed 160108 had one; the run passed and its logs were gone).
+    let injected = executor.log.counts.get("fail-sync").copied().unwrap_or(0);
+    if exits as u64 > injected {
+        report.notes.push(format!(
+            "{exits} node exit(s) with {injected} failed fsync(s) injected: node logs kept"
+        ));
+        if let Some(out) = &cfg.out {
+            let dir = out.join(format!("seed-{}-exit", cfg.seed));
+            if std::fs::create_dir_all(&dir).is_ok() {
+                let _ = std::fs::write(dir.join("nemesis.txt"), report.nemesis_events.join("\n"));
+                cluster.lock().await.save_logs(&dir);
+            }
+        }
+    }
     if !report.passed()
         && let Some(out) = &cfg.out
     {
