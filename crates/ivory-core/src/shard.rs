@@ -36,6 +36,11 @@ const EVENT_PRUNE_PER_BATCH_MAX: usize = 1024;
 /// this keeps a shard's snapshot well under the 1 GiB a replica accepts.
 pub const EVENTS_REMEMBERED_MAX: usize = 1_000_000;
 
+/// Event ids one partition remembers at most: past it the partition's own oldest ids are
+/// forgotten first, so that one busy partition cannot push the ids of the quiet partitions of
+/// its shard out of the shard's bound ([`EVENTS_REMEMBERED_MAX`]) within minutes.
+pub const EVENTS_PER_PARTITION_MAX: usize = 100_000;
+
 /// A read of one shard's state (answered by [`Shard::read`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ReadRequest {
@@ -135,6 +140,12 @@ pub struct Shard {
     default_config: Arc<Config>,
     /// [`EVENTS_REMEMBERED_MAX`]; lowered by tests only (every replica must use the same).
     events_max: usize,
+    /// [`EVENTS_PER_PARTITION_MAX`]; lowered by tests only.
+    partition_events_max: usize,
+    /// Per partition tag, its remembered ids in the order applied: the entries of
+    /// `events_by_time` whose event is remembered under that timestamp. Derived from the
+    /// replicated state (rebuilt on restore), so it is not part of the snapshot.
+    events_by_partition: BTreeMap<u64, VecDeque<(u64, EventKey)>>,
 }
 
 impl Shard {
@@ -147,6 +158,8 @@ impl Shard {
             compiled: BTreeMap::new(),
             default_config: Arc::new(Config::default_config()),
             events_max: EVENTS_REMEMBERED_MAX,
+            partition_events_max: EVENTS_PER_PARTITION_MAX,
+            events_by_partition: BTreeMap::new(),
         }
     }
 
@@ -155,6 +168,39 @@ impl Shard {
     pub fn with_events_max(mut self, max: usize) -> Shard {
         self.events_max = max;
         self
+    }
+
+    /// Tests only: a lower bound on the event ids one partition remembers.
+    #[doc(hidden)]
+    pub fn with_partition_events_max(mut self, max: usize) -> Shard {
+        self.partition_events_max = max;
+        self
+    }
+
+    /// Rebuilds `events_by_partition` from the replicated state.
+    pub(super) fn index_events_by_partition(&mut self) {
+        let mut index: BTreeMap<u64, VecDeque<(u64, EventKey)>> = BTreeMap::new();
+        for (ts, key) in &self.state.events_by_time {
+            if let Some(e) = self.state.events.get(key)
+                && e.ts_ms == *ts
+            {
+                index.entry(e.partition_tag).or_default().push_back((*ts, *key));
+            }
+        }
+        self.events_by_partition = index;
+    }
+
+    /// Forgets the oldest ids of `partition_tag` past [`EVENTS_PER_PARTITION_MAX`].
+    pub(super) fn bound_partition_events(&mut self, partition_tag: u64) {
+        let Some(queue) = self.events_by_partition.get_mut(&partition_tag) else {
+            return;
+        };
+        while queue.len() > self.partition_events_max {
+            // The global time index keeps the entry; pruning skips ids no longer remembered.
+            if let Some((_, key)) = queue.pop_front() {
+                self.state.events.remove(&key);
+            }
+        }
     }
 
     /// The state machine's clock: the largest leader timestamp applied so far.
@@ -200,14 +246,34 @@ impl Shard {
             match self.state.events_by_time.front() {
                 Some((ts, _)) if *ts < horizon => {}
                 // The count bound: each batch prunes more than it may add, so it holds.
-                Some(_) if self.state.events_by_time.len() > self.events_max => {}
+                Some(_) if self.state.events.len() > self.events_max => {}
                 _ => break,
             }
             if let Some((ts, key)) = self.state.events_by_time.pop_front()
                 && self.state.events.get(&key).is_some_and(|e| e.ts_ms == ts)
+                && let Some(e) = self.state.events.remove(&key)
+                && let Some(queue) = self.events_by_partition.get_mut(&e.partition_tag)
             {
-                self.state.events.remove(&key);
+                // The oldest of its partition too: the partition's queue is in the same order.
+                if queue.front() == Some(&(ts, key)) {
+                    queue.pop_front();
+                } else {
+                    queue.retain(|entry| *entry != (ts, key));
+                }
+                if queue.is_empty() {
+                    self.events_by_partition.remove(&e.partition_tag);
+                }
             }
+        }
+        // Ids forgotten by a partition's bound or a clean-up leave their entries in the time
+        // index until they reach its front: drop them once they are half of it (amortised O(1)
+        // per id), so the index stays within twice the remembered ids.
+        let live = self.state.events.len();
+        if self.state.events_by_time.len() > 2 * live + EVENT_PRUNE_PER_BATCH_MAX {
+            let events = &self.state.events;
+            self.state
+                .events_by_time
+                .retain(|(ts, key)| events.get(key).is_some_and(|e| e.ts_ms == *ts));
         }
     }
 
@@ -264,12 +330,16 @@ impl Shard {
             })?;
             compiled.insert(environment.clone(), Arc::new(config));
         }
-        Ok(Shard {
+        let mut shard = Shard {
             state,
             compiled,
             default_config: Arc::new(Config::default_config()),
             events_max: EVENTS_REMEMBERED_MAX,
-        })
+            partition_events_max: EVENTS_PER_PARTITION_MAX,
+            events_by_partition: BTreeMap::new(),
+        };
+        shard.index_events_by_partition();
+        Ok(shard)
     }
 
     /// SHA-256 of the snapshot: replicas that applied the same log have the same hash.

@@ -18,6 +18,20 @@ pub const CLOCK_STEP_MAX_MS: u64 = 60_000;
 static START: LazyLock<(u64, Instant)> = LazyLock::new(|| (ivory_raft::now_ms(), Instant::now()));
 /// The last time a clamp was logged (wall ms), so a clock stuck ahead logs once a minute.
 static LAST_WARNED: AtomicU64 = AtomicU64::new(0);
+/// Fault injection (`clockAheadMs` of `/_test/fault`): added to the wall clock this module reads,
+/// as a clock stepped forward would be. Zero (one relaxed load) unless a test sets it.
+static AHEAD_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Fault injection: the wall clock this process stamps entries with runs `ms` ahead from now
+/// on (zero heals). Process-wide: in-process clusters share it.
+pub fn set_ahead_ms(ms: u64) {
+    AHEAD_MS.store(ms, Ordering::Relaxed);
+}
+
+/// The offset set by [`set_ahead_ms`].
+pub fn ahead_ms() -> u64 {
+    AHEAD_MS.load(Ordering::Relaxed)
+}
 
 /// Reads the start point; called when the node starts so later jumps are measured from there.
 pub fn init() {
@@ -28,7 +42,7 @@ pub fn init() {
 pub fn now_ms() -> u64 {
     let (wall0, mono0) = *START;
     let estimate = wall0.saturating_add(u64::try_from(mono0.elapsed().as_millis()).unwrap_or(u64::MAX));
-    let now = ivory_raft::now_ms();
+    let now = ivory_raft::now_ms().saturating_add(ahead_ms());
     let clamped = clamp(now, estimate);
     if clamped != now {
         let last = LAST_WARNED.load(Ordering::Relaxed);

@@ -59,6 +59,9 @@ pub struct FaultSettings {
     /// The next flush round fails as a failed `fdatasync` does: the `ivory` binary exits
     /// (code 74) without answering the writes of that round.
     pub fail_sync: bool,
+    /// The wall clock this node stamps entries with jumps this far ahead, in milliseconds (the
+    /// clamp of `clock.rs` holds the timestamps within a minute of the measured time).
+    pub clock_ahead_ms: u64,
 }
 
 /// The network part of a fault setting.

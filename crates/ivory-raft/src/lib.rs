@@ -87,6 +87,28 @@ pub const SNAPSHOT_LOG_BYTES_SINCE_LAST: u64 = 64 << 20;
 /// Logs kept behind a snapshot, so that a follower installing a snapshot can still catch up by
 /// log afterwards (openraft #1706).
 pub const SNAPSHOT_LOGS_TO_KEEP: u64 = 5_000;
+/// Test hook (the nemesis sets it): `IVORY_TEST_SNAPSHOT_COMMANDS=N` takes a snapshot after N
+/// commands and keeps N logs behind it (both at most the defaults above), so that snapshots,
+/// log purges and snapshot installs happen within a short run. Read once per process.
+pub const TEST_SNAPSHOT_ENV: &str = "IVORY_TEST_SNAPSHOT_COMMANDS";
+
+static TEST_SNAPSHOT_COMMANDS: std::sync::LazyLock<Option<u64>> = std::sync::LazyLock::new(|| {
+    std::env::var(TEST_SNAPSHOT_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|n| *n > 0)
+});
+
+/// Commands applied between two snapshots: [`SNAPSHOT_COMMANDS_SINCE_LAST`] unless lowered by
+/// [`TEST_SNAPSHOT_ENV`].
+pub fn snapshot_commands_since_last() -> u64 {
+    TEST_SNAPSHOT_COMMANDS.map_or(SNAPSHOT_COMMANDS_SINCE_LAST, |n| n.min(SNAPSHOT_COMMANDS_SINCE_LAST))
+}
+
+/// Logs kept behind a snapshot: [`SNAPSHOT_LOGS_TO_KEEP`] unless lowered by [`TEST_SNAPSHOT_ENV`].
+pub fn snapshot_logs_to_keep() -> u64 {
+    TEST_SNAPSHOT_COMMANDS.map_or(SNAPSHOT_LOGS_TO_KEEP, |n| n.min(SNAPSHOT_LOGS_TO_KEEP))
+}
 
 /// The one place where Raft timing is decided.
 ///
@@ -104,7 +126,7 @@ pub fn raft_config(cluster_name: &str) -> Result<Arc<openraft::Config>, openraft
         install_snapshot_timeout: 10_000,
         // The state machine asks for snapshots itself (see SNAPSHOT_COMMANDS_SINCE_LAST).
         snapshot_policy: openraft::SnapshotPolicy::Never,
-        max_in_snapshot_log_to_keep: SNAPSHOT_LOGS_TO_KEEP,
+        max_in_snapshot_log_to_keep: snapshot_logs_to_keep(),
         // Bounds one AppendEntries message well under the 64 MiB gRPC limit even for full bulks.
         max_payload_entries: 256,
         // A restarted leader must win an election (and commit a blank entry of its new term)

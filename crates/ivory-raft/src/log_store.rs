@@ -129,6 +129,7 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
 
     async fn purge(&mut self, log_id: LogIdOf<TypeConfig>) -> Result<(), io::Error> {
         self.wal.purge(self.group, log_id)?;
+        metrics::counter!("ivory_raft_log_purges_total", "group" => self.group.to_string()).increment(1);
         self.flusher.flush_log().await
     }
 }

@@ -69,6 +69,10 @@ pub struct ShardStateMachine {
     commands_since_snapshot: u64,
     log_bytes_since_snapshot: u64,
     snapshot_requested: bool,
+    /// `ivory_state_event_ids{tree}` and `ivory_state_holds{tree}`: what the bounds of DESIGN.md
+    /// §3 keep flat, set after every apply.
+    event_ids_gauge: metrics::Gauge,
+    holds_gauge: metrics::Gauge,
 }
 
 fn poisoned() -> io::Error {
@@ -81,6 +85,9 @@ impl ShardStateMachine {
             Some(bytes) => Some(decode(&bytes)?),
             None => None,
         };
+        let name = String::from_utf8_lossy(&tree.name()).into_owned();
+        let event_ids_gauge = metrics::gauge!("ivory_state_event_ids", "tree" => name.clone());
+        let holds_gauge = metrics::gauge!("ivory_state_holds", "tree" => name);
         let mut sm = ShardStateMachine {
             shard: Arc::new(RwLock::new(Shard::new(EVENT_RETENTION_MS_DEFAULT))),
             meta: Arc::default(),
@@ -93,6 +100,8 @@ impl ShardStateMachine {
             commands_since_snapshot: 0,
             log_bytes_since_snapshot: 0,
             snapshot_requested: false,
+            event_ids_gauge,
+            holds_gauge,
         };
         if let Some(stored) = stored {
             sm.load(&stored)?;
@@ -116,9 +125,13 @@ impl ShardStateMachine {
     }
 
     fn note_applied(&mut self, commands: usize, log_bytes: usize) {
+        if let Ok(shard) = self.shard.read() {
+            self.event_ids_gauge.set(shard.remembered_events() as f64);
+            self.holds_gauge.set(shard.hold_count() as f64);
+        }
         self.commands_since_snapshot += commands as u64;
         self.log_bytes_since_snapshot += log_bytes as u64;
-        let due = self.commands_since_snapshot >= crate::SNAPSHOT_COMMANDS_SINCE_LAST
+        let due = self.commands_since_snapshot >= crate::snapshot_commands_since_last()
             || self.log_bytes_since_snapshot >= crate::SNAPSHOT_LOG_BYTES_SINCE_LAST;
         if due
             && !self.snapshot_requested
@@ -163,6 +176,7 @@ pub const SNAPSHOT_WARN_BYTES: usize = 512 << 20;
 fn note_snapshot_size(tree: &sled::Tree, bytes: usize) {
     let name = String::from_utf8_lossy(&tree.name()).into_owned();
     metrics::gauge!("ivory_snapshot_bytes", "tree" => name.clone()).set(bytes as f64);
+    metrics::counter!("ivory_snapshots_built_total", "tree" => name.clone()).increment(1);
     if bytes > SNAPSHOT_WARN_BYTES {
         tracing::warn!(
             tree = %name,
@@ -204,6 +218,20 @@ pub(crate) fn decode_payload(data: &[u8]) -> io::Result<SnapshotPayload> {
             ),
         )),
         None => Err(io::Error::new(io::ErrorKind::InvalidData, "snapshot data is torn")),
+    }
+}
+
+/// Records the encoded size of a shard's replicated state (`ivory_state_bytes{tree}`, measured
+/// when a snapshot serialises it), warning near the limit a replica accepts.
+fn note_state_size(tree: &sled::Tree, bytes: usize) {
+    let name = String::from_utf8_lossy(&tree.name()).into_owned();
+    metrics::gauge!("ivory_state_bytes", "tree" => name.clone()).set(bytes as f64);
+    if bytes > SNAPSHOT_WARN_BYTES {
+        tracing::warn!(
+            tree = %name,
+            bytes,
+            "replicated state over 512 MiB: its snapshot nears the 1 GiB a replica accepts; check the state bounds (DESIGN.md)"
+        );
     }
 }
 
@@ -298,6 +326,7 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
         let data = match (self.shard.read(), self.digest.lock(), self.meta.read()) {
             (Ok(shard), Ok(digest), Ok(meta)) => {
                 let shard_bytes = shard.snapshot();
+                note_state_size(&self.tree, shard_bytes.len());
                 encode_payload(&SnapshotPayload {
                     state_hash: Sha256::digest(&shard_bytes).into(),
                     apply_digest: *digest,
@@ -330,6 +359,8 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
             data: snapshot,
         };
         store_snapshot(&self.tree, &self.flusher, &stored).await?;
+        let name = String::from_utf8_lossy(&self.tree.name()).into_owned();
+        metrics::counter!("ivory_snapshots_installed_total", "tree" => name).increment(1);
         self.load_verified(&stored, shard, payload)
     }
 

@@ -143,6 +143,20 @@ impl Model for InventoryModel {
                     _ => vec![],
                 }
             }
+            // Only a hold's own lines expire: never more than is held.
+            OpKind::HoldExpire { q, .. } => {
+                let after = KeyState {
+                    held: s.held - q,
+                    ..s.clone()
+                };
+                let possible = s.held >= *q;
+                match outcome {
+                    Outcome::Ok if possible => vec![after],
+                    Outcome::Unknown { .. } if possible => vec![s.clone(), after],
+                    Outcome::Unknown { .. } => same(),
+                    _ => vec![],
+                }
+            }
             OpKind::HoldConsume { q, .. } => {
                 let after = KeyState {
                     onhand: s.onhand - q,
@@ -293,11 +307,11 @@ fn bounds(ops: &[&Op], initial: i64) -> Bounds {
                 b.reserved_max -= q - excess;
             }
             (OpKind::Unreserve { q }, _) if unknown => b.reserved_min -= q,
-            (OpKind::HoldRelease { q, .. }, _) if ok => {
+            (OpKind::HoldRelease { q, .. } | OpKind::HoldExpire { q, .. }, _) if ok => {
                 b.reserved_min -= q;
                 b.reserved_max -= q;
             }
-            (OpKind::HoldRelease { q, .. }, _) if unknown => b.reserved_min -= q,
+            (OpKind::HoldRelease { q, .. } | OpKind::HoldExpire { q, .. }, _) if unknown => b.reserved_min -= q,
             (OpKind::HoldConsume { q, .. }, _) if ok => {
                 b.reserved_min -= q;
                 b.reserved_max -= q;
@@ -410,8 +424,10 @@ pub fn exactly_once(key: &Key, ops: &[&Op], initial: i64, (onhand, reserved): (i
                 (OpKind::Unreserve { q }, Outcome::Unreserved { excess }) => reserved_base -= q - excess,
                 // An unknown unreserve takes anything from 0 to q (it is clamped).
                 (OpKind::Unreserve { q }, _) if unknown => reserved_items.push((0..=*q).map(|v| -v).collect()),
-                (OpKind::HoldRelease { q, .. }, _) if unknown => reserved_items.push(vec![0, -q]),
-                (OpKind::HoldRelease { q, .. }, _) => reserved_base -= q,
+                (OpKind::HoldRelease { q, .. } | OpKind::HoldExpire { q, .. }, _) if unknown => {
+                    reserved_items.push(vec![0, -q])
+                }
+                (OpKind::HoldRelease { q, .. } | OpKind::HoldExpire { q, .. }, _) => reserved_base -= q,
                 (OpKind::HoldConsume { q, .. }, _) if unknown => {
                     // Consume moves both together: check each measure on its own (sound, weaker).
                     onhand_items.push(vec![0, -q]);
@@ -584,5 +600,64 @@ mod tests {
         assert!(linearizable(&key(), &refs, 5, 10_000).is_ok());
         assert!(exactly_once(&key(), &refs, 5, (1, 0)).is_none());
         assert!(no_lost_acknowledgement(&key(), &refs, 5, (1, 0)).is_none());
+    }
+
+    #[test]
+    fn an_expired_hold_frees_its_lines_once_and_a_settled_expiry_must_have_happened() {
+        let create = op(
+            0,
+            OpKind::HoldCreate {
+                hold: "h".into(),
+                q: 3,
+                lines: 1,
+            },
+            (0, Some(10)),
+            Outcome::Ok,
+        );
+        let expire = op(
+            1,
+            OpKind::HoldExpire {
+                hold: "h".into(),
+                q: 3,
+                ttl_s: 2,
+            },
+            (0, None),
+            Outcome::Unknown { error: "expiry".into() },
+        );
+        let held = op(2, OpKind::Read, (20, Some(30)), read(5, 3));
+        let unsettled = crate::history::History {
+            ops: vec![create.clone(), expire.clone(), held.clone()],
+            ..Default::default()
+        };
+        // Due after the final reads began: it stays unknown.
+        let mut settled = unsettled.clone();
+        settled.settle_expiries(1_000_000, 3_000_009, &[(0, 1, 60_000_000)]);
+        assert!(settled.ops[1].outcome.is_unknown());
+        // Settled: it happened by its time to live after the create's answer, plus the margin.
+        settled.settle_expiries(1_000_000, 3_000_010, &[(0, 1, 60_000_000)]);
+        assert_eq!(settled.ops[1].outcome, Outcome::Ok);
+        assert_eq!(settled.ops[1].complete_us, Some(3_000_010));
+        // Without a clock ahead it cannot happen before its time to live (less the margin).
+        let mut on_time = unsettled.clone();
+        on_time.settle_expiries(1_000_000, 3_000_010, &[]);
+        assert_eq!(on_time.ops[1].invoke_us, 1_000_000);
+        assert_eq!(settled.ops[1].invoke_us, 0, "a clock ahead: from the create on");
+        // The settled expiry must show in a later read, and frees the lines once, not twice.
+        let freed = op(3, OpKind::Read, (4_000_000, Some(4_000_010)), read(5, 0));
+        let still_held = op(3, OpKind::Read, (4_000_000, Some(4_000_010)), read(5, 3));
+        let refs = |extra: &Op| -> Vec<Op> {
+            let mut ops = settled.ops.clone();
+            ops.push(extra.clone());
+            ops
+        };
+        let ok = refs(&freed);
+        assert!(linearizable(&key(), &ok.iter().collect::<Vec<_>>(), 5, 10_000).is_ok());
+        assert!(exactly_once(&key(), &ok.iter().collect::<Vec<_>>(), 5, (5, 0)).is_none());
+        let bad = refs(&still_held);
+        assert!(linearizable(&key(), &bad.iter().collect::<Vec<_>>(), 5, 10_000).is_err());
+        assert!(exactly_once(&key(), &bad.iter().collect::<Vec<_>>(), 5, (5, 3)).is_some());
+        // An expiry can never free more than is held.
+        let over = [expire, op(2, OpKind::Read, (20, Some(30)), read(5, -3))];
+        assert!(linearizable(&key(), &over.iter().collect::<Vec<_>>(), 5, 10_000).is_err());
     }
 }

@@ -30,6 +30,10 @@ pub struct NodeProc {
     pub addr: SocketAddr,
     pub data: PathBuf,
     args: Vec<String>,
+    /// Extra environment (test hooks such as a low snapshot threshold).
+    env: Vec<(String, String)>,
+    /// The exit codes of every time the process ended by itself (`None`: by a signal).
+    pub exits: Vec<Option<i32>>,
     child: Option<Child>,
     paused: bool,
 }
@@ -52,6 +56,7 @@ impl NodeProc {
             .env("IVORY_CLIENT_SECRET", CLIENT_SECRET)
             .env("IVORY_CLUSTER_SECRET", ivory_tests::CLUSTER_SECRET)
             .env("RUST_LOG", "info,openraft=error,sled=warn,h2=warn,tower=warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err_log)
@@ -82,6 +87,16 @@ impl NodeProc {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// When the process ended by itself (not by [`NodeProc::kill9`]): reaps it and gives its
+    /// exit code (`None` inside when a signal ended it).
+    pub fn reap(&mut self) -> Option<Option<i32>> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        self.paused = false;
+        self.exits.push(status.code());
+        Some(status.code())
     }
 
     /// Waits until the process ends by itself: its exit code (`None` when a signal ended it).
@@ -133,6 +148,7 @@ pub struct Cluster {
     /// Nodes added by the membership nemesis (`--join`), outside the fault targets.
     pub joined: Vec<NodeProc>,
     pub shards: u32,
+    env: Vec<(String, String)>,
     http: reqwest::Client,
     // Dropped last: the processes die before their directories go.
     dir: tempfile::TempDir,
@@ -152,6 +168,15 @@ impl Cluster {
     /// # Errors
     /// When a port, the temp dir or a process cannot be had.
     pub fn start(bin: &Path, n: u64, shards: u32) -> Result<Cluster, String> {
+        Cluster::start_with(bin, n, shards, &[])
+    }
+
+    /// [`Cluster::start`] with extra environment for every node (also nodes joining later).
+    ///
+    /// # Errors
+    /// As [`Cluster::start`].
+    pub fn start_with(bin: &Path, n: u64, shards: u32, env: &[(&str, &str)]) -> Result<Cluster, String> {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let dir = tempfile::Builder::new()
             .prefix("ivory-nemesis-")
             .tempdir()
@@ -178,6 +203,7 @@ impl Cluster {
             nodes: Vec::new(),
             joined: Vec::new(),
             shards,
+            env,
             http,
             dir,
         };
@@ -191,6 +217,8 @@ impl Cluster {
                 addr: *addr,
                 data,
                 args,
+                env: cluster.env.clone(),
+                exits: Vec::new(),
                 child: None,
                 paused: false,
             };
@@ -215,6 +243,8 @@ impl Cluster {
                 args
             },
             data,
+            env: self.env.clone(),
+            exits: Vec::new(),
             child: None,
             paused: false,
         };
@@ -252,11 +282,26 @@ impl Cluster {
     /// # Errors
     /// When the process cannot be started.
     pub fn restart(&mut self, i: usize) -> Result<(), String> {
+        self.nodes[i].reap();
         if self.nodes[i].is_running() {
             return Ok(());
         }
         let bin = self.bin.clone();
         self.nodes[i].spawn(&bin)
+    }
+
+    /// What a supervisor does: every node that ended by itself (a storage fault exits 74) is
+    /// started again from its data directory. Returns (node id, exit code, restart result) of each.
+    pub fn supervise(&mut self) -> Vec<(u64, Option<i32>, Result<(), String>)> {
+        let bin = self.bin.clone();
+        let mut restarted = Vec::new();
+        for node in &mut self.nodes {
+            if let Some(code) = node.reap() {
+                let result = node.spawn(&bin);
+                restarted.push((node.id, code, result));
+            }
+        }
+        restarted
     }
 
     /// SIGSTOP.
@@ -277,7 +322,8 @@ impl Cluster {
         }
     }
 
-    /// Sets node `i`'s faults (`{"drop": [...], "delayMs": n, "slowDiskMs": n}`; `{}` heals).
+    /// Sets node `i`'s faults (`{"drop": [...], "delayMs": n, "slowDiskMs": n, "failSync": true,
+    /// "clockAheadMs": n}`; `{}` heals).
     ///
     /// # Errors
     /// When the node does not take them (down, paused, or no answer in 2 s).
@@ -398,6 +444,28 @@ impl Cluster {
             }
         }
         leaders
+    }
+
+    /// The sum over the live nodes' `GET /metrics` of every series of the counter or gauge
+    /// `name` (counters restart from zero with their process).
+    pub async fn metric_sum(&self, name: &str) -> f64 {
+        let mut sum = 0.0;
+        for node in self.nodes.iter().filter(|n| n.is_live()) {
+            let Ok(r) = self.http.get(format!("http://{}/metrics", node.addr)).send().await else {
+                continue;
+            };
+            let text = r.text().await.unwrap_or_default();
+            for line in text.lines() {
+                let Some(rest) = line.strip_prefix(name) else { continue };
+                if !(rest.starts_with('{') || rest.starts_with(' ')) {
+                    continue;
+                }
+                if let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+                    sum += v;
+                }
+            }
+        }
+        sum
     }
 
     /// Whether `GET /healthz` of every running node answers 200 (every shard has a leader).

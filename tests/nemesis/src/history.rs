@@ -7,6 +7,10 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+/// How far ahead of its measured time a leader's clock may stamp (`CLOCK_STEP_MAX_MS` of
+/// ivory-node's `clock.rs`), in microseconds.
+pub const CLOCK_STEP_MAX_US: u64 = 60_000_000;
+
 /// One stock key: a product in a partition (organization `org`, site `1`, the location).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Key {
@@ -37,6 +41,11 @@ pub enum OpKind {
     HoldRelease { hold: String, q: i64 },
     /// A line of `POST holds/{id}/consume`: iv.onhand and the held quantity go down by q.
     HoldConsume { hold: String, q: i64 },
+    /// A line of a hold created with a short time to live (`ttl_s`), which no client ends: it
+    /// expires (the held quantity goes down by q). Invoked with the create (a leader's clock
+    /// ahead may expire it early); unknown until [`History::settle_expiries`] makes the expiry
+    /// of an acknowledged hold definite.
+    HoldExpire { hold: String, q: i64, ttl_s: u64 },
     /// `POST onhand/indexquery` of the key (linearizable).
     Read,
 }
@@ -189,6 +198,52 @@ impl History {
     /// The operations on `key`, in history order.
     pub fn of_key<'a>(&'a self, key: &'a Key) -> impl Iterator<Item = &'a Op> + 'a {
         self.ops.iter().filter(move |o| &o.key == key)
+    }
+
+    /// Makes definite the expiry of every short-lived hold whose create was acknowledged and
+    /// whose expiry is due before `final_us` (when the final reads began: the counting checkers
+    /// take them as the final state): it happens by its time to live after the create's answer
+    /// plus `margin_us`, since every
+    /// entry a leader applies later expires the holds due by its timestamp first (never behind
+    /// the wall clock), and a linearizable read on a leader sweeps a due hold first. An operation
+    /// of the key invoked after that sees the lines free; while a shard has no leader no
+    /// operation of it completes. Holds whose create stayed unknown keep an unknown expiry.
+    ///
+    /// The earliest an expiry can happen is its time to live after the create was sent, less
+    /// the margin and less how far a clock ran ahead meanwhile (`ahead_us`: from, to, how far;
+    /// the clamp lets a leader's stamps, and so its shard's clock, run at most
+    /// [`CLOCK_STEP_MAX_US`] ahead, and the shard's clock stays ahead until real time catches up).
+    pub fn settle_expiries(&mut self, margin_us: u64, final_us: u64, ahead_us: &[(u64, u64, u64)]) {
+        let mut created: std::collections::HashMap<(String, Key), Option<u64>> = std::collections::HashMap::new();
+        for op in &self.ops {
+            if let OpKind::HoldCreate { hold, .. } = &op.kind
+                && op.outcome == Outcome::Ok
+            {
+                created.insert((hold.clone(), op.key.clone()), op.complete_us);
+            }
+        }
+        for op in &mut self.ops {
+            if let OpKind::HoldExpire { ttl_s, .. } = &op.kind {
+                let due = op.invoke_us + ttl_s * 1_000_000;
+                let early = ahead_us
+                    .iter()
+                    .map(|(from, to, ahead)| (*from, *to, (*ahead).min(CLOCK_STEP_MAX_US)))
+                    .filter(|(from, to, ahead)| *from <= due && op.invoke_us <= to + ahead)
+                    .map(|(_, _, ahead)| ahead)
+                    .max()
+                    .unwrap_or(0);
+                op.invoke_us = op.invoke_us.max(due.saturating_sub(early + margin_us));
+            }
+        }
+        for op in &mut self.ops {
+            if let OpKind::HoldExpire { hold, ttl_s, .. } = &op.kind
+                && let Some(Some(done)) = created.get(&(hold.clone(), op.key.clone()))
+                && done + ttl_s * 1_000_000 + margin_us <= final_us
+            {
+                op.outcome = Outcome::Ok;
+                op.complete_us = Some(done + ttl_s * 1_000_000 + margin_us);
+            }
+        }
     }
 
     pub fn keys(&self) -> Vec<Key> {

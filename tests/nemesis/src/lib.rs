@@ -27,6 +27,12 @@ pub struct Summary {
     pub unknown: usize,
     pub requests: u64,
     pub faults: BTreeMap<&'static str, u64>,
+    /// Short-lived hold lines whose expiry was checked as definite.
+    pub expiries: usize,
+    /// Nodes that exited by themselves (a failed fsync) and were restarted.
+    pub exits: usize,
+    /// Snapshots built, installed, and log purges (see [`RunReport`]).
+    pub snapshots: (u64, u64, u64),
     pub violations: usize,
     /// Known Ivory issues seen (not violations).
     pub notes: usize,
@@ -43,6 +49,11 @@ impl Summary {
         self.ops += r.ops;
         self.unknown += r.unknown;
         self.requests += r.requests;
+        self.expiries += r.expiries;
+        self.exits += r.exits;
+        self.snapshots.0 += r.snapshots_built;
+        self.snapshots.1 += r.snapshots_installed;
+        self.snapshots.2 += r.log_purges;
         for (k, v) in &r.faults {
             *self.faults.entry(k).or_default() += v;
         }
@@ -57,11 +68,12 @@ impl Summary {
 
     pub fn render(&self) -> String {
         let mut s = format!(
-            "runs: {}\noperations: {} ({} unknown), requests: {}\nfaults injected: {}\nviolations: {}{}\nnotes (known issues): {}\nlinearizability checks over budget: {}\nrun time: {:.0}s",
+            "runs: {}\noperations: {} ({} unknown), requests: {}\nhold lines expired (checked): {}\nfaults injected: {}\nnodes exited and restarted: {}\nsnapshots built {}, installed {}, log purges {}\nviolations: {}{}\nnotes (known issues): {}\nlinearizability checks over budget: {}\nrun time: {:.0}s",
             self.runs,
             self.ops,
             self.unknown,
             self.requests,
+            self.expiries,
             if self.faults.is_empty() {
                 "none".to_string()
             } else {
@@ -71,6 +83,10 @@ impl Summary {
                     .collect::<Vec<_>>()
                     .join(", ")
             },
+            self.exits,
+            self.snapshots.0,
+            self.snapshots.1,
+            self.snapshots.2,
             self.violations,
             if self.failed_seeds.is_empty() {
                 String::new()

@@ -27,6 +27,10 @@ struct Cli {
     /// Replay this seed (one run); without it each run draws a seed and prints it.
     #[arg(long)]
     seed: Option<u64>,
+    /// The first seed of a series (then +1 per run); default: from the clock. Lets parallel
+    /// series use disjoint seeds.
+    #[arg(long, conflicts_with = "seed")]
+    first_seed: Option<u64>,
     /// Number of runs.
     #[arg(long, default_value_t = 1)]
     runs: usize,
@@ -128,7 +132,7 @@ fn main() -> ExitCode {
     let began = Instant::now();
     let mut summary = Summary::default();
     let mut run = 0usize;
-    let mut next_seed = cli.seed.unwrap_or_else(|| {
+    let mut next_seed = cli.seed.or(cli.first_seed).unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() % 1_000_000)

@@ -21,6 +21,9 @@ use crate::cluster::Cluster;
 /// runs it either way.
 pub const MEMBERSHIP_READY: bool = true;
 
+/// How far a clock jumps: from a few seconds (under the clamp's minute) to a day.
+const CLOCK_JUMPS_MS: [u64; 5] = [5_000, 30_000, 600_000, 3_600_000, 86_400_000];
+
 /// A kind of fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
@@ -30,16 +33,20 @@ pub enum Kind {
     SlowNet,
     SlowDisk,
     Membership,
+    FailSync,
+    ClockJump,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Kill,
         Kind::Pause,
         Kind::Partition,
         Kind::SlowNet,
         Kind::SlowDisk,
         Kind::Membership,
+        Kind::FailSync,
+        Kind::ClockJump,
     ];
 
     /// The kinds a run uses unless told otherwise.
@@ -58,6 +65,8 @@ impl Kind {
             Kind::SlowNet => "slow-net",
             Kind::SlowDisk => "slow-disk",
             Kind::Membership => "membership",
+            Kind::FailSync => "fail-sync",
+            Kind::ClockJump => "clock-jump",
         }
     }
 
@@ -65,7 +74,7 @@ impl Kind {
     /// An unknown name.
     pub fn parse(name: &str) -> Result<Kind, String> {
         Kind::ALL.into_iter().find(|k| k.name() == name.trim()).ok_or_else(|| {
-            format!("unknown nemesis '{name}' (kill, pause, partition, slow-net, slow-disk, membership)")
+            format!("unknown nemesis '{name}' (kill, pause, partition, slow-net, slow-disk, membership, fail-sync, clock-jump)")
         })
     }
 }
@@ -116,6 +125,18 @@ pub enum Fault {
     Membership {
         id: u64,
     },
+    /// The node's next flush round fails as a failed fsync does: it exits (74) and the
+    /// supervisor (`Cluster::supervise`) restarts it; `ms` is how long the step lasts.
+    FailSync {
+        target: Target,
+        ms: u64,
+    },
+    /// The node's wall clock jumps `ahead_ms` forward for `ms` (its leader timestamps are clamped).
+    ClockJump {
+        target: Target,
+        ahead_ms: u64,
+        ms: u64,
+    },
 }
 
 impl Fault {
@@ -127,6 +148,8 @@ impl Fault {
             Fault::SlowNet { .. } => Kind::SlowNet,
             Fault::SlowDisk { .. } => Kind::SlowDisk,
             Fault::Membership { .. } => Kind::Membership,
+            Fault::FailSync { .. } => Kind::FailSync,
+            Fault::ClockJump { .. } => Kind::ClockJump,
         }
     }
 }
@@ -219,13 +242,24 @@ pub fn schedule(seed: u64, nodes: usize, kinds: &[Kind], duration: Duration) -> 
                 next_member_id += 1;
                 Fault::Membership { id: next_member_id }
             }
+            Kind::FailSync => Fault::FailSync {
+                target,
+                ms: rng.random_range(2_000..4_000),
+            },
+            Kind::ClockJump => Fault::ClockJump {
+                target,
+                ahead_ms: CLOCK_JUMPS_MS[rng.random_range(0..CLOCK_JUMPS_MS.len())],
+                ms: rng.random_range(2_000..6_000),
+            },
         };
         let length = match &fault {
             Fault::Kill { down_ms, .. } => *down_ms,
             Fault::Pause { ms, .. }
             | Fault::Partition { ms, .. }
             | Fault::SlowNet { ms, .. }
-            | Fault::SlowDisk { ms, .. } => *ms,
+            | Fault::SlowDisk { ms, .. }
+            | Fault::FailSync { ms, .. }
+            | Fault::ClockJump { ms, .. } => *ms,
             Fault::Membership { .. } => 8_000,
         };
         used += gap_ms + length;
@@ -241,6 +275,9 @@ pub struct NemesisLog {
     pub counts: BTreeMap<&'static str, u64>,
     /// One line per event, with its time since the run started.
     pub events: Vec<String>,
+    /// When a clock ran ahead (microseconds since the run started, from before the fault was
+    /// set to after it was healed) and by how much (microseconds).
+    pub clock_jumps_us: Vec<(u64, u64, u64)>,
 }
 
 /// Applies `steps` to the cluster until `until`, then heals everything.
@@ -257,6 +294,10 @@ impl Executor {
     fn note(&mut self, text: String) {
         let t = self.start.elapsed().as_secs_f64();
         self.log.events.push(format!("{t:8.3}s {text}"));
+    }
+
+    fn micros(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     /// Sleeps `ms`, or less if the nemesis window ends first; false when it ended.
@@ -352,6 +393,37 @@ impl Executor {
                     self.note("slow disk healed".into());
                     more
                 }
+                Fault::FailSync { target, ms } => {
+                    let i = self.resolve(*target).await;
+                    let (id, result) = {
+                        let c = self.cluster.lock().await;
+                        (c.nodes[i].id, c.set_faults(i, &json!({ "failSync": true })).await)
+                    };
+                    self.note(format!("failed fsync armed on node {id}: {result:?}"));
+                    // The node exits at its next flush round; the supervisor restarts it.
+                    let more = self.hold(*ms).await;
+                    self.heal_hooks().await;
+                    self.note("failed fsync disarmed".into());
+                    more
+                }
+                Fault::ClockJump { target, ahead_ms, ms } => {
+                    let from = self.micros();
+                    let i = self.resolve(*target).await;
+                    let (id, result) = {
+                        let c = self.cluster.lock().await;
+                        (
+                            c.nodes[i].id,
+                            c.set_faults(i, &json!({ "clockAheadMs": ahead_ms })).await,
+                        )
+                    };
+                    self.note(format!("clock {ahead_ms}ms ahead on node {id}: {result:?}"));
+                    let more = self.hold(*ms).await;
+                    self.heal_hooks().await;
+                    self.note("clock back".into());
+                    let to = self.micros();
+                    self.log.clock_jumps_us.push((from, to, ahead_ms.saturating_mul(1_000)));
+                    more
+                }
                 Fault::Membership { id } => {
                     let result = crate::membership::add_then_remove(&self.cluster, &self.bin, *id, self.until).await;
                     self.note(format!("membership: add then remove node {id}: {result:?}"));
@@ -434,6 +506,8 @@ mod tests {
     #[test]
     fn kinds_parse_by_name() {
         assert_eq!(Kind::parse("slow-disk"), Ok(Kind::SlowDisk));
+        assert_eq!(Kind::parse("fail-sync"), Ok(Kind::FailSync));
+        assert_eq!(Kind::parse("clock-jump"), Ok(Kind::ClockJump));
         assert!(Kind::parse("meteor").is_err());
     }
 }

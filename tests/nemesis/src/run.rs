@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ivory_cluster::{Layout, ShardRing};
@@ -15,6 +16,14 @@ use crate::cluster::Cluster;
 use crate::history::{Key, Op, OpKind, Outcome, Recorder};
 use crate::nemesis::{Executor, Kind, NemesisLog, schedule};
 use crate::workload::{Api, ENVIRONMENT, ORGANIZATION, SITE, WorkloadConfig, run_clients};
+
+/// The snapshot threshold of nemesis runs: a shard takes tens (debug) to hundreds (release)
+/// of commands a second.
+pub const SNAPSHOT_COMMANDS: u64 = 100;
+/// An acknowledged short-lived hold has expired for every operation invoked this long after its
+/// time to live ended (counted from the create's answer): room for the gateway's and the
+/// harness's clock readings and the sweep's timer.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(1);
 
 /// One run's settings.
 #[derive(Clone, Debug)]
@@ -36,6 +45,9 @@ pub struct RunConfig {
     pub liveness_bound: Duration,
     /// Where a failing run leaves its history, schedule and node logs.
     pub out: Option<PathBuf>,
+    /// Nodes snapshot after this many commands and keep as many logs behind a snapshot
+    /// (`IVORY_TEST_SNAPSHOT_COMMANDS`), so snapshots, purges and installs happen during faults.
+    pub snapshot_commands: Option<u64>,
 }
 
 impl RunConfig {
@@ -53,6 +65,7 @@ impl RunConfig {
             kinds: Kind::defaults(),
             liveness_bound: Duration::from_secs(10),
             out: None,
+            snapshot_commands: Some(SNAPSHOT_COMMANDS),
         }
     }
 }
@@ -74,6 +87,15 @@ pub struct RunReport {
     pub liveness_ms: BTreeMap<u32, u64>,
     /// Known Ivory issues seen (not violations).
     pub notes: Vec<String>,
+    /// Lines of short-lived holds whose expiry was checked as definite.
+    pub expiries: usize,
+    /// Nodes that exited by themselves and were restarted (a failed fsync exits 74).
+    pub exits: usize,
+    /// Snapshots built and installed, and log purges, summed over the nodes at the end (the
+    /// counts of a node restarted meanwhile start again from zero).
+    pub snapshots_built: u64,
+    pub snapshots_installed: u64,
+    pub log_purges: u64,
     pub elapsed: Duration,
 }
 
@@ -85,14 +107,19 @@ impl RunReport {
     /// A few lines for a person.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "seed {}: {} ops ({} ok, {} refused, {} unknown), {} requests, faults {:?}, liveness {:?} ms, {:.1}s: {}",
+            "seed {}: {} ops ({} ok, {} refused, {} unknown), {} requests, {} hold lines expired, faults {:?}, {} exits restarted, snapshots {} built {} installed, {} log purges, liveness {:?} ms, {:.1}s: {}",
             self.seed,
             self.ops,
             self.ok,
             self.refused,
             self.unknown,
             self.requests,
+            self.expiries,
             self.faults,
+            self.exits,
+            self.snapshots_built,
+            self.snapshots_installed,
+            self.log_purges,
             self.liveness_ms,
             self.elapsed.as_secs_f64(),
             if self.passed() {
@@ -115,6 +142,27 @@ impl RunReport {
         }
         s
     }
+}
+
+/// `TEST_SNAPSHOT_ENV` of ivory-raft.
+const TEST_SNAPSHOT_ENV: &str = "IVORY_TEST_SNAPSHOT_COMMANDS";
+/// `EXIT_STORAGE_FAILED` of ivory-raft: a failed write or fsync ends the process with it.
+const EXIT_STORAGE_FAILED: i32 = 74;
+
+/// Restarts every node that exits by itself, as a supervisor (systemd, Kubernetes) would, until
+/// `running` turns false; returns what it did, one line per restart.
+async fn supervise(cluster: Arc<Mutex<Cluster>>, start: Instant, running: Arc<AtomicBool>) -> Vec<String> {
+    let mut events = Vec::new();
+    while running.load(Ordering::Relaxed) {
+        for (id, code, result) in cluster.lock().await.supervise() {
+            let t = start.elapsed().as_secs_f64();
+            events.push(format!(
+                "{t:8.3}s supervisor: node {id} exited with {code:?}, restarted: {result:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    events
 }
 
 /// Locations for the workload keys, one per shard as far as possible, and one liveness
@@ -160,7 +208,9 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
             })
         })
         .collect();
-    let cluster = Cluster::start(&cfg.bin, cfg.nodes, cfg.shards)?;
+    let snapshot_env = cfg.snapshot_commands.map(|n| n.to_string());
+    let env: Vec<(&str, &str)> = snapshot_env.iter().map(|n| (TEST_SNAPSHOT_ENV, n.as_str())).collect();
+    let cluster = Cluster::start_with(&cfg.bin, cfg.nodes, cfg.shards, &env)?;
     let addrs = cluster.addrs();
     if let Err(e) = cluster.wait_healthy(Duration::from_secs(60)).await {
         return Err(format!("{e}\n{}", cluster.logs(30)));
@@ -193,6 +243,9 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
         traffic_until,
         retry_until,
     ));
+    // The supervisor: a node that exits by itself (a storage fault) is started again.
+    let supervising = Arc::new(AtomicBool::new(true));
+    let supervisor = tokio::spawn(supervise(cluster.clone(), start, supervising.clone()));
     let mut executor = Executor {
         cluster: cluster.clone(),
         start,
@@ -243,6 +296,7 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
     let stats = clients.await.unwrap_or_default();
 
     // The final read of every key, recorded as a read so that linearizability covers it too.
+    let final_reads_from = rec.now_us();
     let mut final_reads = BTreeMap::new();
     for key in &keys {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -282,7 +336,38 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
         }
     }
 
-    let history = rec.history();
+    supervising.store(false, Ordering::Relaxed);
+    let supervised = supervisor.await.unwrap_or_default();
+    executor.log.events.extend(supervised);
+    let (built, installed, purges) = {
+        let c = cluster.lock().await;
+        (
+            c.metric_sum("ivory_snapshots_built_total").await,
+            c.metric_sum("ivory_snapshots_installed_total").await,
+            c.metric_sum("ivory_raft_log_purges_total").await,
+        )
+    };
+    let mut exits = 0;
+    for node in &cluster.lock().await.nodes {
+        for code in &node.exits {
+            exits += 1;
+            if *code != Some(EXIT_STORAGE_FAILED) {
+                violations.push(Violation {
+                    checker: "crash",
+                    key: None,
+                    message: format!(
+                        "node {} exited by itself with {code:?} (only a storage fault may end a node, with {EXIT_STORAGE_FAILED})",
+                        node.id
+                    ),
+                    ops: vec![],
+                });
+            }
+        }
+    }
+
+    let mut history = rec.history();
+    let margin = u64::try_from(EXPIRY_MARGIN.as_micros()).unwrap_or(u64::MAX);
+    history.settle_expiries(margin, final_reads_from, &executor.log.clock_jumps_us);
     let mut findings = check_all(&CheckInput {
         history: &history,
         initial_stock: cfg.initial_stock,
@@ -302,9 +387,17 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
         nemesis_events: executor.log.events.clone(),
         liveness_ms,
         notes: history.notes.clone(),
+        exits,
+        snapshots_built: built as u64,
+        snapshots_installed: installed as u64,
+        log_purges: purges as u64,
         ..RunReport::default()
     };
     for op in ops {
+        if matches!(op.kind, OpKind::HoldExpire { .. }) {
+            report.expiries += usize::from(op.outcome.is_ok());
+            continue;
+        }
         report.ops += 1;
         if op.outcome.is_ok() {
             report.ok += 1;
@@ -317,6 +410,21 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
     report.findings = findings;
     report.elapsed = began.elapsed();
 
+    // An exit 74 without an injected failed fsync is a real storage failure (or a bug): keep the
+    // node logs that say why (seed 160108 had one; the run passed and its logs were gone).
+    let injected = executor.log.counts.get("fail-sync").copied().unwrap_or(0);
+    if exits as u64 > injected {
+        report.notes.push(format!(
+            "{exits} node exit(s) with {injected} failed fsync(s) injected: node logs kept"
+        ));
+        if let Some(out) = &cfg.out {
+            let dir = out.join(format!("seed-{}-exit", cfg.seed));
+            if std::fs::create_dir_all(&dir).is_ok() {
+                let _ = std::fs::write(dir.join("nemesis.txt"), report.nemesis_events.join("\n"));
+                cluster.lock().await.save_logs(&dir);
+            }
+        }
+    }
     if !report.passed()
         && let Some(out) = &cfg.out
     {

@@ -50,6 +50,10 @@ impl Shard {
             let ts_ms = self.state.clock_ms;
             let (environment_tag, partition_tag) = scope_tags(partition);
             self.state.events_by_time.push_back((ts_ms, key));
+            self.events_by_partition
+                .entry(partition_tag)
+                .or_default()
+                .push_back((ts_ms, key));
             self.state.events.insert(
                 key,
                 EventRecord {
@@ -60,6 +64,7 @@ impl Shard {
                     result: result.clone(),
                 },
             );
+            self.bound_partition_events(partition_tag);
         }
         result
     }
@@ -158,6 +163,7 @@ impl Shard {
                     !in_scope
                 });
                 // The time index keeps the forgotten keys; pruning skips keys no longer remembered.
+                self.index_events_by_partition();
                 CmdResult::success()
             }
             // Stock commands always carry an event id and a partition.

@@ -39,13 +39,15 @@ impl Node {
     }
 
     /// Fault injection for tests: replaces every fault this node injects (dropped addresses and
-    /// a delay on everything it sends to other nodes, a slow disk). The default heals all.
+    /// a delay on everything it sends to other nodes, a slow disk, a failed fsync, a clock
+    /// ahead). The default heals all.
     pub fn set_faults(&self, faults: FaultSettings) {
         self.inner
             .storage
             .flusher()
             .set_delay(Duration::from_millis(faults.slow_disk_ms));
         self.inner.storage.flusher().fail_next_sync(faults.fail_sync);
+        crate::clock::set_ahead_ms(faults.clock_ahead_ms);
         self.inner.peers.faults().set(NetworkFaults {
             drop: faults.drop,
             delay_ms: faults.delay_ms,
@@ -60,6 +62,7 @@ impl Node {
             delay_ms: network.delay_ms,
             slow_disk_ms: u64::try_from(self.inner.storage.flusher().delay().as_millis()).unwrap_or(u64::MAX),
             fail_sync: self.inner.storage.flusher().fails_next_sync(),
+            clock_ahead_ms: crate::clock::ahead_ms(),
         }
     }
 
