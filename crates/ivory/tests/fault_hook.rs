@@ -6,7 +6,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ivory_nemesis::cluster::Cluster;
-use ivory_nemesis::workload::Api;
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ivory");
@@ -32,11 +31,9 @@ async fn the_route_is_absent_without_the_flag() {
 #[tokio::test]
 async fn drop_delay_and_slow_disk_take_effect_and_heal() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let cluster = Cluster::start(Path::new(BIN), 3, 2).expect("cluster starts");
-        cluster.wait_healthy(Duration::from_secs(60)).await.expect("healthy");
-        let api = Api::connect(&cluster.addrs(), Instant::now() + Duration::from_secs(20))
+        let (cluster, api) = Cluster::start_healthy(Path::new(BIN), 3, 2, &[])
             .await
-            .expect("token");
+            .expect("cluster up");
         let write = |n: usize, id: String| {
             let api = api.clone();
             async move {

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use ivory_nemesis::cluster::Cluster;
 use ivory_nemesis::history::Key;
-use ivory_nemesis::workload::Api;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ivory");
 const TEST_TIMEOUT: Duration = Duration::from_secs(170);
@@ -17,11 +16,9 @@ const ROUNDS: usize = 6;
 #[tokio::test]
 async fn a_restarted_leader_never_reads_stale() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let mut cluster = Cluster::start(Path::new(BIN), 3, 1).expect("cluster starts");
-        cluster.wait_healthy(Duration::from_secs(60)).await.expect("healthy");
-        let api = Api::connect(&cluster.addrs(), Instant::now() + Duration::from_secs(20))
+        let (mut cluster, api) = Cluster::start_healthy(Path::new(BIN), 3, 1, &[])
             .await
-            .expect("token");
+            .expect("cluster up");
         let key = Key {
             location: "11".into(),
             product: "RESTART".into(),

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use ivory_nemesis::cluster::Cluster;
 use ivory_nemesis::history::Key;
-use ivory_nemesis::workload::Api;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ivory");
 const TEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -16,12 +15,9 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 async fn a_node_reports_state_bytes_snapshot_bytes_and_remembered_ids_per_shard() {
     tokio::time::timeout(TEST_TIMEOUT, async {
         // A snapshot every 20 commands (the test hook), one node, one shard.
-        let cluster = Cluster::start_with(Path::new(BIN), 1, 1, &[("IVORY_TEST_SNAPSHOT_COMMANDS", "20")])
-            .expect("cluster starts");
-        cluster.wait_healthy(Duration::from_secs(60)).await.expect("healthy");
-        let api = Api::connect(&cluster.addrs(), Instant::now() + Duration::from_secs(20))
+        let (cluster, api) = Cluster::start_healthy(Path::new(BIN), 1, 1, &[("IVORY_TEST_SNAPSHOT_COMMANDS", "20")])
             .await
-            .expect("token");
+            .expect("cluster up");
         let key = Key {
             location: "11".into(),
             product: "METRICS".into(),

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use ivory_nemesis::cluster::Cluster;
 use ivory_nemesis::history::Key;
-use ivory_nemesis::workload::Api;
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ivory");
@@ -19,11 +18,9 @@ const EXIT_STORAGE_FAILED: i32 = 74;
 async fn a_failed_fsync_acknowledges_nothing_and_the_restart_keeps_every_acknowledged_write() {
     tokio::time::timeout(TEST_TIMEOUT, async {
         // One node: its own flush round is the only one a write waits for.
-        let mut cluster = Cluster::start(Path::new(BIN), 1, 2).expect("cluster starts");
-        cluster.wait_healthy(Duration::from_secs(60)).await.expect("healthy");
-        let api = Api::connect(&cluster.addrs(), Instant::now() + Duration::from_secs(20))
+        let (mut cluster, api) = Cluster::start_healthy(Path::new(BIN), 1, 2, &[])
             .await
-            .expect("token");
+            .expect("cluster up");
         let key = Key {
             location: "11".into(),
             product: "FSYNC".into(),

@@ -171,6 +171,23 @@ impl Cluster {
         Cluster::start_with(bin, n, shards, &[])
     }
 
+    /// [`Cluster::start_with`], then healthy within 60 s and an API client holding a token: how
+    /// the process tests built on this harness begin.
+    ///
+    /// # Errors
+    /// As [`Cluster::start`], or when the cluster is not healthy or gives no token in time.
+    pub async fn start_healthy(
+        bin: &Path,
+        n: u64,
+        shards: u32,
+        env: &[(&str, &str)],
+    ) -> Result<(Cluster, crate::workload::Api), String> {
+        let cluster = Cluster::start_with(bin, n, shards, env)?;
+        cluster.wait_healthy(Duration::from_secs(60)).await?;
+        let api = crate::workload::Api::connect(&cluster.addrs(), Instant::now() + Duration::from_secs(20)).await?;
+        Ok((cluster, api))
+    }
+
     /// [`Cluster::start`] with extra environment for every node (also nodes joining later).
     ///
     /// # Errors
