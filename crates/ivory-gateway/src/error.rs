@@ -4,8 +4,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::BackendError;
-
 /// A refused or failed request. Nothing was applied when the status is 4xx.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -35,18 +33,24 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_GATEWAY, "backend.bad_response", message)
     }
 
-    /// A backend error after the gateway's own retries: 503 + Retry-After when retryable.
-    pub fn backend(e: &BackendError) -> ApiError {
-        if e.retryable {
+    /// An error of the layer below (a stable `code` such as `raft.no_quorum`), made once where it
+    /// happens: 503 + Retry-After when the same call may succeed if retried, else 502.
+    pub fn backend(code: &str, message: impl Into<String>, retryable: bool, retry_after_ms: u64) -> ApiError {
+        if retryable {
             ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
-                code: e.code.to_string(),
-                message: e.message.clone(),
-                retry_after_s: Some(e.retry_after_ms.div_ceil(1000).max(1)),
+                code: code.to_string(),
+                message: message.into(),
+                retry_after_s: Some(retry_after_ms.div_ceil(1000).max(1)),
             }
         } else {
-            ApiError::new(StatusCode::BAD_GATEWAY, e.code, e.message.clone())
+            ApiError::new(StatusCode::BAD_GATEWAY, code, message)
         }
+    }
+
+    /// Whether the same call may succeed if retried (a backend's 503).
+    pub fn is_retryable(&self) -> bool {
+        self.status == StatusCode::SERVICE_UNAVAILABLE
     }
 
     pub fn body(&self) -> serde_json::Value {

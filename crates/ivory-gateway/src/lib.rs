@@ -66,23 +66,17 @@ pub mod proto {
     tonic::include_proto!("ivory.v1");
 }
 
-/// An error of the layer below: a stable `code` (`raft.not_leader`, `raft.no_quorum`, ...), a
-/// message, and whether the same call may succeed if retried.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BackendError {
-    pub code: &'static str,
-    pub message: String,
-    pub retryable: bool,
-    pub retry_after_ms: u64,
-}
-
 /// The cluster as the gateway sees it: shards that take proposals and answer reads.
+///
+/// Errors are the gateway's own [`ApiError`], made once by the backend from its error
+/// ([`ApiError::backend`]): 503 with Retry-After when the same call may succeed if retried, 502
+/// otherwise.
 pub trait Backend: Send + Sync + 'static {
     fn shard_of(&self, partition: &PartitionKey) -> u32;
     fn shard_count(&self) -> u32;
     /// Proposes the commands as one log entry of `shard`; one result per command, in order.
-    fn propose(&self, shard: u32, commands: Vec<Command>) -> BoxFuture<'static, Result<Vec<CmdResult>, BackendError>>;
-    fn read(&self, shard: u32, request: ReadRequest) -> BoxFuture<'static, Result<ReadResponse, BackendError>>;
+    fn propose(&self, shard: u32, commands: Vec<Command>) -> BoxFuture<'static, Result<Vec<CmdResult>, ApiError>>;
+    fn read(&self, shard: u32, request: ReadRequest) -> BoxFuture<'static, Result<ReadResponse, ApiError>>;
     /// `Ok` when every shard has a leader accepting writes.
     fn healthy(&self) -> BoxFuture<'static, Result<(), String>>;
     /// Whether `propose` and `read` already retry what is retryable (following leaders, waiting
@@ -147,13 +141,13 @@ pub(crate) struct Gateway {
 pub(crate) type AppState = Arc<Gateway>;
 
 impl Gateway {
-    /// Calls the backend with `arg`, retrying retryable errors a bounded number of times with a
-    /// short, growing pause (once when the backend retries itself); the last error becomes 503
-    /// (retryable) or 502 (not). `arg` is copied only while another attempt may follow.
+    /// Calls the backend with `arg`, retrying retryable errors (503) a bounded number of times with
+    /// a short, growing pause (once when the backend retries itself); the last error is the
+    /// answer. `arg` is copied only while another attempt may follow.
     pub async fn with_retry<A, T, F>(&self, arg: A, mut call: F) -> Result<T, ApiError>
     where
         A: Clone,
-        F: FnMut(A) -> BoxFuture<'static, Result<T, BackendError>>,
+        F: FnMut(A) -> BoxFuture<'static, Result<T, ApiError>>,
     {
         let attempts = if self.backend.retries_itself() {
             1
@@ -170,14 +164,12 @@ impl Gateway {
             };
             match call(this).await {
                 Ok(v) => return Ok(v),
-                Err(e) if e.retryable && attempt < attempts => {
-                    let pause = (10u64 << attempt.min(8))
-                        .min(e.retry_after_ms.max(10))
-                        .min(self.config.backend_backoff_max_ms);
-                    tracing::debug!(code = e.code, attempt, pause, "retrying backend call");
+                Err(e) if e.is_retryable() && attempt < attempts => {
+                    let pause = (10u64 << attempt.min(8)).min(self.config.backend_backoff_max_ms);
+                    tracing::debug!(code = %e.code, attempt, pause, "retrying backend call");
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
-                Err(e) => return Err(ApiError::backend(&e)),
+                Err(e) => return Err(e),
             }
         }
     }

@@ -10,7 +10,7 @@ use ivory_core::{
     Batch, CmdResult, Command, EVENT_RETENTION_MS_DEFAULT, PartitionKey, ReadRequest, ReadResponse, Shard,
 };
 
-use crate::{Backend, BackendError};
+use crate::{ApiError, Backend};
 
 pub struct LocalBackend {
     shards: Vec<Mutex<Shard>>,
@@ -59,43 +59,35 @@ impl LocalBackend {
         }
     }
 
-    fn injected_failure(&self, shard: u32) -> Option<BackendError> {
+    fn injected_failure(&self, shard: u32) -> Option<ApiError> {
         if self.failing_shard.load(Ordering::SeqCst) == shard {
-            return Some(BackendError {
-                code: "raft.no_leader",
-                message: format!("injected: shard {shard} has no leader"),
-                retryable: true,
-                retry_after_ms: 20,
-            });
+            return Some(ApiError::backend(
+                "raft.no_leader",
+                format!("injected: shard {shard} has no leader"),
+                true,
+                20,
+            ));
         }
         self.fail_retryable
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .ok()
-            .map(|_| BackendError {
-                code: "raft.no_quorum",
-                message: "injected: shard has no quorum".into(),
-                retryable: true,
-                retry_after_ms: 20,
-            })
+            .map(|_| ApiError::backend("raft.no_quorum", "injected: shard has no quorum", true, 20))
     }
 
-    fn shard(&self, shard: u32) -> Result<&Mutex<Shard>, BackendError> {
-        self.shards.get(shard as usize).ok_or_else(|| BackendError {
-            code: "cluster.no_such_shard",
-            message: format!("shard {shard} does not exist"),
-            retryable: false,
-            retry_after_ms: 0,
+    fn shard(&self, shard: u32) -> Result<&Mutex<Shard>, ApiError> {
+        self.shards.get(shard as usize).ok_or_else(|| {
+            ApiError::backend(
+                "cluster.no_such_shard",
+                format!("shard {shard} does not exist"),
+                false,
+                0,
+            )
         })
     }
 }
 
-fn poisoned() -> BackendError {
-    BackendError {
-        code: "internal.poisoned",
-        message: "shard lock poisoned".into(),
-        retryable: false,
-        retry_after_ms: 0,
-    }
+fn poisoned() -> ApiError {
+    ApiError::backend("internal.poisoned", "shard lock poisoned", false, 0)
 }
 
 fn now_ms() -> u64 {
@@ -121,7 +113,7 @@ impl Backend for LocalBackend {
         self.shards.len() as u32
     }
 
-    fn propose(&self, shard: u32, commands: Vec<Command>) -> BoxFuture<'static, Result<Vec<CmdResult>, BackendError>> {
+    fn propose(&self, shard: u32, commands: Vec<Command>) -> BoxFuture<'static, Result<Vec<CmdResult>, ApiError>> {
         self.proposals.fetch_add(1, Ordering::SeqCst);
         let result = match self.injected_failure(shard) {
             Some(e) => Err(e),
@@ -134,7 +126,7 @@ impl Backend for LocalBackend {
         Box::pin(async move { result })
     }
 
-    fn read(&self, shard: u32, request: ReadRequest) -> BoxFuture<'static, Result<ReadResponse, BackendError>> {
+    fn read(&self, shard: u32, request: ReadRequest) -> BoxFuture<'static, Result<ReadResponse, ApiError>> {
         let result = match self.injected_failure(shard) {
             Some(e) => Err(e),
             None => self.shard(shard).and_then(|m| {

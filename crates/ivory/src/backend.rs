@@ -8,7 +8,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use ivory_cluster::ShardRing;
 use ivory_core::{CmdResult, Command, PartitionKey, ReadRequest, ReadResponse};
-use ivory_gateway::{Backend, BackendError};
+use ivory_gateway::{ApiError, Backend};
 use ivory_node::{Node, NodeError};
 
 pub struct NodeBackend {
@@ -22,17 +22,13 @@ impl NodeBackend {
     }
 }
 
-fn backend_error(e: NodeError) -> BackendError {
+/// The one conversion of a node's error: into the gateway's answer.
+fn backend_error(e: NodeError) -> ApiError {
     let retry_after_ms = match &e {
         NodeError::NoQuorum { retry_after_ms, .. } => *retry_after_ms,
         _ => 500,
     };
-    BackendError {
-        code: e.code(),
-        retryable: e.is_retryable(),
-        message: e.to_string(),
-        retry_after_ms,
-    }
+    ApiError::backend(e.code(), e.to_string(), e.is_retryable(), retry_after_ms)
 }
 
 impl Backend for NodeBackend {
@@ -44,12 +40,12 @@ impl Backend for NodeBackend {
         self.ring.shard_count()
     }
 
-    fn propose(&self, shard: u32, commands: Vec<Command>) -> BoxFuture<'static, Result<Vec<CmdResult>, BackendError>> {
+    fn propose(&self, shard: u32, commands: Vec<Command>) -> BoxFuture<'static, Result<Vec<CmdResult>, ApiError>> {
         let node = self.node.clone();
         async move { node.propose(shard, commands).await.map_err(backend_error) }.boxed()
     }
 
-    fn read(&self, shard: u32, request: ReadRequest) -> BoxFuture<'static, Result<ReadResponse, BackendError>> {
+    fn read(&self, shard: u32, request: ReadRequest) -> BoxFuture<'static, Result<ReadResponse, ApiError>> {
         let node = self.node.clone();
         async move { node.read(shard, request).await.map_err(backend_error) }.boxed()
     }
