@@ -26,21 +26,29 @@ struct Pending {
     reply: Reply,
 }
 
+/// A shard's queue and the slots its batches take.
+#[derive(Clone)]
+struct ShardQueue {
+    tx: mpsc::Sender<Pending>,
+    in_flight: Arc<Semaphore>,
+}
+
 /// One queue and one batching task per shard, created on first use.
 #[derive(Default)]
 pub(crate) struct Coalescer {
-    queues: Mutex<BTreeMap<u32, mpsc::Sender<Pending>>>,
+    queues: Mutex<BTreeMap<u32, ShardQueue>>,
 }
 
 impl Coalescer {
-    fn sender(&self, inner: &Arc<Inner>, shard: u32) -> Option<mpsc::Sender<Pending>> {
+    fn queue(&self, inner: &Arc<Inner>, shard: u32) -> Option<ShardQueue> {
         let mut queues = self.queues.lock().ok()?;
-        let tx = queues.entry(shard).or_insert_with(|| {
+        let queue = queues.entry(shard).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(QUEUED_PROPOSALS_MAX);
-            tokio::spawn(run(Arc::downgrade(inner), shard, rx));
-            tx
+            let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_BATCHES_MAX));
+            tokio::spawn(run(Arc::downgrade(inner), shard, rx, in_flight.clone()));
+            ShardQueue { tx, in_flight }
         });
-        Some(tx.clone())
+        Some(queue.clone())
     }
 
     /// Drops every queue: the batching tasks end once their queue is empty.
@@ -54,21 +62,45 @@ impl Coalescer {
 impl Node {
     /// Proposes `commands` on this node (which should lead `shard`) through the shard's queue; the
     /// answer is this proposal's results, in order, whatever it was batched with.
+    ///
+    /// When nothing is queued and a slot is free, the caller's own task proposes: a batch of one
+    /// would leave at once anyway, and going straight saves two task hand-overs and a spawn.
     pub(crate) async fn propose_coalesced(
         &self,
         shard: u32,
         commands: Vec<Command>,
     ) -> Result<Vec<CmdResult>, NodeError> {
         let stopped = || NodeError::Unavailable(format!("shard {shard}: this node is shutting down"));
-        let tx = self.inner.coalescer.sender(&self.inner, shard).ok_or_else(stopped)?;
+        let queue = self.inner.coalescer.queue(&self.inner, shard).ok_or_else(stopped)?;
+        if queue.tx.capacity() == QUEUED_PROPOSALS_MAX {
+            // tokio's semaphore hands released slots to queued waiters first: the batching task
+            // waiting for one is never overtaken by this path.
+            if let Ok(_slot) = queue.in_flight.clone().try_acquire_owned() {
+                metrics::histogram!("ivory_node_batch_proposals").record(1.0);
+                let total = commands.len();
+                let results = self.propose_local(shard, commands).await?;
+                return if results.len() == total {
+                    Ok(results)
+                } else {
+                    Err(result_count_error(shard, results.len(), total))
+                };
+            }
+        }
         let (reply, answer) = oneshot::channel();
-        tx.send(Pending { commands, reply }).await.map_err(|_| stopped())?;
+        queue
+            .tx
+            .send(Pending { commands, reply })
+            .await
+            .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
 
-async fn run(inner: Weak<Inner>, shard: u32, mut queue: mpsc::Receiver<Pending>) {
-    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_BATCHES_MAX));
+fn result_count_error(shard: u32, results: usize, commands: usize) -> NodeError {
+    NodeError::Storage(format!("shard {shard}: {results} results for {commands} commands"))
+}
+
+async fn run(inner: Weak<Inner>, shard: u32, mut queue: mpsc::Receiver<Pending>, in_flight: Arc<Semaphore>) {
     let mut carried: Option<Pending> = None;
     loop {
         let first = match carried.take() {
@@ -115,7 +147,7 @@ async fn propose_batch(node: &Node, shard: u32, mut batch: Vec<Pending>) {
             }
         }
         Ok(results) => {
-            let e = NodeError::Storage(format!("shard {shard}: {} results for {total} commands", results.len()));
+            let e = result_count_error(shard, results.len(), total);
             for pending in batch {
                 let _ = pending.reply.send(Err(e.clone()));
             }
