@@ -889,7 +889,12 @@ mod tests {
             )
             .unwrap();
         assert_eq!((site.as_str(), loc.as_str()), ("1", "11"));
-        assert_eq!(dims, Dims::from([("colorid".to_string(), "red".to_string())]));
+        assert_eq!(
+            dims,
+            [("colorid".to_string(), "red".to_string())]
+                .into_iter()
+                .collect::<Dims>()
+        );
         let e = c.normalize_dimensions(None, [("siteid", "1")]).unwrap_err();
         assert!(e.contains("locationId"), "{e}");
         let e = c

@@ -27,7 +27,7 @@ pub use command::{
     OpCode, Outcome, Reallocation, Reserve, ScheduleChange, SetOnHand, Unreserve,
 };
 pub use config::{Config, ConfigError};
-pub use model::{Cell, Dims, MeasureRef, PartitionKey, Quantities};
+pub use model::{Cell, Dims, MeasureRef, PartitionKey, Quantities, quantity};
 pub use qty::{Qty, QtyError};
 pub use query::{ExactFilter, Query, Record};
 pub use shard::{

@@ -5,8 +5,9 @@
 //! partition a [`Cell`] is a product plus the base dimensions below site and location. Names of
 //! dimensions, data sources and measures are compared in lower case, as IV clients send any case.
 
-use std::collections::BTreeMap;
 use std::fmt;
+
+use litemap::LiteMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -154,8 +155,9 @@ impl fmt::Debug for PartitionKey {
 }
 
 /// Base dimensions below the partition (site and location excluded), lower-case names, values
-/// as sent. An empty value means "no value" and is never stored.
-pub type Dims = BTreeMap<String, String>;
+/// as sent. An empty value means "no value" and is never stored. A sorted vector, not a
+/// BTreeMap: a cell has a handful of dimensions, and a BTreeMap node holds room for eleven.
+pub type Dims = LiteMap<String, String>;
 
 /// One stock cell inside a partition: a product at a set of base dimensions.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -165,7 +167,17 @@ pub struct Cell {
 }
 
 /// Quantities of physical measures: data source -> measure -> quantity (lower-case names).
-pub type Quantities = BTreeMap<String, BTreeMap<String, crate::Qty>>;
+/// Sorted vectors for the reason given at [`Dims`]; serialized exactly as the nested maps were.
+pub type Quantities = LiteMap<String, LiteMap<String, crate::Qty>>;
+
+/// One measure of `quantities`, zero when absent.
+pub fn quantity(quantities: &Quantities, data_source: &str, measure: &str) -> crate::Qty {
+    quantities
+        .get(data_source)
+        .and_then(|measures| measures.get(measure))
+        .copied()
+        .unwrap_or(crate::Qty::ZERO)
+}
 
 /// How a consumption changes a physical measure: `Addition` adds the quantity, `Subtraction`
 /// removes it (IV: the opposite of the measure's sign in the pool formula).
@@ -223,6 +235,38 @@ mod tests {
         let a = PartitionKey::new("e", "o", "1", "11");
         let b = PartitionKey::new("e", "o", "11", "1");
         assert_ne!(a.canonical_bytes(), b.canonical_bytes());
+    }
+
+    /// Log entries and snapshots written when these were BTreeMaps must still decode, and the
+    /// state hash must not change: the sorted vectors encode exactly as the maps did.
+    #[test]
+    fn sorted_vector_maps_encode_as_btreemaps_did() {
+        use std::collections::BTreeMap;
+        let pairs = [("sizeid", "m"), ("colorid", "red")];
+        let dims: Dims = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let bytes = postcard::to_stdvec(&map).expect("encode");
+        assert_eq!(postcard::to_stdvec(&dims).expect("encode"), bytes);
+        assert_eq!(postcard::from_bytes::<Dims>(&bytes).expect("decode"), dims);
+        assert_eq!(
+            serde_json::to_string(&dims).expect("json"),
+            serde_json::to_string(&map).expect("json")
+        );
+
+        let q = |ds: &str, m: &str, n: i64| (ds.to_string(), m.to_string(), crate::Qty::from_i64(n));
+        let rows = [q("pos", "inbound", 3), q("iv", "onhand", -2), q("pos", "outbound", 1)];
+        let mut quantities = Quantities::new();
+        let mut nested: BTreeMap<String, BTreeMap<String, crate::Qty>> = BTreeMap::new();
+        for (ds, m, n) in rows {
+            nested.entry(ds.clone()).or_default().insert(m.clone(), n);
+            quantities.entry(ds).or_default().insert(m, n);
+        }
+        assert_eq!(
+            postcard::to_stdvec(&quantities).expect("encode"),
+            postcard::to_stdvec(&nested).expect("encode")
+        );
+        assert_eq!(quantity(&quantities, "iv", "onhand"), crate::Qty::from_i64(-2));
+        assert_eq!(quantity(&quantities, "iv", "nosuch"), crate::Qty::ZERO);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, Formula};
 use crate::model::{Dims, LOCATION_ID, MeasureRef, PartitionKey, Quantities, SITE_ID};
 use crate::qty::Qty;
-use crate::state::{CellState, PartitionState};
+use crate::state::{Cells, PartitionState};
 
 /// IV: at most 5,000 product ids per query.
 pub const QUERY_PRODUCTS_MAX: usize = 5_000;
@@ -162,7 +162,7 @@ pub(crate) fn evaluate(partitions: &BTreeMap<PartitionKey, PartitionState>, conf
         } else {
             &group_by
         };
-        let products: Box<dyn Iterator<Item = (&String, &BTreeMap<Dims, CellState>)>> = if q.products.is_empty() {
+        let products: Box<dyn Iterator<Item = (&String, &Cells)>> = if q.products.is_empty() {
             Box::new(state.products.iter())
         } else {
             Box::new(q.products.iter().filter_map(|p| state.products.get_key_value(p)))
@@ -175,7 +175,7 @@ pub(crate) fn evaluate(partitions: &BTreeMap<PartitionKey, PartitionState>, conf
                 }
                 let key: Dims = group_by
                     .iter()
-                    .filter_map(|d| dims.get_key_value(*d))
+                    .filter_map(|d| dims.find_index(*d).ok().and_then(|i| dims.get_indexed(i)))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 let (sums, scheduled) = groups.entry(key).or_default();
@@ -220,7 +220,7 @@ fn add_into(sums: &mut Quantities, more: &Quantities) {
 
 /// Every configured physical measure (0 where absent) and every calculated measure.
 pub(crate) fn with_all_measures(config: &Config, physical: &Quantities, return_negative: bool) -> Quantities {
-    let get = |ds: &str, m: &str| physical.get(ds).and_then(|x| x.get(m)).copied().unwrap_or(Qty::ZERO);
+    let get = |ds: &str, m: &str| crate::model::quantity(physical, ds, m);
     let mut out = Quantities::new();
     for (ds, source) in &config.data_sources {
         let slot = out.entry(ds.clone()).or_default();
@@ -236,7 +236,7 @@ pub(crate) fn with_all_measures(config: &Config, physical: &Quantities, return_n
             .insert(calc.measure.clone(), add - sub);
     }
     if !return_negative {
-        for measures in out.values_mut() {
+        for (_, measures) in out.iter_mut() {
             measures.retain(|_, v| !v.is_negative());
         }
     }

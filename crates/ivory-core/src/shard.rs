@@ -122,7 +122,7 @@ pub enum SnapshotError {
 /// let cell = Cell { product: "T-shirt".into(), dims: Dims::new() };
 /// let stock = Command::OnHandChange(OnHandChange {
 ///     id: "e1".into(), partition: p.clone(), cell: cell.clone(),
-///     quantities: [("pos".to_string(), [("inbound".to_string(), Qty::from_i64(5))].into())].into(),
+///     quantities: [("pos".to_string(), [("inbound".to_string(), Qty::from_i64(5))].into_iter().collect())].into_iter().collect(),
 /// });
 /// let reserve = Command::Reserve(Reserve {
 ///     id: "r1".into(), partition: p, cell, measure: MeasureRef::new("iv", "softreservphysical"),

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use litemap::LiteMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -27,19 +28,32 @@ pub(crate) struct CellState {
 
 impl CellState {
     pub fn get(&self, m: &MeasureRef) -> Qty {
-        self.quantities
-            .get(&m.data_source)
-            .and_then(|ds| ds.get(&m.measure))
-            .copied()
-            .unwrap_or(Qty::ZERO)
+        crate::model::quantity(&self.quantities, &m.data_source, &m.measure)
     }
 
     pub fn set(&mut self, m: &MeasureRef, q: Qty) {
-        self.quantities
-            .entry(m.data_source.clone())
-            .or_default()
-            .insert(m.measure.clone(), q);
+        let measures = get_or_insert_exact(&mut self.quantities, &m.data_source, || {
+            (m.data_source.clone(), LiteMap::new())
+        });
+        *get_or_insert_exact(measures, &m.measure, || (m.measure.clone(), q)) = q;
     }
+}
+
+/// The value at `key`, inserted first (from `make`) by growing the vector by exactly one slot:
+/// stored maps stay at their length, where a Vec's first push reserves room for four (a cell
+/// held 832 bytes of vectors for 208 of entries).
+pub(crate) fn get_or_insert_exact<'a, K: Ord, V>(
+    map: &'a mut LiteMap<K, V>,
+    key: &K,
+    make: impl FnOnce() -> (K, V),
+) -> &'a mut V {
+    if let Err(at) = map.find_index(key) {
+        let mut pairs = std::mem::take(map).into_tuple_vec();
+        pairs.reserve_exact(1);
+        pairs.insert(at, make());
+        *map = LiteMap::from_sorted_store_unchecked(pairs);
+    }
+    map.get_mut(key).expect("present or inserted above")
 }
 
 /// A reservation: a product + dimensions + holding measure, with its open quantity.
@@ -51,10 +65,14 @@ pub(crate) struct Reservation {
     pub quantity: Qty,
 }
 
+/// A product's cells by their dimensions. Most products have one cell or a few per partition,
+/// so a sorted vector, not a BTreeMap (whose first node has room, and bytes, for eleven).
+pub(crate) type Cells = LiteMap<Dims, CellState>;
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct PartitionState {
     /// product -> dimensions -> cell
-    pub products: BTreeMap<String, BTreeMap<Dims, CellState>>,
+    pub products: BTreeMap<String, Cells>,
     pub reservations: BTreeMap<String, Reservation>,
 }
 
@@ -79,13 +97,10 @@ pub(crate) fn cell_mut<'a>(
     }
     let partition = partitions.get_mut(p).expect("inserted above");
     if !partition.products.contains_key(&cell.product) {
-        partition.products.insert(cell.product.clone(), BTreeMap::new());
+        partition.products.insert(cell.product.clone(), Cells::new());
     }
     let cells = partition.products.get_mut(&cell.product).expect("inserted above");
-    if !cells.contains_key(&cell.dims) {
-        cells.insert(cell.dims.clone(), CellState::default());
-    }
-    cells.get_mut(&cell.dims).expect("inserted above")
+    get_or_insert_exact(cells, &cell.dims, || (cell.dims.clone(), CellState::default()))
 }
 
 pub(crate) fn cell_ref<'a>(
@@ -97,11 +112,7 @@ pub(crate) fn cell_ref<'a>(
 }
 
 /// A calculated measure summed over the cells of one product whose dimensions contain `filter`.
-pub(crate) fn calculated_over(
-    cells: Option<&BTreeMap<Dims, CellState>>,
-    formula: &Formula,
-    filter: &[(&String, &String)],
-) -> Qty {
+pub(crate) fn calculated_over(cells: Option<&Cells>, formula: &Formula, filter: &[(&String, &String)]) -> Qty {
     let Some(cells) = cells else { return Qty::ZERO };
     cells
         .iter()

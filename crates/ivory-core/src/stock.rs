@@ -120,7 +120,12 @@ fn reservation_levels<'a>(config: &'a Config, dims: &'a Dims) -> Result<Vec<Vec<
         ));
     }
     let mut levels: Vec<Vec<(&String, &String)>> = (0..=named)
-        .map(|n| hierarchy[..n].iter().filter_map(|d| dims.get_key_value(d)).collect())
+        .map(|n| {
+            hierarchy[..n]
+                .iter()
+                .filter_map(|d| dims.find_index(d).ok().and_then(|i| dims.get_indexed(i)))
+                .collect()
+        })
         .collect();
     if dims.len() > named {
         levels.push(dims.iter().collect());

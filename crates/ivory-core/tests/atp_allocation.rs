@@ -22,7 +22,12 @@ fn cell(product: &str) -> Cell {
 }
 
 fn q(ds: &str, m: &str, v: i64) -> Quantities {
-    [(ds.to_string(), [(m.to_string(), Qty::from_i64(v))].into())].into()
+    [(
+        ds.to_string(),
+        [(m.to_string(), Qty::from_i64(v))].into_iter().collect(),
+    )]
+    .into_iter()
+    .collect()
 }
 
 fn apply(shard: &mut Shard, ts_ms: u64, command: Command) -> CmdResult {
@@ -92,23 +97,27 @@ fn atp_worked_example() {
     let atp: Vec<Qty> = records[0]
         .atp_quantities
         .values()
-        .map(|q| q["@iv"]["@available_to_reserve"])
+        .map(|q| quantity(q, "@iv", "@available_to_reserve"))
         .collect();
     let expected: Vec<Qty> = [12, 12, 12, 12, 13, 16, 16].into_iter().map(Qty::from_i64).collect();
     assert_eq!(atp, expected);
     assert_eq!(records[0].atp_quantities.keys().next(), Some(&today));
     // quantitiesByDate: the scheduled deltas and the ATP measure applied to them.
     let day4 = &records[0].quantities_by_date[&(today + 3)];
-    assert_eq!(day4["pos"]["inbound"], Qty::from_i64(-15));
-    assert_eq!(day4["iv"]["onhand"], Qty::from_i64(-15));
-    assert_eq!(day4["@iv"]["@available_to_reserve"], Qty::from_i64(-15));
+    assert_eq!(quantity(day4, "pos", "inbound"), Qty::from_i64(-15));
+    assert_eq!(quantity(day4, "iv", "onhand"), Qty::from_i64(-15));
+    assert_eq!(quantity(day4, "@iv", "@available_to_reserve"), Qty::from_i64(-15));
     // Schedules never change current on-hand.
-    assert_eq!(records[0].quantities["iv"]["onhand"], Qty::from_i64(20));
+    assert_eq!(quantity(&records[0].quantities, "iv", "onhand"), Qty::from_i64(20));
     // A day later, day 1's delta has left the window and is no longer counted.
     let ReadResponse::Records(later) = query_shard(&shard, "Bike", today + 1, &["colorid", "sizeid"]) else {
         panic!("records")
     };
-    let first = later[0].atp_quantities.values().next().unwrap()["@iv"]["@available_to_reserve"];
+    let first = quantity(
+        later[0].atp_quantities.values().next().unwrap(),
+        "@iv",
+        "@available_to_reserve",
+    );
     assert_eq!(
         first,
         Qty::from_i64(15),
@@ -281,13 +290,13 @@ fn allocation_hierarchy_rules() {
     };
     let iv = &records[0].quantities;
     assert_eq!(
-        iv["@iv"]["@allocated"],
+        quantity(iv, "@iv", "@allocated"),
         Qty::from_i64(5),
         "6 online - 1 consumed; store returned"
     );
-    assert_eq!(iv["@iv"]["@consumed"], Qty::ONE);
-    assert_eq!(iv["iv"]["softreservphysical"], Qty::ONE);
-    assert_eq!(iv["@iv"]["@available_to_allocate"], Qty::from_i64(5));
+    assert_eq!(quantity(iv, "@iv", "@consumed"), Qty::ONE);
+    assert_eq!(quantity(iv, "iv", "softreservphysical"), Qty::ONE);
+    assert_eq!(quantity(iv, "@iv", "@available_to_allocate"), Qty::from_i64(5));
 }
 
 #[derive(Clone, Debug)]

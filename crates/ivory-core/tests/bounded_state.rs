@@ -29,9 +29,10 @@ fn onhand(id: String, quantity: i64) -> Command {
         },
         quantities: [(
             "pos".to_string(),
-            [("inbound".to_string(), Qty::from_i64(quantity))].into(),
+            [("inbound".to_string(), Qty::from_i64(quantity))].into_iter().collect(),
         )]
-        .into(),
+        .into_iter()
+        .collect(),
     })
 }
 
@@ -172,7 +173,7 @@ fn inbound(shard: &Shard) -> Qty {
     })) else {
         panic!("records")
     };
-    records.iter().map(|r| r.quantities["pos"]["inbound"]).sum()
+    records.iter().map(|r| quantity(&r.quantities, "pos", "inbound")).sum()
 }
 
 #[test]
@@ -210,7 +211,7 @@ fn clean_up_removes_the_holds_of_deleted_partitions_and_their_expiry_changes_not
         };
         records
             .iter()
-            .map(|r| r.quantities["iv"]["softreservphysical"])
+            .map(|r| quantity(&r.quantities, "iv", "softreservphysical"))
             .sum::<Qty>()
     };
     assert_eq!(soft(&shard), Qty::ZERO, "no negative soft reservation");
@@ -224,7 +225,12 @@ fn onhand_at(location: &str, product: &str, id: String) -> Command {
             product: product.into(),
             dims: Dims::new(),
         },
-        quantities: [("pos".to_string(), [("inbound".to_string(), Qty::from_i64(1))].into())].into(),
+        quantities: [(
+            "pos".to_string(),
+            [("inbound".to_string(), Qty::from_i64(1))].into_iter().collect(),
+        )]
+        .into_iter()
+        .collect(),
     })
 }
 
@@ -242,7 +248,7 @@ fn inbound_of(shard: &Shard, product: &str) -> Qty {
     })) else {
         panic!("records")
     };
-    records.iter().map(|r| r.quantities["pos"]["inbound"]).sum()
+    records.iter().map(|r| quantity(&r.quantities, "pos", "inbound")).sum()
 }
 
 #[test]

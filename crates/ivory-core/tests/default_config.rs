@@ -30,7 +30,12 @@ fn change(id: &str, ds: &str, m: &str, q: i64) -> Command {
         id: id.into(),
         partition: partition(),
         cell: cell(),
-        quantities: [(ds.to_string(), [(m.to_string(), Qty::from_i64(q))].into())].into(),
+        quantities: [(
+            ds.to_string(),
+            [(m.to_string(), Qty::from_i64(q))].into_iter().collect(),
+        )]
+        .into_iter()
+        .collect(),
     })
 }
 

@@ -72,9 +72,10 @@ fn stock(shard: &mut Shard, product: u8, quantity: i64) {
             },
             quantities: [(
                 "pos".to_string(),
-                [("inbound".to_string(), Qty::from_i64(quantity))].into(),
+                [("inbound".to_string(), Qty::from_i64(quantity))].into_iter().collect(),
             )]
-            .into(),
+            .into_iter()
+            .collect(),
         }),
     );
     assert_eq!(r.outcome, Outcome::Success);
@@ -94,7 +95,7 @@ fn measure_of(shard: &Shard, product: u8, ds: &str, m: &str) -> Qty {
     })) else {
         panic!("records")
     };
-    records.iter().map(|r| r.quantities[ds][m]).sum()
+    records.iter().map(|r| quantity(&r.quantities, ds, m)).sum()
 }
 
 fn status(shard: &Shard, id: u32) -> Option<HoldStatus> {
@@ -423,7 +424,12 @@ fn stock_below_threshold_fires_once_per_crossing() {
             product: "p0".into(),
             dims: Dims::new(),
         },
-        quantities: [("pos".to_string(), [("inbound".to_string(), Qty::from_i64(3))].into())].into(),
+        quantities: [(
+            "pos".to_string(),
+            [("inbound".to_string(), Qty::from_i64(3))].into_iter().collect(),
+        )]
+        .into_iter()
+        .collect(),
     });
     assert_eq!(apply(&mut shard, 3, restock).outcome, Outcome::Success);
     assert_eq!(alerts(&shard).len(), 1);

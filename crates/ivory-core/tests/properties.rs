@@ -92,7 +92,12 @@ fn command(id: usize, op: &Op) -> Command {
             id: format!("e{id}"),
             partition: p,
             cell: at.cell(),
-            quantities: [("pos".to_string(), [("inbound".to_string(), Qty::from_i64(qty))].into())].into(),
+            quantities: [(
+                "pos".to_string(),
+                [("inbound".to_string(), Qty::from_i64(qty))].into_iter().collect(),
+            )]
+            .into_iter()
+            .collect(),
         }),
         Op::Reserve { at, qty, checked } => Command::Reserve(Reserve {
             id: format!("e{id}"),
@@ -195,7 +200,10 @@ fn shard_available(shard: &Shard, filter: Spot) -> Qty {
     })) else {
         panic!("query answers records")
     };
-    records.iter().map(|r| r.quantities["iv"]["availabletoreserve"]).sum()
+    records
+        .iter()
+        .map(|r| quantity(&r.quantities, "iv", "availabletoreserve"))
+        .sum()
 }
 
 proptest! {

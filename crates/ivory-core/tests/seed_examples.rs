@@ -22,7 +22,12 @@ fn cell(shard: &Shard, data_source: Option<&str>, product: &str, dims: &[(&str, 
 }
 
 fn qty(ds: &str, measure: &str, q: i64) -> Quantities {
-    [(ds.to_string(), [(measure.to_string(), Qty::from_i64(q))].into())].into()
+    [(
+        ds.to_string(),
+        [(measure.to_string(), Qty::from_i64(q))].into_iter().collect(),
+    )]
+    .into_iter()
+    .collect()
 }
 
 fn one(shard: &mut Shard, ts_ms: u64, command: Command) -> CmdResult {
@@ -52,7 +57,7 @@ fn query(shard: &Shard, site: &str, location: &str, products: &[&str], group_by:
 }
 
 fn measure(record: &Record, ds: &str, m: &str) -> Qty {
-    record.quantities[ds][m]
+    quantity(&record.quantities, ds, m)
 }
 
 fn change(id: &str, p: PartitionKey, c: Cell, quantities: Quantities) -> Command {
@@ -124,8 +129,14 @@ fn t_shirt_events() {
 
     let by_color = query(&shard, "1", "11", &["T-shirt"], &["colorid"]);
     assert_eq!(by_color.len(), 2);
-    let black = by_color.iter().find(|r| r.dims["colorid"] == "black").unwrap();
-    let red = by_color.iter().find(|r| r.dims["colorid"] == "red").unwrap();
+    let black = by_color
+        .iter()
+        .find(|r| r.dims.get("colorid").unwrap() == "black")
+        .unwrap();
+    let red = by_color
+        .iter()
+        .find(|r| r.dims.get("colorid").unwrap() == "red")
+        .unwrap();
     assert_eq!(measure(red, "pos", "inbound"), Qty::from_i64(2));
     assert_eq!(measure(red, "iv", "availabletoreserve"), Qty::from_i64(2));
     assert_eq!(measure(black, "pos", "outbound"), Qty::from_i64(3));
@@ -143,7 +154,10 @@ fn t_shirt_events() {
     });
     assert_eq!(one(&mut shard, 4, set).outcome, Outcome::Success);
     let by_color = query(&shard, "1", "11", &["T-shirt"], &["colorid"]);
-    let red = by_color.iter().find(|r| r.dims["colorid"] == "red").unwrap();
+    let red = by_color
+        .iter()
+        .find(|r| r.dims.get("colorid").unwrap() == "red")
+        .unwrap();
     assert_eq!(
         measure(red, "pos", "inbound"),
         Qty::from_i64(101),
@@ -162,7 +176,7 @@ fn t_shirt_events() {
     assert_eq!(r.outcome, Outcome::Success);
     assert!(r.message.contains("older"), "{}", r.message);
     let red = query(&shard, "1", "11", &["T-shirt"], &["colorid"]);
-    let red = red.iter().find(|r| r.dims["colorid"] == "red").unwrap();
+    let red = red.iter().find(|r| r.dims.get("colorid").unwrap() == "red").unwrap();
     assert_eq!(measure(red, "pos", "inbound"), Qty::from_i64(101));
 }
 
@@ -383,7 +397,7 @@ fn bad_commands_are_refused_and_change_nothing() {
             &p,
             &Cell {
                 product: "P1".into(),
-                dims: [("sizeid".to_string(), "small".to_string())].into(),
+                dims: [("sizeid".to_string(), "small".to_string())].into_iter().collect(),
             },
             1,
             Availability::Unchecked,
@@ -448,7 +462,8 @@ fn exact_query_matches_tuples_only() {
             ("colorid".to_string(), vec!["red".to_string(), "blue".to_string()]),
             ("sizeid".to_string(), vec!["s".to_string()]),
         ]
-        .into(),
+        .into_iter()
+        .collect(),
         exact: None,
         group_by: vec!["colorid".into(), "sizeid".into()],
         return_negative: true,
@@ -471,8 +486,8 @@ fn exact_query_matches_tuples_only() {
         panic!()
     };
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].dims["colorid"], "red");
-    assert_eq!(rows[0].dims["sizeid"], "m");
+    assert_eq!(rows[0].dims.get("colorid").unwrap(), "red");
+    assert_eq!(rows[0].dims.get("sizeid").unwrap(), "m");
     assert_eq!(measure(&rows[0], "iv", "onhand"), Qty::from_i64(2));
 }
 

@@ -24,7 +24,12 @@ fn command(id: String) -> Command {
             product: "p".into(),
             dims: Dims::new(),
         },
-        quantities: [("pos".to_string(), [("inbound".to_string(), Qty::from_i64(1))].into())].into(),
+        quantities: [(
+            "pos".to_string(),
+            [("inbound".to_string(), Qty::from_i64(1))].into_iter().collect(),
+        )]
+        .into_iter()
+        .collect(),
     })
 }
 

@@ -55,7 +55,9 @@ fn quantities(measure: u8, v: Qty) -> Quantities {
         2 => ("iv", "nosuchmeasure"),
         _ => ("@iv", "@allocated"),
     };
-    [(ds.to_string(), [(m.to_string(), v)].into())].into()
+    [(ds.to_string(), [(m.to_string(), v)].into_iter().collect())]
+        .into_iter()
+        .collect()
 }
 
 fn groups(g: u8) -> Vec<String> {
@@ -140,7 +142,9 @@ fn command(
             id: id_s,
             partition,
             cell,
-            quantities_by_date: [((NOW / MS_PER_DAY) as i64 + i64::from(measure), quantities(0, q))].into(),
+            quantities_by_date: [((NOW / MS_PER_DAY) as i64 + i64::from(measure), quantities(0, q))]
+                .into_iter()
+                .collect(),
         }),
         6 => Command::Allocate(Allocation {
             id: id_s,

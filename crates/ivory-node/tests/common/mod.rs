@@ -301,7 +301,12 @@ pub fn add_one(id: &str) -> Command {
             product: "p".into(),
             dims: Dims::new(),
         },
-        quantities: [("pos".to_string(), [("inbound".to_string(), Qty::from_i64(1))].into())].into(),
+        quantities: [(
+            "pos".to_string(),
+            [("inbound".to_string(), Qty::from_i64(1))].into_iter().collect(),
+        )]
+        .into_iter()
+        .collect(),
     })
 }
 

@@ -1,0 +1,108 @@
+//! Heap bytes of a shard's state per stock key and per reservation, counted by the allocator.
+//! The shapes are those of `ivory-bench spread` (a product per key over 5 x 10 locations, one
+//! on-hand event per key, then single reserves of 1 with fresh ids); every key and reserve lands
+//! in one shard here, so the figures are the state's own, without Raft, HTTP or sled.
+//!
+//! `cargo run --release -p ivory-core --example state_bytes [KEYS] [RESERVES]`
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use ivory_core::*;
+
+/// Live heap bytes (requested sizes; the allocator's own rounding comes on top).
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+fn key(i: usize) -> (PartitionKey, Cell) {
+    let pair = i % 50;
+    let partition = PartitionKey::new("bench", "usmf", format!("s{}", pair / 10), format!("l{pair}"));
+    let cell = Cell {
+        product: format!("tag-p{i}"),
+        dims: Dims::new(),
+    };
+    (partition, cell)
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().unwrap_or(0));
+    let keys = args.next().filter(|n| *n > 0).unwrap_or(100_000);
+    let reserves = args.next().filter(|n| *n > 0).unwrap_or(200_000);
+    let mut shard = Shard::new(EVENT_RETENTION_MS_DEFAULT);
+    let base = live();
+    let mut ts_ms = 1;
+    for chunk in (0..keys).collect::<Vec<_>>().chunks(512) {
+        let commands = chunk
+            .iter()
+            .map(|&i| {
+                let (partition, cell) = key(i);
+                let quantities = [(
+                    "pos".to_string(),
+                    [("inbound".to_string(), Qty::from_i64(1_000_000))]
+                        .into_iter()
+                        .collect(),
+                )]
+                .into_iter()
+                .collect();
+                Command::OnHandChange(OnHandChange {
+                    id: format!("tag-load-{i}"),
+                    partition,
+                    cell,
+                    quantities,
+                })
+            })
+            .collect();
+        ts_ms += 1;
+        shard.apply(&Batch { ts_ms, commands });
+    }
+    let loaded = live();
+    for r in 0..reserves {
+        let (partition, cell) = key(r.wrapping_mul(7919) % keys);
+        let reserve = Command::Reserve(Reserve {
+            id: format!("tag-r{r}"),
+            partition,
+            cell,
+            measure: MeasureRef::new("iv", "softreservphysical"),
+            quantity: Qty::ONE,
+            availability: Availability::Checked,
+        });
+        ts_ms += 1;
+        shard.apply(&Batch {
+            ts_ms,
+            commands: vec![reserve],
+        });
+    }
+    let reserved = live();
+    let per_key = (loaded - base) as f64 / keys as f64;
+    let per_reserve = (reserved - loaded) as f64 / reserves as f64;
+    println!(
+        "{keys} keys: {:.1} MB, {per_key:.0} B per key (cell and its on-hand event id); \
+         {reserves} reserves: {:.1} MB more, {per_reserve:.0} B per reserve (event id, and a reservation per key reserved); \
+         {} remembered event ids",
+        (loaded - base) as f64 / 1e6,
+        (reserved - loaded) as f64 / 1e6,
+        shard.remembered_events()
+    );
+}
