@@ -17,6 +17,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub mod backup;
+pub mod durable;
 pub mod log_store;
 pub mod state_machine;
 pub mod storage;

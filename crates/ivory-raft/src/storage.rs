@@ -309,7 +309,13 @@ impl NodeStorage {
     /// # Errors
     /// When sled cannot open the directory within a few seconds.
     pub fn open(dir: &Path, options: &StorageOptions) -> io::Result<NodeStorage> {
-        std::fs::create_dir_all(dir)?;
+        crate::durable::create_dir_all_durable(dir)?;
+        if let Err(e) = crate::durable::require_free_space_to_start(dir) {
+            if options.exit_on_failure {
+                storage_failed(&e, true);
+            }
+            return Err(e);
+        }
         let started = Instant::now();
         let db = loop {
             let opened = sled::Config::new()
@@ -329,6 +335,8 @@ impl NodeStorage {
         };
         let file = File::open(dir.join("db"))?;
         let wal = Wal::open(&dir.join("wal"))?;
+        // sled made its files (and Wal::open `wal/`) in `dir` without syncing it.
+        crate::durable::sync_dir(dir)?;
         let flusher = Flusher::start(db.clone(), file, dir.join("blobs"), wal.clone(), options)?;
         let node_tree = db.open_tree("node").map_err(io_err)?;
         Ok(NodeStorage {

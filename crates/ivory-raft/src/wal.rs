@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use openraft::alias::{EntryOf, LogIdOf, VoteOf};
 use openraft::entry::RaftEntry;
 
+use crate::durable::{create_dir_all_durable, sync_dir};
 use crate::log_store::{decode, encode};
 use crate::{GroupId, TypeConfig, io_err};
 
@@ -206,10 +207,6 @@ fn put_record(out: &mut Vec<u8>, kind: u8, group: GroupId, body: &[&[u8]]) -> us
     start
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 impl Wal {
     /// Opens (or creates) the log in `dir` and replays it.
     ///
@@ -224,7 +221,7 @@ impl Wal {
     /// # Errors
     /// As [`Wal::open`].
     pub fn open_with(dir: &Path, segment_bytes: u64) -> io::Result<Wal> {
-        std::fs::create_dir_all(dir)?;
+        create_dir_all_durable(dir)?;
         let mut numbers: Vec<u64> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let name = entry?.file_name();

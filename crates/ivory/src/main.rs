@@ -191,7 +191,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => {
                 let members = BTreeMap::from([(1, args.common.advertised())]);
-                match std::fs::create_dir_all(&args.common.data)
+                match ivory_raft::durable::create_dir_all_durable(&args.common.data)
                     .map_err(|e| format!("cannot create {}: {e}", args.common.data.display()))
                     .and_then(|()| secret::for_serve(args.common.cluster_secret_file.as_deref(), &args.common.data))
                 {
@@ -248,7 +248,7 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
         .await;
     }
     let seed = args.join.unwrap_or_default();
-    std::fs::create_dir_all(&args.common.data)
+    ivory_raft::durable::create_dir_all_durable(&args.common.data)
         .map_err(|e| format!("cannot create {}: {e}", args.common.data.display()))?;
     let path = args.common.data.join("joined.json");
     let joined = match std::fs::read_to_string(&path) {
@@ -354,7 +354,8 @@ async fn run(
     common: Common,
     cluster_secret: Arc<ivory_node::ClusterSecret>,
 ) -> Result<(), String> {
-    std::fs::create_dir_all(&common.data).map_err(|e| format!("cannot create {}: {e}", common.data.display()))?;
+    ivory_raft::durable::create_dir_all_durable(&common.data)
+        .map_err(|e| format!("cannot create {}: {e}", common.data.display()))?;
     let layout = load_or_store_layout(&common.data, common.shards)?;
     let ring = ShardRing::new(&layout).map_err(|e| e.to_string())?;
     let default_config = match &common.config {

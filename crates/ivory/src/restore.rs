@@ -187,7 +187,7 @@ pub async fn run(args: RestoreArgs) -> Result<(), String> {
 }
 
 async fn build(dir: &Path, backup: &Verified, id: u64, addr: &str) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    ivory_raft::durable::create_dir_all_durable(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let layout = ivory_cluster::Layout::new(backup.manifest.shard_count);
     let meta_layout = backup
         .groups

@@ -165,6 +165,17 @@ async fn a_full_disk_stops_the_node_and_the_restart_serves_every_acknowledged_wr
         assert!(node.nodes[0].log().contains("disk_full=true"), "{}", node.logs());
         assert!(acknowledged > 0);
 
+        // A restart while the disk is still full refuses to open the storage (a start cut short
+        // by ENOSPC inside sled's recovery left its database unreadable for good).
+        node.restart(0);
+        let code = node.nodes[0].wait_exit_code(Duration::from_secs(30)).await;
+        assert_eq!(code, Some(Some(EXIT_STORAGE_FAILED)), "{}", node.logs());
+        assert!(
+            node.nodes[0].log().contains("No space left to start"),
+            "{}",
+            node.logs()
+        );
+
         // Space back; the supervisor's restart serves every acknowledged write.
         std::fs::remove_file(mnt.join("filler")).expect("space freed");
         node.restart(0);
