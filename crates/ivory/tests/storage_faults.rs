@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ivory_nemesis::cluster::Cluster;
+use ivory_nemesis::disk::{Tmpfs, fill};
 use ivory_nemesis::history::Key;
 use serde_json::json;
 
@@ -84,29 +85,18 @@ async fn a_failed_fsync_acknowledges_nothing_and_the_restart_keeps_every_acknowl
     .expect("the test finishes in time");
 }
 
-/// Unmounts the small file system once the node on it is gone (declared before the cluster, so
-/// dropped after it).
-struct Mount(std::path::PathBuf);
+/// The small file system (`ivory_nemesis::disk`), unmounted once the node on it is gone
+/// (declared before the cluster, so dropped after it); then the temp dir goes, whose own
+/// clean-up ran while the mount was busy.
+struct Mount(Tmpfs);
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-        // The temp dir's own clean-up ran while the mount was busy: finish it.
-        let _ = std::fs::remove_dir(&self.0);
-        if let Some(parent) = self.0.parent() {
+        self.0.unmount();
+        if let Some(parent) = self.0.path().parent() {
             let _ = std::fs::remove_dir_all(parent);
         }
     }
-}
-
-/// Fills `dir`'s file system with `filler`, then frees `leave` bytes of it.
-fn fill(filler: &Path, leave: u64) {
-    use std::io::Write;
-    let mut file = std::fs::File::create(filler).expect("filler");
-    let chunk = vec![1u8; 1 << 20];
-    while file.write_all(&chunk).is_ok() {}
-    let len = file.metadata().expect("filler size").len();
-    file.set_len(len.saturating_sub(leave)).expect("shrink filler");
 }
 
 #[tokio::test]
@@ -114,24 +104,20 @@ async fn a_full_disk_stops_the_node_and_the_restart_serves_every_acknowledged_wr
     tokio::time::timeout(Duration::from_secs(240), async {
         let dir = tempfile::tempdir().expect("temp dir");
         let mnt = dir.path().join("mnt");
-        std::fs::create_dir(&mnt).expect("mount point");
         // A size-limited tmpfs needs root; elsewhere the failSync test covers the same exit path.
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=80m", "tmpfs"])
-            .arg(&mnt)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !mounted {
-            eprintln!("skipped: cannot mount a size-limited tmpfs here (needs root)");
-            return;
-        }
-        let _mount = Mount(mnt.clone());
+        let _mount = match Tmpfs::mount(&mnt, 80 << 20) {
+            Ok(m) => Mount(m),
+            Err(e) => {
+                eprintln!("skipped: cannot mount a size-limited tmpfs here (needs root): {e}");
+                return;
+            }
+        };
         // The data directory is the mount point: its log (`mnt.log`) stays outside.
         let mut node = ivory_tests::Cluster::single_at(Path::new(BIN), 1, dir, mnt.clone());
         node.wait_healthy(Duration::from_secs(60)).await;
         let c = ivory_tests::Client::connect(node.nodes[0].addr, "disk").await;
         // Its two zero-filled log segments are allocated: what is left is nearly all taken.
-        fill(&mnt.join("filler"), 2 << 20);
+        fill(&mnt.join("filler"), 2 << 20).expect("filler");
 
         let pad = "x".repeat(100);
         let mut acknowledged = 0u64;

@@ -34,9 +34,24 @@ pub struct NodeProc {
     env: Vec<(String, String)>,
     /// The exit codes of every time the process ended by itself (`None`: by a signal).
     pub exits: Vec<Option<i32>>,
+    /// Of those, how many ended while its disk was full (or just after), with their codes.
+    pub exits_disk_full: Vec<Option<i32>>,
+    /// While the `disk-full` nemesis has filled the node's disk (and a moment after).
+    pub disk_full_until: Option<Instant>,
     child: Option<Child>,
     paused: bool,
+    /// The supervisor's restart: when it is due, and the delay after the next quick exit.
+    restart_at: Option<Instant>,
+    backoff: Duration,
+    spawned_at: Option<Instant>,
 }
+
+/// The supervisor's first restart after an exit comes at once (within its 200 ms tick); a node
+/// that exits again within [`QUICK_EXIT`] of its start waits twice as long each time (a disk
+/// that is still full), up to [`BACKOFF_MAX`].
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(4);
+const QUICK_EXIT: Duration = Duration::from_secs(5);
 
 impl NodeProc {
     fn log_path(&self) -> PathBuf {
@@ -64,6 +79,8 @@ impl NodeProc {
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
         self.child = Some(child);
         self.paused = false;
+        self.restart_at = None;
+        self.spawned_at = Some(Instant::now());
         Ok(())
     }
 
@@ -96,6 +113,9 @@ impl NodeProc {
         self.child = None;
         self.paused = false;
         self.exits.push(status.code());
+        if self.disk_full_until.is_some_and(|t| Instant::now() <= t) {
+            self.exits_disk_full.push(status.code());
+        }
         Some(status.code())
     }
 
@@ -150,6 +170,9 @@ pub struct Cluster {
     pub shards: u32,
     env: Vec<(String, String)>,
     http: reqwest::Client,
+    /// Each node's own size-limited tmpfs on its data directory (`disk-full`; root only),
+    /// by node index. Unmounted after the processes die, before the directory goes.
+    pub mounts: Vec<crate::disk::Tmpfs>,
     // Dropped last: the processes die before their directories go.
     dir: tempfile::TempDir,
 }
@@ -193,6 +216,21 @@ impl Cluster {
     /// # Errors
     /// As [`Cluster::start`].
     pub fn start_with(bin: &Path, n: u64, shards: u32, env: &[(&str, &str)]) -> Result<Cluster, String> {
+        Cluster::start_on(bin, n, shards, env, None)
+    }
+
+    /// [`Cluster::start_with`], each node's data directory on its own tmpfs of `tmpfs_bytes`
+    /// when given (needs root; see [`crate::disk`]).
+    ///
+    /// # Errors
+    /// As [`Cluster::start`], or when a tmpfs cannot be mounted.
+    pub fn start_on(
+        bin: &Path,
+        n: u64,
+        shards: u32,
+        env: &[(&str, &str)],
+        tmpfs_bytes: Option<u64>,
+    ) -> Result<Cluster, String> {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let dir = tempfile::Builder::new()
             .prefix("ivory-nemesis-")
@@ -222,11 +260,15 @@ impl Cluster {
             shards,
             env,
             http,
+            mounts: Vec::new(),
             dir,
         };
         for (i, addr) in addrs.iter().enumerate() {
             let id = i as u64 + 1;
             let data = cluster.dir.path().join(format!("node{id}"));
+            if let Some(bytes) = tmpfs_bytes {
+                cluster.mounts.push(crate::disk::Tmpfs::mount(&data, bytes)?);
+            }
             let mut args = ivory_tests::node_args(id, *addr, &data, &members, shards, n.min(3));
             args.push("--enable-fault-injection".into());
             let mut node = NodeProc {
@@ -236,8 +278,13 @@ impl Cluster {
                 args,
                 env: cluster.env.clone(),
                 exits: Vec::new(),
+                exits_disk_full: Vec::new(),
+                disk_full_until: None,
                 child: None,
                 paused: false,
+                restart_at: None,
+                backoff: Duration::ZERO,
+                spawned_at: None,
             };
             node.spawn(bin)?;
             cluster.nodes.push(node);
@@ -262,8 +309,13 @@ impl Cluster {
             data,
             env: self.env.clone(),
             exits: Vec::new(),
+            exits_disk_full: Vec::new(),
+            disk_full_until: None,
             child: None,
             paused: false,
+            restart_at: None,
+            backoff: Duration::ZERO,
+            spawned_at: None,
         };
         node.spawn(&self.bin)?;
         self.joined.push(node);
@@ -308,17 +360,38 @@ impl Cluster {
     }
 
     /// What a supervisor does: every node that ended by itself (a storage fault exits 74) is
-    /// started again from its data directory. Returns (node id, exit code, restart result) of each.
-    pub fn supervise(&mut self) -> Vec<(u64, Option<i32>, Result<(), String>)> {
+    /// started again from its data directory, at once the first time; a node that exits again
+    /// soon after its start (a disk still full) waits longer each time, up to 4 s. Returns one
+    /// line per exit and per restart.
+    pub fn supervise(&mut self) -> Vec<String> {
         let bin = self.bin.clone();
-        let mut restarted = Vec::new();
+        let mut events = Vec::new();
+        let now = Instant::now();
         for node in &mut self.nodes {
             if let Some(code) = node.reap() {
+                let quick = node.spawned_at.is_some_and(|t| now.duration_since(t) < QUICK_EXIT);
+                let delay = if quick { node.backoff } else { Duration::ZERO };
+                node.backoff = if quick {
+                    (node.backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX)
+                } else {
+                    BACKOFF_FIRST
+                };
+                node.restart_at = Some(now + delay);
+                events.push(format!(
+                    "supervisor: node {} exited with {code:?}; restart in {delay:?}",
+                    node.id
+                ));
+            }
+            if let Some(at) = node.restart_at
+                && at <= now
+                && !node.is_running()
+            {
                 let result = node.spawn(&bin);
-                restarted.push((node.id, code, result));
+                node.restart_at = None;
+                events.push(format!("supervisor: node {} restarted: {result:?}", node.id));
             }
         }
-        restarted
+        events
     }
 
     /// SIGSTOP.

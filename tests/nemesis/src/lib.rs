@@ -8,6 +8,7 @@
 pub mod all_or_nothing;
 pub mod checker;
 pub mod cluster;
+pub mod disk;
 pub mod history;
 pub mod membership;
 pub mod nemesis;

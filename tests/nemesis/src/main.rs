@@ -117,10 +117,14 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
-        None => Kind::defaults(),
+        None => Kind::long_defaults(),
     };
     if cli.membership && !kinds.contains(&Kind::Membership) {
         kinds.push(Kind::Membership);
+    }
+    if kinds.contains(&Kind::DiskFull) && !ivory_nemesis::disk::is_root() {
+        println!("disk-full left out of the mix: not root (each node's own size-limited tmpfs needs root)");
+        kinds.retain(|k| *k != Kind::DiskFull);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

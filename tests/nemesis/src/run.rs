@@ -30,6 +30,9 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(1);
 /// tentative time to live (10 s, `TENTATIVE_TTL_MS` of ivory-gateway) and a sweep; room for
 /// an attempt the client gave up on that a node was still running.
 const UNDO_BOUND: Duration = Duration::from_secs(13);
+/// Each node's tmpfs for `disk-full`: a run's data (two 32 MiB log segments, sled, snapshots)
+/// with room to spare; memory is only taken as it is written (the filler takes it all, briefly).
+const DATA_TMPFS_BYTES: u64 = 256 << 20;
 
 /// One run's settings.
 #[derive(Clone, Debug)]
@@ -166,11 +169,9 @@ const EXIT_STORAGE_FAILED: i32 = 74;
 async fn supervise(cluster: Arc<Mutex<Cluster>>, start: Instant, running: Arc<AtomicBool>) -> Vec<String> {
     let mut events = Vec::new();
     while running.load(Ordering::Relaxed) {
-        for (id, code, result) in cluster.lock().await.supervise() {
+        for event in cluster.lock().await.supervise() {
             let t = start.elapsed().as_secs_f64();
-            events.push(format!(
-                "{t:8.3}s supervisor: node {id} exited with {code:?}, restarted: {result:?}"
-            ));
+            events.push(format!("{t:8.3}s {event}"));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -222,7 +223,26 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
         .collect();
     let snapshot_env = cfg.snapshot_commands.map(|n| n.to_string());
     let env: Vec<(&str, &str)> = snapshot_env.iter().map(|n| (TEST_SNAPSHOT_ENV, n.as_str())).collect();
-    let cluster = Cluster::start_with(&cfg.bin, cfg.nodes, cfg.shards, &env)?;
+    // disk-full: each node's data directory on its own tmpfs (root only; said when left out).
+    let mut kinds = cfg.kinds.clone();
+    let mut tmpfs = None;
+    if kinds.contains(&Kind::DiskFull) {
+        if crate::disk::is_root() {
+            tmpfs = Some(DATA_TMPFS_BYTES);
+        } else {
+            println!("disk-full left out of the mix: not root (each node's own size-limited tmpfs needs root)");
+            kinds.retain(|k| *k != Kind::DiskFull);
+        }
+    }
+    let cluster = match Cluster::start_on(&cfg.bin, cfg.nodes, cfg.shards, &env, tmpfs) {
+        Ok(c) => c,
+        Err(e) if tmpfs.is_some() => {
+            println!("disk-full left out of the mix: {e}");
+            kinds.retain(|k| *k != Kind::DiskFull);
+            Cluster::start_with(&cfg.bin, cfg.nodes, cfg.shards, &env)?
+        }
+        Err(e) => return Err(e),
+    };
     let addrs = cluster.addrs();
     if let Err(e) = cluster.wait_healthy(Duration::from_secs(60)).await {
         return Err(format!("{e}\n{}", cluster.logs(30)));
@@ -240,7 +260,7 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
     let traffic_until = start + cfg.traffic;
     // Unknown outcomes are retried past the heal, so that most of them become definite.
     let retry_until = traffic_until + Duration::from_secs(15);
-    let steps = schedule(cfg.seed, cfg.nodes as usize, &cfg.kinds, cfg.traffic);
+    let steps = schedule(cfg.seed, cfg.nodes as usize, &kinds, cfg.traffic);
     let workload = WorkloadConfig {
         clients: cfg.clients,
         keys: keys.clone(),
@@ -360,10 +380,21 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
         )
     };
     let mut exits = 0;
+    let mut full_exits = 0;
+    let mut full_notes = Vec::new();
     for node in &cluster.lock().await.nodes {
+        full_exits += node.exits_disk_full.len();
+        let mut while_full = node.exits_disk_full.clone();
         for code in &node.exits {
             exits += 1;
-            if *code != Some(EXIT_STORAGE_FAILED) {
+            if *code == Some(EXIT_STORAGE_FAILED) {
+                continue;
+            }
+            // A start on a disk that is still full may fail otherwise than with 74.
+            if let Some(k) = while_full.iter().position(|c| c == code) {
+                while_full.remove(k);
+                full_notes.push(format!("node {} exited with {code:?} while its disk was full", node.id));
+            } else {
                 violations.push(Violation {
                     checker: "crash",
                     key: None,
@@ -378,6 +409,7 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
     }
 
     let mut history = rec.history();
+    history.notes.extend(full_notes);
     let margin = u64::try_from(EXPIRY_MARGIN.as_micros()).unwrap_or(u64::MAX);
     history.settle_expiries(margin, final_reads_from, &executor.log.clock_jumps_us);
     history.settle_undos(
@@ -442,10 +474,10 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
 
     // An exit 74 without an injected failed fsync is a real storage failure (or a bug): keep the
     // node logs that say why (seed 160108 had one; the run passed and its logs were gone).
-    let injected = executor.log.counts.get("fail-sync").copied().unwrap_or(0);
+    let injected = executor.log.counts.get("fail-sync").copied().unwrap_or(0) + full_exits as u64;
     if exits as u64 > injected {
         report.notes.push(format!(
-            "{exits} node exit(s) with {injected} failed fsync(s) injected: node logs kept"
+            "{exits} node exit(s) with {injected} failed fsync(s) injected or exits on a full disk: node logs kept"
         ));
         if let Some(out) = &cfg.out {
             let dir = out.join(format!("seed-{}-exit", cfg.seed));
