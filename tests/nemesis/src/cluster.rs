@@ -615,3 +615,40 @@ impl Cluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The supervisor's back-off, with a real process that exits 74 at once (as a start on a
+    /// disk that is still full may): the first restart comes at once, the next ones wait longer.
+    #[tokio::test]
+    async fn the_supervisor_waits_longer_for_a_node_that_keeps_failing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bin = dir.path().join("fails");
+        std::fs::write(&bin, "#!/bin/sh\nexit 74\n").expect("script");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let mut cluster = Cluster::start_on(&bin, 1, 1, &[], None).expect("started");
+        let started = Instant::now();
+        let mut restarts = Vec::new();
+        while started.elapsed() < Duration::from_secs(5) {
+            for e in cluster.supervise() {
+                if e.contains("restarted") {
+                    restarts.push(started.elapsed());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(cluster.nodes[0].exits.iter().all(|c| *c == Some(74)));
+        // Delays 0, 0.25, 0.5, 1, 2 s: about five restarts in 5 s, not one per tick (100).
+        assert!((3..=7).contains(&restarts.len()), "{restarts:?}");
+        let gaps: Vec<Duration> = restarts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps.windows(2).all(|g| g[1] + Duration::from_millis(100) >= g[0]),
+            "{gaps:?}"
+        );
+    }
+}
