@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ivory_nemesis::cluster::Cluster;
+use ivory_nemesis::cluster::{Cluster, DataStorage};
 use ivory_nemesis::disk::{Tmpfs, fill};
 use ivory_nemesis::history::Key;
 use serde_json::json;
@@ -185,7 +185,8 @@ async fn the_supervisor_restarts_a_node_whose_disk_was_full_until_there_is_space
     tokio::time::timeout(TEST_TIMEOUT, async {
         const BATCH: usize = 32;
         let env = [("IVORY_TEST_SNAPSHOT_COMMANDS", "20")];
-        let mut cluster = Cluster::start_on(Path::new(BIN), 1, 2, &env, Some(96 << 20)).expect("cluster on a tmpfs");
+        let mut cluster =
+            Cluster::start_on(Path::new(BIN), 1, 2, &env, DataStorage::Tmpfs(96 << 20)).expect("cluster on a tmpfs");
         cluster.wait_healthy(Duration::from_secs(60)).await.expect("healthy");
         let api = ivory_nemesis::workload::Api::connect(&cluster.addrs(), Instant::now() + Duration::from_secs(20))
             .await

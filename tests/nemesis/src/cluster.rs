@@ -161,6 +161,17 @@ impl Drop for NodeProc {
     }
 }
 
+/// Where the nodes' data directories live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataStorage {
+    /// In the cluster's temp directory.
+    Plain,
+    /// Each on its own tmpfs of this many bytes (`disk-full`).
+    Tmpfs(u64),
+    /// Each on its own lossyfs, which keeps what was not fsynced apart (`lose-unsynced`).
+    Lossy(lossyfs::Durability),
+}
+
 /// A local cluster in a temp directory; processes die and the directory goes on drop.
 pub struct Cluster {
     bin: PathBuf,
@@ -173,6 +184,8 @@ pub struct Cluster {
     /// Each node's own size-limited tmpfs on its data directory (`disk-full`; root only),
     /// by node index. Unmounted after the processes die, before the directory goes.
     pub mounts: Vec<crate::disk::Tmpfs>,
+    /// Each node's data directory on its own lossyfs (`lose-unsynced`; root only), by index.
+    pub lossy: Vec<lossyfs::Mounted>,
     // Dropped last: the processes die before their directories go.
     dir: tempfile::TempDir,
 }
@@ -216,11 +229,11 @@ impl Cluster {
     /// # Errors
     /// As [`Cluster::start`].
     pub fn start_with(bin: &Path, n: u64, shards: u32, env: &[(&str, &str)]) -> Result<Cluster, String> {
-        Cluster::start_on(bin, n, shards, env, None)
+        Cluster::start_on(bin, n, shards, env, DataStorage::Plain)
     }
 
-    /// [`Cluster::start_with`], each node's data directory on its own tmpfs of `tmpfs_bytes`
-    /// when given (needs root; see [`crate::disk`]).
+    /// [`Cluster::start_with`], each node's data directory on its own file system as `storage`
+    /// says (a tmpfs or a lossyfs need root; see [`crate::disk`] and `tests/lossyfs`).
     ///
     /// # Errors
     /// As [`Cluster::start`], or when a tmpfs cannot be mounted.
@@ -229,7 +242,7 @@ impl Cluster {
         n: u64,
         shards: u32,
         env: &[(&str, &str)],
-        tmpfs_bytes: Option<u64>,
+        storage: DataStorage,
     ) -> Result<Cluster, String> {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let dir = tempfile::Builder::new()
@@ -261,13 +274,21 @@ impl Cluster {
             env,
             http,
             mounts: Vec::new(),
+            lossy: Vec::new(),
             dir,
         };
         for (i, addr) in addrs.iter().enumerate() {
             let id = i as u64 + 1;
             let data = cluster.dir.path().join(format!("node{id}"));
-            if let Some(bytes) = tmpfs_bytes {
-                cluster.mounts.push(crate::disk::Tmpfs::mount(&data, bytes)?);
+            match storage {
+                DataStorage::Plain => {}
+                DataStorage::Tmpfs(bytes) => cluster.mounts.push(crate::disk::Tmpfs::mount(&data, bytes)?),
+                DataStorage::Lossy(durability) => {
+                    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+                    cluster.lossy.push(
+                        lossyfs::mount(&data, durability).map_err(|e| format!("lossyfs on {}: {e}", data.display()))?,
+                    );
+                }
             }
             let mut args = ivory_tests::node_args(id, *addr, &data, &members, shards, n.min(3));
             args.push("--enable-fault-injection".into());
@@ -631,7 +652,7 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
-        let mut cluster = Cluster::start_on(&bin, 1, 1, &[], None).expect("started");
+        let mut cluster = Cluster::start_on(&bin, 1, 1, &[], DataStorage::Plain).expect("started");
         let started = Instant::now();
         let mut restarts = Vec::new();
         while started.elapsed() < Duration::from_secs(5) {

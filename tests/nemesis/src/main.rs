@@ -54,6 +54,10 @@ struct Cli {
     /// Adds the membership-change nemesis to the default mix (needs `ivory cluster add-node`).
     #[arg(long)]
     membership: bool,
+    /// lose-unsynced: a directory entry is durable only once its directory is fsynced (POSIX's
+    /// letter), not also when the file it names is (as ext4's journal does).
+    #[arg(long)]
+    lossyfs_strict: bool,
     /// Seconds within which every shard must take a write after the faults heal.
     #[arg(long, default_value_t = 10)]
     liveness_bound: u64,
@@ -122,9 +126,9 @@ fn main() -> ExitCode {
     if cli.membership && !kinds.contains(&Kind::Membership) {
         kinds.push(Kind::Membership);
     }
-    if kinds.contains(&Kind::DiskFull) && !ivory_nemesis::disk::is_root() {
-        println!("disk-full left out of the mix: not root (each node's own size-limited tmpfs needs root)");
-        kinds.retain(|k| *k != Kind::DiskFull);
+    if kinds.iter().any(|k| matches!(k, Kind::DiskFull | Kind::LoseUnsynced)) && !ivory_nemesis::disk::is_root() {
+        println!("disk-full and lose-unsynced left out of the mix: not root (their file systems need root)");
+        kinds.retain(|k| !matches!(k, Kind::DiskFull | Kind::LoseUnsynced));
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -160,6 +164,7 @@ fn main() -> ExitCode {
         cfg.clients = cli.clients;
         cfg.traffic = Duration::from_secs(cli.traffic);
         cfg.kinds = kinds.clone();
+        cfg.lossyfs_strict = cli.lossyfs_strict;
         cfg.liveness_bound = Duration::from_secs(cli.liveness_bound);
         cfg.out = Some(cli.out.clone());
         println!("run {run}: seed {seed} (replay: --seed {seed})");

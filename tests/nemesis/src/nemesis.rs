@@ -21,6 +21,50 @@ use crate::cluster::Cluster;
 /// runs it either way.
 pub const MEMBERSHIP_READY: bool = true;
 
+/// Where a run's nodes keep their data: `disk-full` needs a tmpfs each, `lose-unsynced` a
+/// lossyfs each, both root (and `/dev/fuse`). One kind of file system per run: with both kinds
+/// in the mix the seed picks one and the other is left out; a kind that cannot run is left out.
+/// Each is said on stdout.
+pub fn storage_for(
+    kinds: &mut Vec<Kind>,
+    seed: u64,
+    tmpfs_bytes: u64,
+    durability: lossyfs::Durability,
+) -> crate::cluster::DataStorage {
+    use crate::cluster::DataStorage;
+    let full = kinds.contains(&Kind::DiskFull);
+    let lose = kinds.contains(&Kind::LoseUnsynced);
+    if !full && !lose {
+        return DataStorage::Plain;
+    }
+    if !crate::disk::is_root() {
+        println!("disk-full and lose-unsynced left out of the mix: not root (their file systems need root)");
+        kinds.retain(|k| !matches!(k, Kind::DiskFull | Kind::LoseUnsynced));
+        return DataStorage::Plain;
+    }
+    let fuse = std::path::Path::new("/dev/fuse").exists();
+    let lossy = lose && fuse && (!full || seed % 2 == 1);
+    if lose && !lossy {
+        println!(
+            "lose-unsynced left out of this run's mix: {}",
+            if fuse {
+                "this seed runs disk-full (one file system per run)"
+            } else {
+                "no /dev/fuse"
+            }
+        );
+        kinds.retain(|k| *k != Kind::LoseUnsynced);
+    }
+    if lossy {
+        if full {
+            println!("disk-full left out of this run's mix: this seed runs lose-unsynced (one file system per run)");
+            kinds.retain(|k| *k != Kind::DiskFull);
+        }
+        return DataStorage::Lossy(durability);
+    }
+    DataStorage::Tmpfs(tmpfs_bytes)
+}
+
 /// The `disk-full` filler, in the node's data directory (its tmpfs), and what it leaves free.
 const FILLER: &str = "nemesis-filler";
 const FILLER_LEAVES: u64 = 64 << 10;
@@ -40,10 +84,11 @@ pub enum Kind {
     FailSync,
     ClockJump,
     DiskFull,
+    LoseUnsynced,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Kill,
         Kind::Pause,
         Kind::Partition,
@@ -53,6 +98,7 @@ impl Kind {
         Kind::FailSync,
         Kind::ClockJump,
         Kind::DiskFull,
+        Kind::LoseUnsynced,
     ];
 
     /// The kinds a run uses unless told otherwise (the short suite's mix; its seeds were chosen
@@ -61,7 +107,7 @@ impl Kind {
         Kind::ALL
             .into_iter()
             .filter(|k| *k != Kind::Membership || MEMBERSHIP_READY)
-            .filter(|k| *k != Kind::DiskFull)
+            .filter(|k| !matches!(k, Kind::DiskFull | Kind::LoseUnsynced))
             .collect()
     }
 
@@ -70,6 +116,7 @@ impl Kind {
     pub fn long_defaults() -> Vec<Kind> {
         let mut kinds = Kind::defaults();
         kinds.push(Kind::DiskFull);
+        kinds.push(Kind::LoseUnsynced);
         kinds
     }
 
@@ -84,6 +131,7 @@ impl Kind {
             Kind::FailSync => "fail-sync",
             Kind::ClockJump => "clock-jump",
             Kind::DiskFull => "disk-full",
+            Kind::LoseUnsynced => "lose-unsynced",
         }
     }
 
@@ -91,7 +139,7 @@ impl Kind {
     /// An unknown name.
     pub fn parse(name: &str) -> Result<Kind, String> {
         Kind::ALL.into_iter().find(|k| k.name() == name.trim()).ok_or_else(|| {
-            format!("unknown nemesis '{name}' (kill, pause, partition, slow-net, slow-disk, membership, fail-sync, clock-jump, disk-full)")
+            format!("unknown nemesis '{name}' (kill, pause, partition, slow-net, slow-disk, membership, fail-sync, clock-jump, disk-full, lose-unsynced)")
         })
     }
 }
@@ -161,6 +209,12 @@ pub enum Fault {
         target: Target,
         ms: u64,
     },
+    /// kill -9 of the node, then everything its file system (a lossyfs) holds that was not
+    /// fsynced is dropped, as after a power cut; it starts again after `down_ms`.
+    LoseUnsynced {
+        target: Target,
+        down_ms: u64,
+    },
 }
 
 impl Fault {
@@ -175,6 +229,7 @@ impl Fault {
             Fault::FailSync { .. } => Kind::FailSync,
             Fault::ClockJump { .. } => Kind::ClockJump,
             Fault::DiskFull { .. } => Kind::DiskFull,
+            Fault::LoseUnsynced { .. } => Kind::LoseUnsynced,
         }
     }
 }
@@ -280,9 +335,13 @@ pub fn schedule(seed: u64, nodes: usize, kinds: &[Kind], duration: Duration) -> 
                 target,
                 ms: rng.random_range(2_000..5_000),
             },
+            Kind::LoseUnsynced => Fault::LoseUnsynced {
+                target,
+                down_ms: rng.random_range(500..3_000),
+            },
         };
         let length = match &fault {
-            Fault::Kill { down_ms, .. } => *down_ms,
+            Fault::Kill { down_ms, .. } | Fault::LoseUnsynced { down_ms, .. } => *down_ms,
             Fault::Pause { ms, .. }
             | Fault::Partition { ms, .. }
             | Fault::SlowNet { ms, .. }
@@ -455,6 +514,7 @@ impl Executor {
                     more
                 }
                 Fault::DiskFull { target, ms } => self.disk_full(*target, *ms).await,
+                Fault::LoseUnsynced { target, down_ms } => self.lose_unsynced(*target, *down_ms).await,
                 Fault::Membership { id } => {
                     let result = crate::membership::add_then_remove(&self.cluster, &self.bin, *id, self.until).await;
                     self.note(format!("membership: add then remove node {id}: {result:?}"));
@@ -493,6 +553,22 @@ impl Executor {
         let removed = std::fs::remove_file(&filler).map_err(|e| e.to_string());
         self.cluster.lock().await.nodes[i].disk_full_until = Some(Instant::now() + Duration::from_secs(2));
         self.note(format!("disk space back on node {id}: {removed:?}"));
+        more
+    }
+
+    /// kill -9, drop what the node's lossyfs holds unsynced, restart after `down_ms`.
+    async fn lose_unsynced(&mut self, target: Target, down_ms: u64) -> bool {
+        let i = self.resolve(target).await;
+        let (id, dropped) = {
+            let mut c = self.cluster.lock().await;
+            let id = c.nodes[i].id;
+            c.kill9(i);
+            (id, c.lossy.get(i).map(lossyfs::Mounted::drop_unsynced))
+        };
+        self.note(format!("kill -9 node {id}, unsynced data dropped: {dropped:?}"));
+        let more = self.hold(down_ms).await;
+        let restarted = self.cluster.lock().await.restart(i);
+        self.note(format!("restart node {id}: {restarted:?}"));
         more
     }
 
@@ -571,6 +647,8 @@ mod tests {
         assert_eq!(Kind::parse("disk-full"), Ok(Kind::DiskFull));
         assert!(!Kind::defaults().contains(&Kind::DiskFull));
         assert!(Kind::long_defaults().contains(&Kind::DiskFull));
+        assert_eq!(Kind::parse("lose-unsynced"), Ok(Kind::LoseUnsynced));
+        assert!(!Kind::defaults().contains(&Kind::LoseUnsynced));
         assert!(Kind::parse("meteor").is_err());
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 
 use crate::all_or_nothing;
 use crate::checker::{CheckInput, Findings, Violation, check_all};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, DataStorage};
 use crate::history::{Key, Op, OpKind, Outcome, Recorder};
 use crate::nemesis::{Executor, Kind, NemesisLog, schedule};
 use crate::workload::{Api, ENVIRONMENT, ORGANIZATION, SITE, WorkloadConfig, run_clients};
@@ -57,6 +57,9 @@ pub struct RunConfig {
     /// Nodes snapshot after this many commands and keep as many logs behind a snapshot
     /// (`IVORY_TEST_SNAPSHOT_COMMANDS`), so snapshots, purges and installs happen during faults.
     pub snapshot_commands: Option<u64>,
+    /// `lose-unsynced`: directory entries durable only by an `fsync` of their directory
+    /// (`lossyfs::Durability::Strict`) rather than also by one of the file they name (`Ordered`).
+    pub lossyfs_strict: bool,
 }
 
 impl RunConfig {
@@ -75,6 +78,7 @@ impl RunConfig {
             liveness_bound: Duration::from_secs(10),
             out: None,
             snapshot_commands: Some(SNAPSHOT_COMMANDS),
+            lossyfs_strict: false,
         }
     }
 }
@@ -223,22 +227,19 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
         .collect();
     let snapshot_env = cfg.snapshot_commands.map(|n| n.to_string());
     let env: Vec<(&str, &str)> = snapshot_env.iter().map(|n| (TEST_SNAPSHOT_ENV, n.as_str())).collect();
-    // disk-full: each node's data directory on its own tmpfs (root only; said when left out).
+    // disk-full and lose-unsynced: the nodes' data directories on file systems of their own.
     let mut kinds = cfg.kinds.clone();
-    let mut tmpfs = None;
-    if kinds.contains(&Kind::DiskFull) {
-        if crate::disk::is_root() {
-            tmpfs = Some(DATA_TMPFS_BYTES);
-        } else {
-            println!("disk-full left out of the mix: not root (each node's own size-limited tmpfs needs root)");
-            kinds.retain(|k| *k != Kind::DiskFull);
-        }
-    }
-    let cluster = match Cluster::start_on(&cfg.bin, cfg.nodes, cfg.shards, &env, tmpfs) {
+    let durability = if cfg.lossyfs_strict {
+        lossyfs::Durability::Strict
+    } else {
+        lossyfs::Durability::Ordered
+    };
+    let storage = crate::nemesis::storage_for(&mut kinds, cfg.seed, DATA_TMPFS_BYTES, durability);
+    let cluster = match Cluster::start_on(&cfg.bin, cfg.nodes, cfg.shards, &env, storage) {
         Ok(c) => c,
-        Err(e) if tmpfs.is_some() => {
-            println!("disk-full left out of the mix: {e}");
-            kinds.retain(|k| *k != Kind::DiskFull);
+        Err(e) if storage != DataStorage::Plain => {
+            println!("disk-full and lose-unsynced left out of the mix: {e}");
+            kinds.retain(|k| !matches!(k, Kind::DiskFull | Kind::LoseUnsynced));
             Cluster::start_with(&cfg.bin, cfg.nodes, cfg.shards, &env)?
         }
         Err(e) => return Err(e),
