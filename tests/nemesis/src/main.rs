@@ -47,8 +47,9 @@ struct Cli {
     shards: u32,
     #[arg(long, default_value_t = 6)]
     clients: usize,
-    /// Comma-separated nemeses: kill, pause, partition, slow-net, slow-disk, membership; `none`
-    /// for a fault-free run.
+    /// Comma-separated nemeses: kill, pause, partition, slow-net, slow-disk, membership,
+    /// fail-sync, clock-jump, disk-full, lose-unsynced; `none` for a fault-free run. Default: all
+    /// (disk-full and lose-unsynced only as root, one of them per run).
     #[arg(long)]
     nemeses: Option<String>,
     /// Adds the membership-change nemesis to the default mix (needs `ivory cluster add-node`).
