@@ -209,11 +209,13 @@ pub enum Fault {
         target: Target,
         ms: u64,
     },
-    /// kill -9 of the node, then everything its file system (a lossyfs) holds that was not
-    /// fsynced is dropped, as after a power cut; it starts again after `down_ms`.
+    /// kill -9 of the node (of every node with `all`: a power cut of the whole cluster), then
+    /// everything its file system (a lossyfs) holds that was not fsynced is dropped, as after a
+    /// power cut; it starts again after `down_ms`.
     LoseUnsynced {
         target: Target,
         down_ms: u64,
+        all: bool,
     },
 }
 
@@ -338,6 +340,7 @@ pub fn schedule(seed: u64, nodes: usize, kinds: &[Kind], duration: Duration) -> 
             Kind::LoseUnsynced => Fault::LoseUnsynced {
                 target,
                 down_ms: rng.random_range(500..3_000),
+                all: rng.random_bool(0.3),
             },
         };
         let length = match &fault {
@@ -514,7 +517,7 @@ impl Executor {
                     more
                 }
                 Fault::DiskFull { target, ms } => self.disk_full(*target, *ms).await,
-                Fault::LoseUnsynced { target, down_ms } => self.lose_unsynced(*target, *down_ms).await,
+                Fault::LoseUnsynced { target, down_ms, all } => self.lose_unsynced(*target, *down_ms, *all).await,
                 Fault::Membership { id } => {
                     let result = crate::membership::add_then_remove(&self.cluster, &self.bin, *id, self.until).await;
                     self.note(format!("membership: add then remove node {id}: {result:?}"));
@@ -556,19 +559,35 @@ impl Executor {
         more
     }
 
-    /// kill -9, drop what the node's lossyfs holds unsynced, restart after `down_ms`.
-    async fn lose_unsynced(&mut self, target: Target, down_ms: u64) -> bool {
-        let i = self.resolve(target).await;
-        let (id, dropped) = {
-            let mut c = self.cluster.lock().await;
-            let id = c.nodes[i].id;
-            c.kill9(i);
-            (id, c.lossy.get(i).map(lossyfs::Mounted::drop_unsynced))
+    /// kill -9, drop what the node's lossyfs holds unsynced, restart after `down_ms`; with `all`,
+    /// every node at once (acknowledged writes must then have been fsynced by a majority).
+    async fn lose_unsynced(&mut self, target: Target, down_ms: u64, all: bool) -> bool {
+        let targets: Vec<usize> = if all {
+            (0..self.cluster.lock().await.nodes.len()).collect()
+        } else {
+            vec![self.resolve(target).await]
         };
-        self.note(format!("kill -9 node {id}, unsynced data dropped: {dropped:?}"));
+        {
+            let mut c = self.cluster.lock().await;
+            for &i in &targets {
+                c.kill9(i);
+            }
+        }
+        for &i in &targets {
+            let (id, dropped) = {
+                let c = self.cluster.lock().await;
+                (c.nodes[i].id, c.lossy.get(i).map(lossyfs::Mounted::drop_unsynced))
+            };
+            self.note(format!("kill -9 node {id}, unsynced data dropped: {dropped:?}"));
+        }
         let more = self.hold(down_ms).await;
-        let restarted = self.cluster.lock().await.restart(i);
-        self.note(format!("restart node {id}: {restarted:?}"));
+        for &i in &targets {
+            let (id, restarted) = {
+                let mut c = self.cluster.lock().await;
+                (c.nodes[i].id, c.restart(i))
+            };
+            self.note(format!("restart node {id}: {restarted:?}"));
+        }
         more
     }
 
