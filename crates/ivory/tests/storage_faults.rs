@@ -5,7 +5,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ivory_nemesis::cluster::Cluster;
+use ivory_nemesis::cluster::{Cluster, DataStorage};
+use ivory_nemesis::disk::{Tmpfs, fill};
 use ivory_nemesis::history::Key;
 use serde_json::json;
 
@@ -84,29 +85,18 @@ async fn a_failed_fsync_acknowledges_nothing_and_the_restart_keeps_every_acknowl
     .expect("the test finishes in time");
 }
 
-/// Unmounts the small file system once the node on it is gone (declared before the cluster, so
-/// dropped after it).
-struct Mount(std::path::PathBuf);
+/// The small file system (`ivory_nemesis::disk`), unmounted once the node on it is gone
+/// (declared before the cluster, so dropped after it); then the temp dir goes, whose own
+/// clean-up ran while the mount was busy.
+struct Mount(Tmpfs);
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-        // The temp dir's own clean-up ran while the mount was busy: finish it.
-        let _ = std::fs::remove_dir(&self.0);
-        if let Some(parent) = self.0.parent() {
+        self.0.unmount();
+        if let Some(parent) = self.0.path().parent() {
             let _ = std::fs::remove_dir_all(parent);
         }
     }
-}
-
-/// Fills `dir`'s file system with `filler`, then frees `leave` bytes of it.
-fn fill(filler: &Path, leave: u64) {
-    use std::io::Write;
-    let mut file = std::fs::File::create(filler).expect("filler");
-    let chunk = vec![1u8; 1 << 20];
-    while file.write_all(&chunk).is_ok() {}
-    let len = file.metadata().expect("filler size").len();
-    file.set_len(len.saturating_sub(leave)).expect("shrink filler");
 }
 
 #[tokio::test]
@@ -114,24 +104,20 @@ async fn a_full_disk_stops_the_node_and_the_restart_serves_every_acknowledged_wr
     tokio::time::timeout(Duration::from_secs(240), async {
         let dir = tempfile::tempdir().expect("temp dir");
         let mnt = dir.path().join("mnt");
-        std::fs::create_dir(&mnt).expect("mount point");
         // A size-limited tmpfs needs root; elsewhere the failSync test covers the same exit path.
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=80m", "tmpfs"])
-            .arg(&mnt)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !mounted {
-            eprintln!("skipped: cannot mount a size-limited tmpfs here (needs root)");
-            return;
-        }
-        let _mount = Mount(mnt.clone());
+        let _mount = match Tmpfs::mount(&mnt, 80 << 20) {
+            Ok(m) => Mount(m),
+            Err(e) => {
+                eprintln!("skipped: cannot mount a size-limited tmpfs here (needs root): {e}");
+                return;
+            }
+        };
         // The data directory is the mount point: its log (`mnt.log`) stays outside.
         let mut node = ivory_tests::Cluster::single_at(Path::new(BIN), 1, dir, mnt.clone());
         node.wait_healthy(Duration::from_secs(60)).await;
         let c = ivory_tests::Client::connect(node.nodes[0].addr, "disk").await;
         // Its two zero-filled log segments are allocated: what is left is nearly all taken.
-        fill(&mnt.join("filler"), 2 << 20);
+        fill(&mnt.join("filler"), 2 << 20).expect("filler");
 
         let pad = "x".repeat(100);
         let mut acknowledged = 0u64;
@@ -192,6 +178,122 @@ async fn a_full_disk_stops_the_node_and_the_restart_serves_every_acknowledged_wr
         assert!(
             (acknowledged..=acknowledged + last_batch).contains(&inbound),
             "{acknowledged} acknowledged, {inbound} after the restart"
+        );
+    })
+    .await
+    .expect("the test finishes in time");
+}
+
+/// The `disk-full` nemesis's path: a node on its own tmpfs runs out of space under writes, exits
+/// 74, and the supervisor (`Cluster::supervise`) starts it again (with a growing delay should
+/// starts fail on the full disk) until the filler goes; then it serves every acknowledged write.
+#[tokio::test]
+async fn the_supervisor_restarts_a_node_whose_disk_was_full_until_there_is_space() {
+    if !ivory_nemesis::disk::is_root() {
+        eprintln!("skipped: a size-limited tmpfs per node needs root");
+        return;
+    }
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        const BATCH: usize = 32;
+        let env = [("IVORY_TEST_SNAPSHOT_COMMANDS", "20")];
+        let mut cluster =
+            Cluster::start_on(Path::new(BIN), 1, 2, &env, DataStorage::Tmpfs(96 << 20)).expect("cluster on a tmpfs");
+        cluster.wait_healthy(Duration::from_secs(60)).await.expect("healthy");
+        let api = ivory_nemesis::workload::Api::connect(&cluster.addrs(), Instant::now() + Duration::from_secs(20))
+            .await
+            .expect("token");
+        let key = Key {
+            location: "11".into(),
+            product: "FULL".into(),
+        };
+        let mut acknowledged = 0;
+        for w in 0..5 {
+            api.seed_stock(
+                &key,
+                1,
+                &format!("before-{w}"),
+                Instant::now() + Duration::from_secs(20),
+            )
+            .await
+            .expect("write acknowledged");
+            acknowledged += 1;
+        }
+        let filler = cluster.mounts[0].path().join("filler");
+        fill(&filler, 64 << 10).expect("filler");
+        // Writes (32 at a time, snapshots every 20 commands) until the node gives up on its disk.
+        let mut events = Vec::new();
+        let mut n = 0;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last_batch = 0;
+        while cluster.nodes[0].exits.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the node still runs on a full disk: {}",
+                cluster.logs(20)
+            );
+            let writes = (0..BATCH).map(|i| {
+                let (api, key) = (api.clone(), key.clone());
+                let id = format!("full-{n}-{i}-{}", "x".repeat(200));
+                async move { api.seed_stock(&key, 1, &id, Instant::now()).await.is_ok() }
+            });
+            last_batch = futures::future::join_all(writes).await.iter().filter(|ok| **ok).count() as i64;
+            acknowledged += last_batch;
+            n += 1;
+            events.extend(cluster.supervise());
+        }
+        // Still full for a few seconds, writes still coming. A start that fails would wait longer
+        // each time; in our runs the start on the full disk rather waits (no log line, no file
+        // opened) and completes once the filler goes.
+        let full_until = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < full_until {
+            events.extend(cluster.supervise());
+            if cluster.nodes[0].is_running() {
+                let writes = (0..BATCH).map(|i| {
+                    let (api, key) = (api.clone(), key.clone());
+                    let id = format!("still-{n}-{i}-{}", "x".repeat(200));
+                    async move { api.seed_stock(&key, 1, &id, Instant::now()).await.is_ok() }
+                });
+                last_batch = futures::future::join_all(writes).await.iter().filter(|ok| **ok).count() as i64;
+                acknowledged += last_batch;
+                n += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        std::fs::remove_file(&filler).expect("space back");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            events.extend(cluster.supervise());
+            if cluster.nodes[0].is_running() && cluster.healthy().await {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not back after the space came back: {events:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(
+            cluster.nodes[0].exits.first(),
+            Some(&Some(EXIT_STORAGE_FAILED)),
+            "{events:?}\n{}",
+            cluster.logs(30)
+        );
+        eprintln!("supervisor: {events:#?}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let onhand = loop {
+            match api.read_key(0, &key).await {
+                Ok((onhand, _)) => break onhand,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "no read after the restart: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        // The batch that was refused when the disk filled may have reached the log.
+        let _ = last_batch;
+        assert!(
+            (acknowledged..=acknowledged + BATCH as i64).contains(&onhand),
+            "{acknowledged} acknowledged, {onhand} after the restart"
         );
     })
     .await

@@ -44,6 +44,31 @@ pub struct KeyState {
     pub held: i64,
     /// Whether the key's reservation exists (a reserve was applied once).
     pub exists: bool,
+    /// Cross-shard creates that were refused or stayed unknown ([`OpKind::HoldUndo`]), by
+    /// [`hold_tag`], sorted: `tent` placed their tentative line here (counted in `held`) and it
+    /// has not gone yet; `gone` were settled without a line (their undo came first, or their
+    /// create placed nothing), waiting for the other half of the pair.
+    pub tent: Vec<u64>,
+    pub gone: Vec<u64>,
+}
+
+/// A hold id as a small tag for the model's state (FNV-1a).
+pub fn hold_tag(hold: &str) -> u64 {
+    hold.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn with(set: &[u64], tag: u64) -> Vec<u64> {
+    let mut v = set.to_vec();
+    if let Err(i) = v.binary_search(&tag) {
+        v.insert(i, tag);
+    }
+    v
+}
+
+fn without(set: &[u64], tag: u64) -> Vec<u64> {
+    set.iter().copied().filter(|t| *t != tag).collect()
 }
 
 impl KeyState {
@@ -53,6 +78,8 @@ impl KeyState {
             rv: 0,
             held: 0,
             exists: false,
+            tent: Vec::new(),
+            gone: Vec::new(),
         }
     }
 
@@ -71,8 +98,10 @@ impl Model for InventoryModel {
     fn step(&self, s: &KeyState, (kind, outcome): &(OpKind, Outcome)) -> Vec<KeyState> {
         let same = || vec![s.clone()];
         let unknown = matches!(outcome, Outcome::Unknown { .. });
-        // A definite refusal other than lack of stock changes nothing.
-        if matches!(outcome, Outcome::Failed { .. }) {
+        // A definite refusal other than lack of stock changes nothing (a cross-shard create's
+        // tentative line aside, below).
+        let cross_refused = matches!(kind, OpKind::HoldCreate { cross: true, .. }) && !matches!(outcome, Outcome::Ok);
+        if matches!(outcome, Outcome::Failed { .. }) && !cross_refused {
             return same();
         }
         match kind {
@@ -116,6 +145,52 @@ impl Model for InventoryModel {
                     Outcome::Unknown { .. } => same(),
                     _ => vec![],
                 }
+            }
+            // A refused or unknown cross-shard create: phase 1 may place a tentative line (if
+            // it fits) that its `HoldUndo` takes away again; or nothing is placed.
+            OpKind::HoldCreate { hold, q, .. } if cross_refused => {
+                let tag = hold_tag(hold);
+                if s.gone.binary_search(&tag).is_ok() {
+                    // The undo came first: nothing is placed any more.
+                    return vec![KeyState {
+                        gone: without(&s.gone, tag),
+                        ..s.clone()
+                    }];
+                }
+                let mut next = vec![KeyState {
+                    gone: with(&s.gone, tag),
+                    ..s.clone()
+                }];
+                if s.available() >= *q {
+                    next.push(KeyState {
+                        held: s.held + q,
+                        tent: with(&s.tent, tag),
+                        ..s.clone()
+                    });
+                }
+                next
+            }
+            OpKind::HoldUndo { hold, q, .. } => {
+                let tag = hold_tag(hold);
+                let done = if s.tent.binary_search(&tag).is_ok() {
+                    KeyState {
+                        held: s.held - q,
+                        tent: without(&s.tent, tag),
+                        ..s.clone()
+                    }
+                } else if s.gone.binary_search(&tag).is_ok() {
+                    KeyState {
+                        gone: without(&s.gone, tag),
+                        ..s.clone()
+                    }
+                } else {
+                    KeyState {
+                        gone: with(&s.gone, tag),
+                        ..s.clone()
+                    }
+                };
+                // Unknown: the tentative part may never go (an unknown create may have committed).
+                if unknown { vec![done, s.clone()] } else { vec![done] }
             }
             OpKind::HoldCreate { q, lines, .. } => {
                 let fits = s.available() >= *q;
@@ -322,6 +397,13 @@ fn bounds(ops: &[&Op], initial: i64) -> Bounds {
                 b.reserved_min -= q;
                 b.onhand_min -= q;
             }
+            // A refused cross-shard create whose tentative line may not have gone yet.
+            (
+                OpKind::HoldUndo {
+                    q, refused_us: Some(_), ..
+                },
+                _,
+            ) if unknown => b.reserved_max += q,
             _ => {}
         }
     }
@@ -437,6 +519,12 @@ pub fn exactly_once(key: &Key, ops: &[&Op], initial: i64, (onhand, reserved): (i
                     onhand_base -= q;
                     reserved_base -= q;
                 }
+                (
+                    OpKind::HoldUndo {
+                        q, refused_us: Some(_), ..
+                    },
+                    _,
+                ) if unknown => reserved_items.push(vec![0, *q]),
                 _ => {}
             }
         }
@@ -584,6 +672,7 @@ mod tests {
                     hold: "h".into(),
                     q: 4,
                     lines: 1,
+                    cross: false,
                 },
                 (40, Some(50)),
                 Outcome::Ok,
@@ -610,6 +699,7 @@ mod tests {
                 hold: "h".into(),
                 q: 3,
                 lines: 1,
+                cross: false,
             },
             (0, Some(10)),
             Outcome::Ok,
@@ -659,5 +749,71 @@ mod tests {
         // An expiry can never free more than is held.
         let over = [expire, op(2, OpKind::Read, (20, Some(30)), read(5, -3))];
         assert!(linearizable(&key(), &over.iter().collect::<Vec<_>>(), 5, 10_000).is_err());
+    }
+
+    #[test]
+    fn a_refused_cross_shard_line_may_be_held_for_a_moment_but_not_after_its_undo() {
+        let create = |outcome: Outcome| {
+            op(
+                0,
+                OpKind::HoldCreate {
+                    hold: "x".into(),
+                    q: 2,
+                    lines: 2,
+                    cross: true,
+                },
+                (0, Some(100)),
+                outcome,
+            )
+        };
+        let undo = |done: Option<u64>| {
+            op(
+                1,
+                OpKind::HoldUndo {
+                    hold: "x".into(),
+                    q: 2,
+                    refused_us: Some(100),
+                    gone_us: None,
+                },
+                (0, done),
+                if done.is_some() {
+                    Outcome::Ok
+                } else {
+                    Outcome::Unknown { error: "t".into() }
+                },
+            )
+        };
+        // A reserve refused while the tentative line held the last units, then read free.
+        let ops = [
+            create(Outcome::Insufficient),
+            undo(Some(200)),
+            op(
+                2,
+                OpKind::Reserve { q: 4, bulk: false },
+                (10, Some(20)),
+                Outcome::Insufficient,
+            ),
+            op(3, OpKind::Read, (30, Some(40)), read(5, 2)),
+            op(4, OpKind::Read, (300, Some(310)), read(5, 0)),
+        ];
+        let refs: Vec<&Op> = ops.iter().collect();
+        assert!(linearizable(&key(), &refs, 5, 10_000).is_ok());
+        assert!(exactly_once(&key(), &refs, 5, (5, 0)).is_none());
+        // Still held after the undo's bound: not a refusal.
+        let mut late = ops.clone();
+        late[4] = op(4, OpKind::Read, (300, Some(310)), read(5, 2));
+        let refs: Vec<&Op> = late.iter().collect();
+        assert!(linearizable(&key(), &refs, 5, 10_000).is_err());
+        assert!(exactly_once(&key(), &refs, 5, (5, 2)).is_some());
+        // With the undo not yet settled at the final read, either is allowed.
+        let open = [create(Outcome::Insufficient), undo(None)];
+        let refs: Vec<&Op> = open.iter().collect();
+        assert!(exactly_once(&key(), &refs, 5, (5, 2)).is_none());
+        assert!(exactly_once(&key(), &refs, 5, (5, 0)).is_none());
+        // An acknowledged cross-shard line is held once and stays.
+        let ok = [create(Outcome::Ok), op(2, OpKind::Read, (300, Some(310)), read(5, 0))];
+        let refs: Vec<&Op> = ok.iter().collect();
+        assert!(linearizable(&key(), &refs, 5, 10_000).is_err());
+        assert!(no_lost_acknowledgement(&key(), &refs, 5, (5, 0)).is_some());
     }
 }

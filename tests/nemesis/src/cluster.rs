@@ -34,9 +34,24 @@ pub struct NodeProc {
     env: Vec<(String, String)>,
     /// The exit codes of every time the process ended by itself (`None`: by a signal).
     pub exits: Vec<Option<i32>>,
+    /// Of those, how many ended while its disk was full (or just after), with their codes.
+    pub exits_disk_full: Vec<Option<i32>>,
+    /// While the `disk-full` nemesis has filled the node's disk (and a moment after).
+    pub disk_full_until: Option<Instant>,
     child: Option<Child>,
     paused: bool,
+    /// The supervisor's restart: when it is due, and the delay after the next quick exit.
+    restart_at: Option<Instant>,
+    backoff: Duration,
+    spawned_at: Option<Instant>,
 }
+
+/// The supervisor's first restart after an exit comes at once (within its 200 ms tick); a node
+/// that exits again within [`QUICK_EXIT`] of its start waits twice as long each time (a disk
+/// that is still full), up to [`BACKOFF_MAX`].
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(4);
+const QUICK_EXIT: Duration = Duration::from_secs(5);
 
 impl NodeProc {
     fn log_path(&self) -> PathBuf {
@@ -64,6 +79,8 @@ impl NodeProc {
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
         self.child = Some(child);
         self.paused = false;
+        self.restart_at = None;
+        self.spawned_at = Some(Instant::now());
         Ok(())
     }
 
@@ -96,6 +113,9 @@ impl NodeProc {
         self.child = None;
         self.paused = false;
         self.exits.push(status.code());
+        if self.disk_full_until.is_some_and(|t| Instant::now() <= t) {
+            self.exits_disk_full.push(status.code());
+        }
         Some(status.code())
     }
 
@@ -141,6 +161,17 @@ impl Drop for NodeProc {
     }
 }
 
+/// Where the nodes' data directories live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataStorage {
+    /// In the cluster's temp directory.
+    Plain,
+    /// Each on its own tmpfs of this many bytes (`disk-full`).
+    Tmpfs(u64),
+    /// Each on its own lossyfs, which keeps what was not fsynced apart (`lose-unsynced`).
+    Lossy(lossyfs::Durability),
+}
+
 /// A local cluster in a temp directory; processes die and the directory goes on drop.
 pub struct Cluster {
     bin: PathBuf,
@@ -150,6 +181,11 @@ pub struct Cluster {
     pub shards: u32,
     env: Vec<(String, String)>,
     http: reqwest::Client,
+    /// Each node's own size-limited tmpfs on its data directory (`disk-full`; root only),
+    /// by node index. Unmounted after the processes die, before the directory goes.
+    pub mounts: Vec<crate::disk::Tmpfs>,
+    /// Each node's data directory on its own lossyfs (`lose-unsynced`; root only), by index.
+    pub lossy: Vec<lossyfs::Mounted>,
     // Dropped last: the processes die before their directories go.
     dir: tempfile::TempDir,
 }
@@ -193,6 +229,21 @@ impl Cluster {
     /// # Errors
     /// As [`Cluster::start`].
     pub fn start_with(bin: &Path, n: u64, shards: u32, env: &[(&str, &str)]) -> Result<Cluster, String> {
+        Cluster::start_on(bin, n, shards, env, DataStorage::Plain)
+    }
+
+    /// [`Cluster::start_with`], each node's data directory on its own file system as `storage`
+    /// says (a tmpfs or a lossyfs need root; see [`crate::disk`] and `tests/lossyfs`).
+    ///
+    /// # Errors
+    /// As [`Cluster::start`], or when a tmpfs cannot be mounted.
+    pub fn start_on(
+        bin: &Path,
+        n: u64,
+        shards: u32,
+        env: &[(&str, &str)],
+        storage: DataStorage,
+    ) -> Result<Cluster, String> {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let dir = tempfile::Builder::new()
             .prefix("ivory-nemesis-")
@@ -222,11 +273,23 @@ impl Cluster {
             shards,
             env,
             http,
+            mounts: Vec::new(),
+            lossy: Vec::new(),
             dir,
         };
         for (i, addr) in addrs.iter().enumerate() {
             let id = i as u64 + 1;
             let data = cluster.dir.path().join(format!("node{id}"));
+            match storage {
+                DataStorage::Plain => {}
+                DataStorage::Tmpfs(bytes) => cluster.mounts.push(crate::disk::Tmpfs::mount(&data, bytes)?),
+                DataStorage::Lossy(durability) => {
+                    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+                    cluster.lossy.push(
+                        lossyfs::mount(&data, durability).map_err(|e| format!("lossyfs on {}: {e}", data.display()))?,
+                    );
+                }
+            }
             let mut args = ivory_tests::node_args(id, *addr, &data, &members, shards, n.min(3));
             args.push("--enable-fault-injection".into());
             let mut node = NodeProc {
@@ -236,8 +299,13 @@ impl Cluster {
                 args,
                 env: cluster.env.clone(),
                 exits: Vec::new(),
+                exits_disk_full: Vec::new(),
+                disk_full_until: None,
                 child: None,
                 paused: false,
+                restart_at: None,
+                backoff: Duration::ZERO,
+                spawned_at: None,
             };
             node.spawn(bin)?;
             cluster.nodes.push(node);
@@ -262,8 +330,13 @@ impl Cluster {
             data,
             env: self.env.clone(),
             exits: Vec::new(),
+            exits_disk_full: Vec::new(),
+            disk_full_until: None,
             child: None,
             paused: false,
+            restart_at: None,
+            backoff: Duration::ZERO,
+            spawned_at: None,
         };
         node.spawn(&self.bin)?;
         self.joined.push(node);
@@ -308,17 +381,38 @@ impl Cluster {
     }
 
     /// What a supervisor does: every node that ended by itself (a storage fault exits 74) is
-    /// started again from its data directory. Returns (node id, exit code, restart result) of each.
-    pub fn supervise(&mut self) -> Vec<(u64, Option<i32>, Result<(), String>)> {
+    /// started again from its data directory, at once the first time; a node that exits again
+    /// soon after its start (a disk still full) waits longer each time, up to 4 s. Returns one
+    /// line per exit and per restart.
+    pub fn supervise(&mut self) -> Vec<String> {
         let bin = self.bin.clone();
-        let mut restarted = Vec::new();
+        let mut events = Vec::new();
+        let now = Instant::now();
         for node in &mut self.nodes {
             if let Some(code) = node.reap() {
+                let quick = node.spawned_at.is_some_and(|t| now.duration_since(t) < QUICK_EXIT);
+                let delay = if quick { node.backoff } else { Duration::ZERO };
+                node.backoff = if quick {
+                    (node.backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX)
+                } else {
+                    BACKOFF_FIRST
+                };
+                node.restart_at = Some(now + delay);
+                events.push(format!(
+                    "supervisor: node {} exited with {code:?}; restart in {delay:?}",
+                    node.id
+                ));
+            }
+            if let Some(at) = node.restart_at
+                && at <= now
+                && !node.is_running()
+            {
                 let result = node.spawn(&bin);
-                restarted.push((node.id, code, result));
+                node.restart_at = None;
+                events.push(format!("supervisor: node {} restarted: {result:?}", node.id));
             }
         }
-        restarted
+        events
     }
 
     /// SIGSTOP.
@@ -540,5 +634,42 @@ impl Cluster {
         for n in &self.nodes {
             let _ = std::fs::copy(n.log_path(), to.join(format!("node{}.log", n.id)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The supervisor's back-off, with a real process that exits 74 at once (as a start on a
+    /// disk that is still full may): the first restart comes at once, the next ones wait longer.
+    #[tokio::test]
+    async fn the_supervisor_waits_longer_for_a_node_that_keeps_failing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bin = dir.path().join("fails");
+        std::fs::write(&bin, "#!/bin/sh\nexit 74\n").expect("script");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let mut cluster = Cluster::start_on(&bin, 1, 1, &[], DataStorage::Plain).expect("started");
+        let started = Instant::now();
+        let mut restarts = Vec::new();
+        while started.elapsed() < Duration::from_secs(5) {
+            for e in cluster.supervise() {
+                if e.contains("restarted") {
+                    restarts.push(started.elapsed());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(cluster.nodes[0].exits.iter().all(|c| *c == Some(74)));
+        // Delays 0, 0.25, 0.5, 1, 2 s: about five restarts in 5 s, not one per tick (100).
+        assert!((3..=7).contains(&restarts.len()), "{restarts:?}");
+        let gaps: Vec<Duration> = restarts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps.windows(2).all(|g| g[1] + Duration::from_millis(100) >= g[0]),
+            "{gaps:?}"
+        );
     }
 }

@@ -35,8 +35,29 @@ pub enum OpKind {
     Reserve { q: i64, bulk: bool },
     /// `POST onhand/unreserve`: the key's reservation goes down by min(q, what it holds).
     Unreserve { q: i64 },
-    /// A line of `POST holds` (all or nothing; `lines` lines in one partition).
-    HoldCreate { hold: String, q: i64, lines: usize },
+    /// A line of `POST holds` (all or nothing; `lines` lines). `cross`: the lines live in
+    /// partitions of different shards (the gateway's two phases: tentative parts, then commit).
+    HoldCreate {
+        hold: String,
+        q: i64,
+        lines: usize,
+        #[serde(default)]
+        cross: bool,
+    },
+    /// A line of a cross-shard create that was refused or stayed unknown: its tentative part
+    /// (if phase 1 placed one) goes again, released by the gateway or expired after the
+    /// tentative time to live. `refused_us`: when the definite refusal came (none when the
+    /// create stayed unknown; then the hold may also have been committed and never go).
+    /// `gone_us`: when a read of the hold after the refusal showed no line held (the usual
+    /// case: the gateway released the parts before it answered). Unknown until
+    /// [`History::settle_undos`] makes it definite.
+    HoldUndo {
+        hold: String,
+        q: i64,
+        refused_us: Option<u64>,
+        #[serde(default)]
+        gone_us: Option<u64>,
+    },
     /// A line of `DELETE holds/{id}` of a hold that was created.
     HoldRelease { hold: String, q: i64 },
     /// A line of `POST holds/{id}/consume`: iv.onhand and the held quantity go down by q.
@@ -242,6 +263,28 @@ impl History {
             {
                 op.outcome = Outcome::Ok;
                 op.complete_us = Some(done + ttl_s * 1_000_000 + margin_us);
+            }
+        }
+    }
+
+    /// Makes definite the undo of every refused cross-shard create whose tentative part is
+    /// gone for sure before `final_us`: when a read of the hold after the refusal saw no line
+    /// held, else `bound_us` after the refusal (the tentative time to live and the sweep, when
+    /// the gateway could not release it). Before that it stays unknown: the counting checkers
+    /// then allow the line to be held still.
+    pub fn settle_undos(&mut self, bound_us: u64, final_us: u64) {
+        for op in &mut self.ops {
+            if let OpKind::HoldUndo {
+                refused_us: Some(at),
+                gone_us,
+                ..
+            } = &op.kind
+            {
+                let by = gone_us.unwrap_or(at + bound_us);
+                if by <= final_us {
+                    op.outcome = Outcome::Ok;
+                    op.complete_us = Some(by);
+                }
             }
         }
     }

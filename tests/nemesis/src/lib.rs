@@ -5,8 +5,10 @@
 //! seeded schedule ([`nemesis`]), heals, and checks the history ([`checker`]): no oversell, no
 //! lost acknowledgement, exactly once, linearizability per key ([`wgl`]) and liveness.
 
+pub mod all_or_nothing;
 pub mod checker;
 pub mod cluster;
+pub mod disk;
 pub mod history;
 pub mod membership;
 pub mod nemesis;
@@ -29,6 +31,9 @@ pub struct Summary {
     pub faults: BTreeMap<&'static str, u64>,
     /// Short-lived hold lines whose expiry was checked as definite.
     pub expiries: usize,
+    /// Multi-line holds read back for the all-or-nothing check, and the cross-shard ones.
+    pub holds_checked: usize,
+    pub cross_holds: usize,
     /// Nodes that exited by themselves (a failed fsync) and were restarted.
     pub exits: usize,
     /// Snapshots built, installed, and log purges (see [`RunReport`]).
@@ -50,6 +55,8 @@ impl Summary {
         self.unknown += r.unknown;
         self.requests += r.requests;
         self.expiries += r.expiries;
+        self.holds_checked += r.holds_checked;
+        self.cross_holds += r.cross_holds;
         self.exits += r.exits;
         self.snapshots.0 += r.snapshots_built;
         self.snapshots.1 += r.snapshots_installed;
@@ -68,12 +75,14 @@ impl Summary {
 
     pub fn render(&self) -> String {
         let mut s = format!(
-            "runs: {}\noperations: {} ({} unknown), requests: {}\nhold lines expired (checked): {}\nfaults injected: {}\nnodes exited and restarted: {}\nsnapshots built {}, installed {}, log purges {}\nviolations: {}{}\nnotes (known issues): {}\nlinearizability checks over budget: {}\nrun time: {:.0}s",
+            "runs: {}\noperations: {} ({} unknown), requests: {}\nhold lines expired (checked): {}\nmulti-line holds checked all-or-nothing: {} ({} cross-shard)\nfaults injected: {}\nnodes exited and restarted: {}\nsnapshots built {}, installed {}, log purges {}\nviolations: {}{}\nnotes (known issues): {}\nlinearizability checks over budget: {}\nrun time: {:.0}s",
             self.runs,
             self.ops,
             self.unknown,
             self.requests,
             self.expiries,
+            self.holds_checked,
+            self.cross_holds,
             if self.faults.is_empty() {
                 "none".to_string()
             } else {

@@ -47,13 +47,18 @@ struct Cli {
     shards: u32,
     #[arg(long, default_value_t = 6)]
     clients: usize,
-    /// Comma-separated nemeses: kill, pause, partition, slow-net, slow-disk, membership; `none`
-    /// for a fault-free run.
+    /// Comma-separated nemeses: kill, pause, partition, slow-net, slow-disk, membership,
+    /// fail-sync, clock-jump, disk-full, lose-unsynced; `none` for a fault-free run. Default: all
+    /// (disk-full and lose-unsynced only as root, one of them per run).
     #[arg(long)]
     nemeses: Option<String>,
     /// Adds the membership-change nemesis to the default mix (needs `ivory cluster add-node`).
     #[arg(long)]
     membership: bool,
+    /// lose-unsynced: a directory entry is durable only once its directory is fsynced (POSIX's
+    /// letter), not also when the file it names is (as ext4's journal does).
+    #[arg(long)]
+    lossyfs_strict: bool,
     /// Seconds within which every shard must take a write after the faults heal.
     #[arg(long, default_value_t = 10)]
     liveness_bound: u64,
@@ -117,10 +122,14 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
-        None => Kind::defaults(),
+        None => Kind::long_defaults(),
     };
     if cli.membership && !kinds.contains(&Kind::Membership) {
         kinds.push(Kind::Membership);
+    }
+    if kinds.iter().any(|k| matches!(k, Kind::DiskFull | Kind::LoseUnsynced)) && !ivory_nemesis::disk::is_root() {
+        println!("disk-full and lose-unsynced left out of the mix: not root (their file systems need root)");
+        kinds.retain(|k| !matches!(k, Kind::DiskFull | Kind::LoseUnsynced));
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -156,6 +165,7 @@ fn main() -> ExitCode {
         cfg.clients = cli.clients;
         cfg.traffic = Duration::from_secs(cli.traffic);
         cfg.kinds = kinds.clone();
+        cfg.lossyfs_strict = cli.lossyfs_strict;
         cfg.liveness_bound = Duration::from_secs(cli.liveness_bound);
         cfg.out = Some(cli.out.clone());
         println!("run {run}: seed {seed} (replay: --seed {seed})");

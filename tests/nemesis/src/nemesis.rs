@@ -21,6 +21,54 @@ use crate::cluster::Cluster;
 /// runs it either way.
 pub const MEMBERSHIP_READY: bool = true;
 
+/// Where a run's nodes keep their data: `disk-full` needs a tmpfs each, `lose-unsynced` a
+/// lossyfs each, both root (and `/dev/fuse`). One kind of file system per run: with both kinds
+/// in the mix the seed picks one and the other is left out; a kind that cannot run is left out.
+/// Each is said on stdout.
+pub fn storage_for(
+    kinds: &mut Vec<Kind>,
+    seed: u64,
+    tmpfs_bytes: u64,
+    durability: lossyfs::Durability,
+) -> crate::cluster::DataStorage {
+    use crate::cluster::DataStorage;
+    let full = kinds.contains(&Kind::DiskFull);
+    let lose = kinds.contains(&Kind::LoseUnsynced);
+    if !full && !lose {
+        return DataStorage::Plain;
+    }
+    if !crate::disk::is_root() {
+        println!("disk-full and lose-unsynced left out of the mix: not root (their file systems need root)");
+        kinds.retain(|k| !matches!(k, Kind::DiskFull | Kind::LoseUnsynced));
+        return DataStorage::Plain;
+    }
+    let fuse = std::path::Path::new("/dev/fuse").exists();
+    let lossy = lose && fuse && (!full || seed % 2 == 1);
+    if lose && !lossy {
+        println!(
+            "lose-unsynced left out of this run's mix: {}",
+            if fuse {
+                "this seed runs disk-full (one file system per run)"
+            } else {
+                "no /dev/fuse"
+            }
+        );
+        kinds.retain(|k| *k != Kind::LoseUnsynced);
+    }
+    if lossy {
+        if full {
+            println!("disk-full left out of this run's mix: this seed runs lose-unsynced (one file system per run)");
+            kinds.retain(|k| *k != Kind::DiskFull);
+        }
+        return DataStorage::Lossy(durability);
+    }
+    DataStorage::Tmpfs(tmpfs_bytes)
+}
+
+/// The `disk-full` filler, in the node's data directory (its tmpfs), and what it leaves free.
+const FILLER: &str = "nemesis-filler";
+const FILLER_LEAVES: u64 = 64 << 10;
+
 /// How far a clock jumps: from a few seconds (under the clamp's minute) to a day.
 const CLOCK_JUMPS_MS: [u64; 5] = [5_000, 30_000, 600_000, 3_600_000, 86_400_000];
 
@@ -35,10 +83,12 @@ pub enum Kind {
     Membership,
     FailSync,
     ClockJump,
+    DiskFull,
+    LoseUnsynced,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Kill,
         Kind::Pause,
         Kind::Partition,
@@ -47,14 +97,27 @@ impl Kind {
         Kind::Membership,
         Kind::FailSync,
         Kind::ClockJump,
+        Kind::DiskFull,
+        Kind::LoseUnsynced,
     ];
 
-    /// The kinds a run uses unless told otherwise.
+    /// The kinds a run uses unless told otherwise (the short suite's mix; its seeds were chosen
+    /// for it): every kind but `disk-full`, which needs root (see [`Kind::long_defaults`]).
     pub fn defaults() -> Vec<Kind> {
         Kind::ALL
             .into_iter()
             .filter(|k| *k != Kind::Membership || MEMBERSHIP_READY)
+            .filter(|k| !matches!(k, Kind::DiskFull | Kind::LoseUnsynced))
             .collect()
+    }
+
+    /// The mix of the `ivory-nemesis` binary's runs: [`Kind::defaults`] and `disk-full` (which a
+    /// run leaves out, saying so, when it cannot mount a tmpfs).
+    pub fn long_defaults() -> Vec<Kind> {
+        let mut kinds = Kind::defaults();
+        kinds.push(Kind::DiskFull);
+        kinds.push(Kind::LoseUnsynced);
+        kinds
     }
 
     pub fn name(self) -> &'static str {
@@ -67,6 +130,8 @@ impl Kind {
             Kind::Membership => "membership",
             Kind::FailSync => "fail-sync",
             Kind::ClockJump => "clock-jump",
+            Kind::DiskFull => "disk-full",
+            Kind::LoseUnsynced => "lose-unsynced",
         }
     }
 
@@ -74,7 +139,7 @@ impl Kind {
     /// An unknown name.
     pub fn parse(name: &str) -> Result<Kind, String> {
         Kind::ALL.into_iter().find(|k| k.name() == name.trim()).ok_or_else(|| {
-            format!("unknown nemesis '{name}' (kill, pause, partition, slow-net, slow-disk, membership, fail-sync, clock-jump)")
+            format!("unknown nemesis '{name}' (kill, pause, partition, slow-net, slow-disk, membership, fail-sync, clock-jump, disk-full, lose-unsynced)")
         })
     }
 }
@@ -137,6 +202,21 @@ pub enum Fault {
         ahead_ms: u64,
         ms: u64,
     },
+    /// The node's data directory (its own tmpfs) is filled but for a few KiB for `ms`, under
+    /// traffic; its next write fails and it exits 74, and the supervisor's restarts fail until
+    /// the filler goes.
+    DiskFull {
+        target: Target,
+        ms: u64,
+    },
+    /// kill -9 of the node (of every node with `all`: a power cut of the whole cluster), then
+    /// everything its file system (a lossyfs) holds that was not fsynced is dropped, as after a
+    /// power cut; it starts again after `down_ms`.
+    LoseUnsynced {
+        target: Target,
+        down_ms: u64,
+        all: bool,
+    },
 }
 
 impl Fault {
@@ -150,6 +230,8 @@ impl Fault {
             Fault::Membership { .. } => Kind::Membership,
             Fault::FailSync { .. } => Kind::FailSync,
             Fault::ClockJump { .. } => Kind::ClockJump,
+            Fault::DiskFull { .. } => Kind::DiskFull,
+            Fault::LoseUnsynced { .. } => Kind::LoseUnsynced,
         }
     }
 }
@@ -251,15 +333,25 @@ pub fn schedule(seed: u64, nodes: usize, kinds: &[Kind], duration: Duration) -> 
                 ahead_ms: CLOCK_JUMPS_MS[rng.random_range(0..CLOCK_JUMPS_MS.len())],
                 ms: rng.random_range(2_000..6_000),
             },
+            Kind::DiskFull => Fault::DiskFull {
+                target,
+                ms: rng.random_range(2_000..5_000),
+            },
+            Kind::LoseUnsynced => Fault::LoseUnsynced {
+                target,
+                down_ms: rng.random_range(500..3_000),
+                all: rng.random_bool(0.3),
+            },
         };
         let length = match &fault {
-            Fault::Kill { down_ms, .. } => *down_ms,
+            Fault::Kill { down_ms, .. } | Fault::LoseUnsynced { down_ms, .. } => *down_ms,
             Fault::Pause { ms, .. }
             | Fault::Partition { ms, .. }
             | Fault::SlowNet { ms, .. }
             | Fault::SlowDisk { ms, .. }
             | Fault::FailSync { ms, .. }
-            | Fault::ClockJump { ms, .. } => *ms,
+            | Fault::ClockJump { ms, .. }
+            | Fault::DiskFull { ms, .. } => *ms,
             Fault::Membership { .. } => 8_000,
         };
         used += gap_ms + length;
@@ -424,6 +516,8 @@ impl Executor {
                     self.log.clock_jumps_us.push((from, to, ahead_ms.saturating_mul(1_000)));
                     more
                 }
+                Fault::DiskFull { target, ms } => self.disk_full(*target, *ms).await,
+                Fault::LoseUnsynced { target, down_ms, all } => self.lose_unsynced(*target, *down_ms, *all).await,
                 Fault::Membership { id } => {
                     let result = crate::membership::add_then_remove(&self.cluster, &self.bin, *id, self.until).await;
                     self.note(format!("membership: add then remove node {id}: {result:?}"));
@@ -434,6 +528,67 @@ impl Executor {
                 break;
             }
         }
+    }
+
+    /// Fills node's tmpfs, holds it `ms` under traffic, deletes the filler.
+    async fn disk_full(&mut self, target: Target, ms: u64) -> bool {
+        let i = self.resolve(target).await;
+        let (id, dir) = {
+            let c = self.cluster.lock().await;
+            (c.nodes[i].id, c.mounts.get(i).map(|m| m.path().to_path_buf()))
+        };
+        let Some(dir) = dir else {
+            self.note(format!(
+                "disk full on node {id}: not done, its data directory is no tmpfs of its own"
+            ));
+            return self.hold(ms).await;
+        };
+        // Exits from now until a moment after the filler is gone are the full disk's.
+        self.cluster.lock().await.nodes[i].disk_full_until = Some(Instant::now() + Duration::from_secs(3600));
+        let filler = dir.join(FILLER);
+        let path = filler.clone();
+        let filled = tokio::task::spawn_blocking(move || crate::disk::fill(&path, FILLER_LEAVES))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+        self.note(format!("disk full on node {id}: filler {filled:?} bytes"));
+        let more = self.hold(ms).await;
+        let removed = std::fs::remove_file(&filler).map_err(|e| e.to_string());
+        self.cluster.lock().await.nodes[i].disk_full_until = Some(Instant::now() + Duration::from_secs(2));
+        self.note(format!("disk space back on node {id}: {removed:?}"));
+        more
+    }
+
+    /// kill -9, drop what the node's lossyfs holds unsynced, restart after `down_ms`; with `all`,
+    /// every node at once (acknowledged writes must then have been fsynced by a majority).
+    async fn lose_unsynced(&mut self, target: Target, down_ms: u64, all: bool) -> bool {
+        let targets: Vec<usize> = if all {
+            (0..self.cluster.lock().await.nodes.len()).collect()
+        } else {
+            vec![self.resolve(target).await]
+        };
+        {
+            let mut c = self.cluster.lock().await;
+            for &i in &targets {
+                c.kill9(i);
+            }
+        }
+        for &i in &targets {
+            let (id, dropped) = {
+                let c = self.cluster.lock().await;
+                (c.nodes[i].id, c.lossy.get(i).map(lossyfs::Mounted::drop_unsynced))
+            };
+            self.note(format!("kill -9 node {id}, unsynced data dropped: {dropped:?}"));
+        }
+        let more = self.hold(down_ms).await;
+        for &i in &targets {
+            let (id, restarted) = {
+                let mut c = self.cluster.lock().await;
+                (c.nodes[i].id, c.restart(i))
+            };
+            self.note(format!("restart node {id}: {restarted:?}"));
+        }
+        more
     }
 
     async fn components(&self, shape: &Shape) -> Vec<BTreeSet<usize>> {
@@ -508,6 +663,11 @@ mod tests {
         assert_eq!(Kind::parse("slow-disk"), Ok(Kind::SlowDisk));
         assert_eq!(Kind::parse("fail-sync"), Ok(Kind::FailSync));
         assert_eq!(Kind::parse("clock-jump"), Ok(Kind::ClockJump));
+        assert_eq!(Kind::parse("disk-full"), Ok(Kind::DiskFull));
+        assert!(!Kind::defaults().contains(&Kind::DiskFull));
+        assert!(Kind::long_defaults().contains(&Kind::DiskFull));
+        assert_eq!(Kind::parse("lose-unsynced"), Ok(Kind::LoseUnsynced));
+        assert!(!Kind::defaults().contains(&Kind::LoseUnsynced));
         assert!(Kind::parse("meteor").is_err());
     }
 }

@@ -11,8 +11,9 @@ use ivory_cluster::{Layout, ShardRing};
 use ivory_core::PartitionKey;
 use tokio::sync::Mutex;
 
+use crate::all_or_nothing;
 use crate::checker::{CheckInput, Findings, Violation, check_all};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, DataStorage};
 use crate::history::{Key, Op, OpKind, Outcome, Recorder};
 use crate::nemesis::{Executor, Kind, NemesisLog, schedule};
 use crate::workload::{Api, ENVIRONMENT, ORGANIZATION, SITE, WorkloadConfig, run_clients};
@@ -24,6 +25,14 @@ pub const SNAPSHOT_COMMANDS: u64 = 100;
 /// time to live ended (counted from the create's answer): room for the gateway's and the
 /// harness's clock readings and the sweep's timer.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(1);
+/// A refused cross-shard create's tentative parts are gone this long after the refusal: the
+/// gateway releases them before it answers, and one it could not release expires after the
+/// tentative time to live (10 s, `TENTATIVE_TTL_MS` of ivory-gateway) and a sweep; room for
+/// an attempt the client gave up on that a node was still running.
+const UNDO_BOUND: Duration = Duration::from_secs(13);
+/// Each node's tmpfs for `disk-full`: a run's data (two 32 MiB log segments, sled, snapshots)
+/// with room to spare; memory is only taken as it is written (the filler takes it all, briefly).
+const DATA_TMPFS_BYTES: u64 = 256 << 20;
 
 /// One run's settings.
 #[derive(Clone, Debug)]
@@ -48,6 +57,9 @@ pub struct RunConfig {
     /// Nodes snapshot after this many commands and keep as many logs behind a snapshot
     /// (`IVORY_TEST_SNAPSHOT_COMMANDS`), so snapshots, purges and installs happen during faults.
     pub snapshot_commands: Option<u64>,
+    /// `lose-unsynced`: directory entries durable only by an `fsync` of their directory
+    /// (`lossyfs::Durability::Strict`) rather than also by one of the file they name (`Ordered`).
+    pub lossyfs_strict: bool,
 }
 
 impl RunConfig {
@@ -66,6 +78,7 @@ impl RunConfig {
             liveness_bound: Duration::from_secs(10),
             out: None,
             snapshot_commands: Some(SNAPSHOT_COMMANDS),
+            lossyfs_strict: false,
         }
     }
 }
@@ -89,6 +102,10 @@ pub struct RunReport {
     pub notes: Vec<String>,
     /// Lines of short-lived holds whose expiry was checked as definite.
     pub expiries: usize,
+    /// Holds with two lines or more read back for the all-or-nothing check, and how many of
+    /// them spanned two shards.
+    pub holds_checked: usize,
+    pub cross_holds: usize,
     /// Nodes that exited by themselves and were restarted (a failed fsync exits 74).
     pub exits: usize,
     /// Snapshots built and installed, and log purges, summed over the nodes at the end (the
@@ -107,7 +124,7 @@ impl RunReport {
     /// A few lines for a person.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "seed {}: {} ops ({} ok, {} refused, {} unknown), {} requests, {} hold lines expired, faults {:?}, {} exits restarted, snapshots {} built {} installed, {} log purges, liveness {:?} ms, {:.1}s: {}",
+            "seed {}: {} ops ({} ok, {} refused, {} unknown), {} requests, {} hold lines expired, {} multi-line holds checked ({} cross-shard), faults {:?}, {} exits restarted, snapshots {} built {} installed, {} log purges, liveness {:?} ms, {:.1}s: {}",
             self.seed,
             self.ops,
             self.ok,
@@ -115,6 +132,8 @@ impl RunReport {
             self.unknown,
             self.requests,
             self.expiries,
+            self.holds_checked,
+            self.cross_holds,
             self.faults,
             self.exits,
             self.snapshots_built,
@@ -154,11 +173,9 @@ const EXIT_STORAGE_FAILED: i32 = 74;
 async fn supervise(cluster: Arc<Mutex<Cluster>>, start: Instant, running: Arc<AtomicBool>) -> Vec<String> {
     let mut events = Vec::new();
     while running.load(Ordering::Relaxed) {
-        for (id, code, result) in cluster.lock().await.supervise() {
+        for event in cluster.lock().await.supervise() {
             let t = start.elapsed().as_secs_f64();
-            events.push(format!(
-                "{t:8.3}s supervisor: node {id} exited with {code:?}, restarted: {result:?}"
-            ));
+            events.push(format!("{t:8.3}s {event}"));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -210,7 +227,23 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
         .collect();
     let snapshot_env = cfg.snapshot_commands.map(|n| n.to_string());
     let env: Vec<(&str, &str)> = snapshot_env.iter().map(|n| (TEST_SNAPSHOT_ENV, n.as_str())).collect();
-    let cluster = Cluster::start_with(&cfg.bin, cfg.nodes, cfg.shards, &env)?;
+    // disk-full and lose-unsynced: the nodes' data directories on file systems of their own.
+    let mut kinds = cfg.kinds.clone();
+    let durability = if cfg.lossyfs_strict {
+        lossyfs::Durability::Strict
+    } else {
+        lossyfs::Durability::Ordered
+    };
+    let storage = crate::nemesis::storage_for(&mut kinds, cfg.seed, DATA_TMPFS_BYTES, durability);
+    let cluster = match Cluster::start_on(&cfg.bin, cfg.nodes, cfg.shards, &env, storage) {
+        Ok(c) => c,
+        Err(e) if storage != DataStorage::Plain => {
+            println!("disk-full and lose-unsynced left out of the mix: {e}");
+            kinds.retain(|k| !matches!(k, Kind::DiskFull | Kind::LoseUnsynced));
+            Cluster::start_with(&cfg.bin, cfg.nodes, cfg.shards, &env)?
+        }
+        Err(e) => return Err(e),
+    };
     let addrs = cluster.addrs();
     if let Err(e) = cluster.wait_healthy(Duration::from_secs(60)).await {
         return Err(format!("{e}\n{}", cluster.logs(30)));
@@ -228,7 +261,7 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
     let traffic_until = start + cfg.traffic;
     // Unknown outcomes are retried past the heal, so that most of them become definite.
     let retry_until = traffic_until + Duration::from_secs(15);
-    let steps = schedule(cfg.seed, cfg.nodes as usize, &cfg.kinds, cfg.traffic);
+    let steps = schedule(cfg.seed, cfg.nodes as usize, &kinds, cfg.traffic);
     let workload = WorkloadConfig {
         clients: cfg.clients,
         keys: keys.clone(),
@@ -348,10 +381,21 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
         )
     };
     let mut exits = 0;
+    let mut full_exits = 0;
+    let mut full_notes = Vec::new();
     for node in &cluster.lock().await.nodes {
+        full_exits += node.exits_disk_full.len();
+        let mut while_full = node.exits_disk_full.clone();
         for code in &node.exits {
             exits += 1;
-            if *code != Some(EXIT_STORAGE_FAILED) {
+            if *code == Some(EXIT_STORAGE_FAILED) {
+                continue;
+            }
+            // A start on a disk that is still full may fail otherwise than with 74.
+            if let Some(k) = while_full.iter().position(|c| c == code) {
+                while_full.remove(k);
+                full_notes.push(format!("node {} exited with {code:?} while its disk was full", node.id));
+            } else {
                 violations.push(Violation {
                     checker: "crash",
                     key: None,
@@ -366,8 +410,25 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
     }
 
     let mut history = rec.history();
+    history.notes.extend(full_notes);
     let margin = u64::try_from(EXPIRY_MARGIN.as_micros()).unwrap_or(u64::MAX);
     history.settle_expiries(margin, final_reads_from, &executor.log.clock_jumps_us);
+    history.settle_undos(
+        u64::try_from(UNDO_BOUND.as_micros()).unwrap_or(u64::MAX),
+        final_reads_from,
+    );
+    // All or nothing across keys: every multi-line hold read back.
+    let holds = all_or_nothing::multi_line_holds(&history);
+    let answers = all_or_nothing::read_holds(&api, holds.iter().map(|h| h.id.clone()).collect()).await;
+    let (mut whole, unread) = all_or_nothing::check(&holds, &answers);
+    violations.append(&mut whole);
+    if unread > 0 {
+        history.notes.push(format!(
+            "{unread} of {} multi-line holds could not be read back",
+            holds.len()
+        ));
+    }
+    let cross_holds = holds.iter().filter(|h| h.cross).count();
     let mut findings = check_all(&CheckInput {
         history: &history,
         initial_stock: cfg.initial_stock,
@@ -391,10 +452,12 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
         snapshots_built: built as u64,
         snapshots_installed: installed as u64,
         log_purges: purges as u64,
+        holds_checked: holds.len(),
+        cross_holds,
         ..RunReport::default()
     };
     for op in ops {
-        if matches!(op.kind, OpKind::HoldExpire { .. }) {
+        if matches!(op.kind, OpKind::HoldExpire { .. } | OpKind::HoldUndo { .. }) {
             report.expiries += usize::from(op.outcome.is_ok());
             continue;
         }
@@ -412,10 +475,10 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
 
     // An exit 74 without an injected failed fsync is a real storage failure (or a bug): keep the
     // node logs that say why (seed 160108 had one; the run passed and its logs were gone).
-    let injected = executor.log.counts.get("fail-sync").copied().unwrap_or(0);
+    let injected = executor.log.counts.get("fail-sync").copied().unwrap_or(0) + full_exits as u64;
     if exits as u64 > injected {
         report.notes.push(format!(
-            "{exits} node exit(s) with {injected} failed fsync(s) injected: node logs kept"
+            "{exits} node exit(s) with {injected} failed fsync(s) injected or exits on a full disk: node logs kept"
         ));
         if let Some(out) = &cfg.out {
             let dir = out.join(format!("seed-{}-exit", cfg.seed));

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
@@ -51,6 +52,7 @@ impl Answer {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Method {
+    Get,
     Post,
     Delete,
 }
@@ -119,6 +121,7 @@ impl Api {
             req.path
         );
         let builder = match req.method {
+            Method::Get => self.http.get(url),
             Method::Post => self.http.post(url),
             Method::Delete => self.http.delete(url),
         };
@@ -152,6 +155,16 @@ impl Api {
             Answer::Http(200, body) => Ok(read_quantities(&body)),
             other => Err(other.describe()),
         }
+    }
+
+    /// `GET holds/{id}`: the hold as it is now (404 when no shard knows it).
+    pub async fn get_hold(&self, node: usize, id: &str) -> Answer {
+        let req = Req {
+            method: Method::Get,
+            path: format!("holds/{id}?organizationId={ORGANIZATION}"),
+            body: None,
+        };
+        self.send(node, &req).await
     }
 
     /// `POST onhand` of one unit for `location`'s liveness product: whether it was acknowledged.
@@ -246,7 +259,8 @@ fn retryable(answer: &Answer) -> bool {
 pub struct WorkloadConfig {
     pub clients: usize,
     pub keys: Vec<Key>,
-    /// Keys by location (a hold's lines stay in one partition, so one shard, one log entry).
+    /// The keys' locations, each in another shard (a hold's lines stay in one partition, or
+    /// span two: a cross-shard hold).
     pub locations: Vec<String>,
     /// Starting stock of every key.
     pub initial_stock: i64,
@@ -595,22 +609,46 @@ impl Client {
         }
     }
 
-    async fn hold_create(&mut self) {
-        let l = self.rng.random_range(0..self.cfg.locations.len());
-        let location = self.cfg.locations[l].clone();
-        let in_location: Vec<Key> = self
-            .cfg
-            .keys
-            .iter()
-            .filter(|k| k.location == location)
-            .cloned()
-            .collect();
-        let lines_wanted = self.rng.random_range(1..=in_location.len().clamp(1, 2));
-        let mut lines: Vec<(Key, i64)> = Vec::new();
-        for key in in_location.into_iter().take(lines_wanted) {
-            let q = self.rng.random_range(1..=3);
-            lines.push((key, q));
+    /// A hold's lines: half the time (with two partitions or more) one or two lines in each of two
+    /// partitions, which live in different shards (a cross-shard hold: two phases in the gateway);
+    /// else one or two lines in one partition.
+    fn hold_lines(&mut self) -> Vec<(Key, i64)> {
+        let locations = self.cfg.locations.len();
+        let in_location = |cfg: &WorkloadConfig, l: usize| -> Vec<Key> {
+            cfg.keys
+                .iter()
+                .filter(|k| k.location == cfg.locations[l])
+                .cloned()
+                .collect()
+        };
+        let mut keys: Vec<Key> = Vec::new();
+        if locations >= 2 && self.rng.random_bool(0.5) {
+            let a = self.rng.random_range(0..locations);
+            let b = (a + self.rng.random_range(1..locations)) % locations;
+            for l in [a, b] {
+                let mut here = in_location(&self.cfg, l);
+                here.shuffle(&mut self.rng);
+                let take = self.rng.random_range(1..=here.len().clamp(1, 2));
+                keys.extend(here.into_iter().take(take));
+            }
+        } else {
+            let l = self.rng.random_range(0..locations.max(1));
+            let here = in_location(&self.cfg, l);
+            let take = self.rng.random_range(1..=here.len().clamp(1, 2));
+            keys.extend(here.into_iter().take(take));
         }
+        keys.into_iter()
+            .map(|k| {
+                let q = self.rng.random_range(1..=3);
+                (k, q)
+            })
+            .collect()
+    }
+
+    async fn hold_create(&mut self) {
+        let lines = self.hold_lines();
+        let cross = lines.iter().any(|(k, _)| k.location != lines[0].0.location);
+        let location = lines[0].0.location.clone();
         let id = self.next_id("hd");
         let short = self.rng.random_bool(1.0 / 3.0);
         let ttl = if short {
@@ -642,7 +680,12 @@ impl Client {
                 Outcome::Ok
             }
             // A retry after a lost answer gets the hold as it is now (DESIGN.md, holds): a
-            // short-lived one may have expired meanwhile. It was created (seed 160011).
+            // short-lived one may have expired meanwhile. It was created (seed 160011). Across
+            // shards an expired hold may also be a tentative part that was never committed
+            // (its gateway died between the phases): unknown.
+            (Answer::Http(200, body), _) if body["status"] == "expired" && cross => Outcome::Unknown {
+                error: "200 with an expired cross-shard hold".into(),
+            },
             (Answer::Http(200, body), _) if short && body["status"] == "expired" => Outcome::Ok,
             (Answer::Http(409, body), _) if body["code"] == "hold.insufficient" => Outcome::Insufficient,
             (Answer::Http(s, b), _) => Outcome::Failed {
@@ -658,14 +701,49 @@ impl Client {
                 lines: lines.clone(),
             });
         }
+        // A refused cross-shard create: one read of the hold shows whether its tentative parts
+        // are gone already (released before the answer), which bounds their undo tightly.
+        let gone = if cross && outcome != Outcome::Ok && !outcome.is_unknown() {
+            self.stats.requests += 1;
+            match self.api.get_hold(self.node, &id).await {
+                Answer::Http(404, _) => Some(self.rec.now_us()),
+                Answer::Http(200, body)
+                    if body["items"].as_array().is_some_and(|items| {
+                        items.iter().all(|i| i["status"] != "held" && i["status"] != "consumed")
+                    }) =>
+                {
+                    Some(self.rec.now_us())
+                }
+                _ => None,
+            }
+        } else {
+            None
+        };
         let count = lines.len();
         for (key, q) in &lines {
             let kind = OpKind::HoldCreate {
                 hold: id.clone(),
                 q: *q,
                 lines: count,
+                cross,
             };
+            let done = if outcome.is_unknown() { None } else { done };
             self.record(&id, key, kind, invoke, done, outcome.clone(), n);
+            if cross && outcome != Outcome::Ok {
+                // Phase 1 may have placed a tentative line here that goes again (released at
+                // once, or expired); an unknown create may also have been committed.
+                let undo = OpKind::HoldUndo {
+                    hold: id.clone(),
+                    q: *q,
+                    refused_us: done,
+                    gone_us: gone,
+                };
+                let pending = Outcome::Unknown {
+                    error: "tentative part".into(),
+                };
+                self.record(&id, key, undo, invoke, None, pending, 0);
+                continue;
+            }
             if short && (outcome == Outcome::Ok || outcome.is_unknown()) {
                 let expire = OpKind::HoldExpire {
                     hold: id.clone(),
