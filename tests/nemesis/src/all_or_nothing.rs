@@ -130,10 +130,22 @@ fn line_states(body: &Value) -> BTreeMap<Key, String> {
         .unwrap_or_default()
 }
 
-/// The all-or-nothing checker over the holds' answers (holds without a definite answer are
-/// left out and counted in the second value).
-pub fn check(holds: &[HoldFacts], answers: &BTreeMap<String, Answer>) -> (Vec<Violation>, usize) {
+/// What the all-or-nothing checker found.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub violations: Vec<Violation>,
+    /// Known issues: a cross-shard hold about to expire with one part expired early by a leader
+    /// whose clock ran ahead (finding 6 of the README).
+    pub notes: Vec<String>,
+    /// Holds without a definite answer, left out.
+    pub unread: usize,
+}
+
+/// The all-or-nothing checker over the holds' answers. `clock_jumped`: a leader's clock ran
+/// ahead during the run, so each shard may expire its part of a hold up to a minute early.
+pub fn check(holds: &[HoldFacts], answers: &BTreeMap<String, Answer>, clock_jumped: bool) -> Found {
     let mut violations = Vec::new();
+    let mut notes = Vec::new();
     let mut unread = 0;
     for h in holds {
         let (status, states) = match answers.get(&h.id) {
@@ -163,6 +175,18 @@ pub fn check(holds: &[HoldFacts], answers: &BTreeMap<String, Answer>) -> (Vec<Vi
                 None => match h.expired {
                     Some(true) if !all(&["released"]) => Some("expired, but not every line is released"),
                     Some(true) => None,
+                    // A part expired by a leader clock ahead: every line held or released.
+                    Some(false) if clock_jumped && h.cross && all(&["held", "released"]) && holding > 0 => {
+                        notes.push(format!(
+                            "hold {}: a part expired early under a leader clock ahead: lines {:?}",
+                            h.id,
+                            h.lines
+                                .iter()
+                                .map(|k| format!("{k}={}", state_of(k)))
+                                .collect::<Vec<_>>()
+                        ));
+                        None
+                    }
                     // A short-lived hold about to expire: one state for every line.
                     Some(false) if !(all(&["held"]) || all(&["released"])) => {
                         Some("lines in different states (some held, some not)")
@@ -203,7 +227,11 @@ pub fn check(holds: &[HoldFacts], answers: &BTreeMap<String, Answer>) -> (Vec<Vi
             });
         }
     }
-    (violations, unread)
+    Found {
+        violations,
+        notes,
+        unread,
+    }
 }
 
 #[cfg(test)]
@@ -246,24 +274,76 @@ mod tests {
     #[test]
     fn a_hold_is_held_whole_or_not_at_all() {
         let ok = [facts(Outcome::Ok)];
-        assert!(check(&ok, &answer("active", ["held", "held"])).0.is_empty());
-        assert_eq!(check(&ok, &answer("active", ["held", "released"])).0.len(), 1);
+        assert!(
+            check(&ok, &answer("active", ["held", "held"]), false)
+                .violations
+                .is_empty()
+        );
+        assert_eq!(
+            check(&ok, &answer("active", ["held", "released"]), false)
+                .violations
+                .len(),
+            1
+        );
         let refused = [facts(Outcome::Insufficient)];
         assert!(
-            check(&refused, &answer("released", ["released", "released"]))
-                .0
+            check(&refused, &answer("released", ["released", "released"]), false)
+                .violations
                 .is_empty()
         );
         let gone = BTreeMap::from([("h".to_string(), Answer::Http(404, Value::Null))]);
-        assert!(check(&refused, &gone).0.is_empty());
-        assert_eq!(check(&refused, &answer("active", ["released", "held"])).0.len(), 1);
+        assert!(check(&refused, &gone, false).violations.is_empty());
+        assert_eq!(
+            check(&refused, &answer("active", ["released", "held"]), true)
+                .violations
+                .len(),
+            1
+        );
         let unknown = [facts(Outcome::Unknown { error: "t".into() })];
-        assert!(check(&unknown, &answer("active", ["held", "held"])).0.is_empty());
-        assert!(check(&unknown, &answer("tentative", ["held", "absent"])).0.is_empty());
-        assert_eq!(check(&unknown, &answer("active", ["held", "released"])).0.len(), 1);
+        assert!(
+            check(&unknown, &answer("active", ["held", "held"]), false)
+                .violations
+                .is_empty()
+        );
+        assert!(
+            check(&unknown, &answer("tentative", ["held", "absent"]), false)
+                .violations
+                .is_empty()
+        );
+        assert_eq!(
+            check(&unknown, &answer("active", ["held", "released"]), true)
+                .violations
+                .len(),
+            1
+        );
         let unread = BTreeMap::from([("h".to_string(), Answer::Error("timeout".into()))]);
-        let (found, unread) = check(&ok, &unread);
-        assert!(found.is_empty());
-        assert_eq!(unread, 1);
+        let found = check(&ok, &unread, false);
+        assert!(found.violations.is_empty());
+        assert_eq!(found.unread, 1);
+    }
+
+    /// Only a cross-shard hold about to expire, in a run whose clocks jumped, may read with a
+    /// part released early; everywhere else that is a violation.
+    #[test]
+    fn a_part_expired_by_a_clock_ahead_is_a_note_only_where_it_can_happen() {
+        let expiring = HoldFacts {
+            expired: Some(false),
+            ..facts(Outcome::Ok)
+        };
+        let mixed = answer("active", ["held", "released"]);
+        let found = check(std::slice::from_ref(&expiring), &mixed, true);
+        assert!(found.violations.is_empty());
+        assert_eq!(found.notes.len(), 1);
+        assert_eq!(
+            check(std::slice::from_ref(&expiring), &mixed, false).violations.len(),
+            1
+        );
+        let same_shard = HoldFacts {
+            cross: false,
+            ..expiring.clone()
+        };
+        assert_eq!(check(&[same_shard], &mixed, true).violations.len(), 1);
+        let absent = answer("active", ["held", "absent"]);
+        assert_eq!(check(&[expiring], &absent, true).violations.len(), 1);
     }
 }

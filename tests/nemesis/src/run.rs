@@ -420,11 +420,13 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
     // All or nothing across keys: every multi-line hold read back.
     let holds = all_or_nothing::multi_line_holds(&history);
     let answers = all_or_nothing::read_holds(&api, holds.iter().map(|h| h.id.clone()).collect()).await;
-    let (mut whole, unread) = all_or_nothing::check(&holds, &answers);
-    violations.append(&mut whole);
-    if unread > 0 {
+    let mut whole = all_or_nothing::check(&holds, &answers, !executor.log.clock_jumps_us.is_empty());
+    violations.append(&mut whole.violations);
+    history.notes.append(&mut whole.notes);
+    if whole.unread > 0 {
         history.notes.push(format!(
-            "{unread} of {} multi-line holds could not be read back",
+            "{} of {} multi-line holds could not be read back",
+            whole.unread,
             holds.len()
         ));
     }
