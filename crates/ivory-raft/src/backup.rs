@@ -16,7 +16,7 @@ use openraft::vote::RaftLeaderId;
 use openraft::{BasicNode, Membership};
 
 use crate::log_store::{decode, encode};
-use crate::state_machine::{KEY_SNAPSHOT, StoredSnapshot, encode_payload, verified};
+use crate::state_machine::{StoredSnapshot, encode_payload, verified};
 use crate::{GroupId, NodeStorage, TypeConfig, io_err};
 
 /// What a stored snapshot holds, checked: its position in the group's log and its state.
@@ -80,8 +80,7 @@ impl NodeStorage {
     /// # Errors
     /// On sled errors.
     pub fn stored_snapshot(&self, group: GroupId) -> io::Result<Option<Vec<u8>>> {
-        let tree = self.tree_of(group)?;
-        Ok(tree.get(KEY_SNAPSHOT).map_err(io_err)?.map(|v| v.to_vec()))
+        self.snapshot_store(group)?.get()
     }
 
     /// Makes `snapshot` (bytes from [`NodeStorage::stored_snapshot`]) the state of `group` on this
@@ -124,9 +123,7 @@ impl NodeStorage {
             last_membership: StoredMembershipOf::<TypeConfig>::new(last, membership),
         };
         info.voters = vec![id];
-        self.tree_of(group)?
-            .insert(KEY_SNAPSHOT, encode(&stored)?)
-            .map_err(io_err)?;
+        self.snapshot_store(group)?.put(&encode(&stored)?)?;
         self.note_hosted(group)?;
         if let Some(last) = last {
             let wal = self.wal();

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub mod backup;
 pub mod durable;
 pub mod log_store;
+pub mod snapshot_store;
 pub mod state_machine;
 pub mod storage;
 pub mod wal;

@@ -16,10 +16,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::log_store::{decode, encode};
+use crate::snapshot_store::SnapshotStore;
 use crate::storage::Flusher;
 use crate::{GroupEntry, GroupReply, TypeConfig, io_err};
-
-pub(crate) const KEY_SNAPSHOT: &[u8] = b"snapshot";
 
 /// The shard state, shared between the state machine task (writer) and the read path.
 pub type SharedShard = Arc<RwLock<Shard>>;
@@ -64,6 +63,7 @@ pub struct ShardStateMachine {
     applied: Option<LogIdOf<TypeConfig>>,
     membership: StoredMembershipOf<TypeConfig>,
     tree: sled::Tree,
+    snapshots: SnapshotStore,
     flusher: Flusher,
     trigger: SnapshotTrigger,
     commands_since_snapshot: u64,
@@ -80,8 +80,8 @@ fn poisoned() -> io::Error {
 }
 
 impl ShardStateMachine {
-    pub(crate) fn open(tree: sled::Tree, flusher: Flusher) -> io::Result<ShardStateMachine> {
-        let stored: Option<StoredSnapshot> = match tree.get(KEY_SNAPSHOT).map_err(io_err)? {
+    pub(crate) fn open(tree: sled::Tree, snapshots: SnapshotStore, flusher: Flusher) -> io::Result<ShardStateMachine> {
+        let stored: Option<StoredSnapshot> = match snapshots.get()? {
             Some(bytes) => Some(decode(&bytes)?),
             None => None,
         };
@@ -95,6 +95,7 @@ impl ShardStateMachine {
             applied: None,
             membership: Default::default(),
             tree,
+            snapshots,
             flusher,
             trigger: Arc::default(),
             commands_since_snapshot: 0,
@@ -246,11 +247,15 @@ pub(crate) fn verified(data: &[u8]) -> io::Result<(Shard, SnapshotPayload)> {
     Ok((shard, payload))
 }
 
-async fn store_snapshot(tree: &sled::Tree, flusher: &Flusher, stored: &StoredSnapshot) -> io::Result<()> {
-    // A failed insert is a failed write (a full disk): fatal, never a wedged group.
-    tree.insert(KEY_SNAPSHOT, encode(stored)?)
-        .map_err(|e| flusher.fail(io_err(e)))?;
-    flusher.flush().await
+async fn store_snapshot(store: &SnapshotStore, flusher: &Flusher, stored: &StoredSnapshot) -> io::Result<()> {
+    let bytes = encode(stored)?;
+    let store = store.clone();
+    let written = tokio::task::spawn_blocking(move || store.put(&bytes))
+        .await
+        .map_err(io_err)
+        .and_then(|r| r);
+    // A failed write is fatal (a full disk included), never a wedged group.
+    written.map_err(|e| flusher.fail(e))
 }
 
 impl RaftStateMachine<TypeConfig> for ShardStateMachine {
@@ -343,6 +348,7 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
             },
             data,
             tree: self.tree.clone(),
+            snapshots: self.snapshots.clone(),
             flusher: self.flusher.clone(),
         }
     }
@@ -358,7 +364,7 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
             meta: meta.clone(),
             data: snapshot,
         };
-        store_snapshot(&self.tree, &self.flusher, &stored).await?;
+        store_snapshot(&self.snapshots, &self.flusher, &stored).await?;
         let name = String::from_utf8_lossy(&self.tree.name()).into_owned();
         metrics::counter!("ivory_snapshots_installed_total", "tree" => name).increment(1);
         self.load_verified(&stored, shard, payload)
@@ -366,7 +372,7 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, Vec<u8>>>, io::Error> {
         // The builder stores snapshots without going through this task: read the latest back.
-        let Some(bytes) = self.tree.get(KEY_SNAPSHOT).map_err(io_err)? else {
+        let Some(bytes) = self.snapshots.get()? else {
             return Ok(None);
         };
         let stored: StoredSnapshot = decode(&bytes)?;
@@ -382,6 +388,7 @@ pub struct ShardSnapshotBuilder {
     meta: SnapshotMetaOf<TypeConfig>,
     data: io::Result<Vec<u8>>,
     tree: sled::Tree,
+    snapshots: SnapshotStore,
     flusher: Flusher,
 }
 
@@ -398,7 +405,7 @@ impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
             meta: self.meta.clone(),
             data,
         };
-        store_snapshot(&self.tree, &self.flusher, &stored).await?;
+        store_snapshot(&self.snapshots, &self.flusher, &stored).await?;
         Ok(SnapshotOf::<TypeConfig, Vec<u8>> {
             meta: stored.meta,
             snapshot: stored.data,
@@ -452,5 +459,78 @@ mod tests {
         sm.install_snapshot(&good.meta, unversioned)
             .await
             .expect("data from before versions is version 1");
+    }
+
+    fn bytes_under(dir: &std::path::Path, skip: &str) -> u64 {
+        std::fs::read_dir(dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry"))
+            .filter(|e| e.file_name() != skip)
+            .map(|e| {
+                let meta = e.metadata().expect("metadata");
+                if meta.is_dir() {
+                    bytes_under(&e.path(), skip)
+                } else {
+                    meta.len()
+                }
+            })
+            .sum()
+    }
+
+    /// A snapshot replaces the previous one on disk: many large snapshots take the room of about
+    /// one, and a reopen reads the last. (The pile-up of sled blobs this replaced, 612 MB in 20 s,
+    /// needed a node under load to show: bench/README.md, "Disk".)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn snapshots_replace_each_other_on_disk_and_survive_a_reopen() {
+        use ivory_core::{Batch, Cell, Command, Dims, OnHandChange, PartitionKey, Qty};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = NodeStorage::open_async(dir.path().to_path_buf(), StorageOptions::default())
+            .await
+            .expect("open");
+        let (_log, mut sm) = storage.open_group(1).await.expect("group");
+        let commands = (0..4_000)
+            .map(|i| {
+                Command::OnHandChange(OnHandChange {
+                    id: format!("load-{i:06}-{}", "x".repeat(40)),
+                    partition: PartitionKey::new("e", "o", "1", "11"),
+                    cell: Cell {
+                        product: format!("p{i}"),
+                        dims: Dims::new(),
+                    },
+                    quantities: [(
+                        "pos".to_string(),
+                        [("inbound".to_string(), Qty::ONE)].into_iter().collect(),
+                    )]
+                    .into_iter()
+                    .collect(),
+                })
+            })
+            .collect();
+        sm.shard.write().expect("lock").apply(&Batch { ts_ms: 1, commands });
+        let mut size = 0;
+        for _ in 0..30 {
+            size = sm
+                .get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .expect("built")
+                .snapshot
+                .len() as u64;
+        }
+        assert!(size > 256 << 10, "a snapshot over sled's blob threshold: {size} bytes");
+        let on_disk = bytes_under(dir.path(), "wal");
+        assert!(
+            on_disk < 3 * size + (4 << 20),
+            "30 snapshots of {size} bytes take {on_disk} bytes"
+        );
+        let hash = sm.shard.read().expect("lock").state_hash();
+        drop((sm, _log));
+        let (_log, sm) = storage.open_group(1).await.expect("reopened");
+        assert_eq!(
+            sm.shard.read().expect("lock").state_hash(),
+            hash,
+            "the last snapshot is what a reopen reads"
+        );
     }
 }

@@ -383,13 +383,21 @@ impl NodeStorage {
         self.note_hosted(group)?;
         self.inner.flusher.flush().await?;
         let log_store = GroupLogStore::new(group, self.inner.wal.clone(), self.inner.flusher.clone());
-        let state_machine = ShardStateMachine::open(sm, self.inner.flusher.clone())?;
+        let state_machine = ShardStateMachine::open(sm, self.snapshot_store(group)?, self.inner.flusher.clone())?;
         Ok((log_store, state_machine))
     }
 
     /// The sled tree of `group`'s state machine (its stored snapshot).
     pub(crate) fn tree_of(&self, group: GroupId) -> io::Result<sled::Tree> {
         self.inner.db.open_tree(format!("g{group}.sm")).map_err(io_err)
+    }
+
+    /// Where `group`'s current snapshot is kept.
+    pub(crate) fn snapshot_store(&self, group: GroupId) -> io::Result<crate::snapshot_store::SnapshotStore> {
+        Ok(crate::snapshot_store::SnapshotStore::new(
+            self.inner.dir.join("snapshots").join(format!("g{group}.snap")),
+            self.tree_of(group)?,
+        ))
     }
 
     /// Records that this node hosts `group` (durable with the next flush that includes sled).
@@ -405,6 +413,7 @@ impl NodeStorage {
     pub async fn drop_group(&self, group: GroupId) -> io::Result<()> {
         self.inner.node_tree.remove(group_key(group)).map_err(io_err)?;
         self.inner.wal.drop_group(group)?;
+        self.snapshot_store(group)?.remove()?;
         self.inner.db.drop_tree(format!("g{group}.sm")).map_err(io_err)?;
         self.inner.flusher.flush().await
     }
