@@ -40,9 +40,12 @@ impl SnapshotStore {
                 file.read_to_end(&mut bytes)?;
                 Ok(Some(bytes))
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Ok(self.tree.get(LEGACY_KEY).map_err(io_err)?.map(|v| v.to_vec()))
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.tree.get(LEGACY_KEY) {
+                Ok(value) => Ok(value.map(|v| v.to_vec())),
+                // The group left this node: nothing stored.
+                Err(sled::Error::CollectionNotFound(_)) => Ok(None),
+                Err(e) => Err(io_err(e)),
+            },
             Err(e) => Err(e),
         }
     }
@@ -65,8 +68,13 @@ impl SnapshotStore {
         std::fs::rename(&tmp, &self.file)?;
         sync_dir(dir)?;
         // The older copy, if any: the file now answers for the group.
-        self.tree.remove(LEGACY_KEY).map_err(io_err)?;
-        Ok(())
+        match self.tree.remove(LEGACY_KEY) {
+            Ok(_) => Ok(()),
+            // The group left this node while its snapshot was being built (a replica move):
+            // the snapshot is moot, and a file left behind would greet a later replica of it.
+            Err(sled::Error::CollectionNotFound(_)) => self.remove(),
+            Err(e) => Err(io_err(e)),
+        }
     }
 
     /// Removes the stored snapshot (the group left this node).

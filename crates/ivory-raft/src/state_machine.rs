@@ -524,6 +524,24 @@ mod tests {
             on_disk < 3 * size + (4 << 20),
             "30 snapshots of {size} bytes take {on_disk} bytes"
         );
+        // A snapshot stored after its group left the node (a replica move) leaves no file behind.
+        let dropped = storage.snapshot_store(1).expect("store");
+        storage.drop_group(1).await.expect("dropped");
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("moot, not a failure");
+        assert!(
+            dropped.get().expect("read").is_none(),
+            "no snapshot left of a dropped group"
+        );
+        let (_log, mut sm) = storage.open_group(1).await.expect("hosted again");
+        sm.shard.write().expect("lock").apply(&Batch {
+            ts_ms: 2,
+            commands: vec![],
+        });
+        sm.get_snapshot_builder().await.build_snapshot().await.expect("built");
         let hash = sm.shard.read().expect("lock").state_hash();
         drop((sm, _log));
         let (_log, sm) = storage.open_group(1).await.expect("reopened");

@@ -413,8 +413,10 @@ impl NodeStorage {
     pub async fn drop_group(&self, group: GroupId) -> io::Result<()> {
         self.inner.node_tree.remove(group_key(group)).map_err(io_err)?;
         self.inner.wal.drop_group(group)?;
-        self.snapshot_store(group)?.remove()?;
+        // The tree first: a snapshot being stored meanwhile sees it gone and removes its file.
+        let snapshots = self.snapshot_store(group)?;
         self.inner.db.drop_tree(format!("g{group}.sm")).map_err(io_err)?;
+        snapshots.remove()?;
         self.inner.flusher.flush().await
     }
 
