@@ -889,12 +889,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!((site.as_str(), loc.as_str()), ("1", "11"));
-        assert_eq!(
-            dims,
-            [("colorid".to_string(), "red".to_string())]
-                .into_iter()
-                .collect::<Dims>()
-        );
+        assert_eq!(dims.into_tuple_vec(), [("colorid".to_string(), "red".to_string())]);
         let e = c.normalize_dimensions(None, [("siteid", "1")]).unwrap_err();
         assert!(e.contains("locationId"), "{e}");
         let e = c

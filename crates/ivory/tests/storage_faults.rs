@@ -62,16 +62,7 @@ async fn a_failed_fsync_acknowledges_nothing_and_the_restart_keeps_every_acknowl
             .wait_healthy(Duration::from_secs(60))
             .await
             .expect("healthy after the restart");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let onhand = loop {
-            match api.read_key(0, &key).await {
-                Ok((onhand, _)) => break onhand,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "no read after the restart: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        };
+        let onhand = onhand_after_restart(&api, &key).await;
         assert_eq!(
             onhand, acknowledged,
             "every acknowledged write survives the failed fsync"
@@ -186,6 +177,20 @@ async fn a_full_disk_stops_the_node_and_the_restart_serves_every_acknowledged_wr
 
 const BATCH: usize = 32;
 
+/// The key's on-hand as the restarted node first answers it (within 20 s).
+async fn onhand_after_restart(api: &ivory_nemesis::workload::Api, key: &Key) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match api.read_key(0, key).await {
+            Ok((onhand, _)) => return onhand,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no read after the restart: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// BATCH writes at once of one unit each; how many were acknowledged.
 async fn write_batch(api: &ivory_nemesis::workload::Api, key: &Key, n: usize) -> i64 {
     let writes = (0..BATCH).map(|i| {
@@ -275,16 +280,7 @@ async fn the_supervisor_restarts_a_node_whose_disk_was_full_until_there_is_space
             cluster.logs(30)
         );
         eprintln!("supervisor: {events:#?}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let onhand = loop {
-            match api.read_key(0, &key).await {
-                Ok((onhand, _)) => break onhand,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "no read after the restart: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        };
+        let onhand = onhand_after_restart(&api, &key).await;
         // The batch that was refused when the disk filled may have reached the log.
         assert!(
             (acknowledged..=acknowledged + BATCH as i64).contains(&onhand),
