@@ -205,24 +205,7 @@ async fn a_backup_under_load_restores_every_acknowledged_write_and_a_tampered_on
         assert!(!refused_data.exists());
 
         // Restore into a fresh data directory and serve it on one node.
-        let restored_dir = tempfile::tempdir().expect("temp dir");
-        let data = restored_dir.path().join("node1");
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let restored = cluster
-            .cli(
-                &[
-                    "restore",
-                    "--from",
-                    &out,
-                    "--data",
-                    &data.display().to_string(),
-                    "--advertise-addr",
-                    &addr.to_string(),
-                ],
-                Duration::from_secs(60),
-            )
-            .await;
-        assert!(restored.success, "restore: {restored:?}");
+        let (restored_dir, data, addr) = restore(&cluster, &out).await;
         drop(cluster);
         let single = Cluster::single_listening(Path::new(BIN), SHARDS, restored_dir, data, addr);
         single.wait_healthy(Duration::from_secs(60)).await;
@@ -278,24 +261,7 @@ async fn a_backup_under_load_restores_every_acknowledged_write_and_a_tampered_on
         assert_eq!(status["settled"], true, "{status:#}");
 
         // The same backup as the first node of a new cluster: a second node joins and gets replicas.
-        let first_dir = tempfile::tempdir().expect("temp dir");
-        let data = first_dir.path().join("node1");
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let again = single
-            .cli(
-                &[
-                    "restore",
-                    "--from",
-                    &out,
-                    "--data",
-                    &data.display().to_string(),
-                    "--advertise-addr",
-                    &addr.to_string(),
-                ],
-                Duration::from_secs(60),
-            )
-            .await;
-        assert!(again.success, "restore: {again:?}");
+        let (first_dir, data, addr) = restore(&single, &out).await;
         drop(single);
         let mut grown = Cluster::first_node_at(Path::new(BIN), SHARDS, first_dir, data, addr);
         grown.wait_healthy(Duration::from_secs(60)).await;
@@ -325,6 +291,25 @@ async fn a_backup_under_load_restores_every_acknowledged_write_and_a_tampered_on
     tokio::time::timeout(Duration::from_secs(300), run)
         .await
         .expect("the backup test finishes within 5 minutes");
+}
+
+/// `ivory restore` of the backup in `out` into a fresh data directory, for a node at a free port.
+async fn restore(runner: &Cluster, out: &str) -> (tempfile::TempDir, std::path::PathBuf, SocketAddr) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("node1");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let args = [
+        "restore",
+        "--from",
+        out,
+        "--data",
+        &data.display().to_string(),
+        "--advertise-addr",
+        &addr.to_string(),
+    ];
+    let restored = runner.cli(&args, Duration::from_secs(60)).await;
+    assert!(restored.success, "restore: {restored:?}");
+    (dir, data, addr)
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -283,6 +283,13 @@ impl Node {
         }
     }
 
+    /// The Shard service of `target`, for `shard`'s forwarded calls.
+    fn shard_client(&self, shard: u32, target: u64) -> Result<ShardClient<PeerChannel>, NodeError> {
+        Ok(ShardClient::new(self.channel_to(shard, target)?)
+            .max_decoding_message_size(GRPC_MESSAGE_MAX_BYTES)
+            .max_encoding_message_size(GRPC_MESSAGE_MAX_BYTES))
+    }
+
     async fn forward_propose(&self, target: u64, shard: u32, commands: Vec<u8>) -> Result<Vec<CmdResult>, NodeError> {
         let results = self.forward_propose_bytes(target, shard, commands).await?;
         decode(&results).map_err(NodeError::Unavailable)
@@ -295,18 +302,12 @@ impl Node {
         shard: u32,
         commands: Vec<u8>,
     ) -> Result<Vec<u8>, NodeError> {
-        let mut client = ShardClient::new(self.channel_to(shard, target)?)
-            .max_decoding_message_size(GRPC_MESSAGE_MAX_BYTES)
-            .max_encoding_message_size(GRPC_MESSAGE_MAX_BYTES);
+        let mut client = self.shard_client(shard, target)?;
         let request = proto::ProposeRequest {
             group_id: shard,
             commands,
         };
-        let reply = tokio::time::timeout(FORWARD_TIMEOUT, client.propose(request))
-            .await
-            .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
-            .map_err(status_err)?
-            .into_inner();
+        let reply = answered(target, client.propose(request)).await?;
         self.note_peer_version(reply.placement_version);
         if let Some(e) = reply.error {
             return Err(NodeError::from_proto(shard, e));
@@ -359,20 +360,12 @@ impl Node {
     }
 
     async fn forward_read(&self, target: u64, shard: u32, request: Vec<u8>) -> Result<ReadResponse, NodeError> {
-        let mut client = ShardClient::new(self.channel_to(shard, target)?)
-            .max_decoding_message_size(GRPC_MESSAGE_MAX_BYTES)
-            .max_encoding_message_size(GRPC_MESSAGE_MAX_BYTES);
-        let reply = tokio::time::timeout(
-            FORWARD_TIMEOUT,
-            client.read(proto::ReadRequest {
-                group_id: shard,
-                request,
-            }),
-        )
-        .await
-        .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
-        .map_err(status_err)?
-        .into_inner();
+        let mut client = self.shard_client(shard, target)?;
+        let request = proto::ReadRequest {
+            group_id: shard,
+            request,
+        };
+        let reply = answered(target, client.read(request)).await?;
         self.note_peer_version(reply.placement_version);
         if let Some(e) = reply.error {
             return Err(NodeError::from_proto(shard, e));
@@ -393,4 +386,16 @@ impl Node {
             .map_err(|_| NodeError::Storage("shard lock poisoned".into()))?;
         Ok(state.read(req))
     }
+}
+
+/// A forwarded call's answer within [`FORWARD_TIMEOUT`].
+async fn answered<T>(
+    target: u64,
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, NodeError> {
+    tokio::time::timeout(FORWARD_TIMEOUT, call)
+        .await
+        .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
+        .map(tonic::Response::into_inner)
+        .map_err(status_err)
 }
