@@ -14,6 +14,7 @@ use crate::json::KeyCanon;
 use crate::model::{
     BASE_DIMENSIONS, Dims, LOCATION_ID, MeasureRef, NAME_LEN_MAX, PartitionKey, SITE_ID, base_dimension, canonical_name,
 };
+pub use formula::Formula;
 use formula::compile_calculated;
 
 /// IV's allocation hierarchy has Group0..Group7.
@@ -38,13 +39,6 @@ pub(crate) fn bad(field: impl Into<String>, message: impl Into<String>) -> Confi
         field: field.into(),
         message: message.into(),
     }
-}
-
-/// A calculated measure: the sum of its addition terms minus the sum of its subtraction terms.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Formula {
-    pub add: Vec<MeasureRef>,
-    pub sub: Vec<MeasureRef>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -571,7 +565,7 @@ fn compile_schedule(doc: &ConfigDoc, calculated: &BTreeMap<MeasureRef, Formula>)
                     format!("'{m}' is not a configured calculated measure"),
                 )
             })?;
-            physical.extend(formula.add.iter().chain(&formula.sub).cloned());
+            physical.extend(formula.add().iter().chain(formula.sub()).cloned());
             let named = doc
                 .inventory_system_configurations
                 .get(&m.data_source)
@@ -646,10 +640,7 @@ fn compile_allocation(
             ));
         }
     }
-    let mut pool = Formula {
-        add: Vec::new(),
-        sub: Vec::new(),
-    };
+    let (mut pool_add, mut pool_sub) = (Vec::new(), Vec::new());
     for (term, sign) in &allocation.available_to_allocate_calculation {
         let field = format!("allocationConfiguration.availableToAllocateCalculation.{term}");
         let m = MeasureRef::parse(term)
@@ -661,25 +652,26 @@ fn compile_allocation(
         {
             (vec![m], Vec::new())
         } else if let Some(f) = calculated.get(&m) {
-            (f.add.clone(), f.sub.clone())
+            (f.add().to_vec(), f.sub().to_vec())
         } else {
             return Err(bad(field, format!("'{m}' is not a configured measure")));
         };
         match canonical_name(sign).as_str() {
             "addition" => {
-                pool.add.extend(plus);
-                pool.sub.extend(minus);
+                pool_add.extend(plus);
+                pool_sub.extend(minus);
             }
             "subtraction" => {
-                pool.add.extend(minus);
-                pool.sub.extend(plus);
+                pool_add.extend(minus);
+                pool_sub.extend(plus);
             }
             other => return Err(bad(field, format!("'{other}' must be \"addition\" or \"subtraction\""))),
         }
     }
+    let pool = Formula::new(pool_add, pool_sub);
     if !groups.is_empty()
         && !pool
-            .sub
+            .sub()
             .iter()
             .any(|m| m.data_source == "@iv" && m.measure == "@allocated")
     {
@@ -714,10 +706,7 @@ fn compile_alerts(
             .get(&measure.data_source)
             .is_some_and(|d| d.physical.contains(&measure.measure)) =>
         {
-            Formula {
-                add: vec![measure.clone()],
-                sub: Vec::new(),
-            }
+            Formula::new(vec![measure.clone()], Vec::new())
         }
         None => return Err(bad(field, format!("'{measure}' is not a configured measure"))),
     };
@@ -749,8 +738,8 @@ impl Config {
             return (Some(on_hand), crate::model::Modifier::Subtraction);
         }
         match self.calculated.get(&on_hand) {
-            Some(f) if !f.sub.is_empty() => (f.sub.first().cloned(), crate::model::Modifier::Addition),
-            Some(f) => (f.add.first().cloned(), crate::model::Modifier::Subtraction),
+            Some(f) if !f.sub().is_empty() => (f.sub().first().cloned(), crate::model::Modifier::Addition),
+            Some(f) => (f.add().first().cloned(), crate::model::Modifier::Subtraction),
             None => (None, crate::model::Modifier::Subtraction),
         }
     }
@@ -793,13 +782,13 @@ mod tests {
     fn default_config_is_valid_and_has_the_documented_measures() {
         let c = Config::default_config();
         let afr = &c.calculated[&MeasureRef::new("iv", "availabletoreserve")];
-        assert_eq!(afr.add.len(), 9);
-        assert_eq!(afr.sub.len(), 8);
+        assert_eq!(afr.add().len(), 9);
+        assert_eq!(afr.sub().len(), 8);
         // @iv builds on the calculated on-hand total: every supply measure counts.
         let atr = &c.calculated[&MeasureRef::new("@iv", "@available_to_reserve")];
-        assert_eq!(atr.add.len(), 5);
-        assert_eq!(atr.sub.len(), 3);
-        assert_eq!(c.available_to_allocate.add, atr.add);
+        assert_eq!(atr.add().len(), 5);
+        assert_eq!(atr.sub().len(), 3);
+        assert_eq!(c.available_to_allocate.add(), atr.add());
         assert_eq!(
             c.stock_leaves_by(),
             (

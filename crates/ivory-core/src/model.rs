@@ -168,7 +168,7 @@ pub struct Cell {
 
 /// Quantities of physical measures: data source -> measure -> quantity (lower-case names).
 /// Sorted vectors for the reason given at [`Dims`]; serialized exactly as the nested maps were.
-pub type Quantities = LiteMap<String, LiteMap<String, crate::Qty>>;
+pub type Quantities<V = crate::Qty> = LiteMap<String, LiteMap<String, V>>;
 
 /// One measure of `quantities`, zero when absent.
 pub fn quantity(quantities: &Quantities, data_source: &str, measure: &str) -> crate::Qty {

@@ -132,6 +132,13 @@ impl Qty {
 
 /// Unbounded sums used only inside one evaluation (a calculated measure over many cells); they are
 /// reported, never stored, so they may exceed [`QTY_ABS_MAX`] without harm.
+impl Qty {
+    /// `k` times the quantity: a formula's term counted `k` times (negative when subtracted).
+    pub fn times(self, k: i64) -> Qty {
+        Qty(self.0.saturating_mul(Decimal::from(k)))
+    }
+}
+
 impl std::ops::Add for Qty {
     type Output = Qty;
     fn add(self, rhs: Qty) -> Qty {

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Formula};
-use crate::model::{Dims, LOCATION_ID, MeasureRef, PartitionKey, Quantities, SITE_ID};
+use crate::config::Config;
+use crate::model::{Dims, LOCATION_ID, PartitionKey, Quantities, SITE_ID};
 use crate::qty::Qty;
 use crate::state::{Cells, PartitionState};
 
@@ -163,7 +163,9 @@ pub(crate) fn evaluate(partitions: &BTreeMap<PartitionKey, PartitionState>, conf
             &group_by
         };
         let products: Box<dyn Iterator<Item = (&String, &Cells)>> = if q.products.is_empty() {
-            Box::new(state.products.iter())
+            let mut all: Vec<(&String, &Cells)> = state.products.iter().collect();
+            all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            Box::new(all.into_iter())
         } else {
             Box::new(q.products.iter().filter_map(|p| state.products.get_key_value(p)))
         };
@@ -229,11 +231,9 @@ pub(crate) fn with_all_measures(config: &Config, physical: &Quantities, return_n
         }
     }
     for (calc, formula) in &config.calculated {
-        let add: Qty = formula.add.iter().map(|m| get(&m.data_source, &m.measure)).sum();
-        let sub: Qty = formula.sub.iter().map(|m| get(&m.data_source, &m.measure)).sum();
         out.entry(calc.data_source.clone())
             .or_default()
-            .insert(calc.measure.clone(), add - sub);
+            .insert(calc.measure.clone(), formula.value(physical));
     }
     if !return_negative {
         for (_, measures) in out.iter_mut() {
@@ -256,18 +256,6 @@ pub struct AtpRequest {
     pub to: Option<i64>,
 }
 
-fn evaluate_formula(formula: &Formula, q: &Quantities) -> Qty {
-    let get = |m: &MeasureRef| {
-        q.get(&m.data_source)
-            .and_then(|x| x.get(&m.measure))
-            .copied()
-            .unwrap_or(Qty::ZERO)
-    };
-    let add: Qty = formula.add.iter().map(get).sum();
-    let sub: Qty = formula.sub.iter().map(get).sum();
-    add - sub
-}
-
 /// `quantitiesByDate` and `atpQuantities` of one aggregated record.
 fn atp_for(
     config: &Config,
@@ -286,7 +274,7 @@ fn atp_for(
             if let Some(f) = config.calculated.get(m) {
                 row.entry(m.data_source.clone())
                     .or_default()
-                    .insert(m.measure.clone(), evaluate_formula(f, deltas));
+                    .insert(m.measure.clone(), f.value(deltas));
             }
         }
         by_date.insert(*day, row);
@@ -297,10 +285,10 @@ fn atp_for(
     for m in &rules.atp_measures {
         let Some(f) = config.calculated.get(m) else { continue };
         let mut projected = Vec::with_capacity(days.len());
-        let mut level = evaluate_formula(f, current);
+        let mut level = f.value(current);
         for day in &days {
             if let Some(deltas) = in_window.get(day) {
-                level = level + evaluate_formula(f, deltas);
+                level = level + f.value(deltas);
             }
             projected.push(level);
         }

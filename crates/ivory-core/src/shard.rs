@@ -1,7 +1,7 @@
 //! The shard state machine: every partition a shard owns, its remembered event ids, and the
 //! environments' configurations. `apply` is a pure function of (state, batch).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -98,7 +98,8 @@ struct ShardState {
     /// environment -> configuration document (JSON); absent = the default configuration.
     configs: BTreeMap<String, String>,
     partitions: BTreeMap<PartitionKey, PartitionState>,
-    events: BTreeMap<EventKey, EventRecord>,
+    #[serde(with = "crate::state::sorted_map")]
+    events: HashMap<EventKey, EventRecord>,
     /// Remembered ids in the order they were applied, which is timestamp order (the clock never
     /// goes back): retention prunes from the front.
     events_by_time: VecDeque<(u64, EventKey)>,

@@ -3,7 +3,7 @@
 //! Every rules module (stock, schedule, allocation, hold, query) depends on this module and on
 //! the command types, never on each other or on the shard that dispatches to them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use litemap::LiteMap;
 use serde::{Deserialize, Serialize};
@@ -72,8 +72,38 @@ pub(crate) type Cells = LiteMap<Dims, CellState>;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct PartitionState {
     /// product -> dimensions -> cell
-    pub products: BTreeMap<String, Cells>,
-    pub reservations: BTreeMap<String, Reservation>,
+    #[serde(with = "sorted_map")]
+    pub products: HashMap<String, Cells>,
+    #[serde(with = "sorted_map")]
+    pub reservations: HashMap<String, Reservation>,
+}
+
+/// The large maps of the replicated state (a partition's products and reservations, a shard's
+/// remembered event ids) are hash maps: a lookup in a B-tree of 100,000 string keys compared up
+/// to ten keys in each of four or five nodes, each comparison a cache miss, and that was most of
+/// a reserve's cost in the state machine. They are written sorted by key, so snapshot bytes (and
+/// the state hash) are what the B-trees wrote, and nothing visible depends on the hasher's
+/// seed: whatever iterates them where order shows sorts first.
+pub(crate) mod sorted_map {
+    use std::collections::HashMap;
+    use std::hash::Hash;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, K: Ord + Serialize, V: Serialize>(
+        map: &HashMap<K, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut entries: Vec<(&K, &V)> = map.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        serializer.collect_map(entries)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, K: Eq + Hash + Deserialize<'de>, V: Deserialize<'de>>(
+        deserializer: D,
+    ) -> Result<HashMap<K, V>, D::Error> {
+        HashMap::deserialize(deserializer)
+    }
 }
 
 /// One group path's allocation in a cell.
@@ -85,22 +115,34 @@ pub struct AllocationState {
     pub cumulative_consumed: Qty,
 }
 
-/// The cell, created on first use. Keys are cloned only when something is created: this runs for
-/// every command.
-pub(crate) fn cell_mut<'a>(
+/// The partition, created on first use (the key cloned only then).
+pub(crate) fn partition_mut<'a>(
     partitions: &'a mut BTreeMap<PartitionKey, PartitionState>,
     p: &PartitionKey,
-    cell: &Cell,
-) -> &'a mut CellState {
+) -> &'a mut PartitionState {
     if !partitions.contains_key(p) {
         partitions.insert(p.clone(), PartitionState::default());
     }
-    let partition = partitions.get_mut(p).expect("inserted above");
+    partitions.get_mut(p).expect("inserted above")
+}
+
+/// The cell of a partition, created on first use. Keys are cloned only when something is
+/// created: this runs for every command.
+pub(crate) fn cell_in<'a>(partition: &'a mut PartitionState, cell: &Cell) -> &'a mut CellState {
     if !partition.products.contains_key(&cell.product) {
         partition.products.insert(cell.product.clone(), Cells::new());
     }
     let cells = partition.products.get_mut(&cell.product).expect("inserted above");
     get_or_insert_exact(cells, &cell.dims, || (cell.dims.clone(), CellState::default()))
+}
+
+/// The cell, created on first use.
+pub(crate) fn cell_mut<'a>(
+    partitions: &'a mut BTreeMap<PartitionKey, PartitionState>,
+    p: &PartitionKey,
+    cell: &Cell,
+) -> &'a mut CellState {
+    cell_in(partition_mut(partitions, p), cell)
 }
 
 pub(crate) fn cell_ref<'a>(
@@ -117,11 +159,7 @@ pub(crate) fn calculated_over(cells: Option<&Cells>, formula: &Formula, filter: 
     cells
         .iter()
         .filter(|(dims, _)| filter.iter().all(|(k, v)| dims.get(*k) == Some(*v)))
-        .map(|(_, cell)| {
-            let add: Qty = formula.add.iter().map(|m| cell.get(m)).sum();
-            let sub: Qty = formula.sub.iter().map(|m| cell.get(m)).sum();
-            add - sub
-        })
+        .map(|(_, cell)| formula.value(&cell.quantities))
         .sum()
 }
 
@@ -219,5 +257,30 @@ pub(crate) fn restore_cells(partitions: &mut BTreeMap<PartitionKey, PartitionSta
                 cells.remove(&cell.dims);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_maps_encode_sorted_as_btreemaps_did() {
+        let products = ["p9", "p1", "p5", "p3", "p7", "p2"];
+        let mut state = PartitionState::default();
+        let mut sorted: BTreeMap<String, Cells> = BTreeMap::new();
+        for (i, p) in products.iter().enumerate() {
+            let mut cell = CellState::default();
+            cell.set(&MeasureRef::new("pos", "inbound"), Qty::from_i64(i as i64 + 1));
+            let cells: Cells = [(Dims::new(), cell)].into_iter().collect();
+            state.products.insert(p.to_string(), cells.clone());
+            sorted.insert(p.to_string(), cells);
+        }
+        let bytes = postcard::to_stdvec(&state).expect("encode");
+        let empty: BTreeMap<String, Reservation> = BTreeMap::new();
+        assert_eq!(bytes, postcard::to_stdvec(&(&sorted, &empty)).expect("encode"));
+        let back: PartitionState = postcard::from_bytes(&bytes).expect("decode");
+        assert_eq!(back, state);
+        assert_eq!(postcard::to_stdvec(&back).expect("encode"), bytes);
     }
 }

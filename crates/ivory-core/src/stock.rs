@@ -14,7 +14,7 @@ use crate::command::{
 use crate::config::Config;
 use crate::model::{Cell, Dims, MeasureRef, PartitionKey};
 use crate::qty::Qty;
-use crate::state::{PartitionState, Reservation, calculated_over, cell_mut, cell_ref};
+use crate::state::{PartitionState, Reservation, calculated_over, cell_in, cell_mut, cell_ref, partition_mut};
 
 pub(crate) fn on_hand_change(
     partitions: &mut BTreeMap<PartitionKey, PartitionState>,
@@ -170,6 +170,10 @@ pub(crate) fn reserve(
     if c.quantity.is_zero() {
         return CmdResult::refused(Outcome::Invalid, "quantity: must not be zero");
     }
+    // One lookup of the product's cells serves the gate and the current quantity.
+    let cells = partitions
+        .get(&c.partition)
+        .and_then(|p| p.products.get(&c.cell.product));
     if c.availability == Availability::Checked {
         if c.quantity.is_negative() {
             return CmdResult::refused(
@@ -181,9 +185,6 @@ pub(crate) fn reserve(
         let Some(gate) = config.calculated.get(gate_ref) else {
             return CmdResult::refused(Outcome::Invalid, format!("'{gate_ref}' is not a calculated measure"));
         };
-        let cells = partitions
-            .get(&c.partition)
-            .and_then(|p| p.products.get(&c.cell.product));
         let available = levels
             .iter()
             .map(|filter| calculated_over(cells, gate, filter))
@@ -196,20 +197,28 @@ pub(crate) fn reserve(
             );
         }
     }
-    let before = cell_ref(partitions, &c.partition, &c.cell).map_or(Qty::ZERO, |cell| cell.get(&c.measure));
+    let before = cells
+        .and_then(|cells| cells.get(&c.cell.dims))
+        .map_or(Qty::ZERO, |cell| cell.get(&c.measure));
     let Some(after) = before.checked_add(c.quantity) else {
         return out_of_range(&c.measure);
     };
     let id = reservation_id(&c.partition, &c.cell, &c.measure);
-    let partition = partitions.entry(c.partition.clone()).or_default();
-    let reservation = partition.reservations.entry(id.clone()).or_insert_with(|| Reservation {
-        product: c.cell.product.clone(),
-        dims: c.cell.dims.clone(),
-        measure: c.measure.clone(),
-        quantity: Qty::ZERO,
-    });
-    reservation.quantity = reservation.quantity + c.quantity;
-    cell_mut(partitions, &c.partition, &c.cell).set(&c.measure, after);
+    // Accepted: from here on the state changes, and the partition is looked up once more.
+    let partition = partition_mut(partitions, &c.partition);
+    match partition.reservations.get_mut(&id) {
+        Some(reservation) => reservation.quantity = reservation.quantity + c.quantity,
+        None => {
+            let reservation = Reservation {
+                product: c.cell.product.clone(),
+                dims: c.cell.dims.clone(),
+                measure: c.measure.clone(),
+                quantity: c.quantity,
+            };
+            partition.reservations.insert(id.clone(), reservation);
+        }
+    }
+    cell_in(partition, &c.cell).set(&c.measure, after);
     CmdResult {
         reservation_id: Some(id),
         ..CmdResult::success()

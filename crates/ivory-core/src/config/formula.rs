@@ -5,8 +5,63 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::ConfigError;
-use super::{ConfigDoc, DataSource, Formula, FormulaDoc, bad};
-use crate::model::{MeasureRef, canonical_name};
+use super::{ConfigDoc, DataSource, FormulaDoc, bad};
+use crate::model::{MeasureRef, Quantities, canonical_name};
+use crate::qty::Qty;
+
+/// A calculated measure: the sum of its addition terms minus the sum of its subtraction terms,
+/// every term a physical measure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Formula {
+    add: Vec<MeasureRef>,
+    sub: Vec<MeasureRef>,
+    /// Data source -> measure -> how often it is added less how often it is subtracted. Every
+    /// availability check evaluates a formula of up to a few dozen terms over a cell that holds
+    /// a few measures: walking the cell's measures and looking each up here costs a handful of
+    /// string comparisons where looking up every term in the cell cost two searches per term.
+    coefficients: Quantities<i64>,
+}
+
+impl Formula {
+    pub fn new(add: Vec<MeasureRef>, sub: Vec<MeasureRef>) -> Formula {
+        let mut coefficients: Quantities<i64> = Quantities::new();
+        for (terms, sign) in [(&add, 1), (&sub, -1)] {
+            for m in terms {
+                let measures = coefficients.entry(m.data_source.clone()).or_default();
+                *measures.entry(m.measure.clone()).or_default() += sign;
+            }
+        }
+        Formula { add, sub, coefficients }
+    }
+
+    pub fn add(&self) -> &[MeasureRef] {
+        &self.add
+    }
+
+    pub fn sub(&self) -> &[MeasureRef] {
+        &self.sub
+    }
+
+    /// The formula over one cell's (or one sum's) physical quantities. Exact: quantities are
+    /// bounded far below the decimal's range, so the order of the additions does not matter.
+    pub fn value(&self, quantities: &Quantities) -> Qty {
+        let mut total = Qty::ZERO;
+        for (data_source, measures) in quantities.iter() {
+            let Some(coefficients) = self.coefficients.get(data_source) else {
+                continue;
+            };
+            for (measure, quantity) in measures.iter() {
+                total = match coefficients.get(measure) {
+                    None | Some(0) => total,
+                    Some(1) => total + *quantity,
+                    Some(-1) => total - *quantity,
+                    Some(&k) => total + quantity.times(k),
+                };
+            }
+        }
+        total
+    }
+}
 
 /// A calculated measure as declared: the path of its field and its formula.
 type Declared<'a> = BTreeMap<MeasureRef, (String, &'a FormulaDoc)>;
@@ -58,10 +113,7 @@ fn expand(
     };
     stack.push(calc.clone());
     let mut seen = BTreeSet::new();
-    let mut result = Formula {
-        add: Vec::new(),
-        sub: Vec::new(),
-    };
+    let (mut add, mut sub) = (Vec::new(), Vec::new());
     let lists = [
         (&formula.addition_modifiers, "additionModifiers", true),
         (&formula.subtraction_modifiers, "subtractionModifiers", false),
@@ -89,15 +141,16 @@ fn expand(
                 return Err(bad(&tfield, format!("'{m}' is not a configured measure")));
             };
             if positive {
-                result.add.extend(plus);
-                result.sub.extend(minus);
+                add.extend(plus);
+                sub.extend(minus);
             } else {
-                result.add.extend(minus);
-                result.sub.extend(plus);
+                add.extend(minus);
+                sub.extend(plus);
             }
         }
     }
     stack.pop();
+    let result = Formula::new(add, sub);
     out.insert(calc.clone(), result.clone());
     Ok(result)
 }
