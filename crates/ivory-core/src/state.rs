@@ -9,7 +9,7 @@ use litemap::LiteMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::command::{CmdResult, Command, OpCode};
+use crate::command::{CmdResult, Command, OpCode, Outcome};
 use crate::config::Formula;
 use crate::model::{Cell, Dims, MeasureRef, PartitionKey, Quantities};
 use crate::qty::Qty;
@@ -198,7 +198,55 @@ pub(crate) struct EventRecord {
     pub ts_ms: u64,
     pub environment_tag: u64,
     pub partition_tag: u64,
-    pub result: CmdResult,
+    pub result: RememberedResult,
+}
+
+/// A remembered command's result, as small as the common case allows: a shard remembers up to a
+/// million of them, and nearly all are a plain success, a reserve's with its reservation id
+/// (36 characters of hex, kept as the 16 bytes they spell). Encoded as the [`CmdResult`] it
+/// stands for, so snapshots are the bytes they were.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum RememberedResult {
+    Success { reservation: Option<[u8; 16]> },
+    Other(Box<CmdResult>),
+}
+
+impl RememberedResult {
+    pub fn of(result: &CmdResult) -> RememberedResult {
+        let plain = result.outcome == Outcome::Success && result.message.is_empty() && result.invalid_offset.is_none();
+        match (&result.reservation_id, plain) {
+            (None, true) => RememberedResult::Success { reservation: None },
+            (Some(id), true) => match crate::stock::reservation_id_bytes(id) {
+                Some(bytes) => RememberedResult::Success {
+                    reservation: Some(bytes),
+                },
+                None => RememberedResult::Other(Box::new(result.clone())),
+            },
+            _ => RememberedResult::Other(Box::new(result.clone())),
+        }
+    }
+
+    pub fn result(&self) -> CmdResult {
+        match self {
+            RememberedResult::Success { reservation } => CmdResult {
+                reservation_id: reservation.as_ref().map(crate::stock::reservation_id_text),
+                ..CmdResult::success()
+            },
+            RememberedResult::Other(result) => (**result).clone(),
+        }
+    }
+}
+
+impl Serialize for RememberedResult {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.result().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RememberedResult {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RememberedResult, D::Error> {
+        Ok(RememberedResult::of(&CmdResult::deserialize(deserializer)?))
+    }
 }
 
 pub(crate) fn fingerprint(command: &Command) -> [u8; 16] {
@@ -282,5 +330,46 @@ mod tests {
         let back: PartitionState = postcard::from_bytes(&bytes).expect("decode");
         assert_eq!(back, state);
         assert_eq!(postcard::to_stdvec(&back).expect("encode"), bytes);
+    }
+
+    #[test]
+    fn remembered_results_are_compact_and_encode_as_the_result() {
+        let partition = PartitionKey::new("e", "o", "s", "l");
+        let cell = Cell {
+            product: "p".to_string(),
+            dims: Dims::new(),
+        };
+        let id = crate::stock::reservation_id(&partition, &cell, &MeasureRef::new("iv", "softreservphysical"));
+        let reserved = CmdResult {
+            reservation_id: Some(id.clone()),
+            ..CmdResult::success()
+        };
+        let odd_id = CmdResult {
+            reservation_id: Some(id.to_uppercase()),
+            ..CmdResult::success()
+        };
+        let refused = CmdResult::refused(Outcome::Insufficient, "not enough stock");
+        for (result, compact) in [
+            (reserved, true),
+            (CmdResult::success(), true),
+            (odd_id, false),
+            (refused, false),
+        ] {
+            let remembered = RememberedResult::of(&result);
+            assert_eq!(
+                matches!(remembered, RememberedResult::Success { .. }),
+                compact,
+                "{result:?}"
+            );
+            assert_eq!(remembered.result(), result);
+            let bytes = postcard::to_stdvec(&remembered).expect("encode");
+            assert_eq!(bytes, postcard::to_stdvec(&result).expect("encode"));
+            assert_eq!(
+                postcard::from_bytes::<RememberedResult>(&bytes).expect("decode"),
+                remembered
+            );
+        }
+        assert_eq!(crate::stock::reservation_id_bytes(&id[..35]), None);
+        assert_eq!(crate::stock::reservation_id_bytes(&format!("{id}0")), None);
     }
 }

@@ -87,16 +87,37 @@ pub fn reservation_id(partition: &PartitionKey, cell: &Cell, measure: &MeasureRe
         h.update(part.as_bytes());
     }
     let d = h.finalize();
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&d[..16]);
+    reservation_id_text(&bytes)
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+/// After which bytes a reservation id has a dash (the shape of a UUID).
+const DASH_AFTER: [usize; 4] = [3, 5, 7, 9];
+
+/// A reservation id's text: the 16 bytes in lower-case hex, shaped as a UUID.
+pub(crate) fn reservation_id_text(bytes: &[u8; 16]) -> String {
     let mut out = String::with_capacity(36);
-    for (i, b) in d[..16].iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
-        }
+    for (i, b) in bytes.iter().enumerate() {
         out.push(char::from(HEX[usize::from(b >> 4)]));
         out.push(char::from(HEX[usize::from(b & 0xf)]));
+        if DASH_AFTER.contains(&i) {
+            out.push('-');
+        }
     }
     out
+}
+
+/// The bytes of a reservation id's text, when it is exactly what [`reservation_id_text`] writes.
+pub(crate) fn reservation_id_bytes(text: &str) -> Option<[u8; 16]> {
+    let digit = |c: u8| HEX.iter().position(|h| *h == c).and_then(|d| u8::try_from(d).ok());
+    let mut hex = text.bytes().filter(|c| *c != b'-');
+    let mut bytes = [0u8; 16];
+    for b in &mut bytes {
+        *b = digit(hex.next()?)? << 4 | digit(hex.next()?)?;
+    }
+    (hex.next().is_none() && reservation_id_text(&bytes) == text).then_some(bytes)
 }
 
 /// The dimension filters a reservation must pass, coarsest first: the partition (no filter),

@@ -11,7 +11,9 @@ use crate::config::{Config, PartitionMode};
 use crate::hold::{HoldCommand, StockAlert};
 use crate::model::PartitionKey;
 use crate::qty::Qty;
-use crate::state::{EventRecord, PartitionState, calculated_over, event_key, fingerprint, scope_tags};
+use crate::state::{
+    EventRecord, PartitionState, RememberedResult, calculated_over, event_key, fingerprint, scope_tags,
+};
 use crate::{allocation, schedule, stock};
 
 impl Shard {
@@ -23,7 +25,7 @@ impl Shard {
         let fingerprint = fingerprint(command);
         if let Some(seen) = self.state.events.get(&key) {
             if seen.fingerprint == fingerprint {
-                return seen.result.clone();
+                return seen.result.result();
             }
             return CmdResult::refused(
                 Outcome::Conflict,
@@ -61,7 +63,7 @@ impl Shard {
                     ts_ms,
                     environment_tag,
                     partition_tag,
-                    result: result.clone(),
+                    result: RememberedResult::of(&result),
                 },
             );
             self.bound_partition_events(partition_tag);
