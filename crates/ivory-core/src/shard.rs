@@ -88,9 +88,9 @@ pub enum ReadResponse {
     HoldCounts(BTreeMap<String, u64>),
 }
 
-/// Everything that is replicated, serialised as is into snapshots; sorted maps only (BTreeMaps,
-/// and litemap's sorted vectors for the small ones), so the bytes (and the state hash) depend on
-/// the contents alone.
+/// Everything that is replicated, serialised as is into snapshots; sorted maps (BTreeMaps, and
+/// litemap's sorted vectors for the small ones) or hash maps written sorted by key
+/// (`state::sorted_map`), so the bytes (and the state hash) depend on the contents alone.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct ShardState {
     clock_ms: u64,
