@@ -206,7 +206,7 @@ pub(crate) fn partition_list(
     };
     let mut list = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let text = crate::parse::text_value(item, &format!("[{i}]"))?;
+        let text = crate::parse::text_value(item, format_args!("[{i}]"))?;
         let parts: Vec<&str> = text.split('~').collect();
         match parts.as_slice() {
             [org, site, location] => list.push(PartitionKey::new(env, *org, *site, *location)),

@@ -134,7 +134,7 @@ pub(crate) fn line_ids(body: &Map<String, Value>) -> Result<Vec<String>, ApiErro
         Some(Value::Array(ids)) => ids
             .iter()
             .enumerate()
-            .map(|(i, v)| text_value(v, &format!("lineIds[{i}]")))
+            .map(|(i, v)| text_value(v, format_args!("lineIds[{i}]")))
             .collect(),
         Some(_) => Err(ApiError::bad_request(
             "field.bad_type",

@@ -251,7 +251,7 @@ pub(crate) fn parse_lines(
                     format!("{path}.quantity: is required"),
                 ));
             }
-            Some(v) => qty_value(v, &format!("{path}.quantity"))?,
+            Some(v) => qty_value(v, format_args!("{path}.quantity"))?,
         };
         if !quantity.is_positive() {
             return Err(ApiError::bad_request(
@@ -259,7 +259,7 @@ pub(crate) fn parse_lines(
                 format!("{path}.quantity: must be greater than zero"),
             ));
         }
-        let allow_oversell = bool_value(obj.get("allowOversell"), &format!("{path}.allowOversell"), false)?;
+        let allow_oversell = bool_value(obj.get("allowOversell"), format_args!("{path}.allowOversell"), false)?;
         lines.push(HoldLine {
             line_id,
             partition,

@@ -135,12 +135,23 @@ where
     }
 }
 
-fn join(path: &str, field: &str) -> String {
-    if path.is_empty() {
-        field.to_string()
-    } else {
-        format!("{path}.{field}")
+/// A field's place in a body (`[3].quantity`), written out only when an error names it: a bulk of
+/// 512 items would otherwise build a few thousand strings that no one reads.
+#[derive(Clone, Copy)]
+pub(crate) struct Joined<'a>(&'a str, &'a str);
+
+impl std::fmt::Display for Joined<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            f.write_str(self.1)
+        } else {
+            write!(f, "{}.{}", self.0, self.1)
+        }
     }
+}
+
+fn join<'a>(path: &'a str, field: &'a str) -> Joined<'a> {
+    Joined(path, field)
 }
 
 fn missing(path: &str, field: &str) -> ApiError {
@@ -148,7 +159,7 @@ fn missing(path: &str, field: &str) -> ApiError {
 }
 
 /// A name-like value: a string, or a number given for one; bounded and without control characters.
-pub(crate) fn text_value(value: &Value, field: &str) -> Result<String, ApiError> {
+pub(crate) fn text_value(value: &Value, field: impl std::fmt::Display) -> Result<String, ApiError> {
     let text = match value {
         Value::String(s) => s.trim().to_string(),
         Value::Number(n) => n.to_string(),
@@ -179,7 +190,7 @@ pub(crate) fn required_text(obj: &Map<String, Value>, field: &str, path: &str) -
         .get(field)
         .filter(|v| !v.is_null())
         .ok_or_else(|| missing(path, field))?;
-    let text = text_value(value, &join(path, field))?;
+    let text = text_value(value, join(path, field))?;
     if text.is_empty() {
         return Err(ApiError::bad_request(
             "field.empty",
@@ -192,11 +203,11 @@ pub(crate) fn required_text(obj: &Map<String, Value>, field: &str, path: &str) -
 pub(crate) fn optional_text(obj: &Map<String, Value>, field: &str, path: &str) -> Result<Option<String>, ApiError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => Ok(Some(text_value(v, &join(path, field))?).filter(|s| !s.is_empty())),
+        Some(v) => Ok(Some(text_value(v, join(path, field))?).filter(|s| !s.is_empty())),
     }
 }
 
-pub(crate) fn qty_value(value: &Value, field: &str) -> Result<Qty, ApiError> {
+pub(crate) fn qty_value(value: &Value, field: impl std::fmt::Display) -> Result<Qty, ApiError> {
     let text = match value {
         Value::Number(n) => n.to_string(),
         Value::String(s) => s.clone(),
@@ -210,7 +221,11 @@ pub(crate) fn qty_value(value: &Value, field: &str) -> Result<Qty, ApiError> {
     Qty::parse(&text).map_err(|e| ApiError::bad_request("field.bad_number", format!("{field}: {e}")))
 }
 
-pub(crate) fn bool_value(value: Option<&Value>, field: &str, default: bool) -> Result<bool, ApiError> {
+pub(crate) fn bool_value(
+    value: Option<&Value>,
+    field: impl std::fmt::Display,
+    default: bool,
+) -> Result<bool, ApiError> {
     match value {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
@@ -240,7 +255,7 @@ fn dimension_pairs(obj: &Map<String, Value>, path: &str) -> Result<Vec<(String, 
             let text = if v.is_null() {
                 String::new()
             } else {
-                text_value(v, &format!("{field}.{k}"))?
+                text_value(v, format_args!("{field}.{k}"))?
             };
             Ok((k.clone(), text))
         })
@@ -251,12 +266,12 @@ fn quantities(obj: &Map<String, Value>, path: &str) -> Result<Quantities, ApiErr
     let field = join(path, "quantities");
     match obj.get("quantities") {
         None => Err(missing(path, "quantities")),
-        Some(v) => quantities_value(v, &field),
+        Some(v) => quantities_value(v, field),
     }
 }
 
 /// `{dataSource: {measure: number}}` at `field`.
-fn quantities_value(value: &Value, field: &str) -> Result<Quantities, ApiError> {
+fn quantities_value(value: &Value, field: impl std::fmt::Display) -> Result<Quantities, ApiError> {
     let Value::Object(sources) = value else {
         return Err(ApiError::bad_request(
             "field.bad_type",
@@ -273,7 +288,7 @@ fn quantities_value(value: &Value, field: &str) -> Result<Quantities, ApiError> 
         };
         let slot = out.entry(canonical_name(ds)).or_default();
         for (m, v) in measures {
-            let q = qty_value(v, &format!("{field}.{ds}.{m}"))?;
+            let q = qty_value(v, format_args!("{field}.{ds}.{m}"))?;
             if slot.insert(canonical_name(m), q).is_some() {
                 return Err(ApiError::bad_request(
                     "field.duplicate",
@@ -431,7 +446,7 @@ pub(crate) fn write_command(
             let (partition, cell) = partition_and_cell(obj, environment, config, path, true, true)?;
             let modified_ms = match obj.get("modifiedDateTimeUTC") {
                 None | Some(Value::Null) => None,
-                Some(v) => Some(timestamp_ms(v, &join(path, "modifiedDateTimeUTC"))?),
+                Some(v) => Some(timestamp_ms(v, join(path, "modifiedDateTimeUTC"))?),
             };
             Ok(Command::SetOnHand(SetOnHand {
                 id,
@@ -450,11 +465,11 @@ pub(crate) fn write_command(
             };
             let quantity = match obj.get("quantity") {
                 None | Some(Value::Null) => return Err(missing(path, "quantity")),
-                Some(v) => qty_value(v, &join(path, "quantity"))?,
+                Some(v) => qty_value(v, join(path, "quantity"))?,
             };
             let checked = bool_value(
                 obj.get("ifCheckAvailForReserv"),
-                &join(path, "ifCheckAvailForReserv"),
+                join(path, "ifCheckAvailForReserv"),
                 true,
             )?;
             Ok(Command::Reserve(Reserve {
@@ -476,7 +491,7 @@ pub(crate) fn write_command(
             let reservation_id = required_text(obj, "reservationId", path)?;
             let offset = match obj.get("OffsetQty") {
                 None | Some(Value::Null) => return Err(missing(path, "OffsetQty")),
-                Some(v) => qty_value(v, &join(path, "OffsetQty"))?,
+                Some(v) => qty_value(v, join(path, "OffsetQty"))?,
             };
             Ok(Command::Unreserve(Unreserve {
                 id,
@@ -513,7 +528,7 @@ pub(crate) fn write_command(
             let (partition, cell) = partition_and_cell(obj, environment, config, path, true, true)?;
             let source_groups = match obj.get("sourceGroups") {
                 None | Some(Value::Null) => return Err(missing(path, "sourceGroups")),
-                Some(v) => group_path(v, config, &join(path, "sourceGroups"))?,
+                Some(v) => group_path(v, config, join(path, "sourceGroups"))?,
             };
             Ok(Command::Reallocate(Reallocation {
                 id,
@@ -541,7 +556,7 @@ pub(crate) fn write_command(
 fn required_qty(obj: &Map<String, Value>, field: &str, path: &str) -> Result<Qty, ApiError> {
     match obj.get(field) {
         None | Some(Value::Null) => Err(missing(path, field)),
-        Some(v) => qty_value(v, &join(path, field)),
+        Some(v) => qty_value(v, join(path, field)),
     }
 }
 
@@ -575,9 +590,9 @@ fn quantities_by_date(obj: &Map<String, Value>, path: &str) -> Result<BTreeMap<i
             (Some(ds), Value::Object(m)) if m.values().all(|v| !v.is_object()) => {
                 let mut wrapped = Map::new();
                 wrapped.insert(ds.clone(), q.clone());
-                quantities_value(&Value::Object(wrapped), &format!("{field}.{key}"))?
+                quantities_value(&Value::Object(wrapped), format_args!("{field}.{key}"))?
             }
-            _ => quantities_value(q, &format!("{field}.{key}"))?,
+            _ => quantities_value(q, format_args!("{field}.{key}"))?,
         };
         if out.insert(day, q).is_some() {
             return Err(ApiError::bad_request(
@@ -596,7 +611,11 @@ fn quantities_by_date(obj: &Map<String, Value>, path: &str) -> Result<BTreeMap<i
 }
 
 /// `{groupName: value}` -> the group path in level order (`Config::group_path`).
-pub(crate) fn group_path(value: &Value, config: &Config, field: &str) -> Result<Vec<String>, ApiError> {
+pub(crate) fn group_path(
+    value: &Value,
+    config: &Config,
+    field: impl std::fmt::Display,
+) -> Result<Vec<String>, ApiError> {
     let Value::Object(map) = value else {
         return Err(ApiError::bad_request(
             "field.bad_type",
@@ -608,7 +627,7 @@ pub(crate) fn group_path(value: &Value, config: &Config, field: &str) -> Result<
         let text = if v.is_null() {
             String::new()
         } else {
-            text_value(v, &format!("{field}.{k}"))?
+            text_value(v, format_args!("{field}.{k}"))?
         };
         named.insert(k.clone(), text);
     }
@@ -641,7 +660,7 @@ pub(crate) fn target_groups(
         (None, None) if required => return Err(missing(path, "groups")),
         (None, None) => return Ok(Vec::new()),
     };
-    group_path(value, config, &join(path, field))
+    group_path(value, config, join(path, field))
 }
 
 /// `physicalMeasures: {dataSource: {measure: "Addition" | "Subtraction"}}`.
@@ -684,7 +703,7 @@ fn physical_measures(obj: &Map<String, Value>, path: &str) -> Result<Vec<(Measur
 }
 
 /// `modifiedDateTimeUTC`: `YYYY-MM-DDTHH:MM:SS[.fff][Z|+00:00]`, or milliseconds since the epoch.
-pub(crate) fn timestamp_ms(value: &Value, field: &str) -> Result<u64, ApiError> {
+pub(crate) fn timestamp_ms(value: &Value, field: impl std::fmt::Display) -> Result<u64, ApiError> {
     let bad = || {
         ApiError::bad_request(
             "field.bad_timestamp",

@@ -88,7 +88,7 @@ fn string_list(obj: &Map<String, Value>, field: &str, path: &str) -> Result<Vec<
                 if v.is_null() {
                     Ok(String::new())
                 } else {
-                    text_value(v, &format!("{name}[{i}]"))
+                    text_value(v, format_args!("{name}[{i}]"))
                 }
             })
             .collect(),
@@ -467,7 +467,7 @@ fn exact_plans(
             let text = if cell.is_null() {
                 String::new()
             } else {
-                text_value(cell, &format!("filters.values[{i}][{j}]"))?
+                text_value(cell, format_args!("filters.values[{i}][{j}]"))?
             };
             if Some(j) == org_column {
                 org = Some(text);
