@@ -318,11 +318,14 @@ fn rest_router(state: AppState) -> Router {
     for (path, handlers) in open_routes() {
         open = open.route(path, handlers);
     }
+    let request_metrics = Arc::new(RequestMetrics::default());
     let inner = open
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(track))
+        .layer(middleware::from_fn(move |request, next| {
+            track(Arc::clone(&request_metrics), request, next)
+        }))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state);
     Router::new()
@@ -427,20 +430,47 @@ async fn request_id(request: Request, next: Next) -> Response {
     response
 }
 
-async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
+/// The request metrics' handles, registered once per route, method and status: a labelled key
+/// built and looked up in the registry cost every request a few allocations and a hash.
+#[derive(Default)]
+struct RequestMetrics {
+    by_route: Mutex<HashMap<String, ByMethodAndStatus>>,
+}
+
+type ByMethodAndStatus = HashMap<(&'static str, u16), RequestHandles>;
+
+/// Requests counted, and their durations.
+type RequestHandles = (metrics::Counter, metrics::Histogram);
+
+impl RequestMetrics {
+    fn handles(&self, route: &str, method: &'static str, status: u16) -> RequestHandles {
+        let register = || {
+            let counter = metrics::counter!("ivory_http_requests_total", "route" => route.to_string(), "method" => method, "status" => status.to_string());
+            let histogram = metrics::histogram!("ivory_http_request_duration_seconds", "route" => route.to_string(), "method" => method);
+            (counter, histogram)
+        };
+        let Ok(mut by_route) = self.by_route.lock() else {
+            return register();
+        };
+        if !by_route.contains_key(route) {
+            by_route.insert(route.to_string(), HashMap::new());
+        }
+        let Some(by_status) = by_route.get_mut(route) else {
+            return register();
+        };
+        by_status.entry((method, status)).or_insert_with(register).clone()
+    }
+}
+
+async fn track(metrics: Arc<RequestMetrics>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = limits::method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("ivory_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
-        .increment(1);
-    metrics::histogram!("ivory_http_request_duration_seconds", "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let (requests, duration) = metrics.handles(route, method, response.status().as_u16());
+    requests.increment(1);
+    duration.record(started.elapsed().as_secs_f64());
     response
 }
 
