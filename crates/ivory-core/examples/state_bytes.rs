@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 
 use ivory_core::*;
 
+mod shapes;
+use shapes::{load, reserve};
+
 /// Live heap bytes (requested sizes; the allocator's own rounding comes on top).
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -36,58 +39,16 @@ fn live() -> isize {
     LIVE.load(Ordering::Relaxed)
 }
 
-fn key(i: usize) -> (PartitionKey, Cell) {
-    let pair = i % 50;
-    let partition = PartitionKey::new("bench", "usmf", format!("s{}", pair / 10), format!("l{pair}"));
-    let cell = Cell {
-        product: format!("tag-p{i}"),
-        dims: Dims::new(),
-    };
-    (partition, cell)
-}
-
 fn main() {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().unwrap_or(0));
     let keys = args.next().filter(|n| *n > 0).unwrap_or(100_000);
     let reserves = args.next().filter(|n| *n > 0).unwrap_or(200_000);
     let mut shard = Shard::new(EVENT_RETENTION_MS_DEFAULT);
     let base = live();
-    let mut ts_ms = 1;
-    for chunk in (0..keys).collect::<Vec<_>>().chunks(512) {
-        let commands = chunk
-            .iter()
-            .map(|&i| {
-                let (partition, cell) = key(i);
-                let quantities = [(
-                    "pos".to_string(),
-                    [("inbound".to_string(), Qty::from_i64(1_000_000))]
-                        .into_iter()
-                        .collect(),
-                )]
-                .into_iter()
-                .collect();
-                Command::OnHandChange(OnHandChange {
-                    id: format!("tag-load-{i}"),
-                    partition,
-                    cell,
-                    quantities,
-                })
-            })
-            .collect();
-        ts_ms += 1;
-        shard.apply(&Batch { ts_ms, commands });
-    }
+    let mut ts_ms = load(&mut shard, keys);
     let loaded = live();
     for r in 0..reserves {
-        let (partition, cell) = key(r.wrapping_mul(7919) % keys);
-        let reserve = Command::Reserve(Reserve {
-            id: format!("tag-r{r}"),
-            partition,
-            cell,
-            measure: MeasureRef::new("iv", "softreservphysical"),
-            quantity: Qty::ONE,
-            availability: Availability::Checked,
-        });
+        let reserve = reserve(r, keys);
         ts_ms += 1;
         shard.apply(&Batch {
             ts_ms,
