@@ -45,14 +45,12 @@ fn main() {
     let reserves = args.next().filter(|n| *n > 0).unwrap_or(200_000);
     let mut shard = Shard::new(EVENT_RETENTION_MS_DEFAULT);
     let base = live();
-    let mut ts_ms = load(&mut shard, keys);
+    let loaded_at_ms = load(&mut shard, keys);
     let loaded = live();
-    for r in 0..reserves {
-        let reserve = reserve(r, keys);
-        ts_ms += 1;
+    for (r, ts_ms) in (0..reserves).zip(loaded_at_ms + 1..) {
         shard.apply(&Batch {
             ts_ms,
-            commands: vec![reserve],
+            commands: vec![reserve(r, keys)],
         });
     }
     let reserved = live();
