@@ -3,9 +3,13 @@
 //! this module parses, routes lines to shards and runs the cross-shard protocol:
 //!
 //! - lines in one shard: one `Create(tentative = false)`, one log entry, all or nothing;
-//! - lines in several shards: `Create(tentative = true, expires in 10 s)` in each, in parallel;
-//!   then `Commit(expires_at)` in each; any refusal releases the parts already held. A gateway
-//!   that dies half way leaves tentative parts that expire by themselves (the sweep).
+//! - lines in several shards: `Create(tentative = true, expires in 10 s)` in each, in parallel
+//!   (the primary's with `SetSiblings`, the other parts' shards, in the same log entry); then
+//!   `Commit` in each: the primary with the hold's expiry, the other parts with a safety net
+//!   [`SIBLING_EXPIRY_GRACE_MS`] later, as the primary alone decides when the hold expires (its
+//!   shard's leader expires the other parts then). Any refusal releases the parts already
+//!   held. A gateway that dies half way leaves tentative parts that expire by themselves (the
+//!   sweep; the primary's expiry takes the others with it).
 //!
 //! A hold is known by (environment, organizationId, id): the routes that name a hold by id take
 //! `organizationId` as a query parameter (or in the body of a POST/PATCH).
@@ -26,7 +30,9 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use ivory_core::hold::{HoldCommand, HoldKey, HoldLine, HoldState, HoldStatus, LineState, body_fingerprint};
+use ivory_core::hold::{
+    HoldCommand, HoldKey, HoldLine, HoldState, HoldStatus, LineState, SIBLING_EXPIRY_GRACE_MS, body_fingerprint,
+};
 use ivory_core::json::KeyCanon;
 use ivory_core::{CmdResult, Command, MeasureRef, Outcome, ReadRequest, ReadResponse};
 use serde_json::{Map, Value, json};
@@ -287,14 +293,38 @@ pub(crate) async fn propose_each(
     s: &AppState,
     commands: Vec<(u32, HoldCommand)>,
 ) -> Vec<(u32, Result<CmdResult, ApiError>)> {
-    let calls = commands.into_iter().map(|(shard, command)| async move {
+    propose_batches(s, commands.into_iter().map(|(shard, c)| (shard, vec![c])).collect()).await
+}
+
+/// Proposes hold commands per shard (each shard's as one log entry), in parallel; one answer per
+/// shard: its first refusal, else its first command's answer.
+pub(crate) async fn propose_batches(
+    s: &AppState,
+    batches: Vec<(u32, Vec<HoldCommand>)>,
+) -> Vec<(u32, Result<CmdResult, ApiError>)> {
+    let calls = batches.into_iter().map(|(shard, commands)| async move {
         let result = s
-            .propose(shard, vec![Command::Hold(command)])
+            .propose(shard, commands.into_iter().map(Command::Hold).collect())
             .await
-            .and_then(|mut r| r.pop().ok_or_else(|| ApiError::bad_backend("empty result")));
+            .and_then(|r| {
+                let refused = r.iter().position(|r| !r.outcome.applied()).unwrap_or(0);
+                r.into_iter()
+                    .nth(refused)
+                    .ok_or_else(|| ApiError::bad_backend("empty result"))
+            });
         (shard, result)
     });
     futures::future::join_all(calls).await
+}
+
+/// The expiry of a hold's part: the hold's own on its primary part; on the others, a safety net
+/// [`SIBLING_EXPIRY_GRACE_MS`] later (the primary's expiry ends them first, see `ivory_core::hold`).
+pub(crate) fn part_expiry(primary: bool, expires_at_ms: u64) -> u64 {
+    if primary {
+        expires_at_ms
+    } else {
+        expires_at_ms.saturating_add(SIBLING_EXPIRY_GRACE_MS)
+    }
 }
 
 /// The first failure among the answers: a business refusal before a backend error.
@@ -364,8 +394,10 @@ pub(crate) fn line_status(state: LineState) -> &'static str {
 }
 
 /// The hold as the client sees it: the primary part's status, expiry and history, every
-/// part's lines (the primary's first). While the primary's lines are done but another part
-/// still holds stock, that part's status is the hold's.
+/// part's lines (the primary's first). While the primary's lines are released or consumed but
+/// another part still holds stock, that part's status is the hold's. Once the primary has
+/// expired the hold has: every line reads released, also a line of another part whose expiry
+/// has not landed yet (its stock returns to the shard shortly after, never before).
 pub(crate) struct HoldView<'a> {
     pub primary: &'a HoldState,
     pub status: HoldStatus,
@@ -378,6 +410,7 @@ impl HoldView<'_> {
         let p = primary(parts)?;
         let mut status = p.status;
         if status.is_terminal()
+            && status != HoldStatus::Expired
             && let Some((_, other)) = parts
                 .iter()
                 .find(|(_, h)| !h.status.is_terminal() && h.lines.iter().any(|l| l.state == LineState::Held))
@@ -393,9 +426,17 @@ impl HoldView<'_> {
         })
     }
 
-    /// Every line, the primary's first.
-    pub fn lines(&self) -> impl Iterator<Item = &ivory_core::hold::HeldLine> {
-        self.ordered.iter().flat_map(|h| h.lines.iter())
+    /// Every line with its state as the client sees it, the primary's first.
+    pub fn lines(&self) -> impl Iterator<Item = (&HoldLine, LineState)> {
+        let expired = self.status == HoldStatus::Expired;
+        self.ordered.iter().flat_map(|h| h.lines.iter()).map(move |l| {
+            let state = if expired && l.state == LineState::Held {
+                LineState::Released
+            } else {
+                l.state
+            };
+            (&l.line, state)
+        })
     }
 }
 
@@ -414,14 +455,14 @@ fn hold_json(parts: &[(u32, HoldState)]) -> Value {
     let p = view.primary;
     let items: Vec<Value> = view
         .lines()
-        .map(|l| {
+        .map(|(line, state)| {
             json!({
-                "lineId": l.line.line_id,
-                "productId": l.line.cell.product,
-                "dimensions": line_dims(&l.line),
-                "quantity": l.line.quantity.to_json(),
-                "allowOversell": l.line.allow_oversell,
-                "status": line_status(l.state),
+                "lineId": line.line_id,
+                "productId": line.cell.product,
+                "dimensions": line_dims(line),
+                "quantity": line.quantity.to_json(),
+                "allowOversell": line.allow_oversell,
+                "status": line_status(state),
             })
         })
         .collect();
@@ -586,13 +627,25 @@ pub(crate) async fn create_hold(
         return Ok((true, read_hold(s, &key).await?));
     }
 
-    // Phase 1: tentative parts everywhere, with a short expiry.
+    // Phase 1: tentative parts everywhere, with a short expiry; the primary learns the other
+    // parts' shards in the same log entry, so its expiry (tentative or not) takes them along.
     let tentative_until = now_ms() + TENTATIVE_TTL_MS;
-    let commands: Vec<(u32, HoldCommand)> = parts
+    let siblings: Vec<u32> = parts.keys().copied().filter(|shard| *shard != primary_shard).collect();
+    let commands: Vec<(u32, Vec<HoldCommand>)> = parts
         .iter()
-        .map(|(shard, lines)| (*shard, create(*shard, lines.clone(), tentative_until, true)))
+        .map(|(shard, lines)| {
+            let mut batch = vec![create(*shard, lines.clone(), tentative_until, true)];
+            if *shard == primary_shard {
+                batch.push(HoldCommand::SetSiblings {
+                    key: key.clone(),
+                    body_fingerprint: fingerprint,
+                    shards: siblings.clone(),
+                });
+            }
+            (*shard, batch)
+        })
         .collect();
-    let results = propose_each(s, commands).await;
+    let results = propose_batches(s, commands).await;
     if let Some(e) = first_failure(&results) {
         // Only the parts this request placed: a shard that refused holds nothing of it (or holds
         // another request's hold under this id, which is not ours to release), and a shard whose
@@ -608,7 +661,7 @@ pub(crate) async fn create_hold(
         tracing::warn!(hold = %key.id, ?pause, "test hook: pausing between the phases of a hold");
         tokio::time::sleep(pause).await;
     }
-    // Phase 2: commit everywhere with the hold's real expiry.
+    // Phase 2: commit everywhere with the hold's real expiry (the other parts: its safety net).
     let expires_at_ms = now_ms() + ttl_ms;
     let commands: Vec<(u32, HoldCommand)> = parts
         .keys()
@@ -617,7 +670,7 @@ pub(crate) async fn create_hold(
                 *shard,
                 HoldCommand::Commit {
                     key: key.clone(),
-                    expires_at_ms,
+                    expires_at_ms: part_expiry(*shard == primary_shard, expires_at_ms),
                 },
             )
         })

@@ -749,6 +749,7 @@ impl Client {
                     hold: id.clone(),
                     q: *q,
                     ttl_s: ttl,
+                    sibling: cross && key.location != lines[0].0.location,
                 };
                 let pending = Outcome::Unknown {
                     error: format!("expiry after {ttl} s"),
