@@ -602,6 +602,25 @@ pub(crate) async fn create_hold(
             ));
         }
         if existing.status != HoldStatus::Tentative {
+            // An earlier attempt committed the primary but not every other part (its answer
+            // was lost): commit the tentative ones before their short expiry ends them.
+            if let (HoldStatus::Active, Some(at)) = (existing.status, existing.expires_at_ms) {
+                let commits: Vec<(u32, HoldCommand)> = read_parts(s, &key)
+                    .await?
+                    .into_iter()
+                    .filter(|(_, h)| h.status == HoldStatus::Tentative && !h.primary)
+                    .map(|(shard, _)| {
+                        let commit = HoldCommand::Commit {
+                            key: key.clone(),
+                            expires_at_ms: part_expiry(false, at),
+                        };
+                        (shard, commit)
+                    })
+                    .collect();
+                if let Some(e) = first_failure(&propose_each(s, commits).await) {
+                    return Err(e);
+                }
+            }
             return Ok((false, read_hold(s, &key).await?));
         }
     }
@@ -652,9 +671,13 @@ pub(crate) async fn create_hold(
         // answer was lost keeps at most a tentative part that expires by itself.
         let placed = results
             .iter()
-            .filter(|(_, r)| matches!(r, Ok(r) if r.outcome.applied()))
+            .filter(|(shard, r)| match r {
+                Ok(r) => r.outcome.applied(),
+                // The primary's answer was lost: it may be there (a release of nothing is fine).
+                Err(_) => *shard == primary_shard,
+            })
             .map(|(shard, _)| *shard);
-        release_everywhere(s, &key, placed).await;
+        release_everywhere(s, &key, primary_shard, placed).await;
         return Err(e);
     }
     if let Some(pause) = test_pause(&key.id) {
@@ -677,7 +700,7 @@ pub(crate) async fn create_hold(
         .collect();
     let results = propose_each(s, commands).await;
     if let Some(e) = first_failure(&results) {
-        release_everywhere(s, &key, parts.keys().copied()).await;
+        release_everywhere(s, &key, primary_shard, parts.keys().copied()).await;
         return Err(ApiError::new(
             e.status,
             e.code,
@@ -690,17 +713,35 @@ pub(crate) async fn create_hold(
     Ok((true, read_hold(s, &key).await?))
 }
 
-/// Best effort: a part that cannot be released now expires with its tentative expiry.
-async fn release_everywhere(s: &AppState, key: &HoldKey, shards: impl Iterator<Item = u32>) {
-    let commands = shards
-        .map(|shard| (shard, HoldCommand::Release { key: key.clone() }))
-        .collect();
-    for (shard, result) in propose_each(s, commands).await {
-        match result {
-            Ok(r) if r.outcome.applied() || r.outcome == Outcome::NotFound => {}
-            Ok(r) => tracing::info!(shard, hold = %key.id, message = %r.message, "release after a failed hold refused"),
-            Err(e) => {
-                tracing::warn!(shard, hold = %key.id, error = %e.message, "release after a failed hold failed; the tentative part expires")
+/// Best effort, the primary's part first: the others only once it is released (or known not to
+/// hold anything), since the primary decides. Were the others released while the primary's
+/// release had not landed, a retry of the create could find the primary committed and answer
+/// with a hold whose other parts a late release of this attempt then takes away. A part left
+/// behind goes with the primary's expiry (passed on to it) or its own tentative one.
+async fn release_everywhere(s: &AppState, key: &HoldKey, primary_shard: u32, shards: impl Iterator<Item = u32>) {
+    let (first, rest): (Vec<u32>, Vec<u32>) = shards.partition(|shard| *shard == primary_shard);
+    let release = |shards: Vec<u32>| {
+        shards
+            .into_iter()
+            .map(|shard| (shard, HoldCommand::Release { key: key.clone() }))
+            .collect()
+    };
+    let mut settled = true;
+    for round in [first, rest] {
+        if !settled {
+            tracing::warn!(hold = %key.id, shards = ?round, "the primary part's release after a failed hold did not land; the other parts go with its expiry");
+            break;
+        }
+        for (shard, result) in propose_each(s, release(round)).await {
+            match result {
+                Ok(r) if r.outcome.applied() || r.outcome == Outcome::NotFound => {}
+                Ok(r) => {
+                    tracing::info!(shard, hold = %key.id, message = %r.message, "release after a failed hold refused")
+                }
+                Err(e) => {
+                    settled = false;
+                    tracing::warn!(shard, hold = %key.id, error = %e.message, "release after a failed hold failed; the tentative part expires")
+                }
             }
         }
     }
