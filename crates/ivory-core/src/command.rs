@@ -401,6 +401,22 @@ pub enum HoldCommand {
         lines: Vec<HoldLine>,
         expires_at_ms: u64,
     },
+    // New variants go last: log entries are encoded by position.
+    /// On a cross-shard hold's primary part: the shards of its other parts (added to those
+    /// known). They follow the primary's expiry: when it expires, the leader of its shard
+    /// expires them ([`HoldCommand::ExpirePart`]) until each has acknowledged
+    /// ([`HoldCommand::SiblingsExpired`]). `body_fingerprint` must be the hold's.
+    SetSiblings {
+        key: HoldKey,
+        body_fingerprint: [u8; 16],
+        shards: Vec<u32>,
+    },
+    /// On a non-primary part: the hold's primary part expired, so this part expires too. An
+    /// ended part, an unknown hold or another hold under the id (another fingerprint) is left
+    /// as it is; the answer is a success either way, so a retry is harmless.
+    ExpirePart { key: HoldKey, body_fingerprint: [u8; 16] },
+    /// On the primary part: the parts in these shards have expired (their `ExpirePart` applied).
+    SiblingsExpired { key: HoldKey, shards: Vec<u32> },
 }
 
 impl HoldCommand {
@@ -412,7 +428,10 @@ impl HoldCommand {
             | HoldCommand::Confirm { key }
             | HoldCommand::Extend { key, .. }
             | HoldCommand::Consume { key, .. }
-            | HoldCommand::ReplaceLines { key, .. } => key,
+            | HoldCommand::ReplaceLines { key, .. }
+            | HoldCommand::SetSiblings { key, .. }
+            | HoldCommand::ExpirePart { key, .. }
+            | HoldCommand::SiblingsExpired { key, .. } => key,
         }
     }
 }

@@ -10,6 +10,14 @@
 //! Expiry is a function of the log: before any batch applies, holds whose expiry is at or before
 //! the batch's leader timestamp expire; an idle shard's leader proposes an empty sweep.
 //!
+//! Across shards the primary part alone decides when the hold expires: the other parts carry
+//! only a safety net ([`SIBLING_EXPIRY_GRACE_MS`] after the hold's expiry, for a primary shard
+//! that is gone), and the primary part keeps the shards of its siblings ([`Siblings`]). When it
+//! expires, those shards' parts are owed an [`HoldCommand::ExpirePart`], which the leader of the
+//! primary's shard proposes until each lands and is acknowledged
+//! ([`HoldCommand::SiblingsExpired`]): a leader clock that runs ahead can end a part early only
+//! with the whole hold.
+//!
 //! ```text
 //!   tentative --commit--> active --confirm--> confirmed
 //!       |                  |  \                 |   \
@@ -28,6 +36,13 @@ use crate::config::Config;
 use crate::model::{MeasureRef, PartitionKey};
 use crate::qty::Qty;
 use crate::state::{PartitionState, calculated_over, cell_mut, cell_ref, restore_cells, save_cells};
+
+/// How long after the hold's expiry a non-primary part of a cross-shard hold expires by itself:
+/// two steps of the leaders' clock clamp (`CLOCK_STEP_MAX_MS` of ivory-node, 60 s), so that its
+/// own leader's clock, however far ahead, never ends it before the primary (whose leader may
+/// stamp up to a step ahead too) has decided. Normally the primary's expiry releases it first;
+/// the safety net is for a primary shard that cannot do so (no leader, or lost).
+pub const SIBLING_EXPIRY_GRACE_MS: u64 = 120_000;
 
 /// Lines in one hold: a cart, not a catalogue.
 pub const HOLD_LINES_MAX: usize = 512;
@@ -156,6 +171,44 @@ pub struct StockAlert {
     pub threshold: Qty,
 }
 
+/// The other parts of this shard's cross-shard holds, kept by their primary parts. Replicated,
+/// but encoded after the rest of the shard's state and only when not empty (`Shard::snapshot`),
+/// so a state without any encodes byte for byte as before the table existed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Siblings {
+    /// Primary parts not ended: the shards of the hold's other parts (sorted).
+    pub(crate) open: BTreeMap<HoldKey, Vec<u32>>,
+    /// Primary parts expired: the shards whose part has not acknowledged the expiry yet.
+    pub(crate) owed: BTreeMap<HoldKey, Vec<u32>>,
+}
+
+impl Siblings {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.open.is_empty() && self.owed.is_empty()
+    }
+
+    fn forget(&mut self, key: &HoldKey) {
+        self.open.remove(key);
+        self.owed.remove(key);
+    }
+}
+
+/// An expiry the leader of a primary's shard still owes other shards (see [`Siblings`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiblingExpiry {
+    pub key: HoldKey,
+    pub body_fingerprint: [u8; 16],
+    /// The shards whose part has not acknowledged the expiry yet.
+    pub shards: Vec<u32>,
+}
+
+/// Adds `more` to a sorted list of shards.
+fn merge_shards(into: &mut Vec<u32>, more: &[u32]) {
+    into.extend_from_slice(more);
+    into.sort_unstable();
+    into.dedup();
+}
+
 /// Holds of one shard, their expiry index and the shard's event stream.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Holds {
@@ -167,6 +220,9 @@ pub(crate) struct Holds {
     /// from `holds` (rebuilt on restore), so not part of the snapshot.
     #[serde(skip)]
     finished: BTreeSet<(u64, HoldKey)>,
+    /// Replicated, but encoded on its own after the state (see [`Siblings`]).
+    #[serde(skip)]
+    pub(crate) siblings: Siblings,
 }
 
 /// Entries of a hold's history kept: the first (its creation, `createdAt`) and the latest, so a
@@ -178,6 +234,25 @@ const HOLD_PRUNE_PER_BATCH_MAX: usize = 1024;
 impl Holds {
     pub fn get(&self, key: &HoldKey) -> Option<&HoldState> {
         self.holds.get(key)
+    }
+
+    /// The expiries this shard's primary parts owe their siblings, at most `max`, in key order.
+    pub fn sibling_expiries(&self, max: usize) -> Vec<SiblingExpiry> {
+        self.siblings
+            .owed
+            .iter()
+            .take(max)
+            .map(|(key, shards)| SiblingExpiry {
+                key: key.clone(),
+                body_fingerprint: self.holds.get(key).map_or([0; 16], |h| h.body_fingerprint),
+                shards: shards.clone(),
+            })
+            .collect()
+    }
+
+    /// Whether this shard's primary parts owe their siblings an expiry.
+    pub fn owes_sibling_expiries(&self) -> bool {
+        !self.siblings.owed.is_empty()
     }
 
     /// How many holds the shard keeps (open and finished).
@@ -226,6 +301,9 @@ impl Holds {
                 && self.holds.get(&key).is_some_and(|h| h.status.is_terminal())
             {
                 self.holds.remove(&key);
+                // An expiry still owed after the retention period: the siblings' own safety
+                // nets have long ended them.
+                self.siblings.forget(&key);
             }
         }
     }
@@ -254,6 +332,7 @@ impl Holds {
                     self.finished.remove(&(*at, key.clone()));
                 }
                 self.holds.remove(&key);
+                self.siblings.forget(&key);
             }
         }
     }
@@ -358,6 +437,10 @@ impl Holds {
                 hold.expires_at_ms = Some(at);
             }
             self.set_status(&key, HoldStatus::Expired, now_ms);
+            // A primary part: its expiry is now owed to its siblings.
+            if let Some(shards) = self.siblings.open.remove(&key) {
+                merge_shards(self.siblings.owed.entry(key.clone()).or_default(), &shards);
+            }
             if let Some(hold) = self.holds.get(&key).cloned() {
                 self.emit(now_ms, EventKind::HoldExpired, &hold);
             }
@@ -474,11 +557,63 @@ impl Holds {
                 release_lines(partitions, hold, LineState::Released, None);
                 self.set_expiry(key, None);
                 self.set_status(key, HoldStatus::Released, now_ms);
+                // The client's release reaches every part (the gateway sends it to each).
+                self.siblings.open.remove(key);
                 let hold = self.holds[key].clone();
                 self.emit(now_ms, EventKind::HoldReleased, &hold);
                 CmdResult::success()
             }
             HoldCommand::Consume { key, line_ids } => self.consume(partitions, config, now_ms, key, line_ids),
+            HoldCommand::SetSiblings {
+                key,
+                body_fingerprint,
+                shards,
+            } => {
+                let Some(hold) = self.holds.get(key) else {
+                    return not_found(key);
+                };
+                if hold.body_fingerprint != *body_fingerprint || !hold.primary {
+                    return CmdResult::refused(
+                        Outcome::Conflict,
+                        format!("hold '{}': not the primary part of this hold", key.id),
+                    );
+                }
+                let table = match hold.status {
+                    HoldStatus::Tentative | HoldStatus::Active | HoldStatus::Confirmed => &mut self.siblings.open,
+                    // Expired before its siblings were known (a create run again): owed at once.
+                    HoldStatus::Expired => &mut self.siblings.owed,
+                    // Released or consumed: the client's step reaches every part.
+                    HoldStatus::Released | HoldStatus::Consumed => return CmdResult::success(),
+                };
+                merge_shards(table.entry(key.clone()).or_default(), shards);
+                CmdResult::success()
+            }
+            HoldCommand::ExpirePart { key, body_fingerprint } => {
+                let Some(hold) = self.holds.get_mut(key) else {
+                    return CmdResult::success();
+                };
+                if hold.body_fingerprint != *body_fingerprint || !hold.status.holds_stock() {
+                    return CmdResult::success();
+                }
+                release_lines(partitions, hold, LineState::Released, None);
+                if let Some(at) = hold.expires_at_ms {
+                    self.expiring.remove(&(at, key.clone()));
+                }
+                self.set_status(key, HoldStatus::Expired, now_ms);
+                if let Some(hold) = self.holds.get(key).cloned() {
+                    self.emit(now_ms, EventKind::HoldExpired, &hold);
+                }
+                CmdResult::success()
+            }
+            HoldCommand::SiblingsExpired { key, shards } => {
+                if let Some(owed) = self.siblings.owed.get_mut(key) {
+                    owed.retain(|s| !shards.contains(s));
+                    if owed.is_empty() {
+                        self.siblings.owed.remove(key);
+                    }
+                }
+                CmdResult::success()
+            }
             HoldCommand::ReplaceLines {
                 key,
                 lines,
@@ -575,6 +710,10 @@ impl Holds {
         if !open {
             self.set_expiry(key, None);
             self.set_status(key, HoldStatus::Consumed, now_ms);
+            // A primary part consumed in full has no expiry left to pass on: the gateway's
+            // consume reaches the other parts, and a part it did not consume keeps its own
+            // safety net (DESIGN.md §3).
+            self.siblings.open.remove(key);
         }
         let hold = self.holds[key].clone();
         self.emit(now_ms, EventKind::HoldConsumed, &hold);

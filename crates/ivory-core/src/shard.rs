@@ -312,9 +312,18 @@ impl Shard {
     }
 
     /// The deterministic encoding of the whole state: equal states give equal bytes.
+    ///
+    /// The cross-shard holds' sibling table follows the rest of the state, and only when it is
+    /// not empty: a state without one encodes exactly as before the table existed, so older
+    /// snapshots read as they are and keep their state hash.
     pub fn snapshot(&self) -> Vec<u8> {
         // Serialising plain BTreeMaps of owned data into a Vec cannot fail.
-        postcard::to_stdvec(&self.state).unwrap_or_default()
+        let mut bytes = postcard::to_stdvec(&self.state).unwrap_or_default();
+        let siblings = &self.state.holds.siblings;
+        if !siblings.is_empty() {
+            bytes.extend(postcard::to_stdvec(siblings).unwrap_or_default());
+        }
+        bytes
     }
 
     /// Rebuilds a shard from [`Shard::snapshot`] bytes.
@@ -322,7 +331,18 @@ impl Shard {
     /// # Errors
     /// [`SnapshotError`] when the bytes do not decode or hold an invalid configuration.
     pub fn restore(bytes: &[u8]) -> Result<Shard, SnapshotError> {
-        let mut state: ShardState = postcard::from_bytes(bytes).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        let decode = |e: postcard::Error| SnapshotError::Decode(e.to_string());
+        let (mut state, rest): (ShardState, &[u8]) = postcard::take_from_bytes(bytes).map_err(decode)?;
+        if !rest.is_empty() {
+            let (siblings, rest) = postcard::take_from_bytes(rest).map_err(decode)?;
+            if !rest.is_empty() {
+                return Err(SnapshotError::Decode(format!(
+                    "{} bytes after the end of the shard state",
+                    rest.len()
+                )));
+            }
+            state.holds.siblings = siblings;
+        }
         state.holds.rebuild_index();
         let mut compiled = BTreeMap::new();
         for (environment, json) in &state.configs {
@@ -352,6 +372,18 @@ impl Shard {
     /// When the earliest open hold expires: the leader proposes a sweep (an empty batch) then.
     pub fn next_expiry_ms(&self) -> Option<u64> {
         self.state.holds.next_expiry_ms()
+    }
+
+    /// The expiries this shard's expired primary parts still owe their siblings' shards (at
+    /// most `max`): the leader proposes [`crate::hold::HoldCommand::ExpirePart`] to each, then
+    /// [`crate::hold::HoldCommand::SiblingsExpired`] here.
+    pub fn sibling_expiries(&self, max: usize) -> Vec<crate::hold::SiblingExpiry> {
+        self.state.holds.sibling_expiries(max)
+    }
+
+    /// Whether any expiry is owed to siblings (a cheap check for the leader's sweeper).
+    pub fn owes_sibling_expiries(&self) -> bool {
+        self.state.holds.owes_sibling_expiries()
     }
 
     /// Number of holds kept, open and finished (for metrics and tests of retention).

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use ivory_core::hold::{EventKind, HoldCommand, HoldKey, HoldLine, HoldStatus};
+use ivory_core::hold::{EventKind, HoldCommand, HoldKey, HoldLine, HoldStatus, SIBLING_EXPIRY_GRACE_MS};
 use ivory_core::*;
 use proptest::prelude::*;
 
@@ -267,6 +267,164 @@ fn tentative_holds_commit_or_expire() {
     assert_eq!(status(&shard, 1), Some(HoldStatus::Active));
     assert_eq!(status(&shard, 2), Some(HoldStatus::Expired));
     assert_eq!(measure_of(&shard, 0, "iv", "availabletoreserve"), Qty::from_i64(7));
+}
+
+/// A cross-shard hold: its primary part alone decides when it expires. The other part's own
+/// expiry is a safety net two clamp steps later, so its leader's clock running a minute ahead
+/// does not end it early; the primary's expiry is passed on (`ExpirePart`) and acknowledged.
+#[test]
+fn a_non_primary_part_does_not_expire_at_its_own_earlier_clock() {
+    let expires_at = 10_000;
+    let (mut primary, mut sibling) = (
+        Shard::new(EVENT_RETENTION_MS_DEFAULT),
+        Shard::new(EVENT_RETENTION_MS_DEFAULT),
+    );
+    stock(&mut primary, 0, 10);
+    stock(&mut sibling, 0, 10);
+    let part = |is_primary: bool| {
+        Command::Hold(HoldCommand::Create {
+            key: key(1),
+            measure: soft(),
+            lines: vec![line(0, 0, 4)],
+            expires_at_ms: 5_000,
+            all_or_nothing: true,
+            tentative: true,
+            body_fingerprint: [1; 16],
+            primary: is_primary,
+        })
+    };
+    let set_siblings = |fingerprint: u8| {
+        Command::Hold(HoldCommand::SetSiblings {
+            key: key(1),
+            body_fingerprint: [fingerprint; 16],
+            shards: vec![7],
+        })
+    };
+    let results = primary.apply(&Batch {
+        ts_ms: 100,
+        commands: vec![part(true), set_siblings(1)],
+    });
+    assert!(results.iter().all(|r| r.outcome == Outcome::Success), "{results:?}");
+    // Another hold's body under the id does not get to name siblings.
+    assert_eq!(apply(&mut primary, 100, set_siblings(9)).outcome, Outcome::Conflict);
+    assert_eq!(apply(&mut sibling, 100, part(false)).outcome, Outcome::Success);
+    let commit = |at: u64| {
+        Command::Hold(HoldCommand::Commit {
+            key: key(1),
+            expires_at_ms: at,
+        })
+    };
+    assert_eq!(apply(&mut primary, 200, commit(expires_at)).outcome, Outcome::Success);
+    assert_eq!(
+        apply(&mut sibling, 200, commit(expires_at + SIBLING_EXPIRY_GRACE_MS)).outcome,
+        Outcome::Success
+    );
+
+    // The sibling's leader stamps a full clamp step (60 s) past the hold's expiry: still held.
+    sibling.apply(&Batch {
+        ts_ms: expires_at + 60_000,
+        commands: vec![],
+    });
+    assert_eq!(status(&sibling, 1), Some(HoldStatus::Active));
+    assert_eq!(measure_of(&sibling, 0, "iv", "softreservphysical"), Qty::from_i64(4));
+    assert!(
+        primary.sibling_expiries(10).is_empty(),
+        "nothing owed while the primary is open"
+    );
+
+    // The primary expires: its expiry is owed to shard 7 and survives a snapshot.
+    primary.apply(&Batch {
+        ts_ms: expires_at,
+        commands: vec![],
+    });
+    assert_eq!(status(&primary, 1), Some(HoldStatus::Expired));
+    let owed = primary.sibling_expiries(10);
+    assert_eq!(owed.len(), 1);
+    assert_eq!(
+        (owed[0].key.clone(), owed[0].body_fingerprint, owed[0].shards.clone()),
+        (key(1), [1; 16], vec![7])
+    );
+    let restored = Shard::restore(&primary.snapshot()).expect("restore");
+    assert_eq!(restored.sibling_expiries(10), owed);
+    assert_eq!(restored.state_hash(), primary.state_hash());
+
+    // Passed on: the sibling's part expires (idempotently), and its stock is back.
+    let expire = || {
+        Command::Hold(HoldCommand::ExpirePart {
+            key: key(1),
+            body_fingerprint: [1; 16],
+        })
+    };
+    assert_eq!(
+        apply(&mut sibling, expires_at + 60_100, expire()).outcome,
+        Outcome::Success
+    );
+    assert_eq!(status(&sibling, 1), Some(HoldStatus::Expired));
+    assert_eq!(measure_of(&sibling, 0, "iv", "softreservphysical"), Qty::ZERO);
+    assert_eq!(measure_of(&sibling, 0, "iv", "availabletoreserve"), Qty::from_i64(10));
+    let before = sibling.state_hash();
+    assert_eq!(
+        apply(&mut sibling, expires_at + 60_100, expire()).outcome,
+        Outcome::Success
+    );
+    assert_eq!(sibling.state_hash(), before, "a retry changes nothing");
+    assert_eq!(measure_of(&sibling, 0, "iv", "availabletoreserve"), Qty::from_i64(10));
+
+    // Acknowledged: nothing owed any more, and the state encodes as it did before the table.
+    let ack = Command::Hold(HoldCommand::SiblingsExpired {
+        key: key(1),
+        shards: vec![7],
+    });
+    assert_eq!(apply(&mut primary, expires_at + 200, ack).outcome, Outcome::Success);
+    assert!(primary.sibling_expiries(10).is_empty());
+    assert!(!primary.owes_sibling_expiries());
+    let bytes = primary.snapshot();
+    assert_eq!(Shard::restore(&bytes).expect("restore").snapshot(), bytes);
+    let mut torn = restored.snapshot();
+    torn.push(0);
+    assert!(
+        Shard::restore(&torn).is_err(),
+        "bytes after the sibling table are refused"
+    );
+}
+
+/// A non-primary part whose primary never passes anything on (its shard lost) still ends: by
+/// its safety net, and not before.
+#[test]
+fn a_non_primary_part_ends_by_its_safety_net() {
+    let mut sibling = Shard::new(EVENT_RETENTION_MS_DEFAULT);
+    stock(&mut sibling, 0, 10);
+    let create = Command::Hold(HoldCommand::Create {
+        key: key(2),
+        measure: soft(),
+        lines: vec![line(0, 0, 3)],
+        expires_at_ms: 1_000 + SIBLING_EXPIRY_GRACE_MS,
+        all_or_nothing: true,
+        tentative: false,
+        body_fingerprint: [2; 16],
+        primary: false,
+    });
+    assert_eq!(apply(&mut sibling, 0, create).outcome, Outcome::Success);
+    sibling.apply(&Batch {
+        ts_ms: SIBLING_EXPIRY_GRACE_MS,
+        commands: vec![],
+    });
+    assert_eq!(status(&sibling, 2), Some(HoldStatus::Active));
+    sibling.apply(&Batch {
+        ts_ms: 1_000 + SIBLING_EXPIRY_GRACE_MS,
+        commands: vec![],
+    });
+    assert_eq!(status(&sibling, 2), Some(HoldStatus::Expired));
+    assert_eq!(measure_of(&sibling, 0, "iv", "availabletoreserve"), Qty::from_i64(10));
+    // An ExpirePart for another body under the id, or for an unknown hold, changes nothing.
+    let stray = Command::Hold(HoldCommand::ExpirePart {
+        key: key(3),
+        body_fingerprint: [3; 16],
+    });
+    assert_eq!(
+        apply(&mut sibling, 2_000 + SIBLING_EXPIRY_GRACE_MS, stray).outcome,
+        Outcome::Success
+    );
 }
 
 #[derive(Clone, Debug)]

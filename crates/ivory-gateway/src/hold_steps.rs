@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 
 use crate::holds::{
     Body, EXPIRES_IN_DEFAULT_S, Params, Parts, answer, by_shard, expires_in, first_failure, hold_body, key_of,
-    not_found, now_ms, optional_body, parse_items, primary, propose_each, read_hold, read_parts,
+    not_found, now_ms, optional_body, parse_items, part_expiry, primary, propose_batches, propose_each, read_hold,
+    read_parts,
 };
 use crate::parse::{ApiPath, ApiQuery, text_value};
 use crate::{ApiError, AppState};
@@ -74,6 +75,15 @@ pub(crate) async fn run_step(
                 format!("hold is {}; {what}", p_status.name()),
             )
         };
+        // The primary decides: once it has expired, so has the hold, whatever another part's
+        // expiry has not reached yet (a release still frees such a part at once).
+        if p_status == HoldStatus::Expired && !matches!(step, Step::Release) {
+            return Err(refused(match step {
+                Step::Confirm => "only an active hold can be confirmed",
+                Step::Extend => "only an active hold can be extended",
+                _ => "only an active or confirmed hold can be consumed",
+            }));
+        }
         let commands: Vec<(u32, HoldCommand)> = match step {
             Step::Release => {
                 let c: Vec<_> = parts
@@ -102,17 +112,18 @@ pub(crate) async fn run_step(
                 let c: Vec<_> = parts
                     .iter()
                     .filter(|(_, h)| h.status == HoldStatus::Active)
-                    .map(|(shard, _)| {
+                    .map(|(shard, h)| {
                         (
                             *shard,
                             HoldCommand::Extend {
                                 key: key.clone(),
-                                expires_at_ms,
+                                // The other parts' safety nets move with the hold's expiry.
+                                expires_at_ms: part_expiry(h.primary, expires_at_ms),
                             },
                         )
                     })
                     .collect();
-                if c.is_empty() {
+                if c.is_empty() || p_status != HoldStatus::Active {
                     return Err(refused("only an active hold can be extended"));
                 }
                 c
@@ -309,9 +320,14 @@ pub(crate) async fn patch_hold(
     let lines = parse_items(s, &key.environment, &key.organization, body).await?;
     let expires_at_ms = now_ms() + expires_in(body, Some(EXPIRES_IN_DEFAULT_S))? * 1000;
     let parts = read_parts(s, &key).await?;
-    let Some(p) = primary(&parts).cloned() else {
+    let Some(p_ref) = primary(&parts) else {
         return Err(not_found(&key));
     };
+    let primary_shard = parts
+        .iter()
+        .find(|(_, h)| std::ptr::eq(h, p_ref))
+        .map(|(shard, _)| *shard);
+    let p = p_ref.clone();
     if p.status != HoldStatus::Active {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -324,31 +340,43 @@ pub(crate) async fn patch_hold(
         new_lines.entry(*shard).or_default();
     }
     let old: BTreeMap<u32, &HoldState> = parts.iter().map(|(shard, h)| (*shard, h)).collect();
-    let commands: Vec<(u32, HoldCommand)> = new_lines
+    // The primary learns of the parts the new lines add (in the log entry of its own change), so
+    // its expiry takes them along; their own expiry is a safety net later.
+    let added: Vec<u32> = new_lines.keys().copied().filter(|s| !old.contains_key(s)).collect();
+    let commands: Vec<(u32, Vec<HoldCommand>)> = new_lines
         .into_iter()
         .map(|(shard, lines)| {
+            let is_primary = Some(shard) == primary_shard;
             let command = if old.contains_key(&shard) {
                 HoldCommand::ReplaceLines {
                     key: key.clone(),
                     lines,
-                    expires_at_ms,
+                    expires_at_ms: part_expiry(is_primary, expires_at_ms),
                 }
             } else {
                 HoldCommand::Create {
                     key: key.clone(),
                     measure: p.measure.clone(),
                     lines,
-                    expires_at_ms,
+                    expires_at_ms: part_expiry(false, expires_at_ms),
                     all_or_nothing: p.all_or_nothing,
                     tentative: false,
                     body_fingerprint: p.body_fingerprint,
                     primary: false,
                 }
             };
-            (shard, command)
+            let mut batch = vec![command];
+            if is_primary && !added.is_empty() {
+                batch.push(HoldCommand::SetSiblings {
+                    key: key.clone(),
+                    body_fingerprint: p.body_fingerprint,
+                    shards: added.clone(),
+                });
+            }
+            (shard, batch)
         })
         .collect();
-    let results = propose_each(s, commands).await;
+    let results = propose_batches(s, commands).await;
     let Some(e) = first_failure(&results) else {
         return read_hold(s, &key).await;
     };

@@ -3,9 +3,13 @@
 //! this module parses, routes lines to shards and runs the cross-shard protocol:
 //!
 //! - lines in one shard: one `Create(tentative = false)`, one log entry, all or nothing;
-//! - lines in several shards: `Create(tentative = true, expires in 10 s)` in each, in parallel;
-//!   then `Commit(expires_at)` in each; any refusal releases the parts already held. A gateway
-//!   that dies half way leaves tentative parts that expire by themselves (the sweep).
+//! - lines in several shards: `Create(tentative = true, expires in 10 s)` in each, in parallel
+//!   (the primary's with `SetSiblings`, the other parts' shards, in the same log entry); then
+//!   `Commit` in each: the primary with the hold's expiry, the other parts with a safety net
+//!   [`SIBLING_EXPIRY_GRACE_MS`] later, as the primary alone decides when the hold expires (its
+//!   shard's leader expires the other parts then). Any refusal releases the parts already
+//!   held. A gateway that dies half way leaves tentative parts that expire by themselves (the
+//!   sweep; the primary's expiry takes the others with it).
 //!
 //! A hold is known by (environment, organizationId, id): the routes that name a hold by id take
 //! `organizationId` as a query parameter (or in the body of a POST/PATCH).
@@ -26,7 +30,9 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use ivory_core::hold::{HoldCommand, HoldKey, HoldLine, HoldState, HoldStatus, LineState, body_fingerprint};
+use ivory_core::hold::{
+    HoldCommand, HoldKey, HoldLine, HoldState, HoldStatus, LineState, SIBLING_EXPIRY_GRACE_MS, body_fingerprint,
+};
 use ivory_core::json::KeyCanon;
 use ivory_core::{CmdResult, Command, MeasureRef, Outcome, ReadRequest, ReadResponse};
 use serde_json::{Map, Value, json};
@@ -287,14 +293,38 @@ pub(crate) async fn propose_each(
     s: &AppState,
     commands: Vec<(u32, HoldCommand)>,
 ) -> Vec<(u32, Result<CmdResult, ApiError>)> {
-    let calls = commands.into_iter().map(|(shard, command)| async move {
+    propose_batches(s, commands.into_iter().map(|(shard, c)| (shard, vec![c])).collect()).await
+}
+
+/// Proposes hold commands per shard (each shard's as one log entry), in parallel; one answer per
+/// shard: its first refusal, else its first command's answer.
+pub(crate) async fn propose_batches(
+    s: &AppState,
+    batches: Vec<(u32, Vec<HoldCommand>)>,
+) -> Vec<(u32, Result<CmdResult, ApiError>)> {
+    let calls = batches.into_iter().map(|(shard, commands)| async move {
         let result = s
-            .propose(shard, vec![Command::Hold(command)])
+            .propose(shard, commands.into_iter().map(Command::Hold).collect())
             .await
-            .and_then(|mut r| r.pop().ok_or_else(|| ApiError::bad_backend("empty result")));
+            .and_then(|r| {
+                let refused = r.iter().position(|r| !r.outcome.applied()).unwrap_or(0);
+                r.into_iter()
+                    .nth(refused)
+                    .ok_or_else(|| ApiError::bad_backend("empty result"))
+            });
         (shard, result)
     });
     futures::future::join_all(calls).await
+}
+
+/// The expiry of a hold's part: the hold's own on its primary part; on the others, a safety net
+/// [`SIBLING_EXPIRY_GRACE_MS`] later (the primary's expiry ends them first, see `ivory_core::hold`).
+pub(crate) fn part_expiry(primary: bool, expires_at_ms: u64) -> u64 {
+    if primary {
+        expires_at_ms
+    } else {
+        expires_at_ms.saturating_add(SIBLING_EXPIRY_GRACE_MS)
+    }
 }
 
 /// The first failure among the answers: a business refusal before a backend error.
@@ -364,8 +394,10 @@ pub(crate) fn line_status(state: LineState) -> &'static str {
 }
 
 /// The hold as the client sees it: the primary part's status, expiry and history, every
-/// part's lines (the primary's first). While the primary's lines are done but another part
-/// still holds stock, that part's status is the hold's.
+/// part's lines (the primary's first). While the primary's lines are released or consumed but
+/// another part still holds stock, that part's status is the hold's. Once the primary has
+/// expired the hold has: every line reads released, also a line of another part whose expiry
+/// has not landed yet (its stock returns to the shard shortly after, never before).
 pub(crate) struct HoldView<'a> {
     pub primary: &'a HoldState,
     pub status: HoldStatus,
@@ -378,6 +410,7 @@ impl HoldView<'_> {
         let p = primary(parts)?;
         let mut status = p.status;
         if status.is_terminal()
+            && status != HoldStatus::Expired
             && let Some((_, other)) = parts
                 .iter()
                 .find(|(_, h)| !h.status.is_terminal() && h.lines.iter().any(|l| l.state == LineState::Held))
@@ -393,9 +426,17 @@ impl HoldView<'_> {
         })
     }
 
-    /// Every line, the primary's first.
-    pub fn lines(&self) -> impl Iterator<Item = &ivory_core::hold::HeldLine> {
-        self.ordered.iter().flat_map(|h| h.lines.iter())
+    /// Every line with its state as the client sees it, the primary's first.
+    pub fn lines(&self) -> impl Iterator<Item = (&HoldLine, LineState)> {
+        let expired = self.status == HoldStatus::Expired;
+        self.ordered.iter().flat_map(|h| h.lines.iter()).map(move |l| {
+            let state = if expired && l.state == LineState::Held {
+                LineState::Released
+            } else {
+                l.state
+            };
+            (&l.line, state)
+        })
     }
 }
 
@@ -414,14 +455,14 @@ fn hold_json(parts: &[(u32, HoldState)]) -> Value {
     let p = view.primary;
     let items: Vec<Value> = view
         .lines()
-        .map(|l| {
+        .map(|(line, state)| {
             json!({
-                "lineId": l.line.line_id,
-                "productId": l.line.cell.product,
-                "dimensions": line_dims(&l.line),
-                "quantity": l.line.quantity.to_json(),
-                "allowOversell": l.line.allow_oversell,
-                "status": line_status(l.state),
+                "lineId": line.line_id,
+                "productId": line.cell.product,
+                "dimensions": line_dims(line),
+                "quantity": line.quantity.to_json(),
+                "allowOversell": line.allow_oversell,
+                "status": line_status(state),
             })
         })
         .collect();
@@ -561,6 +602,25 @@ pub(crate) async fn create_hold(
             ));
         }
         if existing.status != HoldStatus::Tentative {
+            // An earlier attempt committed the primary but not every other part (its answer
+            // was lost): commit the tentative ones before their short expiry ends them.
+            if let (HoldStatus::Active, Some(at)) = (existing.status, existing.expires_at_ms) {
+                let commits: Vec<(u32, HoldCommand)> = read_parts(s, &key)
+                    .await?
+                    .into_iter()
+                    .filter(|(_, h)| h.status == HoldStatus::Tentative && !h.primary)
+                    .map(|(shard, _)| {
+                        let commit = HoldCommand::Commit {
+                            key: key.clone(),
+                            expires_at_ms: part_expiry(false, at),
+                        };
+                        (shard, commit)
+                    })
+                    .collect();
+                if let Some(e) = first_failure(&propose_each(s, commits).await) {
+                    return Err(e);
+                }
+            }
             return Ok((false, read_hold(s, &key).await?));
         }
     }
@@ -586,29 +646,45 @@ pub(crate) async fn create_hold(
         return Ok((true, read_hold(s, &key).await?));
     }
 
-    // Phase 1: tentative parts everywhere, with a short expiry.
+    // Phase 1: tentative parts everywhere, with a short expiry; the primary learns the other
+    // parts' shards in the same log entry, so its expiry (tentative or not) takes them along.
     let tentative_until = now_ms() + TENTATIVE_TTL_MS;
-    let commands: Vec<(u32, HoldCommand)> = parts
+    let siblings: Vec<u32> = parts.keys().copied().filter(|shard| *shard != primary_shard).collect();
+    let commands: Vec<(u32, Vec<HoldCommand>)> = parts
         .iter()
-        .map(|(shard, lines)| (*shard, create(*shard, lines.clone(), tentative_until, true)))
+        .map(|(shard, lines)| {
+            let mut batch = vec![create(*shard, lines.clone(), tentative_until, true)];
+            if *shard == primary_shard {
+                batch.push(HoldCommand::SetSiblings {
+                    key: key.clone(),
+                    body_fingerprint: fingerprint,
+                    shards: siblings.clone(),
+                });
+            }
+            (*shard, batch)
+        })
         .collect();
-    let results = propose_each(s, commands).await;
+    let results = propose_batches(s, commands).await;
     if let Some(e) = first_failure(&results) {
         // Only the parts this request placed: a shard that refused holds nothing of it (or holds
         // another request's hold under this id, which is not ours to release), and a shard whose
         // answer was lost keeps at most a tentative part that expires by itself.
         let placed = results
             .iter()
-            .filter(|(_, r)| matches!(r, Ok(r) if r.outcome.applied()))
+            .filter(|(shard, r)| match r {
+                Ok(r) => r.outcome.applied(),
+                // The primary's answer was lost: it may be there (a release of nothing is fine).
+                Err(_) => *shard == primary_shard,
+            })
             .map(|(shard, _)| *shard);
-        release_everywhere(s, &key, placed).await;
+        release_everywhere(s, &key, primary_shard, placed).await;
         return Err(e);
     }
     if let Some(pause) = test_pause(&key.id) {
         tracing::warn!(hold = %key.id, ?pause, "test hook: pausing between the phases of a hold");
         tokio::time::sleep(pause).await;
     }
-    // Phase 2: commit everywhere with the hold's real expiry.
+    // Phase 2: commit everywhere with the hold's real expiry (the other parts: its safety net).
     let expires_at_ms = now_ms() + ttl_ms;
     let commands: Vec<(u32, HoldCommand)> = parts
         .keys()
@@ -617,14 +693,14 @@ pub(crate) async fn create_hold(
                 *shard,
                 HoldCommand::Commit {
                     key: key.clone(),
-                    expires_at_ms,
+                    expires_at_ms: part_expiry(*shard == primary_shard, expires_at_ms),
                 },
             )
         })
         .collect();
     let results = propose_each(s, commands).await;
     if let Some(e) = first_failure(&results) {
-        release_everywhere(s, &key, parts.keys().copied()).await;
+        release_everywhere(s, &key, primary_shard, parts.keys().copied()).await;
         return Err(ApiError::new(
             e.status,
             e.code,
@@ -637,17 +713,35 @@ pub(crate) async fn create_hold(
     Ok((true, read_hold(s, &key).await?))
 }
 
-/// Best effort: a part that cannot be released now expires with its tentative expiry.
-async fn release_everywhere(s: &AppState, key: &HoldKey, shards: impl Iterator<Item = u32>) {
-    let commands = shards
-        .map(|shard| (shard, HoldCommand::Release { key: key.clone() }))
-        .collect();
-    for (shard, result) in propose_each(s, commands).await {
-        match result {
-            Ok(r) if r.outcome.applied() || r.outcome == Outcome::NotFound => {}
-            Ok(r) => tracing::info!(shard, hold = %key.id, message = %r.message, "release after a failed hold refused"),
-            Err(e) => {
-                tracing::warn!(shard, hold = %key.id, error = %e.message, "release after a failed hold failed; the tentative part expires")
+/// Best effort, the primary's part first: the others only once it is released (or known not to
+/// hold anything), since the primary decides. Were the others released while the primary's
+/// release had not landed, a retry of the create could find the primary committed and answer
+/// with a hold whose other parts a late release of this attempt then takes away. A part left
+/// behind goes with the primary's expiry (passed on to it) or its own tentative one.
+async fn release_everywhere(s: &AppState, key: &HoldKey, primary_shard: u32, shards: impl Iterator<Item = u32>) {
+    let (first, rest): (Vec<u32>, Vec<u32>) = shards.partition(|shard| *shard == primary_shard);
+    let release = |shards: Vec<u32>| {
+        shards
+            .into_iter()
+            .map(|shard| (shard, HoldCommand::Release { key: key.clone() }))
+            .collect()
+    };
+    let mut settled = true;
+    for round in [first, rest] {
+        if !settled {
+            tracing::warn!(hold = %key.id, shards = ?round, "the primary part's release after a failed hold did not land; the other parts go with its expiry");
+            break;
+        }
+        for (shard, result) in propose_each(s, release(round)).await {
+            match result {
+                Ok(r) if r.outcome.applied() || r.outcome == Outcome::NotFound => {}
+                Ok(r) => {
+                    tracing::info!(shard, hold = %key.id, message = %r.message, "release after a failed hold refused")
+                }
+                Err(e) => {
+                    settled = false;
+                    tracing::warn!(shard, hold = %key.id, error = %e.message, "release after a failed hold failed; the tentative part expires")
+                }
             }
         }
     }

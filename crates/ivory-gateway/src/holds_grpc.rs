@@ -50,13 +50,13 @@ fn hold(parts: &Parts, created: bool) -> Hold {
         measure: p.measure.to_string(),
         items: view
             .lines()
-            .map(|l| HoldLine {
-                line_id: l.line.line_id.clone(),
-                product_id: l.line.cell.product.clone(),
-                dimensions: line_dims(&l.line).into_iter().collect(),
-                quantity: l.line.quantity.to_string(),
-                allow_oversell: l.line.allow_oversell,
-                status: line_status(l.state).into(),
+            .map(|(line, state)| HoldLine {
+                line_id: line.line_id.clone(),
+                product_id: line.cell.product.clone(),
+                dimensions: line_dims(line).into_iter().collect(),
+                quantity: line.quantity.to_string(),
+                allow_oversell: line.allow_oversell,
+                status: line_status(state).into(),
             })
             .collect(),
         history: p

@@ -343,6 +343,91 @@ async fn lifecycle_transitions_and_refusals() {
     assert_eq!(available(&app, &t, "P1").await, 8.0);
 }
 
+/// Finding 6: the primary part alone decides when a cross-shard hold expires. The other
+/// shard's leader clock a minute past the hold's expiry does not end its part; the primary's
+/// expiry does, at once, and reads show the hold whole in either state.
+#[tokio::test]
+async fn a_cross_shard_hold_expires_by_its_primary_only() {
+    let (app, backend) = setup();
+    let t = token(&app).await;
+    let [a, b] = two_shards(&backend);
+    let (primary, other) = (
+        backend.shard_of(&PartitionKey::new(ENV, ORG, &a.0, &a.1)),
+        backend.shard_of(&PartitionKey::new(ENV, ORG, &b.0, &b.1)),
+    );
+    stock(&app, &t, "P6", &a, 5).await;
+    stock(&app, &t, "P6", &b, 5).await;
+    let q = format!("?organizationId={ORG}");
+    let body = json!({"id": "F6", "organizationId": ORG, "expiresInSeconds": 30,
+        "items": [item("1", "P6", &a, 2), item("2", "P6", &b, 3)]});
+    let (status, hold) = call(&app, Method::POST, "holds", &t, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{hold}");
+    let expires_at = crate::holds::now_ms() + 30_000;
+    let part = |shard: u32| {
+        let backend = backend.clone();
+        async move {
+            let key = ivory_core::hold::HoldKey {
+                environment: ENV.into(),
+                organization: ORG.into(),
+                id: "F6".into(),
+            };
+            match backend.read(shard, ivory_core::ReadRequest::Hold(key)).await {
+                Ok(ivory_core::ReadResponse::Hold(Some(h))) => *h,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let (p, o) = (part(primary).await, part(other).await);
+    let (p_at, o_at) = (p.expires_at_ms.unwrap(), o.expires_at_ms.unwrap());
+    assert_eq!(
+        o_at,
+        p_at + ivory_core::hold::SIBLING_EXPIRY_GRACE_MS,
+        "the other part's safety net"
+    );
+
+    // Extend moves both: the primary to the new expiry, the other part two minutes past it.
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &format!("holds/F6/extend{q}"),
+        &t,
+        Some(json!({"expiresInSeconds": 40})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (p, o) = (part(primary).await, part(other).await);
+    let (p_at, o_at) = (p.expires_at_ms.unwrap(), o.expires_at_ms.unwrap());
+    assert!(p_at >= expires_at + 9_000, "extended: {p_at}");
+    assert_eq!(o_at, p_at + ivory_core::hold::SIBLING_EXPIRY_GRACE_MS);
+
+    // The other shard's leader stamps a clamp step (60 s) past the hold's expiry: still whole.
+    backend.sweep_at(other, p_at + 60_000);
+    let (_, hold) = call(&app, Method::GET, &format!("holds/F6{q}"), &t, None).await;
+    assert_eq!(hold["status"], "active", "{hold}");
+    assert_eq!(statuses(&hold), ["1=held", "2=held"]);
+    assert_eq!(available(&app, &t, "P6").await, 5.0);
+
+    // The primary's leader reaches the expiry: the whole hold expires, the other part with it.
+    backend.sweep_at(primary, p_at);
+    let (_, hold) = call(&app, Method::GET, &format!("holds/F6{q}"), &t, None).await;
+    assert_eq!(hold["status"], "expired", "{hold}");
+    assert_eq!(statuses(&hold), ["1=released", "2=released"]);
+    assert_eq!(part(other).await.status, ivory_core::hold::HoldStatus::Expired);
+    assert_eq!(available(&app, &t, "P6").await, 10.0);
+    // Past its primary's expiry a hold takes no extend, confirm or consume.
+    for step in ["extend", "confirm", "consume"] {
+        let (status, body) = call(
+            &app,
+            Method::POST,
+            &format!("holds/F6/{step}{q}"),
+            &t,
+            Some(json!({"expiresInSeconds": 60})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{step}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn patch_items_replaces_lines_across_shards() {
     let (app, backend) = setup();

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
+use ivory_core::hold::HoldCommand;
 use ivory_core::{
     Batch, CmdResult, Command, EVENT_RETENTION_MS_DEFAULT, PartitionKey, ReadRequest, ReadResponse, Shard,
 };
@@ -52,6 +53,19 @@ impl LocalBackend {
             .collect()
     }
 
+    /// Tests: an empty entry stamped `ts_ms` on one shard (the sweep of a leader whose clock
+    /// reads `ts_ms`, ahead of the others'), then what expired primaries owe the other shards.
+    ///
+    /// # Panics
+    /// When the shard does not exist or its lock is poisoned.
+    pub fn sweep_at(&self, shard: u32, ts_ms: u64) {
+        self.shards[shard as usize].lock().expect("shard lock").apply(&Batch {
+            ts_ms,
+            commands: Vec::new(),
+        });
+        self.settle_sibling_expiries();
+    }
+
     fn now_ms(&self) -> u64 {
         match self.clock_ms.load(Ordering::SeqCst) {
             0 => now_ms(),
@@ -72,6 +86,57 @@ impl LocalBackend {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .ok()
             .map(|_| ApiError::backend("raft.no_quorum", "injected: shard has no quorum", true, 20))
+    }
+
+    /// What a node's sweeper does for the shards it leads: the expiries that expired primary
+    /// parts owe other shards are proposed there, then acknowledged (a shard failing by
+    /// injection is skipped, and retried at the next call).
+    fn settle_sibling_expiries(&self) {
+        let failing = self.failing_shard.load(Ordering::SeqCst);
+        for (primary, m) in self.shards.iter().enumerate() {
+            let owed = match m.lock() {
+                Ok(guard) if guard.owes_sibling_expiries() => guard.sibling_expiries(usize::MAX),
+                _ => continue,
+            };
+            for expiry in owed {
+                let done: Vec<u32> = expiry
+                    .shards
+                    .iter()
+                    .copied()
+                    .filter(|&shard| shard != failing)
+                    .filter(|&shard| {
+                        let command = Command::Hold(HoldCommand::ExpirePart {
+                            key: expiry.key.clone(),
+                            body_fingerprint: expiry.body_fingerprint,
+                        });
+                        self.shards.get(shard as usize).is_none_or(|m| {
+                            m.lock().is_ok_and(|mut guard| {
+                                let ts_ms = self.now_ms();
+                                guard.apply(&Batch {
+                                    ts_ms,
+                                    commands: vec![command],
+                                })[0]
+                                    .outcome
+                                    .applied()
+                            })
+                        })
+                    })
+                    .collect();
+                if !done.is_empty()
+                    && primary as u32 != failing
+                    && let Ok(mut guard) = m.lock()
+                {
+                    let ts_ms = self.now_ms();
+                    guard.apply(&Batch {
+                        ts_ms,
+                        commands: vec![Command::Hold(HoldCommand::SiblingsExpired {
+                            key: expiry.key.clone(),
+                            shards: done,
+                        })],
+                    });
+                }
+            }
+        }
     }
 
     fn shard(&self, shard: u32) -> Result<&Mutex<Shard>, ApiError> {
@@ -123,11 +188,12 @@ impl Backend for LocalBackend {
                 Ok(guard.apply(&Batch { ts_ms, commands }))
             }),
         };
+        self.settle_sibling_expiries();
         Box::pin(async move { result })
     }
 
     fn read(&self, shard: u32, request: ReadRequest) -> BoxFuture<'static, Result<ReadResponse, ApiError>> {
-        let result = match self.injected_failure(shard) {
+        let swept = match self.injected_failure(shard) {
             Some(e) => Err(e),
             None => self.shard(shard).and_then(|m| {
                 let mut guard = m.lock().map_err(|_| poisoned())?;
@@ -139,9 +205,16 @@ impl Backend for LocalBackend {
                         commands: Vec::new(),
                     });
                 }
-                Ok(guard.read(&request))
+                Ok(())
             }),
         };
+        // Expiries owed to other shards land before the read, as a node's sweeper lands them
+        // shortly after the expiry.
+        let result = swept.and_then(|()| {
+            self.settle_sibling_expiries();
+            self.shard(shard)
+                .and_then(|m| m.lock().map_err(|_| poisoned()).map(|g| g.read(&request)))
+        });
         Box::pin(async move { result })
     }
 

@@ -14,6 +14,10 @@ use std::time::Instant;
 /// for NTP slewing over a long uptime, far below any hold's or key's lifetime.
 pub const CLOCK_STEP_MAX_MS: u64 = 60_000;
 
+// A non-primary part of a cross-shard hold expires by itself two clamp steps after the hold
+// (ivory-core `SIBLING_EXPIRY_GRACE_MS`), so that no leader clock ends it before the primary.
+const _: () = assert!(ivory_core::hold::SIBLING_EXPIRY_GRACE_MS == 2 * CLOCK_STEP_MAX_MS);
+
 /// The wall clock and the monotonic clock read together when the node started.
 static START: LazyLock<(u64, Instant)> = LazyLock::new(|| (ivory_raft::now_ms(), Instant::now()));
 /// The last time a clamp was logged (wall ms), so a clock stuck ahead logs once a minute.

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ivory_core::hold::{HoldCommand, HoldKey, HoldLine, HoldState, HoldStatus};
+use ivory_core::hold::{HoldCommand, HoldKey, HoldLine, HoldState, HoldStatus, SIBLING_EXPIRY_GRACE_MS};
 use ivory_core::{Cell, Command, Dims, MeasureRef, Qty, ReadRequest, ReadResponse};
 use ivory_node::{Node, SWEEP_INTERVAL};
 
@@ -114,6 +114,91 @@ async fn the_leader_sweeps_expired_holds_and_reads_never_count_them() {
             panic!("h2 is known: {response:?}");
         };
         assert_eq!(h2.status, HoldStatus::Expired, "read at {:?}", started.elapsed());
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// The hold as this replica of `shard` has it, without a read-index round.
+fn part_of(node: &Node, shard: u32, id: &str) -> Option<HoldState> {
+    match node.read_local_stale(shard, &ReadRequest::Hold(key(id))) {
+        Ok(ReadResponse::Hold(h)) => h.map(|b| *b),
+        _ => None,
+    }
+}
+
+/// A cross-shard hold (finding 6): the primary part's expiry decides. The other part, whose own
+/// expiry is its safety net two minutes later, is expired by the primary shard's leader right
+/// after the primary expires, on every replica; after a leader change, the new leader does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primarys_leader_expires_the_other_parts_after_the_primary() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let mut cluster = TestCluster::start(3, 2, 3).await;
+        let (l0, l1) = (cluster.wait_leader(0, T).await, cluster.wait_leader(1, T).await);
+        cluster.propose_retrying(l0, 0, vec![add_one("s0")], T).await;
+        cluster.propose_retrying(l1, 1, vec![add_one("s1")], T).await;
+        let part = |id: &str, expires_at_ms: u64, primary: bool| {
+            let mut command = create(id, 1, expires_at_ms);
+            if let Command::Hold(HoldCommand::Create { primary: p, .. }) = &mut command {
+                *p = primary;
+            }
+            command
+        };
+        let siblings = |id: &str| {
+            Command::Hold(HoldCommand::SetSiblings {
+                key: key(id),
+                body_fingerprint: [0; 16],
+                shards: vec![1],
+            })
+        };
+
+        // 1. The primary (shard 0) expires by its leader's sweep; the other part follows at once.
+        let expires_at = now_ms() + 600;
+        let other_at = expires_at + SIBLING_EXPIRY_GRACE_MS;
+        cluster
+            .propose_retrying(l0, 0, vec![part("x1", expires_at, true), siblings("x1")], T)
+            .await;
+        cluster
+            .propose_retrying(l1, 1, vec![part("x1", other_at, false)], T)
+            .await;
+        wait_for(T, "the other part expired on every replica", || {
+            (1..=3).all(|id| part_of(cluster.node(id), 1, "x1").is_some_and(|h| h.status == HoldStatus::Expired))
+        })
+        .await;
+        let primary = part_of(cluster.node(l0), 0, "x1").expect("primary part");
+        let other = part_of(cluster.node(l1), 1, "x1").expect("other part");
+        let (_, primary_expired) = *primary.history.last().expect("history");
+        let (_, other_expired) = *other.history.last().expect("history");
+        assert_eq!(primary.status, HoldStatus::Expired);
+        assert!(
+            primary_expired >= expires_at && other_expired >= primary_expired,
+            "never before the primary: primary at {primary_expired}, other at {other_expired}"
+        );
+        assert!(
+            other_expired < expires_at + 10_000,
+            "passed on, not by the safety net: {} ms after the expiry",
+            other_expired - expires_at
+        );
+        assert_eq!(read_onhand(cluster.node(l1), 1).await.expect("read"), Qty::from_i64(1));
+
+        // 2. Another node leads the primary's shard now (the old leader stopped): the owed list
+        // is replicated state, and the new leader passes the expiry on.
+        cluster.stop_node(l0).await;
+        let l0b = cluster.wait_leader_except(0, l0, T).await;
+        let l1b = cluster.wait_leader_except(1, l0, T).await;
+        let expires_at = now_ms() + 1_500;
+        cluster
+            .propose_retrying(l0b, 0, vec![part("x2", expires_at, true), siblings("x2")], T)
+            .await;
+        cluster
+            .propose_retrying(l1b, 1, vec![part("x2", expires_at + SIBLING_EXPIRY_GRACE_MS, false)], T)
+            .await;
+        wait_for(T, "the other part of x2 expired", || {
+            part_of(cluster.node(l1b), 1, "x2").is_some_and(|h| h.status == HoldStatus::Expired)
+        })
+        .await;
+        cluster.restart_node(l0).await;
         cluster.shutdown().await;
     })
     .await

@@ -710,6 +710,7 @@ mod tests {
                 hold: "h".into(),
                 q: 3,
                 ttl_s: 2,
+                sibling: false,
             },
             (0, None),
             Outcome::Unknown { error: "expiry".into() },
@@ -721,17 +722,58 @@ mod tests {
         };
         // Due after the final reads began: it stays unknown.
         let mut settled = unsettled.clone();
-        settled.settle_expiries(1_000_000, 3_000_009, &[(0, 1, 60_000_000)]);
+        settled.settle_expiries(1_000_000, 3_000_009, &[(0, 1, 60_000_000)], &[]);
         assert!(settled.ops[1].outcome.is_unknown());
         // Settled: it happened by its time to live after the create's answer, plus the margin.
-        settled.settle_expiries(1_000_000, 3_000_010, &[(0, 1, 60_000_000)]);
+        settled.settle_expiries(1_000_000, 3_000_010, &[(0, 1, 60_000_000)], &[]);
         assert_eq!(settled.ops[1].outcome, Outcome::Ok);
         assert_eq!(settled.ops[1].complete_us, Some(3_000_010));
         // Without a clock ahead it cannot happen before its time to live (less the margin).
         let mut on_time = unsettled.clone();
-        on_time.settle_expiries(1_000_000, 3_000_010, &[]);
+        on_time.settle_expiries(1_000_000, 3_000_010, &[], &[]);
         assert_eq!(on_time.ops[1].invoke_us, 1_000_000);
         assert_eq!(settled.ops[1].invoke_us, 0, "a clock ahead: from the create on");
+        // A line of a cross-shard hold outside the primary's location: the primary's expiry
+        // reaches it up to SIBLING_PASS_ON_US later, and later still past a fault meanwhile.
+        let mut sibling = unsettled.clone();
+        if let OpKind::HoldExpire { sibling: s, .. } = &mut sibling.ops[1].kind {
+            *s = true;
+        }
+        let mut quiet = sibling.clone();
+        quiet.settle_expiries(1_000_000, 10_000_000, &[], &[]);
+        assert_eq!(
+            quiet.ops[1].complete_us,
+            Some(3_000_010 + crate::history::SIBLING_PASS_ON_US)
+        );
+        let mut stalled = sibling.clone();
+        stalled.settle_expiries(
+            1_000_000,
+            20_000_000,
+            &[],
+            &[(2_000_000, 4_000_000), (13_000_000, 13_500_000)],
+        );
+        assert_eq!(
+            stalled.ops[1].complete_us,
+            Some(4_000_000 + crate::history::FAULT_RECOVERY_US + crate::history::SIBLING_PASS_ON_US)
+        );
+        let mut chained = sibling.clone();
+        chained.settle_expiries(
+            1_000_000,
+            60_000_000,
+            &[],
+            &[(2_000_000, 4_000_000), (11_000_000, 12_000_000)],
+        );
+        assert_eq!(
+            chained.ops[1].complete_us,
+            Some(12_000_000 + crate::history::FAULT_RECOVERY_US + crate::history::SIBLING_PASS_ON_US)
+        );
+        let mut capped = sibling;
+        capped.settle_expiries(1_000_000, 400_000_000, &[], &[(2_000_000, 300_000_000)]);
+        assert_eq!(
+            capped.ops[1].complete_us,
+            Some(3_000_010 + crate::history::SIBLING_EXPIRY_GRACE_US),
+            "the part's own safety net"
+        );
         // The settled expiry must show in a later read, and frees the lines once, not twice.
         let freed = op(3, OpKind::Read, (4_000_000, Some(4_000_010)), read(5, 0));
         let still_held = op(3, OpKind::Read, (4_000_000, Some(4_000_010)), read(5, 3));

@@ -10,6 +10,29 @@ use serde::{Deserialize, Serialize};
 /// How far ahead of its measured time a leader's clock may stamp (`CLOCK_STEP_MAX_MS` of
 /// ivory-node's `clock.rs`), in microseconds.
 pub const CLOCK_STEP_MAX_US: u64 = 60_000_000;
+/// A non-primary part of a cross-shard hold expires by itself this long after the hold
+/// (`SIBLING_EXPIRY_GRACE_MS` of ivory-core, two clamp steps), in microseconds.
+pub const SIBLING_EXPIRY_GRACE_US: u64 = 2 * CLOCK_STEP_MAX_US;
+/// How long after the primary part expired its shard's leader has passed the expiry on to the
+/// other parts (a sweeper round of 250 ms, an `ExpirePart` in the other shard), with room for
+/// a busy machine, in microseconds.
+pub const SIBLING_PASS_ON_US: u64 = 3_000_000;
+/// How long after a fault ends a shard has a leader again that passes on what is owed (the
+/// election timeout is 1-2 s; a restarted node replays its log first), in microseconds.
+pub const FAULT_RECOVERY_US: u64 = 5_000_000;
+
+/// When the primary's expiry, settled by `primary_by`, has surely reached the other parts:
+/// [`SIBLING_PASS_ON_US`] later, pushed past every fault (sorted by start) that overlaps the
+/// wait by [`FAULT_RECOVERY_US`] after its end.
+pub fn sibling_expiry_by(primary_by: u64, faults_us: &[(u64, u64)]) -> u64 {
+    let mut by = primary_by + SIBLING_PASS_ON_US;
+    for (from, to) in faults_us {
+        if *from <= by && *to + FAULT_RECOVERY_US + SIBLING_PASS_ON_US > primary_by {
+            by = by.max(to + FAULT_RECOVERY_US + SIBLING_PASS_ON_US);
+        }
+    }
+    by
+}
 
 /// One stock key: a product in a partition (organization `org`, site `1`, the location).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -65,8 +88,16 @@ pub enum OpKind {
     /// A line of a hold created with a short time to live (`ttl_s`), which no client ends: it
     /// expires (the held quantity goes down by q). Invoked with the create (a leader's clock
     /// ahead may expire it early); unknown until [`History::settle_expiries`] makes the expiry
-    /// of an acknowledged hold definite.
-    HoldExpire { hold: String, q: i64, ttl_s: u64 },
+    /// of an acknowledged hold definite. `sibling`: a line of a cross-shard hold in another
+    /// location than its first line's, so maybe in another shard than the hold's primary part:
+    /// the primary's expiry reaches it later (see `settle_expiries`).
+    HoldExpire {
+        hold: String,
+        q: i64,
+        ttl_s: u64,
+        #[serde(default)]
+        sibling: bool,
+    },
     /// `POST onhand/indexquery` of the key (linearizable).
     Read,
 }
@@ -234,7 +265,21 @@ impl History {
     /// the margin and less how far a clock ran ahead meanwhile (`ahead_us`: from, to, how far;
     /// the clamp lets a leader's stamps, and so its shard's clock, run at most
     /// [`CLOCK_STEP_MAX_US`] ahead, and the shard's clock stays ahead until real time catches up).
-    pub fn settle_expiries(&mut self, margin_us: u64, final_us: u64, ahead_us: &[(u64, u64, u64)]) {
+    ///
+    /// A `sibling` line (a part of a cross-shard hold that may not be the primary's) expires when
+    /// the primary's shard passes its expiry on, after the primary's: [`SIBLING_PASS_ON_US`]
+    /// after the primary's expiry is settled, and when a fault (`faults_us`: from, to) may have
+    /// stalled either shard meanwhile, [`SIBLING_PASS_ON_US`] after the fault's end plus
+    /// [`FAULT_RECOVERY_US`] (a new leader passes on what the old one did not); never later than
+    /// the part's own safety net ([`SIBLING_EXPIRY_GRACE_US`] after the hold's expiry). It never
+    /// expires before the primary, so its earliest is the primary's.
+    pub fn settle_expiries(
+        &mut self,
+        margin_us: u64,
+        final_us: u64,
+        ahead_us: &[(u64, u64, u64)],
+        faults_us: &[(u64, u64)],
+    ) {
         let mut created: std::collections::HashMap<(String, Key), Option<u64>> = std::collections::HashMap::new();
         for op in &self.ops {
             if let OpKind::HoldCreate { hold, .. } = &op.kind
@@ -256,13 +301,24 @@ impl History {
                 op.invoke_us = op.invoke_us.max(due.saturating_sub(early + margin_us));
             }
         }
+        let mut faults = faults_us.to_vec();
+        faults.sort_unstable();
         for op in &mut self.ops {
-            if let OpKind::HoldExpire { hold, ttl_s, .. } = &op.kind
+            if let OpKind::HoldExpire {
+                hold, ttl_s, sibling, ..
+            } = &op.kind
                 && let Some(Some(done)) = created.get(&(hold.clone(), op.key.clone()))
-                && done + ttl_s * 1_000_000 + margin_us <= final_us
             {
-                op.outcome = Outcome::Ok;
-                op.complete_us = Some(done + ttl_s * 1_000_000 + margin_us);
+                let primary_by = done + ttl_s * 1_000_000 + margin_us;
+                let by = if *sibling {
+                    sibling_expiry_by(primary_by, &faults).min(primary_by + SIBLING_EXPIRY_GRACE_US)
+                } else {
+                    primary_by
+                };
+                if by <= final_us {
+                    op.outcome = Outcome::Ok;
+                    op.complete_us = Some(by);
+                }
             }
         }
     }

@@ -370,6 +370,10 @@ pub struct NemesisLog {
     /// When a clock ran ahead (microseconds since the run started, from before the fault was
     /// set to after it was healed) and by how much (microseconds).
     pub clock_jumps_us: Vec<(u64, u64, u64)>,
+    /// Every fault, from before it was set to after it was healed (microseconds since the run
+    /// started): what may have stalled a shard (the expiry of a cross-shard hold's other parts
+    /// waits for the primary's shard, `History::settle_expiries`).
+    pub faults_us: Vec<(u64, u64)>,
 }
 
 /// Applies `steps` to the cluster until `until`, then heals everything.
@@ -426,6 +430,7 @@ impl Executor {
                 break;
             }
             *self.log.counts.entry(step.fault.kind().name()).or_default() += 1;
+            let fault_from = self.micros();
             let ended = match &step.fault {
                 Fault::Kill { target, down_ms } => {
                     let i = self.resolve(*target).await;
@@ -524,6 +529,8 @@ impl Executor {
                     Instant::now() < self.until
                 }
             };
+            let fault_to = self.micros();
+            self.log.faults_us.push((fault_from, fault_to));
             if !ended {
                 break;
             }

@@ -687,6 +687,10 @@ impl Client {
                 error: "200 with an expired cross-shard hold".into(),
             },
             (Answer::Http(200, body), _) if short && body["status"] == "expired" => Outcome::Ok,
+            // A first create (201: committed in every shard) of a short-lived hold whose primary
+            // leader's clock ran ahead: it expired before the gateway read it back. It was
+            // created, and expires (its other parts once the primary's expiry is passed on).
+            (Answer::Http(201, body), _) if short && body["status"] == "expired" => Outcome::Ok,
             (Answer::Http(409, body), _) if body["code"] == "hold.insufficient" => Outcome::Insufficient,
             (Answer::Http(s, b), _) => Outcome::Failed {
                 status: *s,
@@ -702,15 +706,18 @@ impl Client {
             });
         }
         // A refused cross-shard create: one read of the hold shows whether its tentative parts
-        // are gone already (released before the answer), which bounds their undo tightly.
+        // are gone already (released before the answer), which bounds their undo tightly. Not
+        // an expired one: its lines read released as soon as the primary expired, before the
+        // other parts' stock is back (it follows, DESIGN.md "Expiry across shards").
         let gone = if cross && outcome != Outcome::Ok && !outcome.is_unknown() {
             self.stats.requests += 1;
             match self.api.get_hold(self.node, &id).await {
                 Answer::Http(404, _) => Some(self.rec.now_us()),
                 Answer::Http(200, body)
-                    if body["items"].as_array().is_some_and(|items| {
-                        items.iter().all(|i| i["status"] != "held" && i["status"] != "consumed")
-                    }) =>
+                    if body["status"] != "expired"
+                        && body["items"].as_array().is_some_and(|items| {
+                            items.iter().all(|i| i["status"] != "held" && i["status"] != "consumed")
+                        }) =>
                 {
                     Some(self.rec.now_us())
                 }
@@ -749,6 +756,7 @@ impl Client {
                     hold: id.clone(),
                     q: *q,
                     ttl_s: ttl,
+                    sibling: cross && key.location != lines[0].0.location,
                 };
                 let pending = Outcome::Unknown {
                     error: format!("expiry after {ttl} s"),
