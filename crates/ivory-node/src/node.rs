@@ -308,6 +308,17 @@ impl Node {
         self.inner.groups.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The groups this node hosts, copied out of the lock (a `Group` is a few handles).
+    fn groups_snapshot(&self) -> Vec<(GroupId, Group)> {
+        self.inner
+            .groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
+    }
+
     fn group(&self, shard: u32) -> Option<Group> {
         self.inner
             .groups
@@ -357,15 +368,8 @@ impl Node {
     }
 
     fn group_status(&self, include: impl Fn(GroupId) -> bool) -> Vec<ShardStatus> {
-        let groups: Vec<(GroupId, Group)> = self
-            .inner
-            .groups
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|(k, _)| include(**k))
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
+        let mut groups = self.groups_snapshot();
+        groups.retain(|(k, _)| include(*k));
         groups
             .into_iter()
             .map(|(shard, g)| {

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use ivory_core::Command;
 use ivory_core::hold::{HoldCommand, HoldKey};
-use ivory_raft::GroupId;
 use ivory_raft::openraft::ServerState;
 use ivory_raft::openraft::async_runtime::WatchReceiver;
 
@@ -33,14 +32,7 @@ impl Node {
     /// One round of the expiry sweeper: every shard this node leads with a hold due gets an
     /// empty batch (the sweep). Costs a metrics borrow and a read lock per idle shard.
     async fn sweep_due(&self) {
-        let groups: Vec<(GroupId, Group)> = self
-            .inner
-            .groups
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
+        let groups = self.groups_snapshot();
         for (shard, group) in groups {
             let leading = group.raft.metrics().borrow_watched().state == ServerState::Leader;
             if leading && hold_due(&group) {
@@ -57,14 +49,7 @@ impl Node {
     /// shard), then `SiblingsExpired` for those that landed. Idempotent on both sides, so a
     /// round cut short by a leader change or a timeout is simply done again.
     async fn expire_siblings(&self) {
-        let groups: Vec<(GroupId, Group)> = self
-            .inner
-            .groups
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
+        let groups = self.groups_snapshot();
         for (shard, group) in groups {
             if group.raft.metrics().borrow_watched().state != ServerState::Leader {
                 continue;
