@@ -116,35 +116,22 @@ impl Node {
         }
     }
 
-    /// Starts the expiry sweeper (every [`SWEEP_INTERVAL`]); it stops at [`Node::shutdown`].
+    /// Starts the expiry sweeper and the loop that passes expired primaries' expiries on to
+    /// their other parts, each every [`SWEEP_INTERVAL`] and on its own (a shard slow to take the
+    /// expiries never delays the sweep); both stop at [`Node::shutdown`].
     pub(super) fn spawn_sweeper(&self) {
-        self.spawn_sibling_expirer();
-        // A weak handle: a node dropped without shutdown does not live on in its sweeper.
-        let weak = Arc::downgrade(&self.inner);
-        let mut shutdown = self.inner.shutdown_tx.subscribe();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SWEEP_INTERVAL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        let Some(inner) = weak.upgrade() else { break };
-                        Node { inner }.sweep_due().await;
-                    }
-                    _ = shutdown.changed() => break,
-                }
-                if *shutdown.borrow() {
-                    break;
-                }
-            }
-        });
+        self.spawn_rounds(|node| async move { node.sweep_due().await });
+        self.spawn_rounds(|node| async move { node.expire_siblings().await });
     }
-}
 
-impl Node {
-    /// Starts the loop that passes expired primaries' expiries on to their other parts (every
-    /// [`SWEEP_INTERVAL`], on its own so that a shard slow to take them never delays the sweep).
-    fn spawn_sibling_expirer(&self) {
+    /// Runs `round` every [`SWEEP_INTERVAL`] until shutdown; a round still waiting on other
+    /// shards is dropped then, so it never holds a shutdown up.
+    fn spawn_rounds<R, F>(&self, round: R)
+    where
+        R: Fn(Node) -> F + Send + 'static,
+        F: std::future::Future<Output = ()> + Send,
+    {
+        // A weak handle: a node dropped without shutdown does not live on in its rounds.
         let weak = Arc::downgrade(&self.inner);
         let mut shutdown = self.inner.shutdown_tx.subscribe();
         let mut stopping = self.inner.shutdown_tx.subscribe();
@@ -155,10 +142,8 @@ impl Node {
                 tokio::select! {
                     _ = tick.tick() => {
                         let Some(inner) = weak.upgrade() else { break };
-                        let node = Node { inner };
-                        // A round may wait for other shards: it never holds up a shutdown.
                         tokio::select! {
-                            () = node.expire_siblings() => {}
+                            () = round(Node { inner }) => {}
                             _ = stopping.changed() => break,
                         }
                     }
