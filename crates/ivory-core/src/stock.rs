@@ -75,7 +75,7 @@ pub(crate) fn set_on_hand(
 }
 
 /// The reservation id of a product + dimensions + holding measure in a partition: IV's
-/// `reservationId` names the combination, not one request (docs/iv-api.md §2.3).
+/// `reservationId` names the combination, not one request (../../../docs/iv-api.md §2.3).
 pub fn reservation_id(partition: &PartitionKey, cell: &Cell, measure: &MeasureRef) -> String {
     let mut h = Sha256::new();
     h.update(partition.canonical_bytes());
