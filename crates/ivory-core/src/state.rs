@@ -371,5 +371,10 @@ mod tests {
         }
         assert_eq!(crate::stock::reservation_id_bytes(&id[..35]), None);
         assert_eq!(crate::stock::reservation_id_bytes(&format!("{id}0")), None);
+        assert_eq!(
+            crate::stock::reservation_id_bytes(&id.replacen('-', "0", 1)[..36]),
+            None
+        );
+        assert_eq!(crate::stock::reservation_id_bytes(&id.replacen('-', "", 1)), None);
     }
 }

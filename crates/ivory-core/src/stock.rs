@@ -86,10 +86,7 @@ pub fn reservation_id(partition: &PartitionKey, cell: &Cell, measure: &MeasureRe
         h.update((part.len() as u32).to_be_bytes());
         h.update(part.as_bytes());
     }
-    let d = h.finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&d[..16]);
-    reservation_id_text(&bytes)
+    reservation_id_text(&crate::state::truncate(h.finalize().into()))
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -109,15 +106,28 @@ pub(crate) fn reservation_id_text(bytes: &[u8; 16]) -> String {
     out
 }
 
-/// The bytes of a reservation id's text, when it is exactly what [`reservation_id_text`] writes.
+/// The bytes of a reservation id's text, when it is exactly what [`reservation_id_text`] writes
+/// (lower-case hex, dashes in place); read without allocating, as every reserve's result is.
 pub(crate) fn reservation_id_bytes(text: &str) -> Option<[u8; 16]> {
-    let digit = |c: u8| HEX.iter().position(|h| *h == c).and_then(|d| u8::try_from(d).ok());
-    let mut hex = text.bytes().filter(|c| *c != b'-');
+    let text = text.as_bytes();
+    let digit = |at: usize| match text.get(at)? {
+        c @ b'0'..=b'9' => Some(c - b'0'),
+        c @ b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
     let mut bytes = [0u8; 16];
-    for b in &mut bytes {
-        *b = digit(hex.next()?)? << 4 | digit(hex.next()?)?;
+    let mut at = 0;
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = digit(at)? << 4 | digit(at + 1)?;
+        at += 2;
+        if DASH_AFTER.contains(&i) {
+            if text.get(at) != Some(&b'-') {
+                return None;
+            }
+            at += 1;
+        }
     }
-    (hex.next().is_none() && reservation_id_text(&bytes) == text).then_some(bytes)
+    (at == text.len()).then_some(bytes)
 }
 
 /// The dimension filters a reservation must pass, coarsest first: the partition (no filter),
