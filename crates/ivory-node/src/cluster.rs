@@ -9,6 +9,7 @@ use ivory_raft::openraft;
 use tonic::{Request, Response, Status};
 
 use crate::NodeError;
+use crate::network::decode;
 use crate::node::Node;
 use crate::proto;
 use crate::proto::cluster_server::Cluster;
@@ -43,14 +44,31 @@ pub(crate) fn group_status(s: crate::ShardStatus) -> proto::GroupStatus {
 }
 
 impl Node {
-    /// The cluster metadata as the metadata group's leader has it: read through a read-index
-    /// round, so that `status` right after `add-node` shows the new member.
-    async fn current_meta(&self) -> Result<ClusterMeta, NodeError> {
+    /// The cluster metadata as the metadata group's leader has it, so that `status` right after
+    /// `add-node` shows the new member wherever it is asked: a follower's copy may lag, so the
+    /// leader answers, after a read-index round.
+    pub(crate) async fn current_meta(&self) -> Result<ClusterMeta, NodeError> {
+        self.with_retries(META_GROUP, |target| async move {
+            if target == self.id() {
+                self.current_meta_local().await
+            } else {
+                let bytes = self.forward_read_bytes(target, META_GROUP, Vec::new()).await?;
+                decode(&bytes).map_err(NodeError::Unavailable)
+            }
+        })
+        .await
+    }
+
+    /// [`Node::current_meta`] on the metadata leader: `NotLeader` elsewhere.
+    pub(crate) async fn current_meta_local(&self) -> Result<ClusterMeta, NodeError> {
         let raft = self.raft(META_GROUP)?;
-        // A follower waits until it applied what the leader had committed when asked.
-        if let Ok(linearizer) = raft.get_read_linearizer(openraft::raft::ReadPolicy::ReadIndex).await {
-            let _ = tokio::time::timeout(crate::node::FORWARD_TIMEOUT, linearizer.await_ready(&raft)).await;
-        }
+        tokio::time::timeout(
+            crate::node::LOCAL_ATTEMPT_TIMEOUT,
+            raft.ensure_linearizable(openraft::raft::ReadPolicy::ReadIndex),
+        )
+        .await
+        .map_err(|_| crate::node::no_quorum(META_GROUP))?
+        .map_err(|e| crate::node::map_read_err(META_GROUP, self.id(), e))?;
         self.with_meta(Clone::clone)
             .filter(ClusterMeta::is_initialized)
             .ok_or_else(|| NodeError::Unavailable("the cluster metadata is not initialized yet".into()))
@@ -95,7 +113,16 @@ impl Node {
 
     /// The whole cluster: metadata, and every reachable member's view of its groups.
     async fn cluster_status(&self) -> Result<proto::ClusterStatusReply, NodeError> {
-        let meta = self.current_meta().await?;
+        let (meta, fresh) = match self.current_meta().await {
+            Ok(meta) => (meta, true),
+            // Without a metadata quorum, what this node last applied is the best there is, shown
+            // without a metadata leader: an outage is when the operator needs status most.
+            Err(e) if e.is_retryable() => {
+                let local = self.with_meta(Clone::clone).filter(ClusterMeta::is_initialized);
+                (local.ok_or(e)?, false)
+            }
+            Err(e) => return Err(e),
+        };
         let desired = meta.desired_placement();
         let mut reports = BTreeMap::new();
         let calls = meta
@@ -143,7 +170,7 @@ impl Node {
                 }
             })
             .collect();
-        let meta_leader = self.meta_status().and_then(|s| s.leader);
+        let meta_leader = self.meta_status().and_then(|s| s.leader).filter(|_| fresh);
         Ok(proto::ClusterStatusReply {
             error: None,
             placement_version: meta.version,

@@ -138,11 +138,17 @@ impl Shard for Node {
     async fn read(&self, request: Request<proto::ReadRequest>) -> Result<Response<proto::ReadReply>, Status> {
         let request = request.into_inner();
         let shard = request.group_id;
-        let result = match decode::<ReadRequest>(&request.request) {
-            Ok(req) => self.read_local_linearizable(shard, &req).await,
-            Err(e) => Err(NodeError::Invalid(e)),
+        let result = if shard == META_GROUP {
+            let meta = self.current_meta_local().await;
+            meta.and_then(|m| encode(&m).map_err(NodeError::Invalid))
+        } else {
+            match decode::<ReadRequest>(&request.request) {
+                Ok(req) => self.read_local_linearizable(shard, &req).await,
+                Err(e) => Err(NodeError::Invalid(e)),
+            }
+            .and_then(|r| encode(&r).map_err(NodeError::Invalid))
         };
-        let reply = match result.and_then(|r| encode(&r).map_err(NodeError::Invalid)) {
+        let reply = match result {
             Ok(response) => proto::ReadReply {
                 response,
                 error: None,

@@ -360,17 +360,28 @@ impl Node {
     }
 
     async fn forward_read(&self, target: u64, shard: u32, request: Vec<u8>) -> Result<ReadResponse, NodeError> {
-        let mut client = self.shard_client(shard, target)?;
+        let bytes = self.forward_read_bytes(target, shard, request).await?;
+        decode(&bytes).map_err(NodeError::Unavailable)
+    }
+
+    /// A `Read` RPC to `target` for `group`; a read of [`META_GROUP`] answers the metadata.
+    pub(crate) async fn forward_read_bytes(
+        &self,
+        target: u64,
+        group: u32,
+        request: Vec<u8>,
+    ) -> Result<Vec<u8>, NodeError> {
+        let mut client = self.shard_client(group, target)?;
         let request = proto::ReadRequest {
-            group_id: shard,
+            group_id: group,
             request,
         };
         let reply = answered(target, client.read(request)).await?;
         self.note_peer_version(reply.placement_version);
         if let Some(e) = reply.error {
-            return Err(NodeError::from_proto(shard, e));
+            return Err(NodeError::from_proto(group, e));
         }
-        decode(&reply.response).map_err(NodeError::Unavailable)
+        Ok(reply.response)
     }
 
     /// The state of this node's replica of `shard` as it is, without a read-index round: not
