@@ -3,19 +3,21 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use futures::{Stream, StreamExt};
 use ivory_cluster::ClusterSecret;
 use ivory_raft::openraft;
 use ivory_raft::{GroupId, NodeId, TypeConfig};
 use openraft::alias::{SnapshotOf, VoteOf};
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2, stream_append_sequential};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, RPCTypes};
 use serde::de::DeserializeOwned;
@@ -32,6 +34,8 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// Bounds one whole snapshot transfer (openraft does not: ../../../docs/stack.md §1).
 pub const SNAPSHOT_TRANSFER_TIMEOUT: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The request header naming the group of an `AppendStream` (its messages follow later, if ever).
+pub(crate) const GROUP_HEADER: &str = "ivory-group";
 
 /// Test-only fault injection on everything this node sends to other nodes (Raft RPCs, snapshots,
 /// forwarded proposals and reads, admin calls): addresses to drop, and a delay before each
@@ -330,6 +334,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetworkFactory {
             target,
             addr: node.addr.clone(),
             peers: self.peers.clone(),
+            sequential: Arc::default(),
         }
     }
 }
@@ -340,6 +345,9 @@ pub struct GroupNetwork {
     target: NodeId,
     addr: String,
     peers: Arc<Peers>,
+    /// The target answered `AppendStream` as unimplemented (a build before it): replicate to it
+    /// one AppendEntries call at a time.
+    sequential: Arc<AtomicBool>,
 }
 
 fn status_to_rpc(status: tonic::Status) -> RPCError<TypeConfig> {
@@ -394,6 +402,105 @@ impl GroupNetwork {
         decode(&reply.into_inner().payload).map_err(|e| RPCError::Network(NetworkError::from_string(e)))
     }
 
+    async fn open_append_stream<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    {
+        let mut client = self.client()?;
+        let group = self.group;
+        let addr: Arc<str> = self
+            .peers
+            .address_of(self.target)
+            .unwrap_or_else(|| self.addr.clone())
+            .into();
+        let faults = self.peers.faults.clone();
+        // Sent and not yet answered: a silent stream is a fault only while this is not zero.
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let sent = in_flight.clone();
+        let requests = input
+            .then(move |rpc| {
+                let (faults, addr) = (faults.clone(), addr.clone());
+                async move {
+                    // The fault hook of each unary call, per message: a partition set while the
+                    // stream is open ends it (the next one is refused when opened).
+                    if faults.active() {
+                        let delay = faults.delay();
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                        if faults.dropped(&addr) {
+                            return None;
+                        }
+                    }
+                    encode(&rpc).ok().map(|payload| proto::RaftRequest {
+                        group_id: group,
+                        payload,
+                    })
+                }
+            })
+            .take_while(|request| futures::future::ready(request.is_some()))
+            .filter_map(futures::future::ready)
+            .inspect(move |_| {
+                sent.fetch_add(1, Ordering::Relaxed);
+            });
+        let mut request = tonic::Request::new(requests);
+        request
+            .metadata_mut()
+            .insert(GROUP_HEADER, tonic::metadata::MetadataValue::from(group));
+        let (id, target) = (self.id, self.target);
+        let timeout = move |ttl| {
+            RPCError::Timeout(Timeout {
+                action: RPCTypes::AppendEntries,
+                id,
+                target,
+                timeout: ttl,
+            })
+        };
+        let opened = match tokio::time::timeout(option.soft_ttl(), client.append_stream(request)).await {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(status)) => return Err(self.stream_refused(status)),
+            Err(_) => return Err(timeout(option.soft_ttl())),
+        };
+        let ttl = option.hard_ttl();
+        let timed_out = timeout(ttl);
+        let sequential = self.sequential.clone();
+        let replies = futures::stream::unfold(Some(opened.into_inner()), move |state| {
+            let (in_flight, timed_out, sequential) = (in_flight.clone(), timed_out.clone(), sequential.clone());
+            async move {
+                let mut replies = state?;
+                loop {
+                    let reply = match tokio::time::timeout(ttl, replies.next()).await {
+                        Err(_) if in_flight.load(Ordering::Relaxed) == 0 => continue,
+                        Err(_) => return Some((Err(timed_out), None)),
+                        Ok(None) => return None,
+                        Ok(Some(Err(status))) => {
+                            // An HTTP 404 (no such route) shows only here, as unimplemented.
+                            note_unimplemented(&sequential, group, target, &status);
+                            return Some((Err(status_to_rpc(status)), None));
+                        }
+                        Ok(Some(Ok(reply))) => reply,
+                    };
+                    in_flight.fetch_sub(1, Ordering::Relaxed);
+                    let result: Result<StreamAppendResult<TypeConfig>, _> =
+                        decode(&reply.payload).map_err(|e| RPCError::Network(NetworkError::from_string(e)));
+                    // openraft ends the session at a conflict or a higher vote; so does the stream.
+                    let more = matches!(result, Ok(Ok(_)));
+                    return Some((result, more.then_some(replies)));
+                }
+            }
+        });
+        Ok(Box::pin(replies))
+    }
+
+    fn stream_refused(&self, status: tonic::Status) -> RPCError<TypeConfig> {
+        note_unimplemented(&self.sequential, self.group, self.target, &status);
+        status_to_rpc(status)
+    }
+
     async fn send_snapshot(
         &self,
         vote: VoteOf<TypeConfig>,
@@ -424,6 +531,16 @@ impl GroupNetwork {
     }
 }
 
+fn note_unimplemented(sequential: &AtomicBool, group: GroupId, target: NodeId, status: &tonic::Status) {
+    if status.code() == tonic::Code::Unimplemented && !sequential.swap(true, Ordering::Relaxed) {
+        tracing::info!(
+            group,
+            target,
+            "the target has no AppendStream: replicating to it call by call"
+        );
+    }
+}
+
 impl RaftNetworkV2<TypeConfig> for GroupNetwork {
     type SnapshotData = Vec<u8>;
 
@@ -436,6 +553,26 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
             c.append_entries(r).await
         })
         .await
+    }
+
+    /// Pipelined replication on one gRPC stream per session: an entry leaves as soon as it is in
+    /// the leader's log, without waiting for the answer to the one before, and without a call's
+    /// headers, signing, routing and task per entry (the cluster plane checks the stream once).
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + openraft::OptionalSend + Unpin + 'static,
+    {
+        if self.sequential.load(Ordering::Relaxed) {
+            return stream_append_sequential(self, input, option);
+        }
+        Box::pin(self.open_append_stream(input, option))
     }
 
     async fn vote(
@@ -502,5 +639,45 @@ mod tests {
         let status = refused.downcast::<tonic::Status>().expect("a gRPC status");
         assert_eq!(status.code(), tonic::Code::FailedPrecondition);
         assert!(status.message().contains("protocol version 2"), "{status:?}");
+    }
+
+    /// A node built before `AppendStream` answers it as unimplemented: a tonic server at once
+    /// (`grpc-status` 12), a server without the route as HTTP 404 once the stream is read. Either
+    /// way the session fails and the next ones replicate call by call.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_target_without_append_stream_is_replicated_to_call_by_call() {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            let routers = [
+                tonic::service::Routes::default().into_axum_router(),
+                axum::Router::new(),
+            ];
+            for router in routers {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let addr = listener.local_addr().expect("addr").to_string();
+                let server = tokio::spawn(async move { axum::serve(listener, router).await });
+                let secret = Arc::new(ClusterSecret::new("a-secret-of-enough-length-for-tests").expect("secret"));
+                let mut network = GroupNetwork {
+                    group: 3,
+                    id: 1,
+                    target: 2,
+                    addr,
+                    peers: Arc::new(Peers::new(secret, None)),
+                    sequential: Arc::default(),
+                };
+                let option = RPCOption::new(Duration::from_secs(5));
+                let first_reply = match network.stream_append(futures::stream::pending(), option).await {
+                    Ok(mut replies) => replies.next().await.map(|r| r.is_ok()),
+                    Err(_) => None,
+                };
+                assert_ne!(first_reply, Some(true), "no answer from a server without the service");
+                assert!(
+                    network.sequential.load(Ordering::Relaxed),
+                    "the next session goes call by call"
+                );
+                server.abort();
+            }
+        })
+        .await
+        .expect("test timed out");
     }
 }

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::NodeError;
 use crate::cluster::group_status;
-use crate::network::{GRPC_MESSAGE_MAX_BYTES, decode, encode};
+use crate::network::{GROUP_HEADER, GRPC_MESSAGE_MAX_BYTES, decode, encode};
 use crate::node::Node;
 use crate::proto;
 use crate::proto::admin_server::{Admin, AdminServer};
@@ -45,6 +45,43 @@ impl RaftTransport for Node {
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         reply(&response)
+    }
+
+    type AppendStreamStream = futures::stream::BoxStream<'static, Result<proto::RaftReply, Status>>;
+
+    async fn append_stream(
+        &self,
+        request: Request<Streaming<proto::RaftRequest>>,
+    ) -> Result<Response<Self::AppendStreamStream>, Status> {
+        // From the header: the leader's first entry may be a while coming.
+        let group = request
+            .metadata()
+            .get(GROUP_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+            .ok_or_else(|| Status::invalid_argument(format!("an append stream names its group in `{GROUP_HEADER}`")))?;
+        let raft = raft_of(self, group)?;
+        // The stream ends with this node: openraft's task behind it holds the group's storage.
+        let mut shutdown = self.inner.shutdown_tx.subscribe();
+        let stopping = async move {
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
+        };
+        // What does not decode, or names another group, ends the input: the leader sees the
+        // stream end and opens another.
+        let rpcs = request.into_inner().take_until(stopping).scan((), move |_, message| {
+            let rpc = message
+                .ok()
+                .filter(|m| m.group_id == group)
+                .and_then(|m| decode::<AppendEntriesRequest<TypeConfig>>(&m.payload).ok());
+            futures::future::ready(rpc)
+        });
+        let replies = raft.stream_append(rpcs).map(|answer| match answer {
+            Ok(result) => encode(&result)
+                .map(|payload| proto::RaftReply { payload })
+                .map_err(Status::internal),
+            Err(fatal) => Err(Status::unavailable(fatal.to_string())),
+        });
+        Ok(Response::new(Box::pin(replies)))
     }
 
     async fn vote(&self, request: Request<proto::RaftRequest>) -> Result<Response<proto::RaftReply>, Status> {

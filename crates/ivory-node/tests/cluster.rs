@@ -242,6 +242,60 @@ async fn thousand_concurrent_proposals_apply_exactly_once_in_one_order() {
     .expect("test timed out");
 }
 
+/// Many concurrent proposals for two shards through a node that leads neither: each caller gets
+/// the results of its own commands, in order, however the leaders batched them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_proposals_for_several_shards_each_get_their_own_results() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let cluster = TestCluster::start(3, 2, 3).await;
+        let leaders = [cluster.wait_leader(0, T).await, cluster.wait_leader(1, T).await];
+        let via = (1..=3)
+            .find(|id| !leaders.contains(id))
+            .expect("a node leading neither shard");
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..300u32 {
+            let shard = i % 2;
+            // 1 to 3 commands; every fifth proposal ends by reusing its first event id with
+            // another quantity, which must come back as a conflict for that command only.
+            let mut commands: Vec<_> = (0..=(i % 3)).map(|k| add(&format!("f{i}-{k}"), 1)).collect();
+            if i % 5 == 0 {
+                commands.push(add(&format!("f{i}-0"), 2));
+            }
+            let node = cluster.node(via).clone();
+            tasks.spawn(async move { (i, commands.len(), node.propose(shard, commands).await) });
+        }
+        let mut units = [0i64; 2];
+        while let Some(joined) = tasks.join_next().await {
+            let (i, sent, results) = joined.expect("task");
+            let results = results.expect("proposal acknowledged");
+            assert_eq!(results.len(), sent, "proposal {i}: one result per command");
+            let conflicted = i % 5 == 0;
+            for (k, result) in results.iter().enumerate() {
+                let last_reused = conflicted && k == sent - 1;
+                if last_reused {
+                    assert_eq!(
+                        result.outcome,
+                        ivory_core::Outcome::Conflict,
+                        "proposal {i}: {results:?}"
+                    );
+                } else {
+                    assert!(result.outcome.applied(), "proposal {i} command {k}: {results:?}");
+                    units[(i % 2) as usize] += 1;
+                }
+            }
+        }
+        for shard in 0..2u32 {
+            cluster.wait_converged(shard, T).await;
+            cluster.assert_replicas_equal(shard, 3);
+            let onhand = read_onhand(cluster.node(via), shard).await.expect("read");
+            assert_eq!(onhand, Qty::from_i64(units[shard as usize]), "shard {shard}");
+        }
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
 /// `ivory serve`: one node, replication factor 1, every shard led locally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_node_serves_writes_and_reads() {

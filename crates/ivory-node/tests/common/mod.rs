@@ -294,6 +294,11 @@ pub fn partition() -> PartitionKey {
 
 /// `iv.onhand += 1` on product `p`, with a unique event id.
 pub fn add_one(id: &str) -> Command {
+    add(id, 1)
+}
+
+/// `iv.onhand += units` on product `p`, under event id `id`.
+pub fn add(id: &str, units: i64) -> Command {
     Command::OnHandChange(OnHandChange {
         id: id.to_string(),
         partition: partition(),
@@ -303,7 +308,7 @@ pub fn add_one(id: &str) -> Command {
         },
         quantities: [(
             "pos".to_string(),
-            [("inbound".to_string(), Qty::from_i64(1))].into_iter().collect(),
+            [("inbound".to_string(), Qty::from_i64(units))].into_iter().collect(),
         )]
         .into_iter()
         .collect(),
