@@ -430,9 +430,10 @@ impl Node {
     }
 }
 
-/// Keeps the `ivory_raft_is_leader{shard}` gauge in step with the group's state.
+/// Keeps the `ivory_raft_is_leader{shard}` gauge in step with the group's state (the server
+/// metrics change with the role; the whole metrics with every entry).
 fn spawn_leader_gauge(shard: u32, me: u64, raft: Raft) {
-    let mut rx = raft.metrics();
+    let mut rx = raft.server_metrics();
     drop(raft);
     tokio::spawn(async move {
         let gauge = metrics::gauge!("ivory_raft_is_leader", "shard" => shard.to_string(), "node" => me.to_string());

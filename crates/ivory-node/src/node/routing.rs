@@ -13,6 +13,7 @@ use ivory_cluster::META_GROUP;
 use ivory_core::{BATCH_COMMANDS_MAX, Batch, CmdResult, Command, ReadRequest, ReadResponse};
 use ivory_raft::openraft;
 use ivory_raft::{GroupEntry, GroupId, GroupReply, TypeConfig};
+use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::raft::ReadPolicy;
 
@@ -99,8 +100,8 @@ impl Node {
             return Some(addr);
         }
         if let Some(g) = self.group(shard) {
-            let m = Node::metrics(&g.raft);
-            if let Some(n) = m.membership_config.membership().get_node(&id) {
+            let m = g.raft.server_metrics().borrow_watched().membership_config.clone();
+            if let Some(n) = m.membership().get_node(&id) {
                 return Some(n.addr.clone());
             }
         }
@@ -145,7 +146,13 @@ impl Node {
     /// the shard, else the last leader seen, else the first replica by placement.
     fn first_target(&self, shard: u32) -> u64 {
         if let Some(g) = self.group(shard) {
-            return Node::metrics(&g.raft).current_leader.unwrap_or(self.id());
+            // The server metrics, not the whole `RaftMetrics`: this runs for every request.
+            return g
+                .raft
+                .server_metrics()
+                .borrow_watched()
+                .current_leader
+                .unwrap_or(self.id());
         }
         if let Some(leader) = self.inner.leaders.get(shard) {
             return leader;
@@ -156,7 +163,10 @@ impl Node {
     /// The next node to try after `failed` did not answer.
     fn next_target(&self, shard: u32, failed: u64) -> u64 {
         let mut candidates: Vec<u64> = match self.group(shard) {
-            Some(g) => Node::metrics(&g.raft)
+            Some(g) => g
+                .raft
+                .server_metrics()
+                .borrow_watched()
                 .membership_config
                 .membership()
                 .voter_ids()
