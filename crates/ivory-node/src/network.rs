@@ -1,5 +1,6 @@
 //! openraft's network over tonic: one lazily connected `Channel` per peer address, shared by all
-//! groups (HTTP/2 multiplexes them); every request carries its group id.
+//! groups (HTTP/2 multiplexes them); every request carries its group id. Replication runs on one
+//! stream per session of a group and follower (`stream_append`), the other messages are calls.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;

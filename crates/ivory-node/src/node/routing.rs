@@ -318,11 +318,23 @@ impl Node {
             commands,
         };
         let reply = answered(target, client.propose(request)).await?;
-        self.note_peer_version(reply.placement_version);
-        if let Some(e) = reply.error {
-            return Err(NodeError::from_proto(shard, e));
+        self.forwarded(shard, reply.placement_version, reply.error, reply.results)
+    }
+
+    /// A forwarded call's payload, or the error its answer carries; either way the answering
+    /// node's placement version is noted.
+    fn forwarded(
+        &self,
+        group: u32,
+        placement_version: u64,
+        error: Option<proto::Error>,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, NodeError> {
+        self.note_peer_version(placement_version);
+        match error {
+            Some(e) => Err(NodeError::from_proto(group, e)),
+            None => Ok(payload),
         }
-        Ok(reply.results)
     }
 
     /// A linearizable read of `shard` (read-index through the leader).
@@ -387,11 +399,7 @@ impl Node {
             request,
         };
         let reply = answered(target, client.read(request)).await?;
-        self.note_peer_version(reply.placement_version);
-        if let Some(e) = reply.error {
-            return Err(NodeError::from_proto(group, e));
-        }
-        Ok(reply.response)
+        self.forwarded(group, reply.placement_version, reply.error, reply.response)
     }
 
     /// The state of this node's replica of `shard` as it is, without a read-index round: not
