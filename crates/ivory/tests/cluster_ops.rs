@@ -322,6 +322,20 @@ async fn removals_that_would_break_quorum_are_refused_and_change_nothing() {
             .cli(&["cluster", "remove-node", "--endpoint", &endpoint, "--id", "42"], CLI)
             .await;
         assert!(!out.success && out.stderr.contains("not a member"), "{out:?}");
+
+        // Two of four down, then three: without a metadata quorum, status still answers from the
+        // node's own copy, and says it has no metadata leader.
+        for id in [2, 4] {
+            let index = cluster.index_of(id);
+            cluster.nodes[index].kill9();
+        }
+        let alone = cluster
+            .cluster_status(0)
+            .await
+            .expect("status without a metadata quorum");
+        assert!(alone["metaLeader"].is_null(), "{alone:#}");
+        assert_eq!(alone["placementVersion"], after["placementVersion"], "{alone:#}");
+        assert_eq!(member_state(&alone, 2).as_deref(), Some("active"));
     })
     .await
     .expect("test timed out");
