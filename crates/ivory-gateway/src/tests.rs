@@ -614,6 +614,7 @@ async fn set_on_hand_and_partial_bulk_outage() {
     let success = r.body["success"].as_array().unwrap().len();
     assert!(unknown > 0 && success > 0 && unknown + success == 40, "{}", r.body);
     assert_eq!(r.body["unknown"][0]["statusCode"], 503);
+    assert_eq!(r.body["unknown"][0]["processingStatus"], "unknown");
     // Retrying the whole bulk is safe: applied items replay, the rest apply now.
     backend.failing_shard.store(u32::MAX, Ordering::SeqCst);
     let r = post(&app, &t, "onhand/bulk", Value::Array(items)).await;

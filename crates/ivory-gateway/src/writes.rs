@@ -15,11 +15,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ivory_core::{BATCH_COMMANDS_MAX, CmdResult, Outcome};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::parse::{ApiPath, WriteKind, json_body};
 use crate::service::{self, BUCKETS, ItemAnswer};
-use crate::{ApiError, AppState, json_response};
+use crate::{ApiError, AppState};
 
 type Body = Result<Bytes, BytesRejection>;
 
@@ -180,35 +180,61 @@ pub(crate) fn http_status(outcome: Outcome) -> StatusCode {
     }
 }
 
+/// IV's per-item envelope, serialized straight from the result: no JSON tree is built for a
+/// bulk call's 512 answers. Fields in the order of their names, as a JSON object map wrote them.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'a str>,
+    id: PrefixedId<'a>,
+    message: &'a str,
+    processing_status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reservation_id: Option<&'a str>,
+    status_code: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_invalid_offset_qty_by_reserv_id: Option<Value>,
+}
+
+/// `<kind prefix>~<id>`, written without an intermediate string.
+struct PrefixedId<'a>(WriteKind, &'a str);
+
+impl serde::Serialize for PrefixedId<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{}~{}", self.0.prefix(), self.1))
+    }
+}
+
 /// IV's single-result envelope.
-fn result_json(kind: WriteKind, id: &str, r: &CmdResult) -> Value {
-    let mut out = Map::new();
-    if let Some(rid) = &r.reservation_id {
-        out.insert("reservationId".into(), json!(rid));
+fn result_envelope<'a>(kind: WriteKind, id: &'a str, r: &'a CmdResult) -> Envelope<'a> {
+    Envelope {
+        code: outcome_code(r.outcome),
+        id: PrefixedId(kind, id),
+        message: &r.message,
+        processing_status: r.outcome.processing_status(),
+        reservation_id: r.reservation_id.as_deref(),
+        status_code: r.outcome.iv_status_code(),
+        total_invalid_offset_qty_by_reserv_id: (kind == WriteKind::Unreserve)
+            .then(|| r.invalid_offset.unwrap_or(ivory_core::Qty::ZERO).to_json()),
     }
-    if kind == WriteKind::Unreserve {
-        let excess = r.invalid_offset.unwrap_or(ivory_core::Qty::ZERO);
-        out.insert("totalInvalidOffsetQtyByReservId".into(), excess.to_json());
-    }
-    out.insert("id".into(), json!(format!("{}~{id}", kind.prefix())));
-    out.insert("processingStatus".into(), json!(r.outcome.processing_status()));
-    out.insert("message".into(), json!(r.message));
-    out.insert("statusCode".into(), json!(r.outcome.iv_status_code()));
-    if let Some(code) = outcome_code(r.outcome) {
-        out.insert("code".into(), json!(code));
-    }
-    Value::Object(out)
 }
 
 /// The envelope of an item the gateway refused before proposing it.
-fn refused_json(kind: WriteKind, id: &str, e: &ApiError) -> Value {
-    json!({
-        "id": format!("{}~{id}", kind.prefix()),
-        "processingStatus": "failure",
-        "message": e.message,
-        "statusCode": e.status.as_u16(),
-        "code": e.code,
-    })
+fn refused_envelope<'a>(kind: WriteKind, id: &'a str, e: &'a ApiError) -> Envelope<'a> {
+    Envelope {
+        code: Some(&e.code),
+        id: PrefixedId(kind, id),
+        message: &e.message,
+        processing_status: "failure",
+        reservation_id: None,
+        status_code: e.status.as_u16(),
+        total_invalid_offset_qty_by_reserv_id: None,
+    }
+}
+
+fn envelope_response(status: StatusCode, envelope: &Envelope<'_>) -> Response {
+    (status, axum::Json(envelope)).into_response()
 }
 
 async fn single(s: AppState, env: String, kind: WriteKind, body: Body) -> Response {
@@ -217,9 +243,9 @@ async fn single(s: AppState, env: String, kind: WriteKind, body: Body) -> Respon
         Err(e) => return e.into_response(),
     };
     match service::write_single(&s, &env, kind, &value).await {
-        Ok((id, ItemAnswer::Applied(r))) => json_response(http_status(r.outcome), result_json(kind, &id, &r)),
+        Ok((id, ItemAnswer::Applied(r))) => envelope_response(http_status(r.outcome), &result_envelope(kind, &id, &r)),
         Ok((id, ItemAnswer::Refused(e) | ItemAnswer::Unknown(e))) => {
-            json_response(e.status, refused_json(kind, &id, &e))
+            envelope_response(e.status, &refused_envelope(kind, &id, &e))
         }
         Err(e) => e.into_response(),
     }
@@ -258,23 +284,19 @@ async fn bulk(s: AppState, env: String, kind: WriteKind, body: Body) -> Response
         Ok(answers) => answers,
         Err(e) => return e.into_response(),
     };
-    let mut buckets: BTreeMap<&str, Vec<Value>> = BUCKETS.iter().map(|b| (*b, Vec::new())).collect();
-    for (id, answer) in answers {
+    // Every bucket is present, empty or not.
+    let mut buckets: BTreeMap<&str, Vec<Envelope<'_>>> = BUCKETS.iter().map(|b| (*b, Vec::new())).collect();
+    for (id, answer) in &answers {
         let Some(answer) = answer else { continue };
-        let v = match &answer {
-            ItemAnswer::Applied(r) => result_json(kind, &id, r),
-            ItemAnswer::Refused(e) => refused_json(kind, &id, e),
-            ItemAnswer::Unknown(e) => {
-                let mut v = refused_json(kind, &id, e);
-                v["processingStatus"] = json!("unknown");
-                v
-            }
+        let envelope = match answer {
+            ItemAnswer::Applied(r) => result_envelope(kind, id, r),
+            ItemAnswer::Refused(e) => refused_envelope(kind, id, e),
+            ItemAnswer::Unknown(e) => Envelope {
+                processing_status: "unknown",
+                ..refused_envelope(kind, id, e)
+            },
         };
-        buckets.entry(answer.bucket()).or_default().push(v);
+        buckets.entry(answer.bucket()).or_default().push(envelope);
     }
-    let body: Map<String, Value> = BUCKETS
-        .iter()
-        .map(|b| ((*b).to_string(), Value::Array(buckets.remove(b).unwrap_or_default())))
-        .collect();
-    json_response(StatusCode::OK, Value::Object(body))
+    (StatusCode::OK, axum::Json(&buckets)).into_response()
 }
