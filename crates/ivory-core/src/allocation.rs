@@ -95,7 +95,7 @@ pub(crate) fn allocate(
         check_quantity(c.quantity)?;
         let cells = partitions
             .get(&c.partition)
-            .and_then(|p| p.products.get(&c.cell.product));
+            .and_then(|p| p.products.get(c.cell.product.as_str()));
         let exact: Vec<(&String, &String)> = c.cell.dims.iter().collect();
         // The pool is checked for the product in the partition and at the cell's own dimensions.
         let available = calculated_over(cells, &config.available_to_allocate, &[]).min(calculated_over(

@@ -853,7 +853,7 @@ fn hold_lines(
     for line in lines {
         let cells = partitions
             .get(&line.partition)
-            .and_then(|p| p.products.get(&line.cell.product));
+            .and_then(|p| p.products.get(line.cell.product.as_str()));
         let exact: Vec<(&String, &String)> = line.cell.dims.iter().collect();
         let available = gate.map_or(Qty::ZERO, |g| {
             calculated_over(cells, g, &[]).min(calculated_over(cells, g, &exact))

@@ -5,12 +5,13 @@
 
 use std::collections::BTreeMap;
 
+use litemap::LiteMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::model::{Dims, LOCATION_ID, PartitionKey, Quantities, SITE_ID};
 use crate::qty::Qty;
-use crate::state::{Cells, PartitionState};
+use crate::state::{Cells, PartitionState, get_or_insert_exact};
 
 /// IV: at most 5,000 product ids per query.
 pub const QUERY_PRODUCTS_MAX: usize = 5_000;
@@ -162,12 +163,17 @@ pub(crate) fn evaluate(partitions: &BTreeMap<PartitionKey, PartitionState>, conf
         } else {
             &group_by
         };
-        let products: Box<dyn Iterator<Item = (&String, &Cells)>> = if q.products.is_empty() {
-            let mut all: Vec<(&String, &Cells)> = state.products.iter().collect();
+        let products: Box<dyn Iterator<Item = (&str, &Cells)>> = if q.products.is_empty() {
+            let mut all: Vec<(&str, &Cells)> = state.products.iter().map(|(p, c)| (p.as_str(), c)).collect();
             all.sort_unstable_by(|a, b| a.0.cmp(b.0));
             Box::new(all.into_iter())
         } else {
-            Box::new(q.products.iter().filter_map(|p| state.products.get_key_value(p)))
+            Box::new(
+                q.products
+                    .iter()
+                    .filter_map(|p| state.products.get_key_value(p.as_str()))
+                    .map(|(p, c)| (p.as_str(), c)),
+            )
         };
         for (product, cells) in products {
             let mut groups: BTreeMap<Dims, (Quantities, BTreeMap<i64, Quantities>)> = BTreeMap::new();
@@ -196,7 +202,7 @@ pub(crate) fn evaluate(partitions: &BTreeMap<PartitionKey, PartitionState>, conf
                     None => Default::default(),
                 };
                 out.push(Record {
-                    product: product.clone(),
+                    product: product.to_string(),
                     site,
                     location,
                     dims,
@@ -210,11 +216,13 @@ pub(crate) fn evaluate(partitions: &BTreeMap<PartitionKey, PartitionState>, conf
     out
 }
 
-fn add_into(sums: &mut Quantities, more: &Quantities) {
-    for (ds, measures) in more {
-        let into = sums.entry(ds.clone()).or_default();
-        for (m, v) in measures {
-            let slot = into.entry(m.clone()).or_insert(Qty::ZERO);
+fn add_into<K: std::borrow::Borrow<str> + Ord>(sums: &mut Quantities, more: &LiteMap<K, LiteMap<K, Qty>>) {
+    for (ds, measures) in more.iter() {
+        let ds: &str = ds.borrow();
+        let into = get_or_insert_exact(sums, ds, || (ds.to_string(), LiteMap::new()));
+        for (m, v) in measures.iter() {
+            let m: &str = m.borrow();
+            let slot = get_or_insert_exact(into, m, || (m.to_string(), Qty::ZERO));
             *slot = *slot + *v;
         }
     }

@@ -14,10 +14,18 @@ use crate::config::Formula;
 use crate::model::{Cell, Dims, MeasureRef, PartitionKey, Quantities};
 use crate::qty::Qty;
 
+/// A data source's or a measure's name inside the state: up to 24 bytes kept inline, so that an
+/// availability check over a cold cell compares the names where the cell's vectors are instead of
+/// following a pointer per name (that chase was most of a bulk item's apply). Encoded as a string.
+pub(crate) type Name = compact_str::CompactString;
+
+/// A cell's physical quantities: data source -> measure -> quantity.
+pub(crate) type CellQuantities = LiteMap<Name, LiteMap<Name, Qty>>;
+
 /// State of one stock cell.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct CellState {
-    pub quantities: Quantities,
+    pub quantities: CellQuantities,
     /// Per physical measure, the `modifiedDateTimeUTC` of the last set-on-hand applied.
     pub set_modified_ms: BTreeMap<MeasureRef, u64>,
     /// UTC day -> scheduled deltas (never part of current on-hand).
@@ -28,25 +36,33 @@ pub(crate) struct CellState {
 
 impl CellState {
     pub fn get(&self, m: &MeasureRef) -> Qty {
-        crate::model::quantity(&self.quantities, &m.data_source, &m.measure)
+        self.quantities
+            .get(m.data_source.as_str())
+            .and_then(|measures| measures.get(m.measure.as_str()))
+            .copied()
+            .unwrap_or(Qty::ZERO)
     }
 
     pub fn set(&mut self, m: &MeasureRef, q: Qty) {
-        let measures = get_or_insert_exact(&mut self.quantities, &m.data_source, || {
-            (m.data_source.clone(), LiteMap::new())
+        let measures = get_or_insert_exact(&mut self.quantities, m.data_source.as_str(), || {
+            (Name::from(m.data_source.as_str()), LiteMap::new())
         });
-        *get_or_insert_exact(measures, &m.measure, || (m.measure.clone(), q)) = q;
+        *get_or_insert_exact(measures, m.measure.as_str(), || (Name::from(m.measure.as_str()), q)) = q;
     }
 }
 
 /// The value at `key`, inserted first (from `make`) by growing the vector by exactly one slot:
 /// stored maps stay at their length, where a Vec's first push reserves room for four (a cell
 /// held 832 bytes of vectors for 208 of entries).
-pub(crate) fn get_or_insert_exact<'a, K: Ord, V>(
+pub(crate) fn get_or_insert_exact<'a, K, Q, V>(
     map: &'a mut LiteMap<K, V>,
-    key: &K,
+    key: &Q,
     make: impl FnOnce() -> (K, V),
-) -> &'a mut V {
+) -> &'a mut V
+where
+    K: Ord + std::borrow::Borrow<Q>,
+    Q: Ord + ?Sized,
+{
     if let Err(at) = map.find_index(key) {
         let mut pairs = std::mem::take(map).into_tuple_vec();
         pairs.reserve_exact(1);
@@ -73,7 +89,7 @@ pub(crate) type Cells = LiteMap<Dims, CellState>;
 pub(crate) struct PartitionState {
     /// product -> dimensions -> cell
     #[serde(with = "sorted_map")]
-    pub products: HashMap<String, Cells>,
+    pub products: HashMap<Name, Cells>,
     #[serde(with = "sorted_map")]
     pub reservations: HashMap<String, Reservation>,
 }
@@ -129,10 +145,15 @@ pub(crate) fn partition_mut<'a>(
 /// The cell of a partition, created on first use. Keys are cloned only when something is
 /// created: this runs for every command.
 pub(crate) fn cell_in<'a>(partition: &'a mut PartitionState, cell: &Cell) -> &'a mut CellState {
-    if !partition.products.contains_key(&cell.product) {
-        partition.products.insert(cell.product.clone(), Cells::new());
+    if !partition.products.contains_key(cell.product.as_str()) {
+        partition
+            .products
+            .insert(Name::from(cell.product.as_str()), Cells::new());
     }
-    let cells = partition.products.get_mut(&cell.product).expect("inserted above");
+    let cells = partition
+        .products
+        .get_mut(cell.product.as_str())
+        .expect("inserted above");
     get_or_insert_exact(cells, &cell.dims, || (cell.dims.clone(), CellState::default()))
 }
 
@@ -150,7 +171,7 @@ pub(crate) fn cell_ref<'a>(
     p: &PartitionKey,
     cell: &Cell,
 ) -> Option<&'a CellState> {
-    partitions.get(p)?.products.get(&cell.product)?.get(&cell.dims)
+    partitions.get(p)?.products.get(cell.product.as_str())?.get(&cell.dims)
 }
 
 /// A calculated measure summed over the cells of one product whose dimensions contain `filter`.
@@ -267,7 +288,7 @@ pub(crate) fn save_cells<'a>(
         .into_iter()
         .map(|(p, cell)| {
             let partition = partitions.get(p);
-            let product = partition.and_then(|s| s.products.get(&cell.product));
+            let product = partition.and_then(|s| s.products.get(cell.product.as_str()));
             (
                 p.clone(),
                 cell.clone(),
@@ -291,10 +312,10 @@ pub(crate) fn restore_cells(partitions: &mut BTreeMap<PartitionKey, PartitionSta
             continue;
         };
         if !product_existed {
-            partition.products.remove(&cell.product);
+            partition.products.remove(cell.product.as_str());
             continue;
         }
-        let Some(cells) = partition.products.get_mut(&cell.product) else {
+        let Some(cells) = partition.products.get_mut(cell.product.as_str()) else {
             continue;
         };
         match before {
@@ -312,6 +333,29 @@ pub(crate) fn restore_cells(partitions: &mut BTreeMap<PartitionKey, PartitionSta
 mod tests {
     use super::*;
 
+    /// Names kept inline (`Name`) encode as the strings they replaced: logs and snapshots written
+    /// before read back, and state hashes stay equal.
+    #[test]
+    fn inline_names_encode_as_strings_did() {
+        let long = "a-data-source-name-longer-than-twenty-four-bytes";
+        let rows = [("pos", "inbound", 3), ("iv", "softreservphysical", -2), (long, "m", 1)];
+        let mut cell = CellState::default();
+        let mut nested: BTreeMap<String, BTreeMap<String, Qty>> = BTreeMap::new();
+        for (ds, m, n) in rows {
+            cell.set(&MeasureRef::new(ds, m), Qty::from_i64(n));
+            nested
+                .entry(ds.to_string())
+                .or_default()
+                .insert(m.to_string(), Qty::from_i64(n));
+        }
+        let bytes = postcard::to_stdvec(&nested).expect("encode");
+        assert_eq!(postcard::to_stdvec(&cell.quantities).expect("encode"), bytes);
+        let decoded: CellQuantities = postcard::from_bytes(&bytes).expect("decode");
+        assert_eq!(decoded, cell.quantities);
+        assert_eq!(cell.get(&MeasureRef::new(long, "m")), Qty::from_i64(1));
+        assert_eq!(cell.get(&MeasureRef::new("iv", "nosuch")), Qty::ZERO);
+    }
+
     #[test]
     fn hash_maps_encode_sorted_as_btreemaps_did() {
         let products = ["p9", "p1", "p5", "p3", "p7", "p2"];
@@ -321,7 +365,7 @@ mod tests {
             let mut cell = CellState::default();
             cell.set(&MeasureRef::new("pos", "inbound"), Qty::from_i64(i as i64 + 1));
             let cells: Cells = [(Dims::new(), cell)].into_iter().collect();
-            state.products.insert(p.to_string(), cells.clone());
+            state.products.insert(Name::from(*p), cells.clone());
             sorted.insert(p.to_string(), cells);
         }
         let bytes = postcard::to_stdvec(&state).expect("encode");

@@ -204,7 +204,7 @@ pub(crate) fn reserve(
     // One lookup of the product's cells serves the gate and the current quantity.
     let cells = partitions
         .get(&c.partition)
-        .and_then(|p| p.products.get(&c.cell.product));
+        .and_then(|p| p.products.get(c.cell.product.as_str()));
     if c.availability == Availability::Checked {
         if c.quantity.is_negative() {
             return CmdResult::refused(

@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use litemap::LiteMap;
+
 use super::ConfigError;
 use super::{ConfigDoc, DataSource, FormulaDoc, bad};
 use crate::model::{MeasureRef, Quantities, canonical_name};
@@ -44,14 +46,14 @@ impl Formula {
 
     /// The formula over one cell's (or one sum's) physical quantities. Exact: quantities are
     /// bounded far below the decimal's range, so the order of the additions does not matter.
-    pub fn value(&self, quantities: &Quantities) -> Qty {
+    pub fn value<K: std::borrow::Borrow<str> + Ord>(&self, quantities: &LiteMap<K, LiteMap<K, Qty>>) -> Qty {
         let mut total = Qty::ZERO;
         for (data_source, measures) in quantities.iter() {
-            let Some(coefficients) = self.coefficients.get(data_source) else {
+            let Some(coefficients) = self.coefficients.get(data_source.borrow()) else {
                 continue;
             };
             for (measure, quantity) in measures.iter() {
-                total = match coefficients.get(measure) {
+                total = match coefficients.get(measure.borrow()) {
                     None | Some(0) => total,
                     Some(1) => total + *quantity,
                     Some(-1) => total - *quantity,

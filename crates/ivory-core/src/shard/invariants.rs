@@ -89,7 +89,7 @@ fn available(
     cell: &Cell,
     formula: &Formula,
 ) -> Qty {
-    let cells = partitions.get(p).and_then(|s| s.products.get(&cell.product));
+    let cells = partitions.get(p).and_then(|s| s.products.get(cell.product.as_str()));
     let exact: Vec<(&String, &String)> = cell.dims.iter().collect();
     calculated_over(cells, formula, &[]).min(calculated_over(cells, formula, &exact))
 }
