@@ -282,16 +282,11 @@ fn a_non_primary_part_does_not_expire_at_its_own_earlier_clock() {
     stock(&mut primary, 0, 10);
     stock(&mut sibling, 0, 10);
     let part = |is_primary: bool| {
-        Command::Hold(HoldCommand::Create {
-            key: key(1),
-            measure: soft(),
-            lines: vec![line(0, 0, 4)],
-            expires_at_ms: 5_000,
-            all_or_nothing: true,
-            tentative: true,
-            body_fingerprint: [1; 16],
-            primary: is_primary,
-        })
+        let mut part = create(1, vec![line(0, 0, 4)], 5_000, true);
+        if let Command::Hold(HoldCommand::Create { tentative, primary, .. }) = &mut part {
+            (*tentative, *primary) = (true, is_primary);
+        }
+        part
     };
     let set_siblings = |fingerprint: u8| {
         Command::Hold(HoldCommand::SetSiblings {

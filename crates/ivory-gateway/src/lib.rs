@@ -60,7 +60,7 @@ use tracing::Instrument;
 pub use error::ApiError;
 pub use grpc::{CODE_METADATA, grpc_code, grpc_service};
 
-/// The generated messages, server and client of proto/ivory/v1/inventory.proto.
+/// The generated messages, server and client of ../../../proto/ivory/v1/inventory.proto.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod proto {
     tonic::include_proto!("ivory.v1");

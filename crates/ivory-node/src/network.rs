@@ -116,6 +116,21 @@ impl Faults {
     fn delay(&self) -> Duration {
         Duration::from_millis(self.read().delay_ms)
     }
+
+    /// The hook every outgoing call, and every message of a replication stream, passes: waits
+    /// the configured delay; false when `addr` is cut off, before or after the wait (a partition
+    /// set while a message waited applies to it too).
+    async fn pass(&self, addr: &str) -> bool {
+        if self.dropped(addr) {
+            return false;
+        }
+        let delay = self.delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+            return !self.dropped(addr);
+        }
+        true
+    }
 }
 
 fn dropped_status(addr: &str) -> tonic::Status {
@@ -182,16 +197,8 @@ impl tower::Service<HttpRequest> for PeerChannel {
         let mut channel = std::mem::replace(&mut self.channel, fresh);
         futures::future::Either::Right(
             async move {
-                if faults.dropped(&addr) {
+                if !faults.pass(&addr).await {
                     return Err(Box::new(dropped_status(&addr)) as BoxError);
-                }
-                let delay = faults.delay();
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                    // A partition set while this request waited applies to it too.
-                    if faults.dropped(&addr) {
-                        return Err(Box::new(dropped_status(&addr)) as BoxError);
-                    }
                 }
                 let reply = channel.call(request).await.map_err(BoxError::from)?;
                 check_reply(reply).await
@@ -426,21 +433,21 @@ impl GroupNetwork {
             .then(move |rpc| {
                 let (faults, addr) = (faults.clone(), addr.clone());
                 async move {
-                    // The fault hook of each unary call, per message: a partition set while the
-                    // stream is open ends it (the next one is refused when opened).
-                    if faults.active() {
-                        let delay = faults.delay();
-                        if !delay.is_zero() {
-                            tokio::time::sleep(delay).await;
-                        }
-                        if faults.dropped(&addr) {
-                            return None;
+                    // A call's fault hook, per message: a partition set while the stream is open
+                    // ends it (the next one is refused when opened).
+                    if faults.active() && !faults.pass(&addr).await {
+                        return None;
+                    }
+                    match encode(&rpc) {
+                        Ok(payload) => Some(proto::RaftRequest {
+                            group_id: group,
+                            payload,
+                        }),
+                        Err(e) => {
+                            tracing::error!(group, error = %e, "an AppendEntries did not encode: ending the stream");
+                            None
                         }
                     }
-                    encode(&rpc).ok().map(|payload| proto::RaftRequest {
-                        group_id: group,
-                        payload,
-                    })
                 }
             })
             .take_while(|request| futures::future::ready(request.is_some()))

@@ -69,10 +69,25 @@ impl RaftTransport for Node {
         // What does not decode, or names another group, ends the input: the leader sees the
         // stream end and opens another.
         let rpcs = request.into_inner().take_until(stopping).scan((), move |_, message| {
-            let rpc = message
-                .ok()
-                .filter(|m| m.group_id == group)
-                .and_then(|m| decode::<AppendEntriesRequest<TypeConfig>>(&m.payload).ok());
+            let rpc = match message {
+                Ok(m) if m.group_id == group => match decode::<AppendEntriesRequest<TypeConfig>>(&m.payload) {
+                    Ok(rpc) => Some(rpc),
+                    Err(e) => {
+                        tracing::warn!(group, error = %e, "an append stream's message did not decode");
+                        None
+                    }
+                },
+                Ok(m) => {
+                    tracing::warn!(
+                        group,
+                        other = m.group_id,
+                        "an append stream's message named another group"
+                    );
+                    None
+                }
+                // The leader closed or lost the stream: the ordinary end of a session.
+                Err(_) => None,
+            };
             futures::future::ready(rpc)
         });
         let replies = raft.stream_append(rpcs).map(|answer| match answer {

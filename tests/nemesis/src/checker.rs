@@ -739,41 +739,35 @@ mod tests {
         if let OpKind::HoldExpire { sibling: s, .. } = &mut sibling.ops[1].kind {
             *s = true;
         }
-        let mut quiet = sibling.clone();
-        quiet.settle_expiries(1_000_000, 10_000_000, &[], &[]);
-        assert_eq!(
-            quiet.ops[1].complete_us,
-            Some(3_000_010 + crate::history::SIBLING_PASS_ON_US)
-        );
-        let mut stalled = sibling.clone();
-        stalled.settle_expiries(
-            1_000_000,
-            20_000_000,
-            &[],
-            &[(2_000_000, 4_000_000), (13_000_000, 13_500_000)],
-        );
-        assert_eq!(
-            stalled.ops[1].complete_us,
-            Some(4_000_000 + crate::history::FAULT_RECOVERY_US + crate::history::SIBLING_PASS_ON_US)
-        );
-        let mut chained = sibling.clone();
-        chained.settle_expiries(
-            1_000_000,
-            60_000_000,
-            &[],
-            &[(2_000_000, 4_000_000), (11_000_000, 12_000_000)],
-        );
-        assert_eq!(
-            chained.ops[1].complete_us,
-            Some(12_000_000 + crate::history::FAULT_RECOVERY_US + crate::history::SIBLING_PASS_ON_US)
-        );
-        let mut capped = sibling;
-        capped.settle_expiries(1_000_000, 400_000_000, &[], &[(2_000_000, 300_000_000)]);
-        assert_eq!(
-            capped.ops[1].complete_us,
-            Some(3_000_010 + crate::history::SIBLING_EXPIRY_GRACE_US),
-            "the part's own safety net"
-        );
+        use crate::history::{FAULT_RECOVERY_US, SIBLING_EXPIRY_GRACE_US, SIBLING_PASS_ON_US};
+        // (what, end of the run, fault windows, when the sibling line's expiry window closes)
+        type Case<'a> = (&'a str, u64, &'a [(u64, u64)], u64);
+        let cases: [Case; 4] = [
+            ("quiet", 10_000_000, &[], 3_000_010 + SIBLING_PASS_ON_US),
+            (
+                "stalled by a fault",
+                20_000_000,
+                &[(2_000_000, 4_000_000), (13_000_000, 13_500_000)],
+                4_000_000 + FAULT_RECOVERY_US + SIBLING_PASS_ON_US,
+            ),
+            (
+                "chained faults",
+                60_000_000,
+                &[(2_000_000, 4_000_000), (11_000_000, 12_000_000)],
+                12_000_000 + FAULT_RECOVERY_US + SIBLING_PASS_ON_US,
+            ),
+            (
+                "the part's own safety net",
+                400_000_000,
+                &[(2_000_000, 300_000_000)],
+                3_000_010 + SIBLING_EXPIRY_GRACE_US,
+            ),
+        ];
+        for (what, end, faults, closes) in cases {
+            let mut history = sibling.clone();
+            history.settle_expiries(1_000_000, end, &[], faults);
+            assert_eq!(history.ops[1].complete_us, Some(closes), "{what}");
+        }
         // The settled expiry must show in a later read, and frees the lines once, not twice.
         let freed = op(3, OpKind::Read, (4_000_000, Some(4_000_010)), read(5, 0));
         let still_held = op(3, OpKind::Read, (4_000_000, Some(4_000_010)), read(5, 3));
