@@ -35,7 +35,7 @@ pub use crate::command::{HoldCommand, HoldKey, HoldLine};
 use crate::config::Config;
 use crate::model::{MeasureRef, PartitionKey};
 use crate::qty::Qty;
-use crate::state::{PartitionState, calculated_over, cell_mut, cell_ref, restore_cells, save_cells};
+use crate::state::{PartitionState, calculated_min_over, cell_mut, cell_ref, restore_cells, save_cells};
 
 /// How long after the hold's expiry a non-primary part of a cross-shard hold expires by itself:
 /// two steps of the leaders' clock clamp (`CLOCK_STEP_MAX_MS` of ivory-node, 60 s), so that its
@@ -855,9 +855,7 @@ fn hold_lines(
             .get(&line.partition)
             .and_then(|p| p.products.get(line.cell.product.as_str()));
         let exact: Vec<(&String, &String)> = line.cell.dims.iter().collect();
-        let available = gate.map_or(Qty::ZERO, |g| {
-            calculated_over(cells, g, &[]).min(calculated_over(cells, g, &exact))
-        });
+        let available = gate.map_or(Qty::ZERO, |g| calculated_min_over(cells, g, &[&[], &exact]));
         let before = cell_ref(partitions, &line.partition, &line.cell).map_or(Qty::ZERO, |c| c.get(measure));
         let fits = line.allow_oversell || available >= line.quantity;
         if fits && before.checked_add(line.quantity).is_some() {

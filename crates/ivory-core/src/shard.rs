@@ -217,10 +217,7 @@ impl Shard {
     }
 
     pub fn config(&self, environment: &str) -> &Arc<Config> {
-        self.compiled
-            .get(environment)
-            .or_else(|| self.compiled.get(DEFAULT_ENVIRONMENT))
-            .unwrap_or(&self.default_config)
+        config_of(&self.compiled, &self.default_config, environment)
     }
 
     /// Applies one log entry: one result per command, in order.
@@ -395,4 +392,16 @@ impl Shard {
     pub fn remembered_events(&self) -> usize {
         self.state.events.len()
     }
+}
+
+/// The configuration in force for an environment, from a shard's compiled ones.
+fn config_of<'a>(
+    compiled: &'a BTreeMap<String, Arc<Config>>,
+    default: &'a Arc<Config>,
+    environment: &str,
+) -> &'a Arc<Config> {
+    compiled
+        .get(environment)
+        .or_else(|| compiled.get(DEFAULT_ENVIRONMENT))
+        .unwrap_or(default)
 }

@@ -184,6 +184,22 @@ pub(crate) fn calculated_over(cells: Option<&Cells>, formula: &Formula, filter: 
         .sum()
 }
 
+/// The least, over `filters`, of [`calculated_over`]: each cell's formula is evaluated once, not
+/// once per filter (a reservation checks every level of the hierarchy, usually over one cell).
+pub(crate) fn calculated_min_over(cells: Option<&Cells>, formula: &Formula, filters: &[&[(&String, &String)]]) -> Qty {
+    let Some(cells) = cells else { return Qty::ZERO };
+    let mut sums = vec![Qty::ZERO; filters.len()];
+    for (dims, cell) in cells.iter() {
+        let mut value = None;
+        for (sum, filter) in sums.iter_mut().zip(filters) {
+            if filter.iter().all(|(k, v)| dims.get(*k) == Some(*v)) {
+                *sum = *sum + *value.get_or_insert_with(|| formula.value(&cell.quantities));
+            }
+        }
+    }
+    sums.into_iter().min().unwrap_or(Qty::ZERO)
+}
+
 /// Idempotency key: one client id per partition and kind of operation, as the first 16 bytes of
 /// SHA-256 over (partition, operation, id). A fixed-size key keeps the lookups that every command
 /// makes free of pointer chasing through strings (a collision needs about 2^64 ids).

@@ -14,7 +14,7 @@ use crate::command::{
 use crate::config::Config;
 use crate::model::{Cell, Dims, MeasureRef, PartitionKey};
 use crate::qty::Qty;
-use crate::state::{PartitionState, Reservation, calculated_over, cell_in, cell_mut, cell_ref, partition_mut};
+use crate::state::{PartitionState, Reservation, calculated_min_over, cell_in, cell_mut, cell_ref, partition_mut};
 
 pub(crate) fn on_hand_change(
     partitions: &mut BTreeMap<PartitionKey, PartitionState>,
@@ -216,11 +216,8 @@ pub(crate) fn reserve(
         let Some(gate) = config.calculated.get(gate_ref) else {
             return CmdResult::refused(Outcome::Invalid, format!("'{gate_ref}' is not a calculated measure"));
         };
-        let available = levels
-            .iter()
-            .map(|filter| calculated_over(cells, gate, filter))
-            .min()
-            .unwrap_or(Qty::ZERO);
+        let filters: Vec<&[(&String, &String)]> = levels.iter().map(Vec::as_slice).collect();
+        let available = calculated_min_over(cells, gate, &filters);
         if available < c.quantity {
             return CmdResult::refused(
                 Outcome::Insufficient,

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::Shard;
 use super::invariants::Before;
+use super::{Shard, ShardState, config_of};
 use crate::command::{CmdResult, Command, Outcome};
 use crate::config::{Config, PartitionMode};
 use crate::hold::{HoldCommand, StockAlert};
@@ -35,17 +35,18 @@ impl Shard {
                 ),
             );
         }
-        let config = Arc::clone(self.config(&partition.environment));
+        // Borrowed beside the state, not cloned: an Arc's atomic count per command is measurable.
+        let config = config_of(&self.compiled, &self.default_config, &partition.environment);
         let product = command.product();
-        let low_before = self.low_stock_level(&config, partition, product);
+        let low_before = self.state.low_stock_level(config, partition, product);
         let before =
-            cfg!(debug_assertions).then(|| Before::take(&self.state.partitions, &self.state.holds, &config, command));
-        let result = apply_rules(&mut self.state.partitions, &config, self.state.clock_ms, command);
+            cfg!(debug_assertions).then(|| Before::take(&self.state.partitions, &self.state.holds, config, command));
+        let result = apply_rules(&mut self.state.partitions, config, self.state.clock_ms, command);
         if let Some(before) = before {
-            before.check(&self.state.partitions, &self.state.holds, &config, command, &result);
+            before.check(&self.state.partitions, &self.state.holds, config, command, &result);
         }
         if result.outcome.applied() {
-            self.alert_if_crossed(&config, partition, product, low_before);
+            self.state.alert_if_crossed(config, partition, product, low_before);
         }
         // Refusals for bad input are not remembered: the client may fix the body and reuse the id.
         if result.outcome != Outcome::Invalid {
@@ -71,44 +72,10 @@ impl Shard {
         result
     }
 
-    /// The low-stock measure of a product over its whole partition, when alerts are on.
-    fn low_stock_level(&self, config: &Config, partition: &PartitionKey, product: Option<&str>) -> Option<Qty> {
-        let low = config.low_stock.as_ref()?;
-        let cells = self.state.partitions.get(partition)?.products.get(product?)?;
-        Some(calculated_over(Some(cells), &low.formula, &[]))
-    }
-
-    fn alert_if_crossed(
-        &mut self,
-        config: &Config,
-        partition: &PartitionKey,
-        product: Option<&str>,
-        before: Option<Qty>,
-    ) {
-        let (Some(low), Some(product)) = (config.low_stock.as_ref(), product) else {
-            return;
-        };
-        let Some(after) = self.low_stock_level(config, partition, Some(product)) else {
-            return;
-        };
-        // A product first seen below the threshold (before = None) alerts too: it never had stock.
-        let was_above = before.is_none_or(|b| b >= low.threshold);
-        if was_above && after < low.threshold {
-            let alert = StockAlert {
-                partition: partition.clone(),
-                product: product.to_string(),
-                measure: low.measure.clone(),
-                value: after,
-                threshold: low.threshold,
-            };
-            self.state.holds.emit_stock(self.state.clock_ms, alert);
-        }
-    }
-
     fn apply_admin(&mut self, command: &Command) -> CmdResult {
         match command {
             Command::Hold(hold) => {
-                let config = Arc::clone(self.config(&hold.key().environment));
+                let config = config_of(&self.compiled, &self.default_config, &hold.key().environment);
                 let now = self.state.clock_ms;
                 // Holding stock lowers availability: watch every product the new lines touch.
                 let touched: BTreeSet<(PartitionKey, String)> = match hold {
@@ -120,17 +87,17 @@ impl Shard {
                 };
                 let before: Vec<Option<Qty>> = touched
                     .iter()
-                    .map(|(p, product)| self.low_stock_level(&config, p, Some(product)))
+                    .map(|(p, product)| self.state.low_stock_level(config, p, Some(product)))
                     .collect();
                 let checked = cfg!(debug_assertions)
-                    .then(|| Before::take(&self.state.partitions, &self.state.holds, &config, command));
-                let result = self.state.holds.apply(&mut self.state.partitions, &config, now, hold);
+                    .then(|| Before::take(&self.state.partitions, &self.state.holds, config, command));
+                let result = self.state.holds.apply(&mut self.state.partitions, config, now, hold);
                 if let Some(before) = checked {
-                    before.check(&self.state.partitions, &self.state.holds, &config, command, &result);
+                    before.check(&self.state.partitions, &self.state.holds, config, command, &result);
                 }
                 if result.outcome.applied() {
                     for ((p, product), before) in touched.iter().zip(before) {
-                        self.alert_if_crossed(&config, p, Some(product), before);
+                        self.state.alert_if_crossed(config, p, Some(product), before);
                     }
                 }
                 result
@@ -214,6 +181,42 @@ fn apply_rules(
         Command::Consume(c) => allocation::consume(partitions, config, c),
         Command::Hold(_) | Command::PutConfig { .. } | Command::CleanUp { .. } => {
             CmdResult::refused(Outcome::Invalid, "not a stock command")
+        }
+    }
+}
+
+impl ShardState {
+    /// The low-stock measure of a product over its whole partition, when alerts are on.
+    fn low_stock_level(&self, config: &Config, partition: &PartitionKey, product: Option<&str>) -> Option<Qty> {
+        let low = config.low_stock.as_ref()?;
+        let cells = self.partitions.get(partition)?.products.get(product?)?;
+        Some(calculated_over(Some(cells), &low.formula, &[]))
+    }
+
+    fn alert_if_crossed(
+        &mut self,
+        config: &Config,
+        partition: &PartitionKey,
+        product: Option<&str>,
+        before: Option<Qty>,
+    ) {
+        let (Some(low), Some(product)) = (config.low_stock.as_ref(), product) else {
+            return;
+        };
+        let Some(after) = self.low_stock_level(config, partition, Some(product)) else {
+            return;
+        };
+        // A product first seen below the threshold (before = None) alerts too: it never had stock.
+        let was_above = before.is_none_or(|b| b >= low.threshold);
+        if was_above && after < low.threshold {
+            let alert = StockAlert {
+                partition: partition.clone(),
+                product: product.to_string(),
+                measure: low.measure.clone(),
+                value: after,
+                threshold: low.threshold,
+            };
+            self.holds.emit_stock(self.clock_ms, alert);
         }
     }
 }
