@@ -72,13 +72,51 @@ where
     map.get_mut(key).expect("present or inserted above")
 }
 
-/// A reservation: a product + dimensions + holding measure, with its open quantity.
+/// A reservation: a product + dimensions + holding measure, with its open quantity. Kept once
+/// per reserved key, so its names are inline (`Name`): encoded as the strings they were.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Reservation {
-    pub product: String,
-    pub dims: Dims,
+    pub product: Name,
+    pub dims: LiteMap<Name, Name>,
     pub measure: MeasureRef,
     pub quantity: Qty,
+}
+
+impl Reservation {
+    /// The cell the reservation holds stock in.
+    pub fn cell(&self) -> Cell {
+        Cell {
+            product: self.product.to_string(),
+            dims: self.dims.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+}
+
+/// A reservation id as the 16 bytes its text spells: every id is
+/// [`crate::stock::reservation_id_text`] of a digest, so the 36 characters need not be kept.
+/// Encoded as that text (snapshots keep their bytes; hex order is byte order, so sorted maps too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ReservationKey(pub [u8; 16]);
+
+impl ReservationKey {
+    /// The key of a client's reservation id; `None` for text no reservation id has.
+    pub fn parse(text: &str) -> Option<ReservationKey> {
+        crate::stock::reservation_id_bytes(text).map(ReservationKey)
+    }
+}
+
+impl Serialize for ReservationKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&crate::stock::reservation_id_text(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for ReservationKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<ReservationKey, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        ReservationKey::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("'{text}' is not a reservation id")))
+    }
 }
 
 /// A product's cells by their dimensions. Most products have one cell or a few per partition,
@@ -91,7 +129,13 @@ pub(crate) struct PartitionState {
     #[serde(with = "sorted_map")]
     pub products: HashMap<Name, Cells>,
     #[serde(with = "sorted_map")]
-    pub reservations: HashMap<String, Reservation>,
+    pub reservations: HashMap<ReservationKey, Reservation>,
+}
+
+impl PartitionState {
+    pub fn reservation(&self, id: &str) -> Option<&Reservation> {
+        self.reservations.get(&ReservationKey::parse(id)?)
+    }
 }
 
 /// The large maps of the replicated state (a partition's products and reservations, a shard's
@@ -384,12 +428,64 @@ mod tests {
             state.products.insert(Name::from(*p), cells.clone());
             sorted.insert(p.to_string(), cells);
         }
+        // Reservations as they were kept before (the id's text, strings): the same bytes.
+        #[derive(Serialize)]
+        struct Before {
+            product: String,
+            dims: Dims,
+            measure: MeasureRef,
+            quantity: Qty,
+        }
+        let mut reservations: BTreeMap<String, Before> = BTreeMap::new();
+        for (i, p) in products.iter().enumerate() {
+            let partition = PartitionKey::new("env", "usmf", "1", "11");
+            let dims: Dims = [("colorId".to_string(), format!("c{i}"))].into_iter().collect();
+            let cell = Cell {
+                product: p.to_string(),
+                dims: dims.clone(),
+            };
+            let measure = MeasureRef::new("iv", "softreservphysical");
+            let id = crate::stock::reservation_id(&partition, &cell, &measure);
+            let key = ReservationKey::parse(&id).expect("an id's text parses");
+            let reservation = Reservation {
+                product: Name::from(*p),
+                dims: dims
+                    .iter()
+                    .map(|(k, v)| (Name::from(k.as_str()), Name::from(v.as_str())))
+                    .collect(),
+                measure: measure.clone(),
+                quantity: Qty::from_i64(i as i64),
+            };
+            assert_eq!(reservation.cell(), cell);
+            state.reservations.insert(key, reservation);
+            let before = Before {
+                product: p.to_string(),
+                dims,
+                measure,
+                quantity: Qty::from_i64(i as i64),
+            };
+            reservations.insert(id, before);
+        }
         let bytes = postcard::to_stdvec(&state).expect("encode");
-        let empty: BTreeMap<String, Reservation> = BTreeMap::new();
-        assert_eq!(bytes, postcard::to_stdvec(&(&sorted, &empty)).expect("encode"));
+        assert_eq!(bytes, postcard::to_stdvec(&(&sorted, &reservations)).expect("encode"));
         let back: PartitionState = postcard::from_bytes(&bytes).expect("decode");
         assert_eq!(back, state);
         assert_eq!(postcard::to_stdvec(&back).expect("encode"), bytes);
+        let first = reservations.keys().next().expect("six reservations");
+        assert_eq!(
+            back.reservation(first).map(|r| r.quantity),
+            state.reservation(first).map(|r| r.quantity)
+        );
+        assert!(back.reservation("not-an-id").is_none());
+    }
+
+    #[test]
+    fn a_reservation_id_that_is_not_one_is_refused_when_decoded() {
+        let bytes = postcard::to_stdvec("0123").expect("encode");
+        assert!(postcard::from_bytes::<ReservationKey>(&bytes).is_err());
+        let id = "0123abcd-0123-4567-89ab-cdef01234567";
+        let key: ReservationKey = postcard::from_bytes(&postcard::to_stdvec(id).expect("encode")).expect("decode");
+        assert_eq!(crate::stock::reservation_id_text(&key.0), id);
     }
 
     #[test]

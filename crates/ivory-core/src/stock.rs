@@ -14,7 +14,9 @@ use crate::command::{
 use crate::config::Config;
 use crate::model::{Cell, Dims, MeasureRef, PartitionKey};
 use crate::qty::Qty;
-use crate::state::{PartitionState, Reservation, calculated_min_over, cell_in, cell_mut, cell_ref, partition_mut};
+use crate::state::{
+    Name, PartitionState, Reservation, ReservationKey, calculated_min_over, cell_in, cell_mut, cell_ref, partition_mut,
+};
 
 pub(crate) fn on_hand_change(
     partitions: &mut BTreeMap<PartitionKey, PartitionState>,
@@ -77,6 +79,11 @@ pub(crate) fn set_on_hand(
 /// The reservation id of a product + dimensions + holding measure in a partition: IV's
 /// `reservationId` names the combination, not one request (../../../docs/iv-api.md §2.3).
 pub fn reservation_id(partition: &PartitionKey, cell: &Cell, measure: &MeasureRef) -> String {
+    reservation_id_text(&reservation_key(partition, cell, measure).0)
+}
+
+/// [`reservation_id`] as the bytes its text spells.
+pub(crate) fn reservation_key(partition: &PartitionKey, cell: &Cell, measure: &MeasureRef) -> ReservationKey {
     let mut h = Sha256::new();
     h.update(partition.canonical_bytes());
     for part in std::iter::once(&cell.product)
@@ -86,7 +93,7 @@ pub fn reservation_id(partition: &PartitionKey, cell: &Cell, measure: &MeasureRe
         h.update((part.len() as u32).to_be_bytes());
         h.update(part.as_bytes());
     }
-    reservation_id_text(&crate::state::truncate(h.finalize().into()))
+    ReservationKey(crate::state::truncate(h.finalize().into()))
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -231,24 +238,29 @@ pub(crate) fn reserve(
     let Some(after) = before.checked_add(c.quantity) else {
         return out_of_range(&c.measure);
     };
-    let id = reservation_id(&c.partition, &c.cell, &c.measure);
+    let key = reservation_key(&c.partition, &c.cell, &c.measure);
     // Accepted: from here on the state changes, and the partition is looked up once more.
     let partition = partition_mut(partitions, &c.partition);
-    match partition.reservations.get_mut(&id) {
+    match partition.reservations.get_mut(&key) {
         Some(reservation) => reservation.quantity = reservation.quantity + c.quantity,
         None => {
             let reservation = Reservation {
-                product: c.cell.product.clone(),
-                dims: c.cell.dims.clone(),
+                product: Name::from(c.cell.product.as_str()),
+                dims: c
+                    .cell
+                    .dims
+                    .iter()
+                    .map(|(k, v)| (Name::from(k.as_str()), Name::from(v.as_str())))
+                    .collect(),
                 measure: c.measure.clone(),
                 quantity: c.quantity,
             };
-            partition.reservations.insert(id.clone(), reservation);
+            partition.reservations.insert(key, reservation);
         }
     }
     cell_in(partition, &c.cell).set(&c.measure, after);
     CmdResult {
-        reservation_id: Some(id),
+        reservation_id: Some(reservation_id_text(&key.0)),
         ..CmdResult::success()
     }
 }
@@ -260,16 +272,15 @@ pub(crate) fn unreserve(partitions: &mut BTreeMap<PartitionKey, PartitionState>,
     let Some(partition) = partitions.get_mut(&c.partition) else {
         return not_found(c);
     };
-    let Some(reservation) = partition.reservations.get_mut(&c.reservation_id) else {
+    let Some(reservation) =
+        ReservationKey::parse(&c.reservation_id).and_then(|key| partition.reservations.get_mut(&key))
+    else {
         return not_found(c);
     };
     let offset = c.offset.min(reservation.quantity.max(Qty::ZERO));
     let excess = c.offset - offset;
     reservation.quantity = reservation.quantity - offset;
-    let cell = Cell {
-        product: reservation.product.clone(),
-        dims: reservation.dims.clone(),
-    };
+    let cell = reservation.cell();
     let measure = reservation.measure.clone();
     let state = cell_mut(partitions, &c.partition, &cell);
     let held = state.get(&measure);

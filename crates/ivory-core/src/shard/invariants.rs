@@ -50,14 +50,8 @@ fn touched_cells(
         Command::Consume(c) => one(&c.partition, &c.cell),
         Command::Unreserve(c) => partitions
             .get(&c.partition)
-            .and_then(|p| p.reservations.get(&c.reservation_id))
-            .map(|r| {
-                let cell = Cell {
-                    product: r.product.clone(),
-                    dims: r.dims.clone(),
-                };
-                vec![(c.partition.clone(), cell)]
-            })
+            .and_then(|p| p.reservation(&c.reservation_id))
+            .map(|r| vec![(c.partition.clone(), r.cell())])
             .unwrap_or_default(),
         Command::Hold(hold) => {
             let new = match hold {
@@ -95,11 +89,7 @@ fn available(
 }
 
 fn measure_in(partitions: &BTreeMap<PartitionKey, PartitionState>, p: &PartitionKey, r: &Reservation) -> Qty {
-    let cell = Cell {
-        product: r.product.clone(),
-        dims: r.dims.clone(),
-    };
-    cell_ref(partitions, p, &cell).map_or(Qty::ZERO, |c| c.get(&r.measure))
+    cell_ref(partitions, p, &r.cell()).map_or(Qty::ZERO, |c| c.get(&r.measure))
 }
 
 impl Before {
@@ -111,7 +101,7 @@ impl Before {
     ) -> Before {
         let touched = touched_cells(partitions, holds, command);
         let reservation = reservation_of(command).map(|(p, id)| {
-            let r = partitions.get(p).and_then(|s| s.reservations.get(&id)).cloned();
+            let r = partitions.get(p).and_then(|s| s.reservation(&id)).cloned();
             (id, r)
         });
         let available = match command {
@@ -160,7 +150,7 @@ impl Before {
         command: &Command,
         result: &CmdResult,
     ) {
-        let reservation_now = |p: &PartitionKey, id: &str| partitions.get(p).and_then(|s| s.reservations.get(id));
+        let reservation_now = |p: &PartitionKey, id: &str| partitions.get(p).and_then(|s| s.reservation(id));
         if !result.outcome.applied() {
             let cells_now = save_cells(partitions, self.cells.iter().map(|(p, c, ..)| (p, c)));
             assert!(
