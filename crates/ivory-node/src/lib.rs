@@ -59,7 +59,7 @@ pub mod proto {
 pub use backup::{BACKUP_MAX_BYTES, GroupBackup, collect_backup};
 pub use error::{NO_QUORUM_RETRY_AFTER_MS, NodeError};
 pub use ivory_cluster::ClusterSecret;
-pub use ivory_raft::{ApplyDigest, StorageOptions};
+pub use ivory_raft::{ApplyDigest, GROUP_COMMIT_WINDOW_DEFAULT, StorageOptions};
 pub use meta::{JoinInfo, join_cluster};
 pub use network::FaultSettings;
 pub use node::{Node, NodeConfig, SWEEP_INTERVAL, ShardStatus};

@@ -26,7 +26,7 @@ pub mod wal;
 
 pub use log_store::GroupLogStore;
 pub use state_machine::{ApplyDigest, ShardStateMachine, SharedDigest, SharedMeta, SharedShard};
-pub use storage::{EXIT_STORAGE_FAILED, NodeStorage, StorageOptions};
+pub use storage::{EXIT_STORAGE_FAILED, GROUP_COMMIT_WINDOW_DEFAULT, NodeStorage, StorageOptions};
 
 /// One log entry's application data: a batch of commands for a shard group, or one change of
 /// the cluster's metadata for the metadata group ([`ivory_cluster::META_GROUP`]).

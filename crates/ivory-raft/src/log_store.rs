@@ -118,7 +118,8 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
         self.wal.append(self.group, entries)?;
         // Acknowledged from the flusher thread once written and fdatasync'ed, together with every
         // other group's appends that queued meanwhile.
-        self.flusher.log_flush_then(Box::new(move |r| callback.io_completed(r)));
+        self.flusher
+            .log_flush_then(self.group, Box::new(move |r| callback.io_completed(r)));
         Ok(())
     }
 

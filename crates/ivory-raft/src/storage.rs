@@ -29,6 +29,8 @@ type FlushDone = Box<dyn FnOnce(io::Result<()>) + Send>;
 /// What a request waits for: the log only (the hot path), or the log and sled.
 struct FlushRequest {
     sled: bool,
+    /// The group whose log append waits on it (none: a wait for durability as such).
+    group: Option<GroupId>,
     done: FlushDone,
 }
 
@@ -48,7 +50,19 @@ pub struct StorageOptions {
     /// that round is answered. The `ivory` binary sets it; a library embedding (tests) gets the
     /// error instead, and the log stays failed for good.
     pub exit_on_failure: bool,
+    /// Group commit: when the last round carried appends of at least [`GROUP_COMMIT_BUSY_GROUPS`]
+    /// groups, the next starts no sooner than this after it started, so more appends share one
+    /// fsync. A lone writer never waits. Zero: every round starts as soon as something is queued.
+    pub group_commit_window: Duration,
 }
+
+/// [`StorageOptions::group_commit_window`]'s default (measured: bench/README.md, "Group commit").
+pub const GROUP_COMMIT_WINDOW_DEFAULT: Duration = Duration::from_millis(1);
+
+/// Groups appending in one round from which the next round waits for the window. Many shards'
+/// small appends are CPU-bound on their fsyncs and gain from sharing them; one hot shard's
+/// pipeline already batches in its Raft entries and is latency-bound, so it is not held back.
+pub const GROUP_COMMIT_BUSY_GROUPS: usize = 3;
 
 /// The exit code of a node whose storage failed (`EX_IOERR`): a supervisor restarts it and it
 /// recovers from what is on disk. After a failed `fdatasync` the kernel may have dropped the
@@ -62,6 +76,7 @@ impl Default for StorageOptions {
             cache_capacity_bytes: 64 * 1024 * 1024,
             fsync: true,
             exit_on_failure: false,
+            group_commit_window: GROUP_COMMIT_WINDOW_DEFAULT,
         }
     }
 }
@@ -88,6 +103,7 @@ struct FlusherCtx {
     wal: Wal,
     fsync: bool,
     exit_on_failure: bool,
+    group_commit_window: Duration,
     flushes: Arc<AtomicU64>,
     delay_ms: Arc<AtomicU64>,
     fail_next: Arc<AtomicBool>,
@@ -103,6 +119,7 @@ impl Flusher {
             wal,
             fsync: options.fsync,
             exit_on_failure: options.exit_on_failure,
+            group_commit_window: options.group_commit_window,
             flushes: Arc::new(AtomicU64::new(0)),
             delay_ms: Arc::new(AtomicU64::new(0)),
             fail_next: Arc::new(AtomicBool::new(false)),
@@ -157,21 +174,23 @@ impl Flusher {
         self.flushes.load(Ordering::Relaxed)
     }
 
-    fn request(&self, sled: bool, done: FlushDone) {
-        if let Err(mpsc::SendError(request)) = self.tx.send(FlushRequest { sled, done }) {
+    fn request(&self, sled: bool, group: Option<GroupId>, done: FlushDone) {
+        if let Err(mpsc::SendError(request)) = self.tx.send(FlushRequest { sled, group, done }) {
             (request.done)(Err(io_err("storage flusher stopped")));
         }
     }
 
-    /// Runs `done` on the flusher thread once every log record queued so far is durable.
-    pub fn log_flush_then(&self, done: FlushDone) {
-        self.request(false, done);
+    /// Runs `done` on the flusher thread once every log record queued so far (the last by
+    /// `group`) is durable.
+    pub fn log_flush_then(&self, group: GroupId, done: FlushDone) {
+        self.request(false, Some(group), done);
     }
 
     async fn wait(&self, sled: bool) -> io::Result<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.request(
             sled,
+            None,
             Box::new(move |r| {
                 let _ = tx.send(r);
             }),
@@ -213,7 +232,15 @@ fn sync_blobs(dir: &Path) -> io::Result<()> {
 
 fn flusher_loop(ctx: &FlusherCtx, rx: mpsc::Receiver<FlushRequest>) {
     let mut pending: Vec<FlushRequest> = Vec::new();
+    // The start of the last round that was busy enough for the next to wait for its window.
+    let mut window_from: Option<Instant> = None;
     while let Ok(first) = rx.recv() {
+        if let Some(due) = window_from.take().map(|at| at + ctx.group_commit_window) {
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
         let started = Instant::now();
         let delay = ctx.delay_ms.load(Ordering::Relaxed);
         if delay > 0 {
@@ -240,6 +267,9 @@ fn flusher_loop(ctx: &FlusherCtx, rx: mpsc::Receiver<FlushRequest>) {
         ctx.flushes.fetch_add(1, Ordering::Relaxed);
         metrics::histogram!("ivory_raft_fsync_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("ivory_raft_fsync_batch").record(pending.len() as f64);
+        if !ctx.group_commit_window.is_zero() && appending_groups(&pending) >= GROUP_COMMIT_BUSY_GROUPS {
+            window_from = Some(started);
+        }
         if let Err(e) = &result {
             ctx.wal.poison(&e.to_string());
             storage_failed(e, ctx.exit_on_failure);
@@ -253,6 +283,20 @@ fn flusher_loop(ctx: &FlusherCtx, rx: mpsc::Receiver<FlushRequest>) {
             );
         }
     }
+}
+
+/// How many groups' appends a round carries (counted up to [`GROUP_COMMIT_BUSY_GROUPS`]).
+fn appending_groups(round: &[FlushRequest]) -> usize {
+    let mut seen: Vec<GroupId> = Vec::with_capacity(GROUP_COMMIT_BUSY_GROUPS);
+    for group in round.iter().filter_map(|r| r.group) {
+        if !seen.contains(&group) {
+            seen.push(group);
+            if seen.len() == GROUP_COMMIT_BUSY_GROUPS {
+                break;
+            }
+        }
+    }
+    seen.len()
 }
 
 /// Logs a failed flush round and, for the binary, ends the process before anyone is answered.
@@ -490,6 +534,62 @@ mod tests {
         let rounds = storage.flusher().flush_count() - before;
         assert!(rounds >= 1);
         assert!(rounds < 200, "200 requests took {rounds} fsyncs: no group commit");
+    }
+
+    /// Sends one log flush request per group and waits for all of them.
+    async fn log_flushes(flusher: &Flusher, groups: &[GroupId]) {
+        let mut done = Vec::new();
+        for &group in groups {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            flusher.log_flush_then(
+                group,
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            );
+            done.push(rx);
+        }
+        for rx in done {
+            rx.await.expect("answered").expect("flushed");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_round_of_many_groups_opens_the_group_commit_window_and_a_lone_writer_never_waits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let window = Duration::from_millis(1500);
+        let options = StorageOptions {
+            group_commit_window: window,
+            ..StorageOptions::default()
+        };
+        let storage = NodeStorage::open_async(dir.path().to_path_buf(), options)
+            .await
+            .expect("open");
+        let flusher = storage.flusher();
+        // One group at a time: five rounds, none of them waiting (five windows would be 7.5 s).
+        let started = Instant::now();
+        for _ in 0..5 {
+            log_flushes(flusher, &[1]).await;
+        }
+        assert!(
+            started.elapsed() < window,
+            "a lone writer waited: {:?}",
+            started.elapsed()
+        );
+        // Three groups in one round (a slow disk holds the round open while they queue): the
+        // next round starts no sooner than the window after that one started.
+        flusher.set_delay(Duration::from_millis(100));
+        let busy_started = Instant::now();
+        log_flushes(flusher, &[1, 2, 3]).await;
+        flusher.set_delay(Duration::ZERO);
+        let rounds = flusher.flush_count();
+        log_flushes(flusher, &[1]).await;
+        assert_eq!(flusher.flush_count(), rounds + 1);
+        assert!(
+            busy_started.elapsed() >= window,
+            "the round after a busy one started {:?} after it, inside the window",
+            busy_started.elapsed()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,6 +101,11 @@ struct Common {
     /// Event-stream followers (`GET .../events`) per environment at once on this node.
     #[arg(long, env = "IVORY_MAX_EVENT_FOLLOWERS", default_value_t = ivory_gateway::limits::EVENT_FOLLOWERS_DEFAULT)]
     max_event_followers: usize,
+    /// Group commit: microseconds a busy node lets writes gather before its next log fsync
+    /// (never more than this after the last one began; a lone writer does not wait). 0 turns
+    /// it off: lowest latency, more CPU per write under load.
+    #[arg(long, env = "IVORY_GROUP_COMMIT_WINDOW_US", default_value_t = ivory_node::GROUP_COMMIT_WINDOW_DEFAULT.as_micros() as u64)]
+    group_commit_window_us: u64,
     /// Tests only: serve `GET|POST /_test/fault` (drop or delay what this node sends to other
     /// nodes, slow its disk). Without it the route does not exist and nothing can be injected.
     #[arg(long)]
@@ -389,6 +394,7 @@ async fn run(
     // A failed write or fsync ends the process (exit 74) before anything of it is acknowledged.
     let storage_options = StorageOptions {
         exit_on_failure: true,
+        group_commit_window: std::time::Duration::from_micros(common.group_commit_window_us),
         ..StorageOptions::default()
     };
     let started = match membership {
