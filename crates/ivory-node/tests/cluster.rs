@@ -243,7 +243,8 @@ async fn thousand_concurrent_proposals_apply_exactly_once_in_one_order() {
 }
 
 /// Many concurrent proposals for two shards through a node that leads neither: each caller gets
-/// the results of its own commands, in order, however the leaders batched them.
+/// the results of its own commands, in order, however the forwarding node and the leaders
+/// batched them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_proposals_for_several_shards_each_get_their_own_results() {
     tokio::time::timeout(Duration::from_secs(90), async {
@@ -252,6 +253,7 @@ async fn forwarded_proposals_for_several_shards_each_get_their_own_results() {
         let via = (1..=3)
             .find(|id| !leaders.contains(id))
             .expect("a node leading neither shard");
+        let calls_before = cluster.node(via).forward_calls();
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..300u32 {
             let shard = i % 2;
@@ -284,6 +286,9 @@ async fn forwarded_proposals_for_several_shards_each_get_their_own_results() {
                 }
             }
         }
+        // Forwards that queued for one shard's leader shared calls.
+        let calls = cluster.node(via).forward_calls() - calls_before;
+        assert!((2..300).contains(&calls), "300 forwarded proposals took {calls} calls");
         for shard in 0..2u32 {
             cluster.wait_converged(shard, T).await;
             cluster.assert_replicas_equal(shard, 3);

@@ -242,22 +242,12 @@ impl Node {
                 commands.len()
             )));
         }
-        // Encoded only if the write must be forwarded: most proposals stay on the leader.
-        let encoded = std::sync::OnceLock::new();
         let commands = &commands;
-        let encoded = &encoded;
         self.with_retries(shard, |target| async move {
             if target == self.id() {
                 self.propose_coalesced(shard, commands.clone()).await
             } else {
-                let bytes = match encoded.get() {
-                    Some(bytes) => bytes,
-                    None => {
-                        let bytes = encode(commands).map_err(NodeError::Invalid)?;
-                        encoded.get_or_init(|| bytes)
-                    }
-                };
-                self.forward_propose(target, shard, bytes.clone()).await
+                self.forward_coalesced(target, shard, commands.clone()).await
             }
         })
         .await
@@ -300,7 +290,12 @@ impl Node {
             .max_encoding_message_size(GRPC_MESSAGE_MAX_BYTES))
     }
 
-    async fn forward_propose(&self, target: u64, shard: u32, commands: Vec<u8>) -> Result<Vec<CmdResult>, NodeError> {
+    pub(crate) async fn forward_propose(
+        &self,
+        target: u64,
+        shard: u32,
+        commands: Vec<u8>,
+    ) -> Result<Vec<CmdResult>, NodeError> {
         let results = self.forward_propose_bytes(target, shard, commands).await?;
         decode(&results).map_err(NodeError::Unavailable)
     }
