@@ -148,7 +148,14 @@ pub struct Shard {
     /// `events_by_time` whose event is remembered under that timestamp. Derived from the
     /// replicated state (rebuilt on restore), so it is not part of the snapshot.
     events_by_partition: BTreeMap<u64, VecDeque<(u64, EventKey)>>,
+    /// [`crate::state::scope_tags`] of the partitions seen lately: two SHA-256 digests that every
+    /// remembered command would otherwise pay again. A cache of a pure function, cleared past
+    /// [`SCOPE_TAGS_CACHED_MAX`] entries; not part of the snapshot.
+    scope_tags: HashMap<PartitionKey, (u64, u64)>,
 }
+
+/// Partitions whose scope tags a shard keeps at most (a shard owns a few hundred at most).
+const SCOPE_TAGS_CACHED_MAX: usize = 4096;
 
 impl Shard {
     pub fn new(event_retention_ms: u64) -> Shard {
@@ -162,6 +169,7 @@ impl Shard {
             events_max: EVENTS_REMEMBERED_MAX,
             partition_events_max: EVENTS_PER_PARTITION_MAX,
             events_by_partition: BTreeMap::new(),
+            scope_tags: HashMap::new(),
         }
     }
 
@@ -356,6 +364,7 @@ impl Shard {
             events_max: EVENTS_REMEMBERED_MAX,
             partition_events_max: EVENTS_PER_PARTITION_MAX,
             events_by_partition: BTreeMap::new(),
+            scope_tags: HashMap::new(),
         };
         shard.index_events_by_partition();
         Ok(shard)

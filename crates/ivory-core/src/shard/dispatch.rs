@@ -51,7 +51,7 @@ impl Shard {
         // Refusals for bad input are not remembered: the client may fix the body and reuse the id.
         if result.outcome != Outcome::Invalid {
             let ts_ms = self.state.clock_ms;
-            let (environment_tag, partition_tag) = scope_tags(partition);
+            let (environment_tag, partition_tag) = self.scope_tags_of(partition);
             self.state.events_by_time.push_back((ts_ms, key));
             self.events_by_partition
                 .entry(partition_tag)
@@ -70,6 +70,19 @@ impl Shard {
             self.bound_partition_events(partition_tag);
         }
         result
+    }
+
+    /// [`scope_tags`], through the shard's cache.
+    fn scope_tags_of(&mut self, partition: &PartitionKey) -> (u64, u64) {
+        if let Some(tags) = self.scope_tags.get(partition) {
+            return *tags;
+        }
+        let tags = scope_tags(partition);
+        if self.scope_tags.len() >= super::SCOPE_TAGS_CACHED_MAX {
+            self.scope_tags.clear();
+        }
+        self.scope_tags.insert(partition.clone(), tags);
+        tags
     }
 
     fn apply_admin(&mut self, command: &Command) -> CmdResult {
