@@ -1,4 +1,4 @@
-//! Compiles proto/ivory/v1/raft.proto with protox (pure Rust, no system protoc; ../../docs/stack.md §4).
+//! Compiles proto/ivory/v1/raft.proto with protox (pure Rust, no system protoc; docs/stack.md §4).
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! CPU of the state machine alone (no Raft, HTTP or storage) for the shapes of `ivory-bench
 //! spread` and `bulk`: 100,000 keys loaded, then reserves of 1 with fresh ids, one per batch
 //! (spread) or 512 per batch (bulk). A profiling aid (`perf record` around it); the figures that
-//! count are the bench harness's (../../../bench/README.md).
+//! count are the bench harness's (bench/README.md).
 //!
 //! `cargo run --release -p ivory-core --example apply_cost [KEYS] [RESERVES]`
 

@@ -1,4 +1,4 @@
-//! Ivory's IV-compatible REST gateway (../../../docs/iv-api.md): auth, JSON leniency, validation and limits,
+//! Ivory's IV-compatible REST gateway (docs/iv-api.md): auth, JSON leniency, validation and limits,
 //! bulk split by shard, query fan-out and merge. Every stock rule lives in `ivory-core`; this crate
 //! only parses, validates shapes and limits, routes to shards and merges answers.
 //!
@@ -60,7 +60,7 @@ use tracing::Instrument;
 pub use error::ApiError;
 pub use grpc::{CODE_METADATA, grpc_code, grpc_service};
 
-/// The generated messages, server and client of ../../../proto/ivory/v1/inventory.proto.
+/// The generated messages, server and client of proto/ivory/v1/inventory.proto.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod proto {
     tonic::include_proto!("ivory.v1");

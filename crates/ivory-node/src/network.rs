@@ -32,7 +32,7 @@ use crate::proto::raft_transport_client::RaftTransportClient;
 pub const GRPC_MESSAGE_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// Snapshot data travels in chunks of this size.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
-/// Bounds one whole snapshot transfer (openraft does not: ../../../docs/stack.md §1).
+/// Bounds one whole snapshot transfer (openraft does not: docs/stack.md §1).
 pub const SNAPSHOT_TRANSFER_TIMEOUT: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The request header naming the group of an `AppendStream` (its messages follow later, if ever).

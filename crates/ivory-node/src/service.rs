@@ -268,7 +268,7 @@ impl Admin for Node {
 }
 
 impl Node {
-    /// The node's gRPC services as an axum router, to merge with REST on one port (../../../docs/stack.md §6).
+    /// The node's gRPC services as an axum router, to merge with REST on one port (docs/stack.md §6).
     pub fn grpc_router(&self) -> axum::Router {
         let transport = RaftTransportServer::new(self.clone())
             .max_decoding_message_size(GRPC_MESSAGE_MAX_BYTES)

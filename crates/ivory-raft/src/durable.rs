@@ -3,7 +3,7 @@
 //! A new file or directory is durable only once the directory naming it is fsynced: ext4's
 //! journal usually does that with the next fsync of anything, POSIX does not promise it, and
 //! the nemesis' strict lossyfs showed whole nodes coming back empty without it (finding 5 of
-//! ../../../tests/nemesis/README.md).
+//! tests/nemesis/README.md).
 
 use std::fs::File;
 use std::io;
@@ -11,7 +11,7 @@ use std::path::Path;
 
 /// A node does not open its storage with less free space than this on the data directory's
 /// file system. sled's recovery writes at open, and an open cut short by a full disk left the
-/// database unreadable for good (finding 4 of ../../../tests/nemesis/README.md); refusing to start
+/// database unreadable for good (finding 4 of tests/nemesis/README.md); refusing to start
 /// instead lets a supervisor retry once there is space.
 pub const START_FREE_BYTES_MIN: u64 = 4 << 20;
 

@@ -479,7 +479,7 @@ mod tests {
 
     /// A snapshot replaces the previous one on disk: many large snapshots take the room of about
     /// one, and a reopen reads the last. (The pile-up of sled blobs this replaced, 612 MB in 20 s,
-    /// needed a node under load to show: ../../../bench/README.md, "Disk".)
+    /// needed a node under load to show: bench/README.md, "Disk".)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn snapshots_replace_each_other_on_disk_and_survive_a_reopen() {
         use ivory_core::{Batch, Cell, Command, Dims, OnHandChange, PartitionKey, Qty};
