@@ -855,7 +855,7 @@ fn hold_lines(
             .get(&line.partition)
             .and_then(|p| p.products.get(line.cell.product.as_str()));
         let exact: Vec<(&String, &String)> = line.cell.dims.iter().collect();
-        let available = gate.map_or(Qty::ZERO, |g| calculated_min_over(cells, g, &[&[], &exact]));
+        let available = gate.map_or(Qty::ZERO, |g| calculated_min_over(cells, g, &[&[][..], &exact[..]]));
         let before = cell_ref(partitions, &line.partition, &line.cell).map_or(Qty::ZERO, |c| c.get(measure));
         let fits = line.allow_oversell || available >= line.quantity;
         if fits && before.checked_add(line.quantity).is_some() {

@@ -230,13 +230,17 @@ pub(crate) fn calculated_over(cells: Option<&Cells>, formula: &Formula, filter: 
 
 /// The least, over `filters`, of [`calculated_over`]: each cell's formula is evaluated once, not
 /// once per filter (a reservation checks every level of the hierarchy, usually over one cell).
-pub(crate) fn calculated_min_over(cells: Option<&Cells>, formula: &Formula, filters: &[&[(&String, &String)]]) -> Qty {
+pub(crate) fn calculated_min_over<'a, F: AsRef<[(&'a String, &'a String)]>>(
+    cells: Option<&Cells>,
+    formula: &Formula,
+    filters: &[F],
+) -> Qty {
     let Some(cells) = cells else { return Qty::ZERO };
     let mut sums = vec![Qty::ZERO; filters.len()];
     for (dims, cell) in cells.iter() {
         let mut value = None;
         for (sum, filter) in sums.iter_mut().zip(filters) {
-            if filter.iter().all(|(k, v)| dims.get(*k) == Some(*v)) {
+            if filter.as_ref().iter().all(|(k, v)| dims.get(*k) == Some(*v)) {
                 *sum = *sum + *value.get_or_insert_with(|| formula.value(&cell.quantities));
             }
         }

@@ -223,8 +223,7 @@ pub(crate) fn reserve(
         let Some(gate) = config.calculated.get(gate_ref) else {
             return CmdResult::refused(Outcome::Invalid, format!("'{gate_ref}' is not a calculated measure"));
         };
-        let filters: Vec<&[(&String, &String)]> = levels.iter().map(Vec::as_slice).collect();
-        let available = calculated_min_over(cells, gate, &filters);
+        let available = calculated_min_over(cells, gate, &levels);
         if available < c.quantity {
             return CmdResult::refused(
                 Outcome::Insufficient,

@@ -125,7 +125,8 @@ impl Node {
         answer.await.map_err(|_| stopped())?
     }
 
-    /// How many `Propose` calls this node has made to other nodes' leaders (tests, operators).
+    /// How many `Propose` calls this node has made to other nodes' leaders (for tests; operators
+    /// see `ivory_node_forward_batch_proposals`).
     pub fn forward_calls(&self) -> u64 {
         self.inner
             .coalescer
