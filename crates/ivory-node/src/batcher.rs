@@ -134,6 +134,12 @@ impl Node {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// `Replicate` streams this node opened to other nodes, and the replication sessions (one
+    /// group to one follower each) it opened on them, since start (for tests).
+    pub fn replication_opened(&self) -> (u64, u64) {
+        self.inner.peers.replication_opened()
+    }
+
     async fn send_batch(&self, shard: u32, route: Route, commands: Vec<Command>) -> Result<Vec<CmdResult>, NodeError> {
         match route {
             Route::Local => self.propose_local(shard, commands).await,

@@ -48,6 +48,7 @@ pub mod network;
 mod node;
 mod placement;
 mod rebalancer;
+mod replication;
 mod service;
 
 pub mod proto {

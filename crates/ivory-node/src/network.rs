@@ -1,6 +1,8 @@
 //! openraft's network over tonic: one lazily connected `Channel` per peer address, shared by all
-//! groups (HTTP/2 multiplexes them); every request carries its group id. Replication runs on one
-//! stream per session of a group and follower (`stream_append`), the other messages are calls.
+//! groups (HTTP/2 multiplexes them); every request carries its group id. Replication of every
+//! group to a peer runs on one shared stream (`Replicate`, crates/ivory-node/src/replication.rs),
+//! or on a stream per session of a group and follower (`AppendStream`) to a peer without it; the
+//! other messages are calls.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -27,6 +29,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::proto;
 use crate::proto::raft_transport_client::RaftTransportClient;
+use crate::replication::{Links, Target};
 
 /// gRPC's default 4 MiB is too small for a bulk-sized AppendEntries; snapshots are chunked anyway.
 pub const GRPC_MESSAGE_MAX_BYTES: usize = 64 * 1024 * 1024;
@@ -105,11 +108,11 @@ impl Faults {
     }
 
     #[inline]
-    fn active(&self) -> bool {
+    pub(crate) fn active(&self) -> bool {
         self.active.load(Ordering::Acquire)
     }
 
-    fn dropped(&self, addr: &str) -> bool {
+    pub(crate) fn dropped(&self, addr: &str) -> bool {
         self.active() && self.read().drop.contains(addr)
     }
 
@@ -120,7 +123,7 @@ impl Faults {
     /// The hook every outgoing call, and every message of a replication stream, passes: waits
     /// the configured delay; false when `addr` is cut off, before or after the wait (a partition
     /// set while a message waited applies to it too).
-    async fn pass(&self, addr: &str) -> bool {
+    pub(crate) async fn pass(&self, addr: &str) -> bool {
         if self.dropped(addr) {
             return false;
         }
@@ -217,6 +220,8 @@ pub struct Peers {
     faults: Arc<Faults>,
     secret: Arc<ClusterSecret>,
     tls: Option<tonic::transport::ClientTlsConfig>,
+    /// One `Replicate` stream per peer, carrying the replication of every group.
+    links: Arc<Links>,
 }
 
 impl Peers {
@@ -228,6 +233,7 @@ impl Peers {
             faults: Arc::default(),
             secret,
             tls,
+            links: Arc::default(),
         }
     }
 
@@ -256,6 +262,12 @@ impl Peers {
     /// Ends the dropping of requests (the delay stays).
     pub fn unblock_all(&self) {
         self.faults.update(|s| s.drop.clear());
+    }
+
+    /// `Replicate` streams this node opened to its peers, and replication sessions it opened on
+    /// them, since start (for tests).
+    pub fn replication_opened(&self) -> (u64, u64) {
+        self.links.opened()
     }
 
     /// The fault hook of everything this node sends.
@@ -358,7 +370,7 @@ pub struct GroupNetwork {
     sequential: Arc<AtomicBool>,
 }
 
-fn status_to_rpc(status: tonic::Status) -> RPCError<TypeConfig> {
+pub(crate) fn status_to_rpc(status: tonic::Status) -> RPCError<TypeConfig> {
     match status.code() {
         tonic::Code::Unavailable | tonic::Code::NotFound | tonic::Code::Cancelled => {
             RPCError::Unreachable(Unreachable::from_string(status.to_string()))
@@ -408,6 +420,48 @@ impl GroupNetwork {
             }
         };
         decode(&reply.into_inner().payload).map_err(|e| RPCError::Network(NetworkError::from_string(e)))
+    }
+
+    /// The target's address: the metadata's wins over the one in the group's membership (the
+    /// target may have restarted elsewhere since the session's network was made).
+    fn target_addr(&self) -> String {
+        self.peers.address_of(self.target).unwrap_or_else(|| self.addr.clone())
+    }
+
+    /// A session on the peer's shared `Replicate` stream (crates/ivory-node/src/replication.rs).
+    async fn open_linked_session<'s, S>(
+        &'s mut self,
+        addr: String,
+        input: S,
+        option: RPCOption,
+    ) -> Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    {
+        let faults = self.peers.faults.clone();
+        if faults.dropped(&addr) {
+            return Err(RPCError::Unreachable(Unreachable::from_string(format!(
+                "{addr} is isolated (fault injection)"
+            ))));
+        }
+        let target = Target {
+            group: self.group,
+            id: self.id,
+            target: self.target,
+            addr: addr.as_str().into(),
+            faults,
+        };
+        let peers = self.peers.clone();
+        let client = move || peers.transport(&addr);
+        crate::replication::open_session(
+            &self.peers.links,
+            target,
+            client,
+            input,
+            option.soft_ttl(),
+            option.hard_ttl(),
+        )
+        .await
     }
 
     async fn open_append_stream<'s, S>(
@@ -580,7 +634,11 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
         if self.sequential.load(Ordering::Relaxed) {
             return stream_append_sequential(self, input, option);
         }
-        Box::pin(self.open_append_stream(input, option))
+        let addr = self.target_addr();
+        if self.peers.links.unsupported(&addr) {
+            return Box::pin(self.open_append_stream(input, option));
+        }
+        Box::pin(self.open_linked_session(addr, input, option))
     }
 
     async fn vote(
@@ -649,9 +707,26 @@ mod tests {
         assert!(status.message().contains("protocol version 2"), "{status:?}");
     }
 
-    /// A node built before `AppendStream` answers it as unimplemented: a tonic server at once
-    /// (`grpc-status` 12), a server without the route as HTTP 404 once the stream is read. Either
-    /// way the session fails and the next ones replicate call by call.
+    /// Whether the first answer of a new session to a server is a success.
+    async fn first_reply(network: &mut GroupNetwork, option: &RPCOption) -> Option<bool> {
+        // One request, so that a server without the route answers 404 to it.
+        let one = futures::stream::iter([AppendEntriesRequest::<TypeConfig> {
+            vote: openraft::Vote::new(1, 1),
+            prev_log_id: None,
+            entries: Vec::new(),
+            leader_commit: None,
+        }])
+        .chain(futures::stream::pending());
+        match network.stream_append(Box::pin(one), option.clone()).await {
+            Ok(mut replies) => replies.next().await.map(|r| r.is_ok()),
+            Err(_) => None,
+        }
+    }
+
+    /// A node built before `Replicate` and `AppendStream` answers them as unimplemented: a tonic
+    /// server at once (`grpc-status` 12), a server without the route as HTTP 404 once the stream
+    /// is read. Either way the session fails, the next one tries a stream of its own, and after
+    /// that fails too the sessions replicate call by call.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_target_without_append_stream_is_replicated_to_call_by_call() {
         tokio::time::timeout(Duration::from_secs(20), async {
@@ -673,11 +748,21 @@ mod tests {
                     sequential: Arc::default(),
                 };
                 let option = RPCOption::new(Duration::from_secs(5));
-                let first_reply = match network.stream_append(futures::stream::pending(), option).await {
-                    Ok(mut replies) => replies.next().await.map(|r| r.is_ok()),
-                    Err(_) => None,
-                };
-                assert_ne!(first_reply, Some(true), "no answer from a server without the service");
+                assert_ne!(
+                    first_reply(&mut network, &option).await,
+                    Some(true),
+                    "no answer from a server without the service"
+                );
+                assert!(
+                    network.peers.links.unsupported(&network.addr),
+                    "the next session has a stream of its own"
+                );
+                assert!(!network.sequential.load(Ordering::Relaxed), "not yet call by call");
+                assert_ne!(
+                    first_reply(&mut network, &option).await,
+                    Some(true),
+                    "no answer from a server without the service"
+                );
                 assert!(
                     network.sequential.load(Ordering::Relaxed),
                     "the next session goes call by call"

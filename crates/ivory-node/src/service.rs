@@ -99,6 +99,23 @@ impl RaftTransport for Node {
         Ok(Response::new(Box::pin(replies)))
     }
 
+    type ReplicateStream = futures::stream::BoxStream<'static, Result<proto::ReplicationFrame, Status>>;
+
+    async fn replicate(
+        &self,
+        request: Request<Streaming<proto::ReplicationFrame>>,
+    ) -> Result<Response<Self::ReplicateStream>, Status> {
+        // The stream ends with this node: openraft's tasks behind it hold the groups' storage.
+        let mut shutdown = self.inner.shutdown_tx.subscribe();
+        let stopping = async move {
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
+        };
+        let inbound = request.into_inner().take_until(Box::pin(stopping));
+        let node = self.clone();
+        let frames = crate::replication::serve(move |group| node.raft(group).ok(), inbound);
+        Ok(Response::new(Box::pin(frames.map(Ok))))
+    }
+
     async fn vote(&self, request: Request<proto::RaftRequest>) -> Result<Response<proto::RaftReply>, Status> {
         let request = request.into_inner();
         let raft = raft_of(self, request.group_id)?;

@@ -301,6 +301,40 @@ async fn forwarded_proposals_for_several_shards_each_get_their_own_results() {
     .expect("test timed out");
 }
 
+/// A node replicates every group it leads to a peer on one `Replicate` stream: 8 shards and the
+/// metadata group, each replicated to two followers, open at least 16 sessions, and those share
+/// at most one stream per pair of nodes (no node restarts here, so no stream is reopened).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_group_replicates_to_a_peer_on_one_shared_stream() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let cluster = TestCluster::start(3, 8, 3).await;
+        for shard in 0..8u32 {
+            let leader = cluster.wait_leader(shard, T).await;
+            cluster
+                .propose_retrying(leader, shard, vec![add(&format!("s{shard}"), i64::from(shard) + 1)], T)
+                .await;
+        }
+        for shard in 0..8u32 {
+            cluster.wait_converged(shard, T).await;
+            cluster.assert_replicas_equal(shard, 3);
+            let onhand = read_onhand(cluster.node(1), shard).await.expect("read");
+            assert_eq!(onhand, Qty::from_i64(i64::from(shard) + 1), "shard {shard}");
+        }
+        let (mut streams, mut sessions) = (0, 0);
+        for id in 1..=3 {
+            let (node_streams, node_sessions) = cluster.node(id).replication_opened();
+            assert!(node_streams <= 2, "node {id} opened {node_streams} streams to 2 peers");
+            streams += node_streams;
+            sessions += node_sessions;
+        }
+        assert!(sessions >= 16, "{sessions} sessions on {streams} streams");
+        assert!(streams <= 6, "{sessions} sessions on {streams} streams");
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
 /// `ivory serve`: one node, replication factor 1, every shard led locally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_node_serves_writes_and_reads() {
