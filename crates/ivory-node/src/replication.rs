@@ -52,6 +52,9 @@ fn end_of(session: u64, group: GroupId, error: Option<String>) -> Message {
 fn frames(queue: mpsc::Receiver<Message>) -> impl Stream<Item = proto::ReplicationFrame> + Send + 'static {
     futures::stream::unfold(queue, |mut queue| async move {
         let first = queue.recv().await?;
+        // One turn for the tasks woken with the sender of `first` (a flush round completes
+        // several groups' appends at once) to queue theirs.
+        tokio::task::yield_now().await;
         let mut messages = vec![first];
         while messages.len() < FRAME_MESSAGES_MAX {
             match queue.try_recv() {
