@@ -134,6 +134,12 @@ impl Node {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Forwarded proposals this node sent on `Forward` streams rather than as `Propose` calls,
+    /// since start (for tests).
+    pub fn forward_stream_calls(&self) -> u64 {
+        self.inner.peers.forwards.calls()
+    }
+
     /// `Replicate` streams this node opened to other nodes, and the replication sessions (one
     /// group to one follower each) it opened on them, since start (for tests).
     pub fn replication_opened(&self) -> (u64, u64) {

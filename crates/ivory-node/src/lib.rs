@@ -42,6 +42,7 @@ mod batcher;
 pub mod clock;
 mod cluster;
 mod error;
+mod forwarding;
 mod membership;
 mod meta;
 pub mod network;

@@ -27,8 +27,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::forwarding::ForwardLinks;
 use crate::proto;
 use crate::proto::raft_transport_client::RaftTransportClient;
+use crate::proto::shard_client::ShardClient;
 use crate::replication::{Links, Target};
 
 /// gRPC's default 4 MiB is too small for a bulk-sized AppendEntries; snapshots are chunked anyway.
@@ -222,6 +224,8 @@ pub struct Peers {
     tls: Option<tonic::transport::ClientTlsConfig>,
     /// One `Replicate` stream per peer, carrying the replication of every group.
     links: Arc<Links>,
+    /// One `Forward` stream per peer, carrying the proposals forwarded to its leaders.
+    pub(crate) forwards: Arc<ForwardLinks>,
 }
 
 impl Peers {
@@ -234,6 +238,7 @@ impl Peers {
             secret,
             tls,
             links: Arc::default(),
+            forwards: Arc::default(),
         }
     }
 
@@ -308,6 +313,13 @@ impl Peers {
 
     pub fn transport(&self, addr: &str) -> Result<RaftTransportClient<PeerChannel>, String> {
         Ok(RaftTransportClient::new(self.channel(addr)?)
+            .max_decoding_message_size(GRPC_MESSAGE_MAX_BYTES)
+            .max_encoding_message_size(GRPC_MESSAGE_MAX_BYTES))
+    }
+
+    /// A `Shard` client of `addr` on its shared channel.
+    pub(crate) fn shard_client(&self, addr: &str) -> Result<ShardClient<PeerChannel>, String> {
+        Ok(ShardClient::new(self.channel(addr)?)
             .max_decoding_message_size(GRPC_MESSAGE_MAX_BYTES)
             .max_encoding_message_size(GRPC_MESSAGE_MAX_BYTES))
     }

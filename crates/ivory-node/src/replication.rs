@@ -27,14 +27,14 @@ use crate::network::{Faults, PeerChannel, decode, encode};
 use crate::proto;
 use crate::proto::raft_transport_client::RaftTransportClient;
 
-/// Messages one frame carries at most: bounds a frame's size (an AppendEntries holds up to a
+/// Messages one frame carries at most (here and in crates/ivory-node/src/forwarding.rs): bounds a frame's size (an AppendEntries holds up to a
 /// bulk request's commands) and the wait of the first message for the last.
 const FRAME_MESSAGES_MAX: usize = 64;
 /// Requests of one session sent and not yet answered, at most: bounds what the follower queues
 /// for a slow group without stopping the other groups on the stream.
 const SESSION_IN_FLIGHT_MAX: usize = 256;
 /// Messages queued for a stream's writer at most, over all its sessions.
-const OUTBOUND_QUEUE: usize = 4096;
+pub(crate) const OUTBOUND_QUEUE: usize = 4096;
 
 type Message = proto::ReplicationMessage;
 
@@ -48,12 +48,16 @@ fn end_of(session: u64, group: GroupId, error: Option<String>) -> Message {
     }
 }
 
-/// The messages of `queue` as frames: each takes what is ready, up to [`FRAME_MESSAGES_MAX`].
-fn frames(queue: mpsc::Receiver<Message>) -> impl Stream<Item = proto::ReplicationFrame> + Send + 'static {
-    futures::stream::unfold(queue, |mut queue| async move {
+/// The messages of `queue` as frames: each takes what is ready, up to [`FRAME_MESSAGES_MAX`],
+/// after one turn for the tasks woken with the sender of the first (a flush round completes
+/// several groups' appends at once) to queue theirs. `metric` records messages per frame.
+pub(crate) fn coalesced<M: Send + 'static, F: Send + 'static>(
+    queue: mpsc::Receiver<M>,
+    metric: &'static str,
+    frame: fn(Vec<M>) -> F,
+) -> impl Stream<Item = F> + Send + 'static {
+    futures::stream::unfold(queue, move |mut queue| async move {
         let first = queue.recv().await?;
-        // One turn for the tasks woken with the sender of `first` (a flush round completes
-        // several groups' appends at once) to queue theirs.
         tokio::task::yield_now().await;
         let mut messages = vec![first];
         while messages.len() < FRAME_MESSAGES_MAX {
@@ -62,8 +66,14 @@ fn frames(queue: mpsc::Receiver<Message>) -> impl Stream<Item = proto::Replicati
                 Err(_) => break,
             }
         }
-        metrics::histogram!("ivory_node_replication_frame_messages").record(messages.len() as f64);
-        Some((proto::ReplicationFrame { messages }, queue))
+        metrics::histogram!(metric).record(messages.len() as f64);
+        Some((frame(messages), queue))
+    })
+}
+
+fn frames(queue: mpsc::Receiver<Message>) -> impl Stream<Item = proto::ReplicationFrame> + Send + 'static {
+    coalesced(queue, "ivory_node_replication_frame_messages", |messages| {
+        proto::ReplicationFrame { messages }
     })
 }
 

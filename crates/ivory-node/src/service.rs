@@ -170,38 +170,22 @@ impl RaftTransport for Node {
 #[tonic::async_trait]
 impl Shard for Node {
     async fn propose(&self, request: Request<proto::ProposeRequest>) -> Result<Response<proto::ProposeReply>, Status> {
-        let request = request.into_inner();
-        let shard = request.group_id;
-        let result = if shard == META_GROUP {
-            match decode::<MetaCommand>(&request.commands) {
-                Ok(command) => self
-                    .propose_meta_local(command)
-                    .await
-                    .and_then(|r| encode(&r).map_err(NodeError::Invalid)),
-                Err(e) => Err(NodeError::Invalid(e)),
-            }
-        } else {
-            match decode::<Vec<Command>>(&request.commands) {
-                Ok(commands) => self
-                    .propose_coalesced(shard, commands)
-                    .await
-                    .and_then(|r| encode(&r).map_err(NodeError::Invalid)),
-                Err(e) => Err(NodeError::Invalid(e)),
-            }
+        Ok(Response::new(self.answer_propose(request.into_inner()).await))
+    }
+
+    type ForwardStream = futures::stream::BoxStream<'static, Result<proto::ForwardFrame, Status>>;
+
+    async fn forward(
+        &self,
+        request: Request<Streaming<proto::ForwardFrame>>,
+    ) -> Result<Response<Self::ForwardStream>, Status> {
+        let mut shutdown = self.inner.shutdown_tx.subscribe();
+        let stopping = async move {
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
         };
-        let reply = match result {
-            Ok(results) => proto::ProposeReply {
-                results,
-                error: None,
-                placement_version: self.placement_version(),
-            },
-            Err(e) => proto::ProposeReply {
-                results: Vec::new(),
-                error: Some(e.to_proto()),
-                placement_version: self.placement_version(),
-            },
-        };
-        Ok(Response::new(reply))
+        let inbound = request.into_inner().take_until(Box::pin(stopping));
+        let frames = crate::forwarding::serve(self.clone(), inbound);
+        Ok(Response::new(Box::pin(frames.map(Ok))))
     }
 
     async fn read(&self, request: Request<proto::ReadRequest>) -> Result<Response<proto::ReadReply>, Status> {
@@ -325,5 +309,41 @@ impl Node {
                 let _ = shutdown.wait_for(|stopped| *stopped).await;
             })
             .await
+    }
+}
+
+impl Node {
+    /// What `Propose` answers, also to a call on a `Forward` stream.
+    pub(crate) async fn answer_propose(&self, request: proto::ProposeRequest) -> proto::ProposeReply {
+        let shard = request.group_id;
+        let result = if shard == META_GROUP {
+            match decode::<MetaCommand>(&request.commands) {
+                Ok(command) => self
+                    .propose_meta_local(command)
+                    .await
+                    .and_then(|r| encode(&r).map_err(NodeError::Invalid)),
+                Err(e) => Err(NodeError::Invalid(e)),
+            }
+        } else {
+            match decode::<Vec<Command>>(&request.commands) {
+                Ok(commands) => self
+                    .propose_coalesced(shard, commands)
+                    .await
+                    .and_then(|r| encode(&r).map_err(NodeError::Invalid)),
+                Err(e) => Err(NodeError::Invalid(e)),
+            }
+        };
+        match result {
+            Ok(results) => proto::ProposeReply {
+                results,
+                error: None,
+                placement_version: self.placement_version(),
+            },
+            Err(e) => proto::ProposeReply {
+                results: Vec::new(),
+                error: Some(e.to_proto()),
+                placement_version: self.placement_version(),
+            },
+        }
     }
 }

@@ -254,6 +254,7 @@ async fn forwarded_proposals_for_several_shards_each_get_their_own_results() {
             .find(|id| !leaders.contains(id))
             .expect("a node leading neither shard");
         let calls_before = cluster.node(via).forward_calls();
+        let stream_calls_before = cluster.node(via).forward_stream_calls();
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..300u32 {
             let shard = i % 2;
@@ -289,6 +290,10 @@ async fn forwarded_proposals_for_several_shards_each_get_their_own_results() {
         // Forwards that queued for one shard's leader shared calls.
         let calls = cluster.node(via).forward_calls() - calls_before;
         assert!((2..300).contains(&calls), "300 forwarded proposals took {calls} calls");
+        // ... on the stream of calls to the leader's node, not as Propose calls (the metadata
+        // group's forwards, if any, go there too).
+        let stream_calls = cluster.node(via).forward_stream_calls() - stream_calls_before;
+        assert!(stream_calls >= calls, "{calls} forwards, {stream_calls} on the Forward stream");
         for shard in 0..2u32 {
             cluster.wait_converged(shard, T).await;
             cluster.assert_replicas_equal(shard, 3);

@@ -307,12 +307,27 @@ impl Node {
         shard: u32,
         commands: Vec<u8>,
     ) -> Result<Vec<u8>, NodeError> {
-        let mut client = self.shard_client(shard, target)?;
         let request = proto::ProposeRequest {
             group_id: shard,
             commands,
         };
-        let reply = answered(target, client.propose(request)).await?;
+        let peers = &self.inner.peers;
+        let addr = self
+            .addr_of(shard, target)
+            .ok_or_else(|| NodeError::Unavailable(format!("no address for node {id}", id = target)))?;
+        let reply = if peers.forwards.unsupported(&addr) {
+            let mut client = self.shard_client(shard, target)?;
+            answered(target, client.propose(request)).await?
+        } else {
+            // The stream of proposals to the peer (crates/ivory-node/src/forwarding.rs).
+            let call = peers
+                .forwards
+                .propose(&addr, peers.faults(), || peers.shard_client(&addr), request);
+            tokio::time::timeout(FORWARD_TIMEOUT, call)
+                .await
+                .map_err(|_| NodeError::Unavailable(format!("node {target} did not answer in time")))?
+                .map_err(status_err)?
+        };
         self.forwarded(shard, reply.placement_version, reply.error, reply.results)
     }
 
