@@ -16,9 +16,10 @@
 //! crash during a write that was never acknowledged) is cut off; any other damage stops the node
 //! with the file's name: serving from a log with a hole would be serving wrong stock.
 //!
-//! In memory: per group the position of every live entry, and the bytes of the newest entries (all
-//! that are not yet written, then up to [`GROUP_CACHE_BYTES`]); older ones are read back with
-//! `pread` (followers catching up, re-apply after restart).
+//! In memory: per group the position of every live entry (8 bytes each: the index is implicit,
+//! the leader id and segment are kept once per run of entries that share them), and the bytes of
+//! the newest entries (all that are not yet written, then up to [`GROUP_CACHE_BYTES`]); older ones
+//! are read back with `pread` (followers catching up, re-apply after restart).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -27,7 +28,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use openraft::alias::{EntryOf, LogIdOf, VoteOf};
+use openraft::alias::{CommittedLeaderIdOf, EntryOf, LogIdOf, VoteOf};
 use openraft::entry::RaftEntry;
 
 use crate::durable::{create_dir_all_durable, sync_dir};
@@ -52,16 +53,27 @@ const KIND_TRUNCATE: u8 = 5;
 const KIND_DROP: u8 = 6;
 
 type LogId = LogIdOf<TypeConfig>;
+type LeaderId = CommittedLeaderIdOf<TypeConfig>;
 type Entry = EntryOf<TypeConfig>;
 type Vote = VoteOf<TypeConfig>;
 
-/// Where one entry's bytes are, and the bytes themselves while they are cached.
-struct EntryPos {
-    log_id: LogId,
-    segment: u64,
-    offset: u64,
+/// Where one entry's bytes are: its offset from its run's `base` and its length. This is all a
+/// group keeps per live entry (a shard keeps up to 200,000 commands' entries between snapshots);
+/// the index is implicit, the leader id, segment and base are shared by a run of entries.
+#[derive(Clone, Copy)]
+struct EntrySlot {
+    offset: u32,
     len: u32,
-    bytes: Option<Arc<[u8]>>,
+}
+
+/// Consecutive entries, from index `first` to the next run's, with the same committed leader id,
+/// in the same segment, at offsets from `base` to `base + u32::MAX`. A new run starts when any
+/// of the three changes: rarely (a new term, a new segment every [`SEGMENT_BYTES`]).
+struct Run {
+    first: u64,
+    leader: LeaderId,
+    segment: u64,
+    base: u64,
 }
 
 /// What a reader needs of an entry, copied out of the lock.
@@ -79,10 +91,13 @@ struct GroupLog {
     purged: Option<LogId>,
     /// Index of `entries[0]`; the entries are contiguous.
     first_index: u64,
-    entries: VecDeque<EntryPos>,
+    entries: VecDeque<EntrySlot>,
+    /// Runs covering `entries`, by `first`; the first may start before `first_index` (a purge
+    /// cut into it). Empty when `entries` is.
+    runs: VecDeque<Run>,
+    /// The bytes of the last `cached.len()` entries: the newest ones, not yet evicted.
+    cached: VecDeque<Arc<[u8]>>,
     cached_bytes: usize,
-    /// Entries before this position hold no cached bytes.
-    cache_from: usize,
 }
 
 impl GroupLog {
@@ -90,35 +105,76 @@ impl GroupLog {
         (!self.entries.is_empty()).then(|| self.first_index + self.entries.len() as u64 - 1)
     }
 
+    /// The last entry's log id.
+    fn last_log_id(&self) -> Option<LogId> {
+        let run = self.runs.back()?;
+        Some(LogId::new(run.leader, self.last_index()?))
+    }
+
+    /// The run holding entry `index` (one of `entries`).
+    fn run_of(&self, index: u64) -> Option<&Run> {
+        let after = self.runs.partition_point(|r| r.first <= index);
+        self.runs.get(after.checked_sub(1)?)
+    }
+
+    /// Segment, offset and length of the entry at `position` in `entries`.
+    fn place(&self, position: usize) -> Option<(u64, u64, u32)> {
+        let slot = self.entries.get(position)?;
+        let run = self.run_of(self.first_index + position as u64)?;
+        Some((run.segment, run.base + u64::from(slot.offset), slot.len))
+    }
+
+    /// Position in `entries` of the first cached entry.
+    fn cache_from(&self) -> usize {
+        self.entries.len() - self.cached.len()
+    }
+
     fn truncate_from(&mut self, from: u64) {
         let keep = from.saturating_sub(self.first_index).min(self.entries.len() as u64) as usize;
-        for e in self.entries.drain(keep..) {
-            if let Some(b) = e.bytes {
+        let dropped = self.entries.len() - keep;
+        self.entries.truncate(keep);
+        for _ in 0..dropped.min(self.cached.len()) {
+            if let Some(b) = self.cached.pop_back() {
                 self.cached_bytes -= b.len();
             }
         }
-        self.cache_from = self.cache_from.min(self.entries.len());
+        if keep == 0 {
+            self.runs.clear();
+        }
+        let end = self.first_index + keep as u64;
+        while self.runs.back().is_some_and(|r| r.first >= end) {
+            self.runs.pop_back();
+        }
     }
 
     fn purge_to(&mut self, log_id: LogId) {
         let upto = log_id.index();
-        while self.entries.front().is_some_and(|_| self.first_index <= upto) {
-            if let Some(e) = self.entries.pop_front()
-                && let Some(b) = e.bytes
-            {
+        let dropped = (upto + 1)
+            .saturating_sub(self.first_index)
+            .min(self.entries.len() as u64) as usize;
+        let uncached = self.cache_from();
+        for _ in 0..dropped.saturating_sub(uncached) {
+            if let Some(b) = self.cached.pop_front() {
                 self.cached_bytes -= b.len();
             }
-            self.first_index += 1;
-            self.cache_from = self.cache_from.saturating_sub(1);
         }
+        self.entries.drain(..dropped);
+        self.first_index += dropped as u64;
         if self.entries.is_empty() {
             self.first_index = upto + 1;
+            self.runs.clear();
+        }
+        // Runs that end before the first live entry go; the one holding it stays.
+        while self.runs.get(1).is_some_and(|r| r.first <= self.first_index) {
+            self.runs.pop_front();
         }
         self.purged = Some(log_id);
     }
 
-    fn push(&mut self, pos: EntryPos) -> io::Result<()> {
-        let index = pos.log_id.index();
+    /// Adds the entry `log_id`, `len` bytes at `offset` of `segment`, with its bytes to cache
+    /// (none in replay: it reads them back from the segment when asked).
+    fn push(&mut self, log_id: LogId, segment: u64, offset: u64, len: u32, bytes: Option<Arc<[u8]>>) -> io::Result<()> {
+        let index = log_id.index();
         match self.last_index() {
             Some(last) if index <= last => self.truncate_from(index),
             Some(last) if index > last + 1 => {
@@ -127,16 +183,42 @@ impl GroupLog {
                     format!("log hole: entry {index} after {last}"),
                 ));
             }
-            Some(_) => {}
-            None => self.first_index = index,
+            _ => {}
         }
         if self.entries.is_empty() {
             self.first_index = index;
+            self.runs.clear();
         }
-        if let Some(b) = &pos.bytes {
-            self.cached_bytes += b.len();
+        let leader = *log_id.committed_leader_id();
+        let relative = self
+            .runs
+            .back()
+            .filter(|r| r.leader == leader && r.segment == segment)
+            .and_then(|r| u32::try_from(offset.checked_sub(r.base)?).ok());
+        let relative = match relative {
+            Some(relative) => relative,
+            None => {
+                self.runs.push_back(Run {
+                    first: index,
+                    leader,
+                    segment,
+                    base: offset,
+                });
+                0
+            }
+        };
+        self.entries.push_back(EntrySlot { offset: relative, len });
+        match bytes {
+            Some(b) => {
+                self.cached_bytes += b.len();
+                self.cached.push_back(b);
+            }
+            // The cached entries are the newest: an entry without bytes ends them.
+            None => {
+                self.cached.clear();
+                self.cached_bytes = 0;
+            }
         }
-        self.entries.push_back(pos);
         Ok(())
     }
 }
@@ -323,13 +405,8 @@ impl Wal {
                 "group {group}: append of entry {index} after entry {:?}",
                 g.last_index()
             );
-            g.push(EntryPos {
-                log_id,
-                segment,
-                offset,
-                len: bytes.len() as u32,
-                bytes: Some(bytes.into()),
-            })?;
+            // `record` refused anything over RECORD_MAX (a u32).
+            g.push(log_id, segment, offset, bytes.len() as u32, Some(bytes.into()))?;
         }
         state.evict_cache(group);
         Ok(())
@@ -355,18 +432,24 @@ impl Wal {
             if from >= to {
                 return Ok(Vec::new());
             }
-            let skip = (from - g.first_index) as usize;
-            g.entries
-                .iter()
-                .skip(skip)
-                .take((to - from) as usize)
-                .map(|e| EntryRef {
-                    bytes: e.bytes.clone(),
-                    segment: e.segment,
-                    offset: e.offset,
-                    len: e.len,
-                })
-                .collect()
+            let (skip, cache_from) = ((from - g.first_index) as usize, g.cache_from());
+            let mut wanted = Vec::with_capacity((to - from) as usize);
+            for position in skip..skip + (to - from) as usize {
+                let (segment, offset, len) = g
+                    .place(position)
+                    .ok_or_else(|| io_err(format!("group {group}: no run holds entry {position}")))?;
+                let bytes = position
+                    .checked_sub(cache_from)
+                    .and_then(|at| g.cached.get(at))
+                    .cloned();
+                wanted.push(EntryRef {
+                    bytes,
+                    segment,
+                    offset,
+                    len,
+                });
+            }
+            wanted
         };
         let mut out = Vec::with_capacity(wanted.len());
         for EntryRef {
@@ -402,7 +485,7 @@ impl Wal {
     pub fn log_state(&self, group: GroupId) -> io::Result<(Option<LogId>, Option<LogId>)> {
         let state = self.lock()?;
         Ok(match state.groups.get(&group) {
-            Some(g) => (g.entries.back().map(|e| e.log_id).or(g.purged), g.purged),
+            Some(g) => (g.last_log_id().or(g.purged), g.purged),
             None => (None, None),
         })
     }
@@ -656,18 +739,16 @@ impl WalState {
     fn evict_cache(&mut self, group: GroupId) {
         let written = &self.written;
         let Some(g) = self.groups.get_mut(&group) else { return };
-        while g.cached_bytes > GROUP_CACHE_BYTES && g.cache_from < g.entries.len() {
-            let e = &mut g.entries[g.cache_from];
-            let on_disk = written
-                .get(&e.segment)
-                .is_some_and(|w| e.offset + u64::from(e.len) <= *w);
+        while g.cached_bytes > GROUP_CACHE_BYTES && !g.cached.is_empty() {
+            let on_disk = g.place(g.cache_from()).is_some_and(|(segment, offset, len)| {
+                written.get(&segment).is_some_and(|w| offset + u64::from(len) <= *w)
+            });
             if !on_disk {
                 break;
             }
-            if let Some(b) = e.bytes.take() {
+            if let Some(b) = g.cached.pop_front() {
                 g.cached_bytes -= b.len();
             }
-            g.cache_from += 1;
         }
     }
 
@@ -675,7 +756,7 @@ impl WalState {
     fn oldest_needed(&self) -> u64 {
         self.groups
             .values()
-            .filter_map(|g| g.entries.front().map(|e| e.segment))
+            .filter_map(|g| g.runs.front().map(|r| r.segment))
             .min()
             .unwrap_or(self.active)
             .min(self.active)
@@ -792,15 +873,10 @@ fn replay_segment(path: &Path, segment: u64, last: bool, groups: &mut HashMap<Gr
                 if g.last_index().is_none() && g.purged.as_ref().is_some_and(|p| p.index() >= log_id.index()) {
                     // Purged before this record was replayed (a later checkpoint said so).
                 } else {
-                    g.push(EntryPos {
-                        log_id,
-                        segment,
-                        offset: (at + HEADER + 5 + 2 + id_len) as u64,
-                        len: entry_len as u32,
-                        bytes: None,
-                    })
-                    .map_err(|e| bad(e.to_string()))?;
-                    g.cache_from = g.entries.len();
+                    // `len` <= RECORD_MAX was checked above: the entry's length fits a u32.
+                    let offset = (at + HEADER + 5 + 2 + id_len) as u64;
+                    g.push(log_id, segment, offset, entry_len as u32, None)
+                        .map_err(|e| bad(e.to_string()))?;
                 }
             }
             KIND_VOTE => groups.entry(group).or_default().vote = Some(decode(body)?),
@@ -830,4 +906,343 @@ fn replay_segment(path: &Path, segment: u64, last: bool, groups: &mut HashMap<Gr
         at += HEADER + len as usize;
     }
     Ok(at as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::log_id;
+
+    use super::*;
+
+    fn id(term: u64, index: u64) -> LogId {
+        log_id::<TypeConfig>(term, 1, index)
+    }
+
+    /// What a group held per entry before runs: the reference the compact form must match.
+    #[derive(Clone, Debug, PartialEq)]
+    struct Model {
+        log_id: LogId,
+        segment: u64,
+        offset: u64,
+        len: u32,
+        cached: bool,
+    }
+
+    /// Every live entry of `g` as the reference form, through the accessors readers use.
+    fn expand(g: &GroupLog) -> Vec<Model> {
+        (0..g.entries.len())
+            .map(|position| {
+                let index = g.first_index + position as u64;
+                let run = g.run_of(index).expect("a run holds every entry");
+                let (segment, offset, len) = g.place(position).expect("placed");
+                Model {
+                    log_id: LogId::new(run.leader, index),
+                    segment,
+                    offset,
+                    len,
+                    cached: position >= g.cache_from(),
+                }
+            })
+            .collect()
+    }
+
+    fn check(g: &GroupLog, model: &[Model], what: &str) {
+        assert_eq!(expand(g), model, "{what}");
+        assert_eq!(g.last_log_id(), model.last().map(|m| m.log_id), "{what}");
+        let cached: usize = g.cached.iter().map(|b| b.len()).sum();
+        assert_eq!(g.cached_bytes, cached, "{what}");
+        assert!(
+            g.runs.iter().zip(g.runs.iter().skip(1)).all(|(a, b)| a.first < b.first),
+            "{what}: runs in order"
+        );
+        match g.runs.get(1) {
+            Some(second) => assert!(second.first > g.first_index, "{what}: no run before the first entry's"),
+            None => assert_eq!(g.runs.is_empty(), g.entries.is_empty(), "{what}"),
+        }
+        assert!(
+            g.runs
+                .back()
+                .is_none_or(|r| g.last_index().is_some_and(|last| r.first <= last)),
+            "{what}: no run after the last entry"
+        );
+    }
+
+    fn push(g: &mut GroupLog, model: &mut Vec<Model>, m: Model) {
+        let bytes = m.cached.then(|| Arc::<[u8]>::from(vec![7u8; m.len as usize]));
+        g.push(m.log_id, m.segment, m.offset, m.len, bytes).expect("push");
+        model.retain(|e| e.log_id.index() < m.log_id.index());
+        if !m.cached {
+            model.iter_mut().for_each(|e| e.cached = false);
+        }
+        model.push(m);
+    }
+
+    /// The per-entry record is what a group keeps for every live entry (up to 200,000 commands'
+    /// worth per shard): 64 bytes before the runs, 8 now.
+    #[test]
+    fn the_per_entry_record_stays_small() {
+        assert!(
+            std::mem::size_of::<EntrySlot>() <= 8,
+            "{}",
+            std::mem::size_of::<EntrySlot>()
+        );
+    }
+
+    #[test]
+    fn leader_runs_follow_truncation_and_purge() {
+        let mut g = GroupLog::default();
+        let mut model = Vec::new();
+        let mut offset = 100;
+        // Term 1 for 1..=5, term 2 for 6..=10, in segment 3.
+        for index in 1..=10 {
+            let term = if index <= 5 { 1 } else { 2 };
+            let m = Model {
+                log_id: id(term, index),
+                segment: 3,
+                offset,
+                len: 40,
+                cached: true,
+            };
+            offset += 60;
+            push(&mut g, &mut model, m);
+        }
+        check(&g, &model, "two terms");
+        assert_eq!(g.runs.len(), 2);
+
+        // A truncation that cuts into the second run keeps its head.
+        g.truncate_from(8);
+        model.truncate(7);
+        check(&g, &model, "truncated into a run");
+        assert_eq!(g.runs.len(), 2);
+        assert_eq!(g.last_log_id(), Some(id(2, 7)));
+
+        // A new leader appends after the truncation: a third run from index 8.
+        for index in 8..=9 {
+            let m = Model {
+                log_id: id(4, index),
+                segment: 3,
+                offset,
+                len: 10,
+                cached: true,
+            };
+            offset += 30;
+            push(&mut g, &mut model, m);
+        }
+        check(&g, &model, "a new leader after the truncation");
+        assert_eq!(g.runs.len(), 3);
+        assert_eq!(g.last_log_id(), Some(id(4, 9)));
+
+        // A truncation at a run's first entry removes the whole run.
+        g.truncate_from(8);
+        model.truncate(7);
+        check(&g, &model, "truncated at a run's start");
+        assert_eq!(g.runs.len(), 2);
+        assert_eq!(g.last_log_id(), Some(id(2, 7)));
+
+        // An overwrite by push (replay of a later leader's entry) truncates as well.
+        push(
+            &mut g,
+            &mut model,
+            Model {
+                log_id: id(5, 6),
+                segment: 4,
+                offset: 8,
+                len: 12,
+                cached: true,
+            },
+        );
+        check(&g, &model, "overwritten from 6");
+        assert_eq!(g.runs.len(), 2);
+
+        // A purge into the first run keeps it; one past it drops it whole.
+        g.purge_to(id(1, 3));
+        model.drain(..3);
+        check(&g, &model, "purged into the first run");
+        assert_eq!((g.first_index, g.runs.len()), (4, 2));
+        g.purge_to(id(1, 5));
+        model.drain(..2);
+        check(&g, &model, "purged the first run");
+        assert_eq!((g.first_index, g.runs.len()), (6, 1));
+        assert_eq!(g.runs.front().map(|r| r.segment), Some(4));
+
+        // Purging everything leaves an empty log that starts after the purge point.
+        g.purge_to(id(5, 9));
+        model.clear();
+        check(&g, &model, "purged everything");
+        assert_eq!((g.first_index, g.last_index(), g.last_log_id()), (10, None, None));
+        push(
+            &mut g,
+            &mut model,
+            Model {
+                log_id: id(6, 10),
+                segment: 4,
+                offset: 100,
+                len: 5,
+                cached: true,
+            },
+        );
+        check(&g, &model, "appended after purging everything");
+        g.truncate_from(0);
+        model.clear();
+        check(&g, &model, "truncated everything");
+        assert!(g.runs.is_empty() && g.cached.is_empty() && g.cached_bytes == 0);
+    }
+
+    #[test]
+    fn a_run_ends_where_its_offsets_stop_fitting() {
+        let mut g = GroupLog::default();
+        let mut model = Vec::new();
+        let base = 5;
+        for (index, offset) in [
+            (1, base),
+            (2, base + u64::from(u32::MAX)),
+            (3, base + u64::from(u32::MAX) + 1),
+        ] {
+            let m = Model {
+                log_id: id(1, index),
+                segment: 1,
+                offset,
+                len: 1,
+                cached: false,
+            };
+            push(&mut g, &mut model, m);
+        }
+        check(&g, &model, "offsets past 4 GiB of a run's base");
+        assert_eq!(g.runs.len(), 2);
+        // An offset below the run's base (never written so, but read from disk) starts a run too.
+        push(
+            &mut g,
+            &mut model,
+            Model {
+                log_id: id(1, 4),
+                segment: 1,
+                offset: 1,
+                len: 1,
+                cached: false,
+            },
+        );
+        check(&g, &model, "an offset before the base");
+        assert_eq!(g.runs.len(), 3);
+    }
+
+    /// Random appends, overwrites, truncations, purges and evictions against the reference form.
+    #[test]
+    fn runs_match_one_record_per_entry() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for round in 0..200 {
+            let mut g = GroupLog::default();
+            let mut model: Vec<Model> = Vec::new();
+            let (mut term, mut segment, mut offset) = (1, 1, 8);
+            for step in 0..100 {
+                let what = format!("round {round} step {step}");
+                let next_index = g.last_index().map_or(g.first_index.max(1), |l| l + 1);
+                match next(10) {
+                    0..=4 => {
+                        if next(4) == 0 {
+                            term += 1;
+                        }
+                        if next(6) == 0 {
+                            segment += 1;
+                            offset = 8;
+                        }
+                        // Replay overwrites an entry at or before the last now and then.
+                        let index = if next(8) == 0 {
+                            next_index.saturating_sub(next(4)).max(1)
+                        } else {
+                            next_index
+                        };
+                        if index < g.first_index {
+                            continue;
+                        }
+                        let len = 1 + next(50) as u32;
+                        let m = Model {
+                            log_id: id(term, index),
+                            segment,
+                            offset,
+                            len,
+                            cached: next(10) != 0,
+                        };
+                        offset += u64::from(len) + 20;
+                        push(&mut g, &mut model, m);
+                    }
+                    5 | 6 => {
+                        let from = next_index.saturating_sub(next(6));
+                        g.truncate_from(from);
+                        model.retain(|m| m.log_id.index() < from);
+                    }
+                    7 | 8 => {
+                        let upto = g.first_index + next(5);
+                        g.purge_to(id(term, upto));
+                        model.retain(|m| m.log_id.index() > upto);
+                        if model.is_empty() {
+                            assert_eq!(g.first_index, upto + 1, "{what}");
+                        }
+                    }
+                    _ => {
+                        if g.cached.pop_front().is_some() {
+                            let at = model.iter().position(|m| m.cached).expect("a cached entry");
+                            model[at].cached = false;
+                            g.cached_bytes = g.cached.iter().map(|b| b.len()).sum();
+                        }
+                    }
+                }
+                check(&g, &model, &what);
+                if let Some(first) = model.first() {
+                    assert_eq!(g.first_index, first.log_id.index(), "{what}");
+                }
+            }
+        }
+    }
+
+    /// Through the log itself, with segments rotating under the runs: after a reopen (replay),
+    /// the last log id is that of the last entry written, across terms, truncations and purges.
+    #[test]
+    fn the_last_log_id_survives_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // About 600 bytes each: a 4 KiB segment holds a few.
+        let entry = |term, index| {
+            Entry::new_normal(
+                id(term, index),
+                crate::GroupEntry::Shard(ivory_core::Batch {
+                    ts_ms: index,
+                    commands: vec![ivory_core::Command::PutConfig {
+                        environment: format!("env-{index}"),
+                        config_json: "x".repeat(600),
+                    }],
+                }),
+            )
+        };
+        let write = |wal: &Wal, entries: Vec<Entry>| {
+            for e in entries {
+                wal.append(1, [e]).expect("append");
+                wal.write_and_sync(true).expect("sync");
+            }
+        };
+        {
+            let wal = Wal::open_with(dir.path(), 4096).expect("open");
+            write(&wal, (1..=40).map(|i| entry(1 + i / 10, i)).collect());
+            wal.truncate_after(1, Some(id(3, 25))).expect("truncate");
+            write(&wal, (26..=60).map(|i| entry(7, i)).collect());
+            let segments = wal.segments().expect("segments").len();
+            assert!(segments > 2, "segments rotated: {segments}");
+            wal.purge(1, id(1, 8)).expect("purge");
+            wal.write_and_sync(true).expect("sync");
+            assert_eq!(wal.log_state(1).expect("state"), (Some(id(7, 60)), Some(id(1, 8))));
+        }
+        let wal = Wal::open_with(dir.path(), 4096).expect("reopen");
+        assert_eq!(wal.log_state(1).expect("state"), (Some(id(7, 60)), Some(id(1, 8))));
+        let expected: Vec<Entry> = (9..=60)
+            .map(|i| if i <= 25 { entry(1 + i / 10, i) } else { entry(7, i) })
+            .collect();
+        assert_eq!(wal.entries(1, 0, None).expect("read"), expected);
+        wal.truncate_after(1, Some(id(7, 30))).expect("truncate");
+        assert_eq!(wal.log_state(1).expect("state").0, Some(id(7, 30)));
+        assert_eq!(wal.entries(1, 29, None).expect("read"), expected[20..22].to_vec());
+    }
 }
