@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::hold::{Event, HoldKey, HoldState};
 use crate::model::PartitionKey;
 use crate::query::{Query, Record};
-use crate::state::{EventKey, EventRecord, PartitionState};
+use crate::state::{EventKey, PartitionState, RememberedEvents};
 
 mod dispatch;
 mod invariants;
@@ -98,8 +98,8 @@ struct ShardState {
     /// environment -> configuration document (JSON); absent = the default configuration.
     configs: BTreeMap<String, String>,
     partitions: BTreeMap<PartitionKey, PartitionState>,
-    #[serde(with = "crate::state::sorted_map")]
-    events: HashMap<EventKey, EventRecord>,
+    /// Encoded as a map of `state::EventRecord` sorted by key.
+    events: RememberedEvents,
     /// Remembered ids in the order they were applied, which is timestamp order (the clock never
     /// goes back): retention prunes from the front.
     events_by_time: VecDeque<(u64, EventKey)>,
@@ -144,10 +144,14 @@ pub struct Shard {
     events_max: usize,
     /// [`EVENTS_PER_PARTITION_MAX`]; lowered by tests only.
     partition_events_max: usize,
-    /// Per partition tag, its remembered ids in the order applied: the entries of
-    /// `events_by_time` whose event is remembered under that timestamp. Derived from the
-    /// replicated state (rebuilt on restore), so it is not part of the snapshot.
-    events_by_partition: BTreeMap<u64, VecDeque<(u64, EventKey)>>,
+    /// Per scope (partition) of `state.events`, its remembered ids in the order applied: the
+    /// entries of `events_by_time` whose event is remembered under that timestamp, as their
+    /// sequence numbers (4 bytes, not the 24 of the entry). Derived from the replicated state
+    /// (rebuilt on restore), so it is not part of the snapshot.
+    events_by_partition: BTreeMap<u32, VecDeque<u32>>,
+    /// The sequence number of `events_by_time`'s front entry: entry `i` has `time_front + i`.
+    /// Wrapping: the index holds far fewer than 2^32 entries, so differences are exact.
+    time_front: u32,
     /// [`crate::state::scope_tags`] of the partitions seen lately: two SHA-256 digests that every
     /// remembered command would otherwise pay again. A cache of a pure function, cleared past
     /// [`SCOPE_TAGS_CACHED_MAX`] entries; not part of the snapshot.
@@ -169,6 +173,7 @@ impl Shard {
             events_max: EVENTS_REMEMBERED_MAX,
             partition_events_max: EVENTS_PER_PARTITION_MAX,
             events_by_partition: BTreeMap::new(),
+            time_front: 0,
             scope_tags: HashMap::new(),
         }
     }
@@ -187,29 +192,38 @@ impl Shard {
         self
     }
 
-    /// Rebuilds `events_by_partition` from the replicated state.
+    /// Rebuilds `events_by_partition` from the replicated state (sequence numbers from 0).
     pub(super) fn index_events_by_partition(&mut self) {
-        let mut index: BTreeMap<u64, VecDeque<(u64, EventKey)>> = BTreeMap::new();
-        for (ts, key) in &self.state.events_by_time {
+        let mut index: BTreeMap<u32, VecDeque<u32>> = BTreeMap::new();
+        for (seq, (ts, key)) in self.state.events_by_time.iter().enumerate() {
             if let Some(e) = self.state.events.get(key)
-                && e.ts_ms == *ts
+                && e.ts_ms() == *ts
             {
-                index.entry(e.partition_tag).or_default().push_back((*ts, *key));
+                index.entry(e.scope()).or_default().push_back(seq as u32);
             }
         }
         self.events_by_partition = index;
+        self.time_front = 0;
     }
 
-    /// Forgets the oldest ids of `partition_tag` past [`EVENTS_PER_PARTITION_MAX`].
-    pub(super) fn bound_partition_events(&mut self, partition_tag: u64) {
-        let Some(queue) = self.events_by_partition.get_mut(&partition_tag) else {
+    /// Forgets the oldest ids of `scope` past [`EVENTS_PER_PARTITION_MAX`].
+    pub(super) fn bound_partition_events(&mut self, scope: u32) {
+        let Some(queue) = self.events_by_partition.get_mut(&scope) else {
             return;
         };
         while queue.len() > self.partition_events_max {
             // The global time index keeps the entry; pruning skips ids no longer remembered.
-            if let Some((_, key)) = queue.pop_front() {
-                self.state.events.remove(&key);
+            if let Some(seq) = queue.pop_front()
+                && let Some((_, key)) = self
+                    .state
+                    .events_by_time
+                    .get(seq.wrapping_sub(self.time_front) as usize)
+            {
+                self.state.events.remove(key);
             }
+        }
+        if queue.is_empty() {
+            self.events_by_partition.remove(&scope);
         }
     }
 
@@ -256,19 +270,23 @@ impl Shard {
                 Some(_) if self.state.events.len() > self.events_max => {}
                 _ => break,
             }
-            if let Some((ts, key)) = self.state.events_by_time.pop_front()
-                && self.state.events.get(&key).is_some_and(|e| e.ts_ms == ts)
-                && let Some(e) = self.state.events.remove(&key)
-                && let Some(queue) = self.events_by_partition.get_mut(&e.partition_tag)
+            let seq = self.time_front;
+            let Some((ts, key)) = self.state.events_by_time.pop_front() else {
+                break;
+            };
+            self.time_front = seq.wrapping_add(1);
+            if self.state.events.get(&key).is_some_and(|e| e.ts_ms() == ts)
+                && let Some(scope) = self.state.events.remove(&key)
+                && let Some(queue) = self.events_by_partition.get_mut(&scope)
             {
                 // The oldest of its partition too: the partition's queue is in the same order.
-                if queue.front() == Some(&(ts, key)) {
+                if queue.front() == Some(&seq) {
                     queue.pop_front();
                 } else {
-                    queue.retain(|entry| *entry != (ts, key));
+                    queue.retain(|entry| *entry != seq);
                 }
                 if queue.is_empty() {
-                    self.events_by_partition.remove(&e.partition_tag);
+                    self.events_by_partition.remove(&scope);
                 }
             }
         }
@@ -280,7 +298,9 @@ impl Shard {
             let events = &self.state.events;
             self.state
                 .events_by_time
-                .retain(|(ts, key)| events.get(key).is_some_and(|e| e.ts_ms == *ts));
+                .retain(|(ts, key)| events.get(key).is_some_and(|e| e.ts_ms() == *ts));
+            // The entries moved: their sequence numbers with them.
+            self.index_events_by_partition();
         }
     }
 
@@ -364,6 +384,7 @@ impl Shard {
             events_max: EVENTS_REMEMBERED_MAX,
             partition_events_max: EVENTS_PER_PARTITION_MAX,
             events_by_partition: BTreeMap::new(),
+            time_front: 0,
             scope_tags: HashMap::new(),
         };
         shard.index_events_by_partition();

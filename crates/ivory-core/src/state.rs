@@ -14,6 +14,9 @@ use crate::config::Formula;
 use crate::model::{Cell, Dims, MeasureRef, PartitionKey, Quantities};
 use crate::qty::Qty;
 
+mod remembered;
+pub(crate) use remembered::RememberedEvents;
+
 /// A data source's or a measure's name inside the state: up to 24 bytes kept inline, so that an
 /// availability check over a cold cell compares the names where the cell's vectors are instead of
 /// following a pointer per name (that chase was most of a bulk item's apply). Encoded as a string.
@@ -277,6 +280,8 @@ pub(crate) fn truncate(digest: [u8; 32]) -> [u8; 16] {
     out
 }
 
+/// A remembered event id's record as snapshots encode it (kept in memory as
+/// [`RememberedEvents`]' compact form).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct EventRecord {
     pub fingerprint: [u8; 16],

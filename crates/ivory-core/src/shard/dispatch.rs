@@ -11,9 +11,7 @@ use crate::config::{Config, PartitionMode};
 use crate::hold::{HoldCommand, StockAlert};
 use crate::model::PartitionKey;
 use crate::qty::Qty;
-use crate::state::{
-    EventRecord, PartitionState, RememberedResult, calculated_over, event_key, fingerprint, scope_tags,
-};
+use crate::state::{PartitionState, RememberedResult, calculated_over, event_key, fingerprint, scope_tags};
 use crate::{allocation, schedule, stock};
 
 impl Shard {
@@ -24,8 +22,8 @@ impl Shard {
         let key = event_key(partition, op, id);
         let fingerprint = fingerprint(command);
         if let Some(seen) = self.state.events.get(&key) {
-            if seen.fingerprint == fingerprint {
-                return seen.result.result();
+            if *seen.fingerprint() == fingerprint {
+                return seen.result();
             }
             return CmdResult::refused(
                 Outcome::Conflict,
@@ -51,23 +49,14 @@ impl Shard {
         // Refusals for bad input are not remembered: the client may fix the body and reuse the id.
         if result.outcome != Outcome::Invalid {
             let ts_ms = self.state.clock_ms;
-            let (environment_tag, partition_tag) = self.scope_tags_of(partition);
+            let tags = self.scope_tags_of(partition);
+            let seq = self.time_front.wrapping_add(self.state.events_by_time.len() as u32);
             self.state.events_by_time.push_back((ts_ms, key));
-            self.events_by_partition
-                .entry(partition_tag)
-                .or_default()
-                .push_back((ts_ms, key));
-            self.state.events.insert(
-                key,
-                EventRecord {
-                    fingerprint,
-                    ts_ms,
-                    environment_tag,
-                    partition_tag,
-                    result: RememberedResult::of(&result),
-                },
-            );
-            self.bound_partition_events(partition_tag);
+            let remembered = RememberedResult::of(&result);
+            if let Some(scope) = self.state.events.insert(key, fingerprint, ts_ms, tags, remembered) {
+                self.events_by_partition.entry(scope).or_default().push_back(seq);
+                self.bound_partition_events(scope);
+            }
         }
         result
     }
@@ -139,9 +128,9 @@ impl Shard {
                     .as_ref()
                     .map(|list| list.iter().map(|p| scope_tags(p).1).collect());
                 let environment_tag = scope_tags(&PartitionKey::new(environment.clone(), "", "", "")).0;
-                self.state.events.retain(|_, e| {
-                    let in_scope = e.environment_tag == environment_tag
-                        && doomed_tags.as_ref().is_none_or(|tags| tags.contains(&e.partition_tag));
+                self.state.events.retain_scopes(|environment, partition| {
+                    let in_scope = environment == environment_tag
+                        && doomed_tags.as_ref().is_none_or(|tags| tags.contains(&partition));
                     !in_scope
                 });
                 // The time index keeps the forgotten keys; pruning skips keys no longer remembered.
