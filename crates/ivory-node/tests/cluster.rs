@@ -293,7 +293,10 @@ async fn forwarded_proposals_for_several_shards_each_get_their_own_results() {
         // ... on the stream of calls to the leader's node, not as Propose calls (the metadata
         // group's forwards, if any, go there too).
         let stream_calls = cluster.node(via).forward_stream_calls() - stream_calls_before;
-        assert!(stream_calls >= calls, "{calls} forwards, {stream_calls} on the Forward stream");
+        assert!(
+            stream_calls >= calls,
+            "{calls} forwards, {stream_calls} on the Forward stream"
+        );
         for shard in 0..2u32 {
             cluster.wait_converged(shard, T).await;
             cluster.assert_replicas_equal(shard, 3);
