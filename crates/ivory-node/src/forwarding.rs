@@ -4,7 +4,7 @@
 //! spread that was a fifth of the cluster plane's HTTP/2 CPU. Here a frame carries every call
 //! that was ready, and each call is answered by id, in any order.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -13,9 +13,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::network::{Faults, PeerChannel};
 use crate::node::Node;
+use crate::peer_streams::{OUTBOUND_QUEUE, PeerLink, PeerStreams, coalesced};
 use crate::proto;
 use crate::proto::shard_client::ShardClient;
-use crate::replication::{OUTBOUND_QUEUE, coalesced};
 
 type Pending = Mutex<HashMap<u64, oneshot::Sender<proto::ProposeReply>>>;
 
@@ -34,21 +34,27 @@ impl Link {
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<proto::ProposeReply>>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
+impl PeerLink for Link {
     fn is_open(&self) -> bool {
         !self.closed.load(Ordering::Acquire)
     }
 }
 
-/// A peer's link, if open; its lock is held while one is opened.
-type Slot = Arc<tokio::sync::Mutex<Option<Arc<Link>>>>;
-
-/// This node's `Forward` links, one per peer address, and the peers without `Forward`.
-#[derive(Default)]
+/// This node's `Forward` streams, one per peer address.
 pub(crate) struct ForwardLinks {
-    links: Mutex<HashMap<String, Slot>>,
-    unsupported: Mutex<HashSet<String>>,
+    streams: PeerStreams<Link>,
     calls: AtomicU64,
+}
+
+impl Default for ForwardLinks {
+    fn default() -> ForwardLinks {
+        ForwardLinks {
+            streams: PeerStreams::new("Forward", "forwarding to it by Propose calls"),
+            calls: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Takes a forwarded call's id out of its link when the caller stops waiting (an answer, a
@@ -67,10 +73,7 @@ impl Drop for Waiting<'_> {
 impl ForwardLinks {
     /// Whether `addr` answered `Forward` as unimplemented (a build before it).
     pub fn unsupported(&self, addr: &str) -> bool {
-        self.unsupported
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(addr)
+        self.streams.unsupported(addr)
     }
 
     /// Calls sent on `Forward` streams since start (for tests).
@@ -78,66 +81,36 @@ impl ForwardLinks {
         self.calls.load(Ordering::Relaxed)
     }
 
-    fn note_unsupported(&self, addr: &str) {
-        if self
-            .unsupported
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(addr.to_string())
-        {
-            tracing::info!(
-                peer = addr,
-                "the peer has no Forward: forwarding to it by Propose calls"
-            );
-        }
-    }
-
     async fn link(
         self: &Arc<Self>,
         addr: &str,
         client: impl FnOnce() -> Result<ShardClient<PeerChannel>, String>,
     ) -> Result<Arc<Link>, tonic::Status> {
-        let slot = self
-            .links
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(addr.to_string())
-            .or_default()
-            .clone();
-        let mut slot = slot.lock().await;
-        if let Some(link) = slot.as_ref().filter(|link| link.is_open()) {
-            return Ok(link.clone());
-        }
-        let mut client = client().map_err(tonic::Status::unavailable)?;
-        let (outbound, queue) = mpsc::channel(OUTBOUND_QUEUE);
-        let frames = coalesced(queue, "ivory_node_forward_frame_calls", |calls| proto::ForwardFrame {
-            calls,
-            answers: Vec::new(),
-        });
-        let inbound = match client.forward(frames).await {
-            Ok(opened) => opened.into_inner(),
-            Err(status) => {
-                if status.code() == tonic::Code::Unimplemented {
-                    self.note_unsupported(addr);
-                }
-                return Err(status);
-            }
-        };
-        let link = Arc::new(Link {
-            outbound,
-            pending: Mutex::default(),
-            next_call: AtomicU64::new(1),
-            closed: AtomicBool::new(false),
-            closed_signal: tokio::sync::watch::Sender::new(false),
-        });
-        tokio::spawn(read_answers(
-            self.clone(),
-            addr.to_string(),
-            Arc::downgrade(&link),
-            inbound,
-        ));
-        *slot = Some(link.clone());
-        Ok(link)
+        self.streams
+            .link(addr, || async {
+                let mut client = client().map_err(tonic::Status::unavailable)?;
+                let (outbound, queue) = mpsc::channel(OUTBOUND_QUEUE);
+                let frames = coalesced(queue, "ivory_node_forward_frame_calls", |calls| proto::ForwardFrame {
+                    calls,
+                    answers: Vec::new(),
+                });
+                let inbound = client.forward(frames).await?.into_inner();
+                let link = Arc::new(Link {
+                    outbound,
+                    pending: Mutex::default(),
+                    next_call: AtomicU64::new(1),
+                    closed: AtomicBool::new(false),
+                    closed_signal: tokio::sync::watch::Sender::new(false),
+                });
+                tokio::spawn(read_answers(
+                    self.clone(),
+                    addr.to_string(),
+                    Arc::downgrade(&link),
+                    inbound,
+                ));
+                Ok(link)
+            })
+            .await
     }
 
     /// `request` proposed through `addr`'s `Forward` stream, past the fault hook; waits as long
@@ -208,10 +181,7 @@ async fn read_answers(
                 }
             }
             Some(Err(status)) => {
-                // An HTTP 404 (no such route) shows only here, as unimplemented.
-                if status.code() == tonic::Code::Unimplemented {
-                    links.note_unsupported(&addr);
-                }
+                links.streams.note(&addr, &status);
                 break;
             }
             None => break,
@@ -260,7 +230,6 @@ pub(crate) fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ivory_cluster::ClusterSecret;
     use std::time::Duration;
 
     /// A node built before `Forward` answers it as unimplemented: a tonic server at once, a
@@ -269,16 +238,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_peer_without_forward_is_noted_and_the_call_fails() {
         tokio::time::timeout(Duration::from_secs(20), async {
-            let routers = [
-                tonic::service::Routes::default().into_axum_router(),
-                axum::Router::new(),
-            ];
-            for router in routers {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                let addr = listener.local_addr().expect("addr").to_string();
-                let server = tokio::spawn(async move { axum::serve(listener, router).await });
-                let secret = Arc::new(ClusterSecret::new("a-secret-of-enough-length-for-tests").expect("secret"));
-                let peers = crate::network::Peers::new(secret, None);
+            for (addr, server, peers) in crate::network::servers_without_routes().await {
                 let links = peers.forwards.clone();
                 let request = proto::ProposeRequest {
                     group_id: 1,

@@ -47,6 +47,7 @@ mod membership;
 mod meta;
 pub mod network;
 mod node;
+mod peer_streams;
 mod placement;
 mod rebalancer;
 mod replication;

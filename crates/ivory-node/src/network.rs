@@ -695,6 +695,25 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
     }
 }
 
+/// Test servers of a build without a new route: a tonic server with no services (it answers
+/// `Unimplemented` at once) and an HTTP server without the route (HTTP 404, seen once the stream
+/// is read). Each with its address, the task serving it, and peers that call it.
+#[cfg(test)]
+pub(crate) async fn servers_without_routes() -> Vec<(String, tokio::task::JoinHandle<std::io::Result<()>>, Peers)> {
+    let mut servers = Vec::new();
+    for router in [
+        tonic::service::Routes::default().into_axum_router(),
+        axum::Router::new(),
+    ] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let server = tokio::spawn(async move { axum::serve(listener, router).await });
+        let secret = Arc::new(ClusterSecret::new("a-secret-of-enough-length-for-tests").expect("secret"));
+        servers.push((addr, server, Peers::new(secret, None)));
+    }
+    servers
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -742,21 +761,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_target_without_append_stream_is_replicated_to_call_by_call() {
         tokio::time::timeout(Duration::from_secs(20), async {
-            let routers = [
-                tonic::service::Routes::default().into_axum_router(),
-                axum::Router::new(),
-            ];
-            for router in routers {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                let addr = listener.local_addr().expect("addr").to_string();
-                let server = tokio::spawn(async move { axum::serve(listener, router).await });
-                let secret = Arc::new(ClusterSecret::new("a-secret-of-enough-length-for-tests").expect("secret"));
+            for (addr, server, peers) in servers_without_routes().await {
                 let mut network = GroupNetwork {
                     group: 3,
                     id: 1,
                     target: 2,
                     addr,
-                    peers: Arc::new(Peers::new(secret, None)),
+                    peers: Arc::new(peers),
                     sequential: Arc::default(),
                 };
                 let option = RPCOption::new(Duration::from_secs(5));

@@ -8,8 +8,8 @@
 //! leader chooses. Per session, requests and answers keep their order (one queue each way); a
 //! session ends when either side says so (`end`), and every session on a stream fails with it.
 
+use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,19 +24,25 @@ use openraft::raft::{AppendEntriesRequest, StreamAppendResult};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::network::{Faults, PeerChannel, decode, encode};
+use crate::peer_streams::{OUTBOUND_QUEUE, PeerLink, PeerStreams, coalesced};
 use crate::proto;
 use crate::proto::raft_transport_client::RaftTransportClient;
 
-/// Messages one frame carries at most (here and in crates/ivory-node/src/forwarding.rs): bounds a frame's size (an AppendEntries holds up to a
-/// bulk request's commands) and the wait of the first message for the last.
-const FRAME_MESSAGES_MAX: usize = 64;
 /// Requests of one session sent and not yet answered, at most: bounds what the follower queues
 /// for a slow group without stopping the other groups on the stream.
 const SESSION_IN_FLIGHT_MAX: usize = 256;
-/// Messages queued for a stream's writer at most, over all its sessions.
-pub(crate) const OUTBOUND_QUEUE: usize = 4096;
 
 type Message = proto::ReplicationMessage;
+
+fn payload_of(session: u64, group: GroupId, payload: Vec<u8>) -> Message {
+    Message {
+        session,
+        group_id: group,
+        payload,
+        end: false,
+        error: String::new(),
+    }
+}
 
 fn end_of(session: u64, group: GroupId, error: Option<String>) -> Message {
     Message {
@@ -46,29 +52,6 @@ fn end_of(session: u64, group: GroupId, error: Option<String>) -> Message {
         end: true,
         error: error.unwrap_or_default(),
     }
-}
-
-/// The messages of `queue` as frames: each takes what is ready, up to [`FRAME_MESSAGES_MAX`],
-/// after one turn for the tasks woken with the sender of the first (a flush round completes
-/// several groups' appends at once) to queue theirs. `metric` records messages per frame.
-pub(crate) fn coalesced<M: Send + 'static, F: Send + 'static>(
-    queue: mpsc::Receiver<M>,
-    metric: &'static str,
-    frame: fn(Vec<M>) -> F,
-) -> impl Stream<Item = F> + Send + 'static {
-    futures::stream::unfold(queue, move |mut queue| async move {
-        let first = queue.recv().await?;
-        tokio::task::yield_now().await;
-        let mut messages = vec![first];
-        while messages.len() < FRAME_MESSAGES_MAX {
-            match queue.try_recv() {
-                Ok(message) => messages.push(message),
-                Err(_) => break,
-            }
-        }
-        metrics::histogram!(metric).record(messages.len() as f64);
-        Some((frame(messages), queue))
-    })
 }
 
 fn frames(queue: mpsc::Receiver<Message>) -> impl Stream<Item = proto::ReplicationFrame> + Send + 'static {
@@ -98,10 +81,6 @@ impl Link {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn is_open(&self) -> bool {
-        !self.closed.load(Ordering::Acquire)
-    }
-
     /// Fails every session with `why` and takes no more.
     fn close(&self, why: &str) {
         self.closed.store(true, Ordering::Release);
@@ -128,96 +107,64 @@ impl Link {
     }
 }
 
-/// A peer's link, if open; its lock is held while one is opened.
-type Slot = Arc<tokio::sync::Mutex<Option<Arc<Link>>>>;
+impl PeerLink for Link {
+    fn is_open(&self) -> bool {
+        !self.closed.load(Ordering::Acquire)
+    }
+}
 
-/// The [`Link`]s of this node, one per peer address, and the peers that have no `Replicate`.
-#[derive(Default)]
+/// This node's `Replicate` streams, one per peer address.
 pub(crate) struct Links {
-    links: Mutex<HashMap<String, Slot>>,
-    unsupported: Mutex<HashSet<String>>,
-    streams_opened: AtomicU64,
+    streams: PeerStreams<Link>,
     sessions_opened: AtomicU64,
+}
+
+impl Default for Links {
+    fn default() -> Links {
+        Links {
+            streams: PeerStreams::new("Replicate", "replicating to it by a stream per group"),
+            sessions_opened: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Links {
     /// `Replicate` streams opened and sessions opened on them, since start (for tests).
     pub fn opened(&self) -> (u64, u64) {
-        (
-            self.streams_opened.load(Ordering::Relaxed),
-            self.sessions_opened.load(Ordering::Relaxed),
-        )
+        (self.streams.opened(), self.sessions_opened.load(Ordering::Relaxed))
     }
 
     /// Whether `addr` answered `Replicate` as unimplemented (a build before it).
     pub fn unsupported(&self, addr: &str) -> bool {
-        self.unsupported
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(addr)
+        self.streams.unsupported(addr)
     }
 
-    fn note_unsupported(&self, addr: &str) {
-        if self
-            .unsupported
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(addr.to_string())
-        {
-            tracing::info!(
-                peer = addr,
-                "the peer has no Replicate: replicating to it by a stream per group"
-            );
-        }
-    }
-
-    fn slot(&self, addr: &str) -> Slot {
-        self.links
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(addr.to_string())
-            .or_default()
-            .clone()
-    }
-
-    /// The open link to `addr`, opened with `client` when there is none: one open at a time per
-    /// peer, so the groups that start replicating together share one stream.
+    /// The open link to `addr`, opened with `client` when there is none.
     async fn link(
         self: &Arc<Self>,
         addr: &str,
         client: impl FnOnce() -> Result<RaftTransportClient<PeerChannel>, String>,
     ) -> Result<Arc<Link>, tonic::Status> {
-        let slot = self.slot(addr);
-        let mut slot = slot.lock().await;
-        if let Some(link) = slot.as_ref().filter(|link| link.is_open()) {
-            return Ok(link.clone());
-        }
-        let mut client = client().map_err(tonic::Status::unavailable)?;
-        let (outbound, queue) = mpsc::channel(OUTBOUND_QUEUE);
-        let inbound = match client.replicate(frames(queue)).await {
-            Ok(opened) => opened.into_inner(),
-            Err(status) => {
-                if status.code() == tonic::Code::Unimplemented {
-                    self.note_unsupported(addr);
-                }
-                return Err(status);
-            }
-        };
-        let link = Arc::new(Link {
-            outbound,
-            sessions: Mutex::default(),
-            next_session: AtomicU64::new(1),
-            closed: Default::default(),
-        });
-        self.streams_opened.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(read_answers(
-            self.clone(),
-            addr.to_string(),
-            Arc::downgrade(&link),
-            inbound,
-        ));
-        *slot = Some(link.clone());
-        Ok(link)
+        self.streams
+            .link(addr, || async {
+                let mut client = client().map_err(tonic::Status::unavailable)?;
+                let (outbound, queue) = mpsc::channel(OUTBOUND_QUEUE);
+                let inbound = client.replicate(frames(queue)).await?.into_inner();
+                let link = Arc::new(Link {
+                    outbound,
+                    sessions: Mutex::default(),
+                    next_session: AtomicU64::new(1),
+                    closed: Default::default(),
+                });
+                tokio::spawn(read_answers(
+                    self.clone(),
+                    addr.to_string(),
+                    Arc::downgrade(&link),
+                    inbound,
+                ));
+                Ok(link)
+            })
+            .await
     }
 }
 
@@ -236,10 +183,7 @@ async fn read_answers(
                 None => return,
             },
             Some(Err(status)) => {
-                // An HTTP 404 (no such route) shows only here, as unimplemented.
-                if status.code() == tonic::Code::Unimplemented {
-                    links.note_unsupported(&addr);
-                }
+                links.streams.note(&addr, &status);
                 break status.to_string();
             }
             None => break format!("the replication stream to {addr} ended"),
@@ -393,14 +337,7 @@ async fn send_requests<S>(
             Err(_) => break,
         }
         in_flight.fetch_add(1, Ordering::Relaxed);
-        let message = Message {
-            session,
-            group_id: group,
-            payload,
-            end: false,
-            error: String::new(),
-        };
-        if link.outbound.send(message).await.is_err() {
+        if link.outbound.send(payload_of(session, group, payload)).await.is_err() {
             break;
         }
     }
@@ -492,14 +429,7 @@ async fn answer_session(
         };
         match payload {
             Ok(payload) => {
-                let message = Message {
-                    session,
-                    group_id: group,
-                    payload,
-                    end: false,
-                    error: String::new(),
-                };
-                if answers.send(message).await.is_err() {
+                if answers.send(payload_of(session, group, payload)).await.is_err() {
                     return;
                 }
             }

@@ -62,10 +62,7 @@ impl RaftTransport for Node {
             .ok_or_else(|| Status::invalid_argument(format!("an append stream names its group in `{GROUP_HEADER}`")))?;
         let raft = raft_of(self, group)?;
         // The stream ends with this node: openraft's task behind it holds the group's storage.
-        let mut shutdown = self.inner.shutdown_tx.subscribe();
-        let stopping = async move {
-            let _ = shutdown.wait_for(|stopping| *stopping).await;
-        };
+        let stopping = self.stopping();
         // What does not decode, or names another group, ends the input: the leader sees the
         // stream end and opens another.
         let rpcs = request.into_inner().take_until(stopping).scan((), move |_, message| {
@@ -106,11 +103,7 @@ impl RaftTransport for Node {
         request: Request<Streaming<proto::ReplicationFrame>>,
     ) -> Result<Response<Self::ReplicateStream>, Status> {
         // The stream ends with this node: openraft's tasks behind it hold the groups' storage.
-        let mut shutdown = self.inner.shutdown_tx.subscribe();
-        let stopping = async move {
-            let _ = shutdown.wait_for(|stopping| *stopping).await;
-        };
-        let inbound = request.into_inner().take_until(Box::pin(stopping));
+        let inbound = request.into_inner().take_until(Box::pin(self.stopping()));
         let node = self.clone();
         let frames = crate::replication::serve(move |group| node.raft(group).ok(), inbound);
         Ok(Response::new(Box::pin(frames.map(Ok))))
@@ -179,11 +172,7 @@ impl Shard for Node {
         &self,
         request: Request<Streaming<proto::ForwardFrame>>,
     ) -> Result<Response<Self::ForwardStream>, Status> {
-        let mut shutdown = self.inner.shutdown_tx.subscribe();
-        let stopping = async move {
-            let _ = shutdown.wait_for(|stopping| *stopping).await;
-        };
-        let inbound = request.into_inner().take_until(Box::pin(stopping));
+        let inbound = request.into_inner().take_until(Box::pin(self.stopping()));
         let frames = crate::forwarding::serve(self.clone(), inbound);
         Ok(Response::new(Box::pin(frames.map(Ok))))
     }
@@ -313,6 +302,14 @@ impl Node {
 }
 
 impl Node {
+    /// Done when this node begins to stop: ends the streams it serves.
+    fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut shutdown = self.inner.shutdown_tx.subscribe();
+        async move {
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
+        }
+    }
+
     /// What `Propose` answers, also to a call on a `Forward` stream.
     pub(crate) async fn answer_propose(&self, request: proto::ProposeRequest) -> proto::ProposeReply {
         let shard = request.group_id;
