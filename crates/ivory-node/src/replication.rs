@@ -179,7 +179,7 @@ async fn read_answers(
         match inbound.next().await {
             Some(Ok(frame)) => match link.upgrade() {
                 Some(link) => link.deliver(frame),
-                // No session holds the link: its writer is gone, so is the stream.
+                // The link is dropped (replaced after a failure): nothing waits for its answers.
                 None => return,
             },
             Some(Err(status)) => {
