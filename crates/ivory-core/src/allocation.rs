@@ -1,5 +1,5 @@
 //! Allocation: ring-fencing stock for group paths (channel, customer group, region, ...) before it
-//! is sold (docs/iv-api.md §5). Quantity moves from the pool (`availableToAllocateCalculation`,
+//! is sold (docs/iv-compatibility.md §5). Quantity moves from the pool (`availableToAllocateCalculation`,
 //! by default iv.onhand - @iv.@allocated) to a group path, between paths, back, or is consumed.
 
 use std::collections::BTreeMap;

@@ -163,7 +163,7 @@ pub enum OpCode {
 }
 
 impl OpCode {
-    /// IV's result id prefix (docs/iv-api.md §2.7).
+    /// IV's result id prefix (docs/iv-compatibility.md §2.7).
     pub fn prefix(self) -> &'static str {
         match self {
             OpCode::OnHandChange => "ohe",

@@ -1,4 +1,4 @@
-//! An environment's configuration, in IV's own JSON shape (docs/iv-api.md §3.1), and its rules.
+//! An environment's configuration, in IV's own JSON shape (docs/iv-compatibility.md §3.1), and its rules.
 //!
 //! [`ConfigDoc`] is the document clients read and write (`GET /configuration`,
 //! `POST /configuration/hardupdate`); [`Config`] is the validated, compiled form that `apply` and
@@ -93,7 +93,7 @@ pub struct LowStock {
     pub threshold: crate::Qty,
 }
 
-/// Change schedules and available-to-promise (docs/iv-api.md §4).
+/// Change schedules and available-to-promise (docs/iv-compatibility.md §4).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScheduleRules {
     pub enabled: bool,

@@ -1,4 +1,4 @@
-//! The configuration document's typed view, in IV's JSON shape (docs/iv-api.md §3.1).
+//! The configuration document's typed view, in IV's JSON shape (docs/iv-compatibility.md §3.1).
 //!
 //! These types read the fields Ivory acts on (and name the others for the OpenAPI schema);
 //! they never decide what is stored: [`crate::Config`] keeps the document as posted, so every

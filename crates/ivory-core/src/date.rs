@@ -1,4 +1,4 @@
-//! UTC days: schedules and ATP work at the precision of a day (docs/iv-api.md §2.5, §4).
+//! UTC days: schedules and ATP work at the precision of a day (docs/iv-compatibility.md §2.5, §4).
 //!
 //! A day is a count of days since 1970-01-01. Conversions use Howard Hinnant's civil-date
 //! algorithms: exact for every proleptic Gregorian date, no tables, no clock.
@@ -70,7 +70,7 @@ const MONTHS: [&str; 12] = [
 ];
 
 /// Parses the day of the dates IV clients send: `2023-09-26`, `2023-09-26T00:00:00`, `...Z`,
-/// `2023/09/26`, and JavaScript's `toDateString()` form `Tue Sep 26 2023` (docs/iv-api.md §2.5).
+/// `2023/09/26`, and JavaScript's `toDateString()` form `Tue Sep 26 2023` (docs/iv-compatibility.md §2.5).
 /// A time part other than midnight is accepted and dropped: the precision is a day.
 ///
 /// ```

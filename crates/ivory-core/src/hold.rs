@@ -1,5 +1,5 @@
 //! Holds: multi-line reservations with a time to live, all-or-nothing, and a lifecycle
-//! (Digital River, Kibo, VTEX; docs/iv-api.md §8).
+//! (Digital River, Kibo, VTEX; docs/iv-compatibility.md §8).
 //!
 //! A hold's lines are soft reservations on a physical measure gated like IV reservations
 //! (default `iv.softreservphysical`, gated by `iv.availabletoreserve`), so IV clients and hold

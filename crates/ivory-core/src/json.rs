@@ -1,4 +1,4 @@
-//! JSON leniency that real IV clients rely on (docs/iv-api.md §0): keys in any case.
+//! JSON leniency that real IV clients rely on (docs/iv-compatibility.md §0): keys in any case.
 //!
 //! Structural keys are renamed to their canonical spelling from a list of known field names;
 //! every other key (a data-source, measure or dimension name) is lower-cased, since Ivory compares

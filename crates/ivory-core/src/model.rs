@@ -19,7 +19,7 @@ pub const LOCATION_ID: &str = "locationid";
 /// one client from bloating every replica's memory.
 pub const NAME_LEN_MAX: usize = 256;
 
-/// IV's base dimensions (docs/iv-api.md §3.2), lower case. Data-source dimensions map onto these.
+/// IV's base dimensions (docs/iv-compatibility.md §3.2), lower case. Data-source dimensions map onto these.
 pub const BASE_DIMENSIONS: &[&str] = &[
     "colorid",
     "sizeid",

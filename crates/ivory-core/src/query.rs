@@ -1,7 +1,7 @@
 //! Reads: index and exact queries over the partitions of one shard, and admin reads.
 //!
 //! Records aggregate cells to (product, site, location, group-by dimensions) and carry every
-//! configured physical measure and every calculated one, as IV's records do (docs/iv-api.md §2.6).
+//! configured physical measure and every calculated one, as IV's records do (docs/iv-compatibility.md §2.6).
 
 use std::collections::BTreeMap;
 

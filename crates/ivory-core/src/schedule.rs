@@ -1,4 +1,4 @@
-//! On-hand change schedules (docs/iv-api.md §2.5, §4): the write side. The read side,
+//! On-hand change schedules (docs/iv-compatibility.md §2.5, §4): the write side. The read side,
 //! available-to-promise, is computed by [`crate::query`] (`atp_for`).
 //!
 //! Schedules are deltas dated by UTC day inside [today, today + period - 1]; they never change

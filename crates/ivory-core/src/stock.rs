@@ -77,7 +77,7 @@ pub(crate) fn set_on_hand(
 }
 
 /// The reservation id of a product + dimensions + holding measure in a partition: IV's
-/// `reservationId` names the combination, not one request (docs/iv-api.md §2.3).
+/// `reservationId` names the combination, not one request (docs/iv-compatibility.md §2.3).
 pub fn reservation_id(partition: &PartitionKey, cell: &Cell, measure: &MeasureRef) -> String {
     reservation_id_text(&reservation_key(partition, cell, measure).0)
 }

@@ -1,4 +1,4 @@
-//! The worked examples of IV's documentation and the other platforms' reservation APIs (docs/iv-api.md), run on
+//! The worked examples of IV's documentation and the other platforms' reservation APIs (docs/iv-compatibility.md), run on
 //! ivory-core alone.
 
 use ivory_core::*;

@@ -1,5 +1,5 @@
 //! Holds: a cart's lines held for a time to live, all of them or none, with a lifecycle
-//! (DESIGN.md §3 "Holds"; docs/iv-api.md §8). Every rule about stock is in `ivory_core::hold`;
+//! (DESIGN.md §3 "Holds"; docs/iv-compatibility.md §8). Every rule about stock is in `ivory_core::hold`;
 //! this module parses, routes lines to shards and runs the cross-shard protocol:
 //!
 //! - lines in one shard: one `Create(tentative = false)`, one log entry, all or nothing;

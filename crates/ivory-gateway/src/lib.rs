@@ -1,4 +1,4 @@
-//! Ivory's IV-compatible REST gateway (docs/iv-api.md): auth, JSON leniency, validation and limits,
+//! Ivory's IV-compatible REST gateway (docs/iv-compatibility.md): auth, JSON leniency, validation and limits,
 //! bulk split by shard, query fan-out and merge. Every stock rule lives in `ivory-core`; this crate
 //! only parses, validates shapes and limits, routes to shards and merges answers.
 //!

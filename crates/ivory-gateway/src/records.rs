@@ -1,4 +1,4 @@
-//! Query records as JSON, in IV's shape (docs/iv-api.md §2.6).
+//! Query records as JSON, in IV's shape (docs/iv-compatibility.md §2.6).
 
 use std::collections::BTreeMap;
 
@@ -63,7 +63,7 @@ fn quantities_json(q: &Quantities) -> Value {
     Value::Object(sources)
 }
 
-/// `{"2022-02-02T00:00:00": {...}}` (docs/iv-api.md §2.6 spells the two maps' keys differently).
+/// `{"2022-02-02T00:00:00": {...}}` (docs/iv-compatibility.md §2.6 spells the two maps' keys differently).
 fn by_date_json(days: &BTreeMap<i64, Quantities>, suffix: &str) -> Value {
     Value::Object(
         days.iter()

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::NodeError;
 use crate::network::{Faults, PeerChannel};
 use crate::node::Node;
 use crate::peer_streams::{OUTBOUND_QUEUE, PeerLink, PeerStreams, coalesced};
@@ -209,7 +210,12 @@ pub(crate) fn serve(
             for call in frame.calls {
                 let (node, answers) = (node.clone(), answers_tx.clone());
                 tokio::spawn(async move {
-                    let reply = node.answer_propose(call.propose.unwrap_or_default()).await;
+                    let reply = match call.propose {
+                        Some(request) => node.answer_propose(request).await,
+                        None => {
+                            node.propose_reply(Err(NodeError::Invalid("a forwarded call without its proposal".into())))
+                        }
+                    };
                     let answer = proto::ForwardAnswer {
                         call: call.call,
                         reply: Some(reply),

@@ -106,13 +106,14 @@ impl<L: PeerLink> PeerStreams<L> {
         Open: FnOnce() -> Opened,
         Opened: Future<Output = Result<Arc<L>, tonic::Status>>,
     {
-        let slot = self
-            .slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(addr.to_string())
-            .or_default()
-            .clone();
+        // Every forwarded call passes here: no allocation once the peer has a slot.
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            match slots.get(addr) {
+                Some(slot) => slot.clone(),
+                None => slots.entry(addr.to_string()).or_default().clone(),
+            }
+        };
         let mut slot = slot.lock().await;
         if let Some(link) = slot.as_ref().filter(|link| link.is_open()) {
             return Ok(link.clone());

@@ -330,6 +330,11 @@ impl Node {
                 Err(e) => Err(NodeError::Invalid(e)),
             }
         };
+        self.propose_reply(result)
+    }
+
+    /// A `Propose` answer: the encoded results, or the error, and this node's placement version.
+    pub(crate) fn propose_reply(&self, result: Result<Vec<u8>, NodeError>) -> proto::ProposeReply {
         match result {
             Ok(results) => proto::ProposeReply {
                 results,

@@ -1,4 +1,4 @@
-//! `ivory serve` as a user runs it: the seeds' worked examples over REST, limits, bad input, auth,
+//! `ivory serve` as a user runs it: the worked examples of IV's documentation over REST, limits, bad input, auth,
 //! and a kill -9 + restart that must keep every acknowledged write.
 
 use std::path::Path;

@@ -53,7 +53,7 @@ async fn atp_worked_example_through_index_get_and_exact_queries() {
     let (app, _) = setup();
     let t = token(&app, ENV).await;
     seed(&app, &t, "P-ATP", 20).await;
-    // Day 1 is today: -3 day 1, +10 day 3, -15 day 4, +1 day 5, +3 day 6 (docs/iv-api.md §4).
+    // Day 1 is today: -3 day 1, +10 day 3, -15 day 4, +1 day 5, +3 day 6 (docs/iv-compatibility.md §4).
     let by_date = json!({
         day(0): {"pos": {"inbound": -3}},
         format!("{}T00:00:00Z", day(2)): {"pos": {"inbound": 10}},
