@@ -9,7 +9,7 @@ NODES=${1:-1}
 DURATION=${DURATION:-22}
 BIN_DIR=${BIN_DIR:-target/release}
 OUT=$(mktemp -d /tmp/ivory-cpu-XXXXXX)
-"$BIN_DIR/ivory-bench" spread --spawn "$NODES" --clients 64 --duration "$DURATION" \
+"$BIN_DIR/ivory-bench" "${WORKLOAD:-spread}" --spawn "$NODES" --clients 64 --duration "$DURATION" \
   --ivory-bin "$BIN_DIR/ivory" >"$OUT/run.json" 2>"$OUT/run.err" &
 BENCH=$!
 # Past set-up (stock loading) and into the measured window.

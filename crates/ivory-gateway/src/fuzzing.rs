@@ -12,9 +12,9 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use ivory_core::Config;
 use serde_json::Value;
 
-use crate::ApiError;
 use crate::parse::{WriteKind, json_body, required_text, write_command};
 use crate::queries::ApiVersion;
+use crate::{ApiError, reserve_body};
 
 /// Which request the bytes are the body (or the query string, or the path id) of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,14 +132,31 @@ pub fn decode(kind: Kind, input: &[u8]) -> Result<(), ApiError> {
         write_command(k, &value, ENV, config, "").map(|_| ())
     };
     let bulk = |k: WriteKind| -> Result<(), ApiError> {
+        // Where the reserve fast path takes the body, it must answer each item as this path does.
+        let fast = (k == WriteKind::Reserve).then(|| reserve_body::bulk(input)).flatten();
         let items = crate::writes::bulk_items(json_body(body())?)?;
+        if let Some(fast) = &fast {
+            assert_eq!(fast.len(), items.len(), "the fast path read another number of items");
+        }
         for (i, item) in items.iter().enumerate() {
+            let path = format!("[{i}]");
+            let command = write_command(k, item, ENV, config, &path);
+            if let Some(fast) = &fast {
+                reserve_body::assert_same(&fast[i].command(ENV, config, &path), &command);
+            }
             // A bad item is a `failure` entry of a 200 answer: it must still be a refusal.
-            if let Err(e) = write_command(k, item, ENV, config, &format!("[{i}]")) {
+            if let Err(e) = command {
                 assert!(is_refusal(&e), "item {i}: {} {}: {}", e.status, e.code, e.message);
             }
         }
         Ok(())
+    };
+    let reserve = || -> Result<(), ApiError> {
+        let command = json_body(body()).and_then(|v| write_command(WriteKind::Reserve, &v, ENV, config, ""));
+        if let Some(item) = reserve_body::single(input) {
+            reserve_body::assert_same(&item.command(ENV, config, ""), &command);
+        }
+        command.map(|_| ())
     };
     let query = |version: ApiVersion, exact: bool| -> Result<(), ApiError> {
         crate::queries::check_query(ENV, json_body(body())?, config, version, exact)
@@ -153,7 +170,7 @@ pub fn decode(kind: Kind, input: &[u8]) -> Result<(), ApiError> {
     let no_params = HashMap::new();
     match kind {
         Kind::OnHand => write(WriteKind::Change),
-        Kind::Reserve => write(WriteKind::Reserve),
+        Kind::Reserve => reserve(),
         Kind::Unreserve => write(WriteKind::Unreserve),
         Kind::ChangeSchedule => write(WriteKind::Schedule),
         Kind::Allocate => write(WriteKind::Allocate),

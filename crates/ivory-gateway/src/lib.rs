@@ -30,6 +30,7 @@ mod openapi;
 mod parse;
 mod queries;
 mod records;
+mod reserve_body;
 mod service;
 mod url_query;
 mod writes;

@@ -84,8 +84,12 @@ pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, A
 
 /// Reads a JSON body: 413 over the body limit, 400 when it is not JSON.
 pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    let bytes = body_bytes(body)?;
-    let value: Value = serde_json::from_slice(&bytes)
+    json_value(&body_bytes(body)?)
+}
+
+/// A body's bytes as JSON, every key in its canonical case; 400 when they are not JSON.
+pub(crate) fn json_value(bytes: &[u8]) -> Result<Value, ApiError> {
+    let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request("body.malformed", format!("body: not valid JSON: {e}")))?;
     field_names()
         .apply(value)
@@ -150,7 +154,7 @@ impl std::fmt::Display for Joined<'_> {
     }
 }
 
-fn join<'a>(path: &'a str, field: &'a str) -> Joined<'a> {
+pub(crate) fn join<'a>(path: &'a str, field: &'a str) -> Joined<'a> {
     Joined(path, field)
 }
 
@@ -160,16 +164,18 @@ fn missing(path: &str, field: &str) -> ApiError {
 
 /// A name-like value: a string, or a number given for one; bounded and without control characters.
 pub(crate) fn text_value(value: &Value, field: impl std::fmt::Display) -> Result<String, ApiError> {
-    let text = match value {
-        Value::String(s) => s.trim().to_string(),
-        Value::Number(n) => n.to_string(),
-        _ => {
-            return Err(ApiError::bad_request(
-                "field.bad_type",
-                format!("{field}: must be a string"),
-            ));
-        }
-    };
+    match value {
+        Value::String(s) => checked_text(s.trim().to_string(), field),
+        Value::Number(n) => checked_text(n.to_string(), field),
+        _ => Err(ApiError::bad_request(
+            "field.bad_type",
+            format!("{field}: must be a string"),
+        )),
+    }
+}
+
+/// A name's text (trimmed already when it came as a string): bounded, no control characters.
+pub(crate) fn checked_text(text: String, field: impl std::fmt::Display) -> Result<String, ApiError> {
     if text.len() > NAME_LEN_MAX {
         return Err(ApiError::bad_request(
             "field.too_long",
@@ -185,12 +191,8 @@ pub(crate) fn text_value(value: &Value, field: impl std::fmt::Display) -> Result
     Ok(text)
 }
 
-pub(crate) fn required_text(obj: &Map<String, Value>, field: &str, path: &str) -> Result<String, ApiError> {
-    let value = obj
-        .get(field)
-        .filter(|v| !v.is_null())
-        .ok_or_else(|| missing(path, field))?;
-    let text = text_value(value, join(path, field))?;
+/// A required name: refused when it is empty once trimmed.
+pub(crate) fn non_empty(text: String, path: &str, field: &str) -> Result<String, ApiError> {
     if text.is_empty() {
         return Err(ApiError::bad_request(
             "field.empty",
@@ -198,6 +200,14 @@ pub(crate) fn required_text(obj: &Map<String, Value>, field: &str, path: &str) -
         ));
     }
     Ok(text)
+}
+
+pub(crate) fn required_text(obj: &Map<String, Value>, field: &str, path: &str) -> Result<String, ApiError> {
+    let value = obj
+        .get(field)
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| missing(path, field))?;
+    non_empty(text_value(value, join(path, field))?, path, field)
 }
 
 pub(crate) fn optional_text(obj: &Map<String, Value>, field: &str, path: &str) -> Result<Option<String>, ApiError> {
@@ -208,17 +218,19 @@ pub(crate) fn optional_text(obj: &Map<String, Value>, field: &str, path: &str) -
 }
 
 pub(crate) fn qty_value(value: &Value, field: impl std::fmt::Display) -> Result<Qty, ApiError> {
-    let text = match value {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.clone(),
-        _ => {
-            return Err(ApiError::bad_request(
-                "field.bad_number",
-                format!("{field}: must be a number"),
-            ));
-        }
-    };
-    Qty::parse(&text).map_err(|e| ApiError::bad_request("field.bad_number", format!("{field}: {e}")))
+    match value {
+        Value::Number(n) => qty_text(&n.to_string(), field),
+        Value::String(s) => qty_text(s, field),
+        _ => Err(ApiError::bad_request(
+            "field.bad_number",
+            format!("{field}: must be a number"),
+        )),
+    }
+}
+
+/// A quantity's text, as a JSON number spells it or as a string gave it.
+pub(crate) fn qty_text(text: &str, field: impl std::fmt::Display) -> Result<Qty, ApiError> {
+    Qty::parse(text).map_err(|e| ApiError::bad_request("field.bad_number", format!("{field}: {e}")))
 }
 
 pub(crate) fn bool_value(
@@ -348,9 +360,19 @@ impl WriteKind {
 /// The client's `id`, as far as it can be read, for the result id of a refused item.
 pub(crate) fn client_id(value: &Value) -> String {
     match value.get("id") {
-        Some(Value::String(s)) => s.chars().take(NAME_LEN_MAX).collect(),
+        Some(Value::String(s)) => client_id_text(s),
         Some(Value::Number(n)) => n.to_string(),
         _ => String::new(),
+    }
+}
+
+/// A client id given as a string, cut to a name's bound (in characters, as it always was).
+pub(crate) fn client_id_text(s: &str) -> String {
+    // A string of at most that many bytes has at most that many characters.
+    if s.len() <= NAME_LEN_MAX {
+        s.to_string()
+    } else {
+        s.chars().take(NAME_LEN_MAX).collect()
     }
 }
 
@@ -390,6 +412,30 @@ pub(crate) fn partition_and_cell(
     let data_source = optional_text(obj, "dimensionDataSource", path)?;
     let pairs = dimension_pairs(obj, path)?;
     let pairs = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    place_cell(
+        environment,
+        config,
+        path,
+        organization,
+        product,
+        data_source.as_deref(),
+        pairs,
+        partition_optional,
+    )
+}
+
+/// Where a write's item lives, from its fields once read.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn place_cell<'a>(
+    environment: &str,
+    config: &Config,
+    path: &str,
+    organization: String,
+    product: String,
+    data_source: Option<&str>,
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    partition_optional: bool,
+) -> Result<(PartitionKey, Cell), ApiError> {
     // By location, IV accepts on-hand changes without site and location; the shard refuses the
     // writes among them that take stock (body statusCode 500). By product they are optional.
     if config.partition_mode == PartitionMode::ByProduct && product.is_empty() {
@@ -400,7 +446,7 @@ pub(crate) fn partition_and_cell(
             environment,
             &organization,
             &product,
-            data_source.as_deref(),
+            data_source,
             pairs,
             partition_optional,
         )
@@ -459,10 +505,7 @@ pub(crate) fn write_command(
         WriteKind::Reserve => {
             let (partition, cell) = partition_and_cell(obj, environment, config, path, true, true)?;
             let modifier = required_text(obj, "modifier", path)?;
-            let measure = match optional_text(obj, "quantityDataSource", path)? {
-                Some(ds) => MeasureRef::new(&ds, &modifier),
-                None => MeasureRef::parse(&modifier).unwrap_or_else(|| MeasureRef::new("iv", &modifier)),
-            };
+            let measure = reserved_measure(optional_text(obj, "quantityDataSource", path)?.as_deref(), &modifier);
             let quantity = match obj.get("quantity") {
                 None | Some(Value::Null) => return Err(missing(path, "quantity")),
                 Some(v) => qty_value(v, join(path, "quantity"))?,
@@ -550,6 +593,15 @@ pub(crate) fn write_command(
                 physical: physical_measures(obj, path)?,
             }))
         }
+    }
+}
+
+/// The measure a reserve takes: `quantityDataSource` and `modifier`, or a `ds.measure` modifier,
+/// else IV's own data source.
+pub(crate) fn reserved_measure(data_source: Option<&str>, modifier: &str) -> MeasureRef {
+    match data_source {
+        Some(ds) => MeasureRef::new(ds, modifier),
+        None => MeasureRef::parse(modifier).unwrap_or_else(|| MeasureRef::new("iv", modifier)),
     }
 }
 

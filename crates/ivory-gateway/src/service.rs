@@ -16,6 +16,7 @@ use ivory_core::{CmdResult, Command};
 use serde_json::Value;
 
 use crate::parse::{WriteKind, client_id, mapping_config, needs_mappings, write_command};
+use crate::reserve_body::ReserveItem;
 use crate::{ApiError, AppState};
 
 /// What became of one write item.
@@ -58,14 +59,29 @@ pub(crate) async fn write_single(
     kind: WriteKind,
     value: &Value,
 ) -> Result<(String, ItemAnswer), ApiError> {
-    let id = client_id(value);
     let config = mapping_config(s, env, kind.needs_config() || needs_mappings([value])).await?;
-    let command = match write_command(kind, value, env, &config, "") {
-        Ok(c) => c,
-        Err(e) => return Ok((id, ItemAnswer::Refused(e))),
-    };
-    let result = write_one(s, command).await?;
-    Ok((id, ItemAnswer::Applied(result)))
+    answer_one(s, client_id(value), write_command(kind, value, env, &config, "")).await
+}
+
+/// [`write_single`] for a reserve read by `reserve_body`.
+pub(crate) async fn reserve_single(
+    s: &AppState,
+    env: &str,
+    item: &ReserveItem<'_>,
+) -> Result<(String, ItemAnswer), ApiError> {
+    let config = mapping_config(s, env, false).await?;
+    answer_one(s, item.client_id(), item.command(env, &config, "")).await
+}
+
+async fn answer_one(
+    s: &AppState,
+    id: String,
+    command: Result<Command, ApiError>,
+) -> Result<(String, ItemAnswer), ApiError> {
+    match command {
+        Ok(command) => Ok((id, ItemAnswer::Applied(write_one(s, command).await?))),
+        Err(e) => Ok((id, ItemAnswer::Refused(e))),
+    }
 }
 
 /// Proposes one command to its shard: its result.
@@ -98,6 +114,22 @@ pub(crate) async fn write_items(
         .collect();
     let answers = write_many(s, parsed).await?;
     Ok(items.iter().map(client_id).zip(answers).collect())
+}
+
+/// [`write_items`] for reserves read by `reserve_body`.
+pub(crate) async fn reserve_items(
+    s: &AppState,
+    env: &str,
+    items: &[ReserveItem<'_>],
+) -> Result<Vec<(String, Option<ItemAnswer>)>, ApiError> {
+    let config = mapping_config(s, env, false).await?;
+    let parsed = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| item.command(env, &config, &format!("[{i}]")))
+        .collect();
+    let answers = write_many(s, parsed).await?;
+    Ok(items.iter().map(ReserveItem::client_id).zip(answers).collect())
 }
 
 /// Proposes the parsed commands, one proposal per shard in parallel; refusals pass through.

@@ -17,7 +17,8 @@ use axum::response::{IntoResponse, Response};
 use ivory_core::{BATCH_COMMANDS_MAX, CmdResult, Outcome};
 use serde_json::Value;
 
-use crate::parse::{ApiPath, WriteKind, json_body};
+use crate::parse::{ApiPath, WriteKind, body_bytes, json_value};
+use crate::reserve_body;
 use crate::service::{self, BUCKETS, ItemAnswer};
 use crate::{ApiError, AppState};
 
@@ -238,11 +239,21 @@ fn envelope_response(status: StatusCode, envelope: &Envelope<'_>) -> Response {
 }
 
 async fn single(s: AppState, env: String, kind: WriteKind, body: Body) -> Response {
-    let value = match json_body(body) {
-        Ok(v) => v,
+    let bytes = match body_bytes(body) {
+        Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    match service::write_single(&s, &env, kind, &value).await {
+    let answer = match (kind == WriteKind::Reserve)
+        .then(|| reserve_body::single(&bytes))
+        .flatten()
+    {
+        Some(item) => service::reserve_single(&s, &env, &item).await,
+        None => match json_value(&bytes) {
+            Ok(value) => service::write_single(&s, &env, kind, &value).await,
+            Err(e) => return e.into_response(),
+        },
+    };
+    match answer {
         Ok((id, ItemAnswer::Applied(r))) => envelope_response(http_status(r.outcome), &result_envelope(kind, &id, &r)),
         Ok((id, ItemAnswer::Refused(e) | ItemAnswer::Unknown(e))) => {
             envelope_response(e.status, &refused_envelope(kind, &id, &e))
@@ -272,15 +283,21 @@ pub(crate) fn bulk_items(value: Value) -> Result<Vec<Value>, ApiError> {
 }
 
 async fn bulk(s: AppState, env: String, kind: WriteKind, body: Body) -> Response {
-    let value = match json_body(body) {
-        Ok(v) => v,
+    let bytes = match body_bytes(body) {
+        Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let items = match bulk_items(value) {
-        Ok(items) => items,
-        Err(e) => return e.into_response(),
+    let reserves = (kind == WriteKind::Reserve)
+        .then(|| reserve_body::bulk(&bytes))
+        .flatten();
+    let answers = match reserves {
+        Some(items) => service::reserve_items(&s, &env, &items).await,
+        None => match json_value(&bytes).and_then(bulk_items) {
+            Ok(items) => service::write_items(&s, &env, kind, &items).await,
+            Err(e) => return e.into_response(),
+        },
     };
-    let answers = match service::write_items(&s, &env, kind, &items).await {
+    let answers = match answers {
         Ok(answers) => answers,
         Err(e) => return e.into_response(),
     };
