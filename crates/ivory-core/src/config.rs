@@ -14,8 +14,8 @@ use crate::json::KeyCanon;
 use crate::model::{
     BASE_DIMENSIONS, Dims, LOCATION_ID, MeasureRef, NAME_LEN_MAX, PartitionKey, SITE_ID, base_dimension, canonical_name,
 };
-pub use formula::Formula;
 use formula::compile_calculated;
+pub use formula::{Formula, triples};
 
 /// IV's allocation hierarchy has Group0..Group7.
 pub const ALLOCATION_GROUPS_MAX: usize = 8;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use litemap::LiteMap;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::config::{Config, triples};
 use crate::model::{Dims, LOCATION_ID, PartitionKey, Quantities, SITE_ID};
 use crate::qty::Qty;
 use crate::state::{Cells, PartitionState, get_or_insert_exact};
@@ -187,10 +187,10 @@ pub(crate) fn evaluate(partitions: &BTreeMap<PartitionKey, PartitionState>, conf
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 let (sums, scheduled) = groups.entry(key).or_default();
-                add_into(sums, &cell.quantities);
+                add_into(sums, cell.quantities.iter());
                 if q.atp.is_some() {
                     for (day, deltas) in &cell.schedules {
-                        add_into(scheduled.entry(*day).or_default(), deltas);
+                        add_into(scheduled.entry(*day).or_default(), triples(deltas));
                     }
                 }
             }
@@ -216,15 +216,11 @@ pub(crate) fn evaluate(partitions: &BTreeMap<PartitionKey, PartitionState>, conf
     out
 }
 
-fn add_into<K: std::borrow::Borrow<str> + Ord>(sums: &mut Quantities, more: &LiteMap<K, LiteMap<K, Qty>>) {
-    for (ds, measures) in more.iter() {
-        let ds: &str = ds.borrow();
+fn add_into<'a>(sums: &mut Quantities, more: impl IntoIterator<Item = (&'a str, &'a str, Qty)>) {
+    for (ds, m, v) in more {
         let into = get_or_insert_exact(sums, ds, || (ds.to_string(), LiteMap::new()));
-        for (m, v) in measures.iter() {
-            let m: &str = m.borrow();
-            let slot = get_or_insert_exact(into, m, || (m.to_string(), Qty::ZERO));
-            *slot = *slot + *v;
-        }
+        let slot = get_or_insert_exact(into, m, || (m.to_string(), Qty::ZERO));
+        *slot = *slot + v;
     }
 }
 
@@ -241,7 +237,7 @@ pub(crate) fn with_all_measures(config: &Config, physical: &Quantities, return_n
     for (calc, formula) in &config.calculated {
         out.entry(calc.data_source.clone())
             .or_default()
-            .insert(calc.measure.clone(), formula.value(physical));
+            .insert(calc.measure.clone(), formula.value(triples(physical)));
     }
     if !return_negative {
         for (_, measures) in out.iter_mut() {
@@ -282,7 +278,7 @@ fn atp_for(
             if let Some(f) = config.calculated.get(m) {
                 row.entry(m.data_source.clone())
                     .or_default()
-                    .insert(m.measure.clone(), f.value(deltas));
+                    .insert(m.measure.clone(), f.value(triples(deltas)));
             }
         }
         by_date.insert(*day, row);
@@ -293,10 +289,10 @@ fn atp_for(
     for m in &rules.atp_measures {
         let Some(f) = config.calculated.get(m) else { continue };
         let mut projected = Vec::with_capacity(days.len());
-        let mut level = f.value(current);
+        let mut level = f.value(triples(current));
         for day in &days {
             if let Some(deltas) = in_window.get(day) {
-                level = level + f.value(deltas);
+                level = level + f.value(triples(deltas));
             }
             projected.push(level);
         }

@@ -22,8 +22,74 @@ pub(crate) use remembered::RememberedEvents;
 /// following a pointer per name (that chase was most of a bulk item's apply). Encoded as a string.
 pub(crate) type Name = compact_str::CompactString;
 
-/// A cell's physical quantities: data source -> measure -> quantity.
-pub(crate) type CellQuantities = LiteMap<Name, LiteMap<Name, Qty>>;
+/// A cell's physical quantities, sorted by (data source, measure), in one vector: an availability
+/// check over a cold cell follows one pointer to all of them, where a map of maps cost one more
+/// cache miss per data source (the formula's walk over them was a tenth of a bulk reserve's CPU).
+/// Encoded as that map of maps, data source -> measure -> quantity.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct CellQuantities(Vec<(Name, Name, Qty)>);
+
+impl CellQuantities {
+    fn find(&self, data_source: &str, measure: &str) -> Result<usize, usize> {
+        self.0
+            .binary_search_by(|(d, m, _)| (d.as_str(), m.as_str()).cmp(&(data_source, measure)))
+    }
+
+    pub fn get(&self, data_source: &str, measure: &str) -> Option<Qty> {
+        self.find(data_source, measure).ok().map(|at| self.0[at].2)
+    }
+
+    pub fn set(&mut self, data_source: &str, measure: &str, q: Qty) {
+        match self.find(data_source, measure) {
+            Ok(at) => self.0[at].2 = q,
+            Err(at) => {
+                // Grown by exactly one: most cells keep two or three measures for good.
+                self.0.reserve_exact(1);
+                self.0.insert(at, (Name::from(data_source), Name::from(measure), q));
+            }
+        }
+    }
+
+    /// (data source, measure, quantity), sorted.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, Qty)> {
+        self.0.iter().map(|(d, m, q)| (d.as_str(), m.as_str(), *q))
+    }
+
+    /// The measures of each data source in turn.
+    fn groups(&self) -> impl Iterator<Item = &[(Name, Name, Qty)]> {
+        self.0.chunk_by(|a, b| a.0 == b.0)
+    }
+}
+
+impl Serialize for CellQuantities {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Measures<'a>(&'a [(Name, Name, Qty)]);
+        impl Serialize for Measures<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_map(self.0.iter().map(|(_, m, q)| (m, q)))
+            }
+        }
+        let mut map = serializer.serialize_map(Some(self.groups().count()))?;
+        for group in self.groups() {
+            map.serialize_entry(&group[0].0, &Measures(group))?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for CellQuantities {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let nested = LiteMap::<Name, LiteMap<Name, Qty>>::deserialize(deserializer)?;
+        let mut flat = Vec::with_capacity(nested.values().map(LiteMap::len).sum());
+        for (data_source, measures) in nested.iter() {
+            for (measure, q) in measures.iter() {
+                flat.push((data_source.clone(), measure.clone(), *q));
+            }
+        }
+        Ok(CellQuantities(flat))
+    }
+}
 
 /// State of one stock cell.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -39,18 +105,11 @@ pub(crate) struct CellState {
 
 impl CellState {
     pub fn get(&self, m: &MeasureRef) -> Qty {
-        self.quantities
-            .get(m.data_source.as_str())
-            .and_then(|measures| measures.get(m.measure.as_str()))
-            .copied()
-            .unwrap_or(Qty::ZERO)
+        self.quantities.get(&m.data_source, &m.measure).unwrap_or(Qty::ZERO)
     }
 
     pub fn set(&mut self, m: &MeasureRef, q: Qty) {
-        let measures = get_or_insert_exact(&mut self.quantities, m.data_source.as_str(), || {
-            (Name::from(m.data_source.as_str()), LiteMap::new())
-        });
-        *get_or_insert_exact(measures, m.measure.as_str(), || (Name::from(m.measure.as_str()), q)) = q;
+        self.quantities.set(&m.data_source, &m.measure, q);
     }
 }
 
@@ -227,7 +286,7 @@ pub(crate) fn calculated_over(cells: Option<&Cells>, formula: &Formula, filter: 
     cells
         .iter()
         .filter(|(dims, _)| filter.iter().all(|(k, v)| dims.get(*k) == Some(*v)))
-        .map(|(_, cell)| formula.value(&cell.quantities))
+        .map(|(_, cell)| formula.value(cell.quantities.iter()))
         .sum()
 }
 
@@ -244,7 +303,7 @@ pub(crate) fn calculated_min_over<'a, F: AsRef<[(&'a String, &'a String)]>>(
         let mut value = None;
         for (sum, filter) in sums.iter_mut().zip(filters) {
             if filter.as_ref().iter().all(|(k, v)| dims.get(*k) == Some(*v)) {
-                *sum = *sum + *value.get_or_insert_with(|| formula.value(&cell.quantities));
+                *sum = *sum + *value.get_or_insert_with(|| formula.value(cell.quantities.iter()));
             }
         }
     }

@@ -44,25 +44,40 @@ impl Formula {
         &self.sub
     }
 
-    /// The formula over one cell's (or one sum's) physical quantities. Exact: quantities are
-    /// bounded far below the decimal's range, so the order of the additions does not matter.
-    pub fn value<K: std::borrow::Borrow<str> + Ord>(&self, quantities: &LiteMap<K, LiteMap<K, Qty>>) -> Qty {
+    /// The formula over one cell's (or one sum's) physical quantities, as (data source, measure,
+    /// quantity) with each data source's measures together. Exact: quantities are bounded far
+    /// below the decimal's range, so the order of the additions does not matter.
+    pub fn value<'a>(&self, quantities: impl IntoIterator<Item = (&'a str, &'a str, Qty)>) -> Qty {
         let mut total = Qty::ZERO;
-        for (data_source, measures) in quantities.iter() {
-            let Some(coefficients) = self.coefficients.get(data_source.borrow()) else {
-                continue;
+        let mut source: Option<(&str, Option<&LiteMap<String, i64>>)> = None;
+        for (data_source, measure, quantity) in quantities {
+            let coefficients = match source {
+                Some((name, coefficients)) if name == data_source => coefficients,
+                _ => {
+                    let coefficients = self.coefficients.get(data_source);
+                    source = Some((data_source, coefficients));
+                    coefficients
+                }
             };
-            for (measure, quantity) in measures.iter() {
-                total = match coefficients.get(measure.borrow()) {
-                    None | Some(0) => total,
-                    Some(1) => total + *quantity,
-                    Some(-1) => total - *quantity,
-                    Some(&k) => total + quantity.times(k),
-                };
-            }
+            let Some(coefficients) = coefficients else { continue };
+            total = match coefficients.get(measure) {
+                None | Some(0) => total,
+                Some(1) => total + quantity,
+                Some(-1) => total - quantity,
+                Some(&k) => total + quantity.times(k),
+            };
         }
         total
     }
+}
+
+/// A map of maps (data source -> measure -> quantity) as [`Formula::value`] reads it.
+pub fn triples<K: std::borrow::Borrow<str> + Ord>(
+    quantities: &LiteMap<K, LiteMap<K, Qty>>,
+) -> impl Iterator<Item = (&str, &str, Qty)> {
+    quantities
+        .iter()
+        .flat_map(|(ds, measures)| measures.iter().map(move |(m, q)| (ds.borrow(), m.borrow(), *q)))
 }
 
 /// A calculated measure as declared: the path of its field and its formula.
