@@ -117,16 +117,21 @@ impl PartitionKey {
     /// depends on a Rust `Hash` impl, so a toolchain change cannot move a partition.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
+        self.feed_canonical_bytes(|bytes| out.extend_from_slice(bytes));
+        out
+    }
+
+    /// [`Self::canonical_bytes`] in pieces, for a hasher: the same bytes without building them.
+    pub fn feed_canonical_bytes(&self, mut feed: impl FnMut(&[u8])) {
         for field in [&self.environment, &self.organization, &self.site, &self.location] {
-            out.extend_from_slice(&(field.len() as u32).to_be_bytes());
-            out.extend_from_slice(field.as_bytes());
+            feed(&(field.len() as u32).to_be_bytes());
+            feed(field.as_bytes());
         }
         // Only product partitions carry the product: location partitions keep their placement.
         if !self.product.is_empty() {
-            out.extend_from_slice(&(self.product.len() as u32).to_be_bytes());
-            out.extend_from_slice(self.product.as_bytes());
+            feed(&(self.product.len() as u32).to_be_bytes());
+            feed(self.product.as_bytes());
         }
-        out
     }
 
     /// IV's partition id text, as `/allpartitionids` lists it: `<org>~<site>~<location>` by

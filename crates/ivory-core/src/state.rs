@@ -317,7 +317,7 @@ pub(crate) type EventKey = [u8; 16];
 
 pub(crate) fn event_key(partition: &PartitionKey, op: OpCode, id: &str) -> EventKey {
     let mut h = Sha256::new();
-    h.update(partition.canonical_bytes());
+    partition.feed_canonical_bytes(|bytes| h.update(bytes));
     h.update(op.prefix().as_bytes());
     h.update([0u8]);
     h.update(id.as_bytes());

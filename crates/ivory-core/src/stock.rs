@@ -85,7 +85,7 @@ pub fn reservation_id(partition: &PartitionKey, cell: &Cell, measure: &MeasureRe
 /// [`reservation_id`] as the bytes its text spells.
 pub(crate) fn reservation_key(partition: &PartitionKey, cell: &Cell, measure: &MeasureRef) -> ReservationKey {
     let mut h = Sha256::new();
-    h.update(partition.canonical_bytes());
+    partition.feed_canonical_bytes(|bytes| h.update(bytes));
     for part in std::iter::once(&cell.product)
         .chain(cell.dims.iter().flat_map(|(k, v)| [k, v]))
         .chain([&measure.data_source, &measure.measure])
@@ -208,10 +208,9 @@ pub(crate) fn reserve(
     if c.quantity.is_zero() {
         return CmdResult::refused(Outcome::Invalid, "quantity: must not be zero");
     }
-    // One lookup of the product's cells serves the gate and the current quantity.
-    let cells = partitions
-        .get(&c.partition)
-        .and_then(|p| p.products.get(c.cell.product.as_str()));
+    // One lookup of the partition serves the gate, the current quantity and the write.
+    let found = partitions.get_mut(&c.partition);
+    let cells = found.as_deref().and_then(|p| p.products.get(c.cell.product.as_str()));
     if c.availability == Availability::Checked {
         if c.quantity.is_negative() {
             return CmdResult::refused(
@@ -238,8 +237,11 @@ pub(crate) fn reserve(
         return out_of_range(&c.measure);
     };
     let key = reservation_key(&c.partition, &c.cell, &c.measure);
-    // Accepted: from here on the state changes, and the partition is looked up once more.
-    let partition = partition_mut(partitions, &c.partition);
+    // Accepted: from here on the state changes (a reserve unchecked may create its partition).
+    let partition = match found {
+        Some(partition) => partition,
+        None => partition_mut(partitions, &c.partition),
+    };
     match partition.reservations.get_mut(&key) {
         Some(reservation) => reservation.quantity = reservation.quantity + c.quantity,
         None => {
