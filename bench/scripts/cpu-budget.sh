@@ -10,7 +10,7 @@ DURATION=${DURATION:-22}
 BIN_DIR=${BIN_DIR:-target/release}
 OUT=$(mktemp -d /tmp/ivory-cpu-XXXXXX)
 "$BIN_DIR/ivory-bench" "${WORKLOAD:-spread}" --spawn "$NODES" --clients 64 --duration "$DURATION" \
-  --ivory-bin "$BIN_DIR/ivory" >"$OUT/run.json" 2>"$OUT/run.err" &
+  --ivory-bin "$BIN_DIR/ivory" ${BENCH_ARGS:-} >"$OUT/run.json" 2>"$OUT/run.err" &
 BENCH=$!
 # Past set-up (stock loading) and into the measured window.
 for _ in $(seq 120); do grep -q "\[setup\] loaded" "$OUT/run.err" 2>/dev/null && break; sleep 0.5; done

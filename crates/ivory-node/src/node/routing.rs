@@ -242,12 +242,19 @@ impl Node {
                 commands.len()
             )));
         }
-        let commands = &commands;
-        self.with_retries(shard, |target| async move {
-            if target == self.id() {
-                self.propose_coalesced(shard, commands.clone()).await
-            } else {
-                self.forward_coalesced(target, shard, commands.clone()).await
+        // The first attempt takes the commands; a retry reads them back from this copy, which
+        // costs one buffer where a clone per attempt cost every string of every command.
+        let copy = encode(&commands).map_err(NodeError::Invalid)?;
+        let mut first = Some(commands);
+        self.with_retries(shard, |target| {
+            let commands = first.take().map_or_else(|| decode(&copy), Ok);
+            async move {
+                let commands = commands.map_err(NodeError::Storage)?;
+                if target == self.id() {
+                    self.propose_coalesced(shard, commands).await
+                } else {
+                    self.forward_coalesced(target, shard, commands).await
+                }
             }
         })
         .await
