@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Server CPU per stage under the spread workload, from a DWARF call-graph profile of the spawned
 # node(s): `bench/scripts/cpu-budget.sh 1` (ivory serve) or `bench/scripts/cpu-budget.sh 3`.
+# WORKLOAD=bulk (or hot) profiles another workload; BENCH_ARGS adds ivory-bench options (hot sells
+# out in seconds: BENCH_ARGS="--stock 400000" keeps it running through the profile).
 # Run from the workspace root after `cargo build --release -p ivory -p ivory-bench`; needs perf
 # (Debian: linux-perf) and root or perf_event_paranoid <= 1. Prints the stage shares and the
 # run's server CPU per reserve; multiply the two for microseconds per stage.

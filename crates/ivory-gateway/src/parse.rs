@@ -515,18 +515,7 @@ pub(crate) fn write_command(
                 join(path, "ifCheckAvailForReserv"),
                 true,
             )?;
-            Ok(Command::Reserve(Reserve {
-                id,
-                partition,
-                cell,
-                measure,
-                quantity,
-                availability: if checked {
-                    Availability::Checked
-                } else {
-                    Availability::Unchecked
-                },
-            }))
+            Ok(reserve_command(id, (partition, cell), measure, quantity, checked))
         }
         WriteKind::Unreserve => {
             // `productId` joined the unreserve body only in IV's 2024 docs: optional here.
@@ -594,6 +583,28 @@ pub(crate) fn write_command(
             }))
         }
     }
+}
+
+/// A reserve once its fields are read; `checked`: `ifCheckAvailForReserv`.
+pub(crate) fn reserve_command(
+    id: String,
+    (partition, cell): (PartitionKey, Cell),
+    measure: MeasureRef,
+    quantity: Qty,
+    checked: bool,
+) -> Command {
+    Command::Reserve(Reserve {
+        id,
+        partition,
+        cell,
+        measure,
+        quantity,
+        availability: if checked {
+            Availability::Checked
+        } else {
+            Availability::Unchecked
+        },
+    })
 }
 
 /// The measure a reserve takes: `quantityDataSource` and `modifier`, or a `ds.measure` modifier,

@@ -13,13 +13,13 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use ivory_core::{Availability, BATCH_COMMANDS_MAX, Command, Config, Reserve};
+use ivory_core::{BATCH_COMMANDS_MAX, Command, Config};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use crate::ApiError;
 use crate::parse::{
-    checked_text, client_id_text, field_names, join, non_empty, place_cell, qty_text, reserved_measure,
+    checked_text, client_id_text, field_names, join, non_empty, place_cell, qty_text, reserve_command, reserved_measure,
 };
 
 /// A string that borrows from the body unless it has escapes.
@@ -147,7 +147,7 @@ impl ReserveItem<'_> {
             .iter()
             .zip(&values)
             .map(|((k, _), v)| (k.as_str(), v.as_str()));
-        let (partition, cell) = place_cell(
+        let placed = place_cell(
             environment,
             config,
             path,
@@ -163,18 +163,8 @@ impl ReserveItem<'_> {
             &modifier,
         );
         let quantity = qty_text(&self.quantity.0, join(path, "quantity"))?;
-        Ok(Command::Reserve(Reserve {
-            id,
-            partition,
-            cell,
-            measure,
-            quantity,
-            availability: if self.check_availability.unwrap_or(true) {
-                Availability::Checked
-            } else {
-                Availability::Unchecked
-            },
-        }))
+        let checked = self.check_availability.unwrap_or(true);
+        Ok(reserve_command(id, placed, measure, quantity, checked))
     }
 }
 
