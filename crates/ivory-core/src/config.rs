@@ -12,7 +12,8 @@ mod formula;
 pub use crate::config_doc::*;
 use crate::json::KeyCanon;
 use crate::model::{
-    BASE_DIMENSIONS, Dims, LOCATION_ID, MeasureRef, NAME_LEN_MAX, PartitionKey, SITE_ID, base_dimension, canonical_name,
+    BASE_DIMENSIONS, Dims, LOCATION_ID, MeasureRef, NAME_LEN_MAX, PartitionKey, SITE_ID, base_dimension,
+    base_dimension_of_canonical, canonical_name,
 };
 use formula::compile_calculated;
 pub use formula::{Formula, triples};
@@ -284,7 +285,7 @@ impl Config {
         for (name, value) in dims {
             let lower = canonical_name(name);
             let mapped = mappings.and_then(|m| m.get(&lower)).cloned();
-            let dim = match mapped.or_else(|| base_dimension(&lower).map(str::to_string)) {
+            let dim = match mapped.or_else(|| base_dimension_of_canonical(&lower).map(str::to_string)) {
                 Some(d) => d,
                 None => {
                     return Err(format!(
@@ -292,13 +293,14 @@ impl Config {
                     ));
                 }
             };
-            check_name(&format!("dimensions.{name}"), value).map_err(|e| e.to_string())?;
+            check_name(format_args!("dimensions.{name}"), value).map_err(|e| e.to_string())?;
             if value.is_empty() {
                 continue;
             }
-            if base.insert(dim.clone(), value.to_string()).is_some() {
+            if base.contains_key(&dim) {
                 return Err(format!("dimensions.{name}: dimension '{dim}' is given twice"));
             }
+            base.insert(dim, value.to_string());
         }
         let site = base.remove(SITE_ID).unwrap_or_default();
         let location = base.remove(LOCATION_ID).unwrap_or_default();
@@ -344,12 +346,13 @@ impl Config {
     }
 }
 
-fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
+/// `field` is written out only for a refusal: every write checks its dimension values here.
+fn check_name(field: impl std::fmt::Display, name: &str) -> Result<(), ConfigError> {
     if name.len() > NAME_LEN_MAX {
-        return Err(bad(field, format!("longer than {NAME_LEN_MAX} bytes")));
+        return Err(bad(field.to_string(), format!("longer than {NAME_LEN_MAX} bytes")));
     }
     if name.chars().any(char::is_control) {
-        return Err(bad(field, "contains control characters"));
+        return Err(bad(field.to_string(), "contains control characters"));
     }
     Ok(())
 }

@@ -65,12 +65,18 @@ pub fn canonical_name(name: &str) -> String {
 /// Whether `name` (already lower case) is a base dimension. `customdimensionN` is IV's alias of
 /// `inventdimensionN` and is resolved by [`base_dimension`].
 pub fn base_dimension(name: &str) -> Option<&'static str> {
-    let name = canonical_name(name);
-    let name = match name.strip_prefix("customdimension") {
-        Some(n) => format!("inventdimension{n}"),
-        None => name,
-    };
-    BASE_DIMENSIONS.iter().copied().find(|d| *d == name)
+    base_dimension_of_canonical(&canonical_name(name))
+}
+
+/// [`base_dimension`] of a name already in its canonical spelling (no second copy of it).
+pub fn base_dimension_of_canonical(name: &str) -> Option<&'static str> {
+    match name.strip_prefix("customdimension") {
+        Some(n) => {
+            let name = format!("inventdimension{n}");
+            BASE_DIMENSIONS.iter().copied().find(|d| *d == name)
+        }
+        None => BASE_DIMENSIONS.iter().copied().find(|d| *d == name),
+    }
 }
 
 /// The unit of placement: one partition is owned by one shard and never moves.
