@@ -70,13 +70,11 @@ pub fn base_dimension(name: &str) -> Option<&'static str> {
 
 /// [`base_dimension`] of a name already in its canonical spelling (no second copy of it).
 pub fn base_dimension_of_canonical(name: &str) -> Option<&'static str> {
-    match name.strip_prefix("customdimension") {
-        Some(n) => {
-            let name = format!("inventdimension{n}");
-            BASE_DIMENSIONS.iter().copied().find(|d| *d == name)
-        }
-        None => BASE_DIMENSIONS.iter().copied().find(|d| *d == name),
-    }
+    let name: std::borrow::Cow<str> = match name.strip_prefix("customdimension") {
+        Some(n) => format!("inventdimension{n}").into(),
+        None => name.into(),
+    };
+    BASE_DIMENSIONS.iter().copied().find(|d| *d == name)
 }
 
 /// The unit of placement: one partition is owned by one shard and never moves.

@@ -38,21 +38,39 @@ impl Link {
 }
 
 impl PeerLink for Link {
+    type Frame = proto::ForwardFrame;
+
     fn is_open(&self) -> bool {
         !self.closed.load(Ordering::Acquire)
+    }
+
+    fn deliver(&self, frame: proto::ForwardFrame) {
+        let mut pending = self.pending();
+        for answer in frame.answers {
+            if let (Some(caller), Some(reply)) = (pending.remove(&answer.call), answer.reply) {
+                let _ = caller.send(reply);
+            }
+        }
+    }
+
+    fn close(&self, _why: &str) {
+        self.closed.store(true, Ordering::Release);
+        // Dropping the callers' senders fails their waits.
+        self.pending().clear();
+        self.closed_signal.send_replace(true);
     }
 }
 
 /// This node's `Forward` streams, one per peer address.
 pub(crate) struct ForwardLinks {
-    streams: PeerStreams<Link>,
+    streams: Arc<PeerStreams<Link>>,
     calls: AtomicU64,
 }
 
 impl Default for ForwardLinks {
     fn default() -> ForwardLinks {
         ForwardLinks {
-            streams: PeerStreams::new("Forward", "forwarding to it by Propose calls"),
+            streams: Arc::new(PeerStreams::new("Forward", "forwarding to it by Propose calls")),
             calls: AtomicU64::new(0),
         }
     }
@@ -103,12 +121,7 @@ impl ForwardLinks {
                     closed: AtomicBool::new(false),
                     closed_signal: tokio::sync::watch::Sender::new(false),
                 });
-                tokio::spawn(read_answers(
-                    self.clone(),
-                    addr.to_string(),
-                    Arc::downgrade(&link),
-                    inbound,
-                ));
+                self.streams.read_answers(addr, &link, inbound);
                 Ok(link)
             })
             .await
@@ -160,39 +173,6 @@ impl ForwardLinks {
         answer
             .await
             .map_err(|_| tonic::Status::unavailable(format!("the forward stream to {addr} failed")))
-    }
-}
-
-/// Hands a link's answers to their callers until its stream ends, then fails the rest.
-async fn read_answers(
-    links: Arc<ForwardLinks>,
-    addr: String,
-    link: std::sync::Weak<Link>,
-    mut inbound: tonic::Streaming<proto::ForwardFrame>,
-) {
-    loop {
-        match inbound.next().await {
-            Some(Ok(frame)) => {
-                let Some(link) = link.upgrade() else { return };
-                let mut pending = link.pending();
-                for answer in frame.answers {
-                    if let (Some(caller), Some(reply)) = (pending.remove(&answer.call), answer.reply) {
-                        let _ = caller.send(reply);
-                    }
-                }
-            }
-            Some(Err(status)) => {
-                links.streams.note(&addr, &status);
-                break;
-            }
-            None => break,
-        }
-    }
-    if let Some(link) = link.upgrade() {
-        link.closed.store(true, Ordering::Release);
-        // Dropping the callers' senders fails their waits.
-        link.pending().clear();
-        link.closed_signal.send_replace(true);
     }
 }
 

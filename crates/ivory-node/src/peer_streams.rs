@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
 /// Messages one frame carries at most: bounds a frame's size (an AppendEntries or a forwarded
@@ -42,9 +42,15 @@ pub(crate) fn coalesced<M: Send + 'static, F: Send + 'static>(
 }
 
 /// The sending side of one open stream.
-pub(crate) trait PeerLink: Send + Sync {
+pub(crate) trait PeerLink: Send + Sync + 'static {
+    /// What the peer answers on the stream.
+    type Frame: Send + 'static;
     /// False once the stream failed or ended: the next caller opens another.
     fn is_open(&self) -> bool;
+    /// Hands one frame's answers to whoever waits for them.
+    fn deliver(&self, frame: Self::Frame);
+    /// Closes the link after its stream failed or ended (`why`), failing whatever still waits.
+    fn close(&self, why: &str);
 }
 
 /// A peer's link, if any; its lock is held while one is opened.
@@ -97,6 +103,34 @@ impl<L: PeerLink> PeerStreams<L> {
         {
             tracing::info!(peer = addr, "the peer has no {}: {}", self.rpc, self.instead);
         }
+    }
+
+    /// Reads `link`'s answers off `inbound` until the stream ends, then closes the link; a peer
+    /// that answers the rpc as unimplemented on the first read is noted.
+    pub fn read_answers<S>(self: &Arc<Self>, addr: &str, link: &Arc<L>, mut inbound: S)
+    where
+        S: Stream<Item = Result<L::Frame, tonic::Status>> + Send + Unpin + 'static,
+    {
+        let (streams, addr, link) = (self.clone(), addr.to_string(), Arc::downgrade(link));
+        tokio::spawn(async move {
+            let why = loop {
+                match inbound.next().await {
+                    Some(Ok(frame)) => match link.upgrade() {
+                        Some(link) => link.deliver(frame),
+                        // The link is dropped (replaced after a failure): nothing waits on it.
+                        None => return,
+                    },
+                    Some(Err(status)) => {
+                        streams.note(&addr, &status);
+                        break status.to_string();
+                    }
+                    None => break format!("the {} stream to {addr} ended", streams.rpc),
+                }
+            };
+            if let Some(link) = link.upgrade() {
+                link.close(&why);
+            }
+        });
     }
 
     /// The open link to `addr`, or the one `open` makes when there is none: one open at a time

@@ -80,6 +80,14 @@ impl Link {
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::UnboundedSender<Answer>>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+impl PeerLink for Link {
+    type Frame = proto::ReplicationFrame;
+
+    fn is_open(&self) -> bool {
+        !self.closed.load(Ordering::Acquire)
+    }
 
     /// Fails every session with `why` and takes no more.
     fn close(&self, why: &str) {
@@ -107,22 +115,16 @@ impl Link {
     }
 }
 
-impl PeerLink for Link {
-    fn is_open(&self) -> bool {
-        !self.closed.load(Ordering::Acquire)
-    }
-}
-
 /// This node's `Replicate` streams, one per peer address.
 pub(crate) struct Links {
-    streams: PeerStreams<Link>,
+    streams: Arc<PeerStreams<Link>>,
     sessions_opened: AtomicU64,
 }
 
 impl Default for Links {
     fn default() -> Links {
         Links {
-            streams: PeerStreams::new("Replicate", "replicating to it by a stream per group"),
+            streams: Arc::new(PeerStreams::new("Replicate", "replicating to it by a stream per group")),
             sessions_opened: AtomicU64::new(0),
         }
     }
@@ -156,41 +158,10 @@ impl Links {
                     next_session: AtomicU64::new(1),
                     closed: Default::default(),
                 });
-                tokio::spawn(read_answers(
-                    self.clone(),
-                    addr.to_string(),
-                    Arc::downgrade(&link),
-                    inbound,
-                ));
+                self.streams.read_answers(addr, &link, inbound);
                 Ok(link)
             })
             .await
-    }
-}
-
-/// Delivers a link's answers until its stream ends, then fails what is left on it.
-async fn read_answers(
-    links: Arc<Links>,
-    addr: String,
-    link: std::sync::Weak<Link>,
-    mut inbound: tonic::Streaming<proto::ReplicationFrame>,
-) {
-    let why = loop {
-        match inbound.next().await {
-            Some(Ok(frame)) => match link.upgrade() {
-                Some(link) => link.deliver(frame),
-                // The link is dropped (replaced after a failure): nothing waits for its answers.
-                None => return,
-            },
-            Some(Err(status)) => {
-                links.streams.note(&addr, &status);
-                break status.to_string();
-            }
-            None => break format!("the replication stream to {addr} ended"),
-        }
-    };
-    if let Some(link) = link.upgrade() {
-        link.close(&why);
     }
 }
 
