@@ -14,6 +14,19 @@ use crate::proto;
 use crate::proto::cluster_client::ClusterClient;
 use crate::{NodeConfig, NodeError};
 
+/// How often a node that restarted at another address asks for it to be recorded.
+const ANNOUNCE_PAUSE: Duration = Duration::from_millis(500);
+/// Test hook (off unless set): wait this long before the first such request, so that a test can
+/// have the node's replicas give up on their leaders first (they hear nothing at the new address).
+pub const TEST_ANNOUNCE_DELAY_ENV: &str = "IVORY_TEST_ANNOUNCE_DELAY_MS";
+
+fn test_announce_delay() -> Option<Duration> {
+    std::env::var(TEST_ANNOUNCE_DELAY_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+}
+
 /// What a joining node learns from the member it joins through.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JoinInfo {
@@ -180,12 +193,15 @@ impl Node {
         };
         let weak = std::sync::Arc::downgrade(&self.inner);
         let mut shutdown = self.inner.shutdown_tx.subscribe();
+        let first_pause = test_announce_delay().unwrap_or(ANNOUNCE_PAUSE);
         tokio::spawn(async move {
+            let mut pause = first_pause;
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = shutdown.changed() => break,
                 }
+                pause = ANNOUNCE_PAUSE;
                 let Some(inner) = weak.upgrade() else { break };
                 let node = Node { inner };
                 let recorded = node

@@ -104,8 +104,13 @@ async fn members_by_host_name_form_serve_join_and_restart() {
 
         // Node 3 restarts on another port with the same data: same id, new address recorded,
         // no new member; writes taken meanwhile reach its replicas at the new address.
+        // It asks only after its replicas gave up on their leaders (whose heartbeats go to the old
+        // port), so it must find the metadata group's leader by asking the other members.
         let moved = cluster.index_of(3);
         let port = free_port();
+        cluster.nodes[moved]
+            .env
+            .push(("IVORY_TEST_ANNOUNCE_DELAY_MS".into(), "3000".into()));
         cluster.restart_on(moved, port);
         cluster.wait_healthy(Duration::from_secs(60)).await;
         let new_addr = format!("localhost:{port}");

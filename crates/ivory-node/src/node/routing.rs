@@ -160,7 +160,12 @@ impl Node {
         self.placed_replicas(shard).first().copied().unwrap_or(self.id())
     }
 
-    /// The next node to try after `failed` did not answer.
+    fn hosted_without_leader(&self, shard: u32) -> bool {
+        self.group(shard)
+            .is_some_and(|g| g.raft.server_metrics().borrow_watched().current_leader.is_none())
+    }
+
+    /// The next node to try after `failed` did not answer, or knew no leader when this node knows none.
     fn next_target(&self, shard: u32, failed: u64) -> u64 {
         let mut candidates: Vec<u64> = match self.group(shard) {
             Some(g) => g
@@ -215,6 +220,9 @@ impl Node {
                     leader_hint: Some(l), ..
                 } => *l,
                 NodeError::Unavailable(_) => self.next_target(shard, target),
+                // This node's replica knows no leader: it may be the one cut off (restarted at an
+                // address the leader has not learned yet), so ask the other replicas for theirs.
+                NodeError::NoQuorum { .. } if self.hosted_without_leader(shard) => self.next_target(shard, target),
                 _ => self.first_target(shard),
             };
             // Follow a fresh hint at once; pause otherwise so that a leaderless group or two
