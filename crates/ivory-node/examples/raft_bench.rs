@@ -84,6 +84,7 @@ async fn start_cluster(
             replicas: 3,
             cluster_secret: secret.clone(),
             client_tls: None,
+            cluster_id: Some("raft-bench".into()),
         };
         let node = Node::start_with(cfg, options.clone()).await?;
         let served = node.clone();

@@ -41,9 +41,36 @@ pub fn check_protocol(headers: &http::HeaderMap) -> Result<(), String> {
     }
 }
 
-/// Adds the cluster token and the protocol version to a request's headers.
-pub fn sign(secret: &ClusterSecret, headers: &mut http::HeaderMap) {
+/// The header naming the cluster a node belongs to ([`crate::NodeConfig::cluster_id`]). Two
+/// clusters that share a secret (copied from one template, say) must still never take each other's
+/// Raft messages: a node that reaches a member of another cluster (an address reused by it) would
+/// otherwise vote in its elections or overwrite its log. A call without the header (the operators'
+/// CLI, a node registering, a build from before cluster ids) is not checked.
+pub const CLUSTER_ID_HEADER: &str = "x-ivory-cluster-id";
+
+/// Refuses a caller of another cluster than `own`, saying which.
+///
+/// # Errors
+/// The message for the caller (and the log).
+pub fn check_cluster(own: Option<&http::HeaderValue>, headers: &http::HeaderMap) -> Result<(), String> {
+    match (own, headers.get(CLUSTER_ID_HEADER)) {
+        (Some(own), Some(theirs)) if own != theirs => Err(format!(
+            "the caller belongs to cluster {}, this node to cluster {}: a member address of one cluster reaches a \
+             node of another (give each cluster its own cluster secret)",
+            String::from_utf8_lossy(theirs.as_bytes()),
+            String::from_utf8_lossy(own.as_bytes())
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Adds the cluster token, the protocol version and this node's cluster id (when it has one) to a
+/// request's headers.
+pub fn sign(secret: &ClusterSecret, cluster_id: Option<&http::HeaderValue>, headers: &mut http::HeaderMap) {
     headers.insert(PROTOCOL_HEADER, http::HeaderValue::from_static(PROTOCOL_VERSION));
+    if let Some(id) = cluster_id {
+        headers.insert(CLUSTER_ID_HEADER, id.clone());
+    }
     // A token is `v1.<digits>.<hex>`: always a valid header value.
     if let Ok(value) = http::HeaderValue::from_str(&secret.token()) {
         headers.insert(TOKEN_HEADER, value);
@@ -94,6 +121,15 @@ pub(crate) struct Guard {
     /// With mutual TLS, the node-only services (Raft transport, Shard, Admin) also need a
     /// certified peer; the `Cluster` service (operators' CLI) needs the secret only.
     pub require_certified_peer: bool,
+    /// This node's cluster: a caller naming another one is refused.
+    pub cluster_id: Option<http::HeaderValue>,
+}
+
+/// What a caller with a good token must also match: this build's protocol and this node's
+/// cluster. A refusal names the counter that counts it.
+fn check_caller(guard: &Guard, headers: &http::HeaderMap) -> Result<(), (&'static str, String)> {
+    check_protocol(headers).map_err(|why| ("ivory_protocol_refused_total", why))?;
+    check_cluster(guard.cluster_id.as_ref(), headers).map_err(|why| ("ivory_cluster_id_refused_total", why))
 }
 
 /// The middleware in front of the node's gRPC services: UNAUTHENTICATED (a gRPC answer, HTTP 200
@@ -111,7 +147,7 @@ pub(crate) async fn require_cluster_token(State(guard): State<Guard>, request: R
         .into_http::<axum::body::Body>();
     }
     match verify(&guard.secret, request.headers()) {
-        Ok(()) => match check_protocol(request.headers()) {
+        Ok(()) => match check_caller(&guard, request.headers()) {
             Ok(()) => {
                 let mut response = next.run(request).await;
                 response
@@ -119,8 +155,8 @@ pub(crate) async fn require_cluster_token(State(guard): State<Guard>, request: R
                     .insert(PROTOCOL_HEADER, http::HeaderValue::from_static(PROTOCOL_VERSION));
                 response
             }
-            Err(why) => {
-                metrics::counter!("ivory_protocol_refused_total").increment(1);
+            Err((counter, why)) => {
+                metrics::counter!(counter).increment(1);
                 tracing::warn!(path = %request.uri().path(), "{why}");
                 tonic::Status::failed_precondition(why).into_http::<axum::body::Body>()
             }
@@ -145,7 +181,7 @@ mod tests {
             "no header: a build from before versions (1)"
         );
         let secret = ClusterSecret::new("a secret of 16+ characters").expect("secret");
-        sign(&secret, &mut headers);
+        sign(&secret, None, &mut headers);
         assert_eq!(headers[PROTOCOL_HEADER], PROTOCOL_VERSION);
         assert!(check_protocol(&headers).is_ok());
         headers.insert(PROTOCOL_HEADER, http::HeaderValue::from_static("2"));

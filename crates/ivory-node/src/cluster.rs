@@ -243,6 +243,7 @@ impl Cluster for Node {
                         ..Default::default()
                     })
                     .collect(),
+                cluster_id: self.config().cluster_id.clone().unwrap_or_default(),
             },
             Err(e) => proto::JoinReply {
                 error: Some(e.to_proto()),

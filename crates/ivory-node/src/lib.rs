@@ -21,6 +21,7 @@
 //!     replicas: 1,
 //!     cluster_secret: std::sync::Arc::new(ivory_cluster::ClusterSecret::new("a secret of 16+ characters")?),
 //!     client_tls: None,
+//!     cluster_id: Some("3f9c0e21d7a84b56".into()),
 //! };
 //! let node = Node::start(cfg).await?;
 //! let app = axum::Router::new() /* REST routes */ .merge(node.grpc_router());

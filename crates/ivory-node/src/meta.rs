@@ -34,6 +34,8 @@ pub struct JoinInfo {
     pub replication: u32,
     /// Every member that is not removed, this node included: id -> address.
     pub members: BTreeMap<u64, String>,
+    /// The cluster's id (`None` from a seed that has none).
+    pub cluster_id: Option<String>,
 }
 
 impl NodeConfig {
@@ -57,6 +59,7 @@ impl NodeConfig {
             replicas: info.replication as usize,
             cluster_secret,
             client_tls,
+            cluster_id: info.cluster_id.clone(),
         }
     }
 }
@@ -106,6 +109,7 @@ pub async fn join_cluster(
         shard_count: reply.shard_count,
         replication: reply.replication,
         members: reply.members.into_iter().map(|m| (m.id, m.addr)).collect(),
+        cluster_id: Some(reply.cluster_id).filter(|id| !id.is_empty()),
     })
 }
 

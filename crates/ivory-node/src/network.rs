@@ -149,6 +149,7 @@ fn dropped_status(addr: &str) -> tonic::Status {
 pub struct PeerChannel {
     channel: Channel,
     secret: Arc<ClusterSecret>,
+    cluster_id: Option<http::HeaderValue>,
     addr: Arc<str>,
     faults: Arc<Faults>,
 }
@@ -190,7 +191,7 @@ impl tower::Service<HttpRequest> for PeerChannel {
     fn call(&mut self, mut request: HttpRequest) -> Self::Future {
         use futures::{FutureExt, TryFutureExt};
         // Every node-to-node call proves the cluster secret (crate::auth).
-        crate::auth::sign(&self.secret, request.headers_mut());
+        crate::auth::sign(&self.secret, self.cluster_id.as_ref(), request.headers_mut());
         if !self.faults.active() {
             let reply = self.channel.call(request).err_into();
             return futures::future::Either::Left(reply.and_then(check_reply as CheckReply));
@@ -221,6 +222,8 @@ pub struct Peers {
     addresses: std::sync::RwLock<HashMap<NodeId, String>>,
     faults: Arc<Faults>,
     secret: Arc<ClusterSecret>,
+    /// Named on every call, so that a node of another cluster refuses it (crate::auth).
+    cluster_id: Option<http::HeaderValue>,
     tls: Option<tonic::transport::ClientTlsConfig>,
     /// One `Replicate` stream per peer, carrying the replication of every group.
     links: Arc<Links>,
@@ -229,13 +232,19 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// Peers whose requests are signed with `secret`, over TLS when `tls` is set.
-    pub fn new(secret: Arc<ClusterSecret>, tls: Option<tonic::transport::ClientTlsConfig>) -> Peers {
+    /// Peers whose requests are signed with `secret` and name `cluster_id`, over TLS when `tls`
+    /// is set.
+    pub fn new(
+        secret: Arc<ClusterSecret>,
+        cluster_id: Option<http::HeaderValue>,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> Peers {
         Peers {
             channels: Mutex::default(),
             addresses: Default::default(),
             faults: Arc::default(),
             secret,
+            cluster_id,
             tls,
             links: Arc::default(),
             forwards: Arc::default(),
@@ -295,6 +304,7 @@ impl Peers {
         let wrap = |channel: Channel| PeerChannel {
             channel,
             secret: self.secret.clone(),
+            cluster_id: self.cluster_id.clone(),
             addr: Arc::from(addr),
             faults: self.faults.clone(),
         };
@@ -709,7 +719,7 @@ pub(crate) async fn servers_without_routes() -> Vec<(String, tokio::task::JoinHa
         let addr = listener.local_addr().expect("addr").to_string();
         let server = tokio::spawn(async move { axum::serve(listener, router).await });
         let secret = Arc::new(ClusterSecret::new("a-secret-of-enough-length-for-tests").expect("secret"));
-        servers.push((addr, server, Peers::new(secret, None)));
+        servers.push((addr, server, Peers::new(secret, None, None)));
     }
     servers
 }

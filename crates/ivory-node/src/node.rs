@@ -45,6 +45,26 @@ pub struct NodeConfig {
     /// TLS for calls to other nodes (`https`, the CA to trust, this node's certificate); `None`:
     /// plain HTTP/2.
     pub client_tls: Option<tonic::transport::ClientTlsConfig>,
+    /// The cluster this node belongs to, fixed when its data directory was created: named on
+    /// every call it makes, and calls naming another cluster are refused (crate::auth).
+    /// `None` (a data directory from before cluster ids): nothing is named or checked.
+    pub cluster_id: Option<String>,
+}
+
+impl NodeConfig {
+    /// [`NodeConfig::cluster_id`] as it goes on the wire.
+    ///
+    /// # Errors
+    /// [`NodeError::Invalid`] for an id that is not a header value.
+    pub(crate) fn cluster_id_header(&self) -> Result<Option<http::HeaderValue>, NodeError> {
+        self.cluster_id
+            .as_deref()
+            .map(|id| {
+                http::HeaderValue::from_str(id)
+                    .map_err(|_| NodeError::Invalid(format!("cluster id {id:?} is not printable ASCII")))
+            })
+            .transpose()
+    }
 }
 
 /// One hosted shard as this node sees it.
@@ -153,7 +173,12 @@ impl Node {
         let storage = NodeStorage::open_async(cfg.data_dir.clone(), storage_options).await?;
         let raft_config = ivory_raft::raft_config("ivory").map_err(|e| NodeError::Invalid(e.to_string()))?;
         let (shutdown_tx, _) = tokio::sync::watch::channel(false);
-        let peers = Arc::new(Peers::new(cfg.cluster_secret.clone(), cfg.client_tls.clone()));
+        let cluster_id = cfg.cluster_id_header()?;
+        let peers = Arc::new(Peers::new(
+            cfg.cluster_secret.clone(),
+            cluster_id,
+            cfg.client_tls.clone(),
+        ));
         let node = Node {
             inner: Arc::new(Inner {
                 cfg,

@@ -277,6 +277,8 @@ impl Node {
                     secret: self.config().cluster_secret.clone(),
                     // A node that calls others over mutual TLS expects the same of its callers.
                     require_certified_peer: self.config().client_tls.is_some(),
+                    // Checked at start (Node::launch).
+                    cluster_id: self.config().cluster_id_header().ok().flatten(),
                 },
                 crate::auth::require_cluster_token,
             ))

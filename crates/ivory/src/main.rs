@@ -4,6 +4,7 @@
 mod backend;
 mod backup;
 mod cluster_cli;
+mod cluster_id;
 mod console;
 mod credentials;
 mod files;
@@ -226,6 +227,9 @@ struct JoinedCluster {
     shard_count: u32,
     replication: u32,
     members: BTreeMap<u64, String>,
+    /// The seed's cluster id (absent in files from before cluster ids, or from a seed without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cluster_id: Option<String>,
 }
 
 async fn node_command(args: NodeArgs) -> Result<(), String> {
@@ -286,6 +290,7 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
                 shard_count: info.shard_count,
                 replication: info.replication,
                 members: info.members,
+                cluster_id: info.cluster_id,
             };
             let text = serde_json::to_string_pretty(&joined).map_err(|e| e.to_string())?;
             files::write_atomic(&path, text.as_bytes(), false)?;
@@ -305,6 +310,7 @@ async fn node_command(args: NodeArgs) -> Result<(), String> {
         shard_count: joined.shard_count,
         replication: joined.replication,
         members: joined.members,
+        cluster_id: joined.cluster_id,
     };
     run(args.id, Membership::Join(info), common, secret).await
 }
@@ -361,7 +367,16 @@ async fn run(
 ) -> Result<(), String> {
     ivory_raft::durable::create_dir_all_durable(&common.data)
         .map_err(|e| format!("cannot create {}: {e}", common.data.display()))?;
+    let fresh = !common.data.join("layout.json").exists();
     let layout = load_or_store_layout(&common.data, common.shards)?;
+    let cluster_id = cluster_id::load_or_create(&common.data, fresh, || match &membership {
+        // Initial members agree without talking; a cluster of one needs no agreement.
+        Membership::Bootstrap(peers, replicas) if peers.len() > 1 => {
+            Some(cluster_id::derive(peers, layout.shard_count, *replicas))
+        }
+        Membership::Bootstrap(..) => Some(cluster_id::random()),
+        Membership::Join(info) => info.cluster_id.clone(),
+    })?;
     let ring = ShardRing::new(&layout).map_err(|e| e.to_string())?;
     let default_config = match &common.config {
         Some(path) => {
@@ -418,6 +433,7 @@ async fn run(
                     replicas,
                     cluster_secret: cluster_secret.clone(),
                     client_tls,
+                    cluster_id,
                 },
                 storage_options,
             )
@@ -425,6 +441,8 @@ async fn run(
         }
         Membership::Join(info) => {
             let mut cfg = NodeConfig::joining(id, common.listen, data_dir, &info, cluster_secret.clone(), client_tls);
+            // The stored id wins over the seed's (the same, unless the file was edited).
+            cfg.cluster_id = cluster_id;
             // Others dial the advertised address, not the (maybe 0.0.0.0) listen address.
             cfg.peers.insert(id, common.advertised());
             Node::start_joining(cfg, storage_options).await

@@ -202,6 +202,8 @@ async fn build(dir: &Path, backup: &Verified, id: u64, addr: &str) -> Result<(),
         .map_err(|e| format!("the backup's layout: {e}"))?;
     let text = serde_json::to_string_pretty(&meta_layout).map_err(|e| e.to_string())?;
     crate::files::write_atomic(&dir.join("layout.json"), text.as_bytes(), false)?;
+    // A new cluster: the backed-up one may still run, and must not take this one's calls.
+    crate::cluster_id::store(dir, &crate::cluster_id::random())?;
     let storage = ivory_raft::NodeStorage::open_async(dir.join("sled"), StorageOptions::default())
         .await
         .map_err(|e| format!("cannot create the storage in {}: {e}", dir.display()))?;

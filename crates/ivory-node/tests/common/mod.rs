@@ -72,6 +72,7 @@ impl TestCluster {
             replicas: self.replicas,
             cluster_secret: test_secret(),
             client_tls: None,
+            cluster_id: Some(TEST_CLUSTER_ID.into()),
         }
     }
 
@@ -344,6 +345,9 @@ pub fn onhand_of(response: &ReadResponse) -> Qty {
 pub async fn read_onhand(node: &Node, shard: u32) -> Result<Qty, NodeError> {
     node.read(shard, onhand_query()).await.map(|r| onhand_of(&r))
 }
+
+/// The cluster id every node of a test cluster names on its calls.
+pub const TEST_CLUSTER_ID: &str = "in-process-test-cluster";
 
 /// The cluster secret every node of a test cluster shares.
 pub fn test_secret() -> std::sync::Arc<ivory_node::ClusterSecret> {
