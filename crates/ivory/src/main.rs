@@ -367,16 +367,18 @@ async fn run(
 ) -> Result<(), String> {
     ivory_raft::durable::create_dir_all_durable(&common.data)
         .map_err(|e| format!("cannot create {}: {e}", common.data.display()))?;
+    // The id is stored before the layout: a crash between the two leaves a data directory that is
+    // still new, not one that looks older than cluster ids.
     let fresh = !common.data.join("layout.json").exists();
-    let layout = load_or_store_layout(&common.data, common.shards)?;
     let cluster_id = cluster_id::load_or_create(&common.data, fresh, || match &membership {
         // Initial members agree without talking; a cluster of one needs no agreement.
         Membership::Bootstrap(peers, replicas) if peers.len() > 1 => {
-            Some(cluster_id::derive(peers, layout.shard_count, *replicas))
+            Some(cluster_id::derive(peers, common.shards, *replicas))
         }
         Membership::Bootstrap(..) => Some(cluster_id::random()),
         Membership::Join(info) => info.cluster_id.clone(),
     })?;
+    let layout = load_or_store_layout(&common.data, common.shards)?;
     let ring = ShardRing::new(&layout).map_err(|e| e.to_string())?;
     let default_config = match &common.config {
         Some(path) => {
