@@ -25,6 +25,17 @@ pub fn free_port() -> u16 {
         .expect("the OS hands out a free loopback port")
 }
 
+/// A gRPC channel to a node (plain HTTP/2), for tests that call its services directly.
+pub async fn grpc_channel(addr: SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .expect("gRPC connects")
+}
+
 /// `ivory node` arguments of a member of a new cluster (`members`: `1=host:port,...`).
 pub fn node_args(id: u64, addr: SocketAddr, data: &Path, members: &str, shards: u32, replicas: u64) -> Vec<String> {
     let mut args = member_args(id, addr, data);

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use ivory_cluster::{ClusterMeta, ClusterSecret, META_GROUP};
 use ivory_raft::openraft;
@@ -28,6 +29,9 @@ use openraft::{BasicNode, RaftMetrics, ServerState};
 use crate::error::NodeError;
 use crate::network::{GroupNetworkFactory, Peers};
 use crate::placement::replicas_for;
+
+/// How long closing a group waits for its state-machine worker to finish what it was applying.
+const STATE_MACHINE_STOP_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -85,6 +89,8 @@ struct Group {
     raft: Raft,
     shard: SharedShard,
     digest: SharedDigest,
+    /// The state machine's liveness: its worker outlives `Raft::shutdown`.
+    state_machine: std::sync::Weak<()>,
 }
 
 /// The last leader seen per group, learned from answers and hints, so that a node that does not
@@ -290,6 +296,7 @@ impl Node {
         let shard_state = sm.shard();
         let digest = sm.digest();
         let snapshot_trigger = sm.snapshot_trigger();
+        let state_machine = sm.in_use();
         let network = GroupNetworkFactory {
             group: shard,
             id: self.id(),
@@ -304,6 +311,7 @@ impl Node {
             raft: raft.clone(),
             shard: shard_state,
             digest,
+            state_machine,
         };
         self.groups_write().insert(shard, group);
         Ok(raft)
@@ -323,6 +331,19 @@ impl Node {
         };
         if let Err(e) = group.raft.shutdown().await {
             tracing::warn!(shard, error = %e, "raft shutdown failed");
+        }
+        // The state-machine worker may still be applying entries it reads from the log.
+        tracing::warn!(shard, alive = group.state_machine.strong_count(),);
+        let deadline = tokio::time::Instant::now() + STATE_MACHINE_STOP_WAIT;
+        while group.state_machine.strong_count() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    shard,
+                    "the state machine did not stop in time; dropping the storage anyway"
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         drop(group);
         self.inner.storage.drop_group(shard).await?;

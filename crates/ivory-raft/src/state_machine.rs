@@ -73,6 +73,8 @@ pub struct ShardStateMachine {
     /// §3 keep flat, set after every apply.
     event_ids_gauge: metrics::Gauge,
     holds_gauge: metrics::Gauge,
+    /// Held for as long as this state machine lives; see [`ShardStateMachine::in_use`].
+    in_use: Arc<()>,
 }
 
 fn poisoned() -> io::Error {
@@ -103,6 +105,7 @@ impl ShardStateMachine {
             snapshot_requested: false,
             event_ids_gauge,
             holds_gauge,
+            in_use: Arc::default(),
         };
         if let Some(stored) = stored {
             sm.load(&stored)?;
@@ -118,6 +121,13 @@ impl ShardStateMachine {
     /// The cluster metadata (the metadata group's state; empty elsewhere).
     pub fn meta(&self) -> SharedMeta {
         self.meta.clone()
+    }
+
+    /// Dead once this state machine is dropped. openraft's state-machine worker owns it and may
+    /// still apply queued entries after `Raft::shutdown` returns (the worker is not joined), reading
+    /// them from the group's log: a group's storage may go only after this is dead.
+    pub fn in_use(&self) -> std::sync::Weak<()> {
+        Arc::downgrade(&self.in_use)
     }
 
     /// Where the node puts the group's Raft handle once it runs.

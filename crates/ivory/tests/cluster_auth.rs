@@ -64,16 +64,6 @@ impl Interceptor for Attach {
 
 type Svc = tonic::service::interceptor::InterceptedService<Channel, Attach>;
 
-async fn channel(addr: std::net::SocketAddr) -> Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .expect("connect")
-}
-
 fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).expect("encode")
 }
@@ -237,7 +227,7 @@ fn tokio_stream_iter<T: Send + 'static>(items: Vec<T>) -> impl futures::Stream<I
 async fn state_hashes(cluster: &Cluster) -> Vec<[u8; 32]> {
     let mut clients = Vec::new();
     for node in &cluster.nodes {
-        let ch = channel(node.addr).await;
+        let ch = ivory_tests::grpc_channel(node.addr).await;
         let client: ShardClient<Svc> = ShardClient::with_interceptor(ch, Attach(Cred::Good));
         clients.push(client);
     }
@@ -289,7 +279,7 @@ async fn the_cluster_plane_needs_the_cluster_secret() {
                 "dimensions": {"siteId": "1", "locationId": "11"}, "quantities": {"pos": {"inbound": 10}}}),
     )
     .await;
-    let ch = channel(cluster.nodes[0].addr).await;
+    let ch = ivory_tests::grpc_channel(cluster.nodes[0].addr).await;
     let before = fingerprint(&cluster).await;
 
     for cred in [Cred::None, Cred::WrongSecret, Cred::ApiToken(api.token.clone())] {

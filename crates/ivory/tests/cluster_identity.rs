@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use ivory_node::auth::CLUSTER_ID_HEADER;
 use ivory_node::proto;
 use ivory_node::proto::admin_client::AdminClient;
-use ivory_tests::{CLIENT_ID, CLIENT_SECRET, CLUSTER_SECRET, Cluster, free_port, sum_measure};
+use ivory_tests::{
+    CLIENT_ID, CLIENT_SECRET, CLUSTER_SECRET, Cluster, free_port, fully_settled, grpc_channel, member_state,
+    sum_measure,
+};
 use serde_json::json;
 use tonic::Code;
 
@@ -28,13 +31,7 @@ fn cluster_id(data: &Path) -> String {
 
 /// `Admin/Status` (it changes nothing) with the cluster's secret, naming `named` as the caller's cluster.
 async fn status_naming(addr: std::net::SocketAddr, named: Option<&str>) -> Result<(), tonic::Status> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .expect("connect");
+    let channel = grpc_channel(addr).await;
     let secret = std::sync::Arc::new(ivory_node::ClusterSecret::new(CLUSTER_SECRET).expect("secret"));
     let mut token = ivory_node::auth::ClusterToken::new(secret);
     let named = named.map(|id| id.parse::<tonic::metadata::MetadataValue<_>>().expect("header"));
@@ -83,6 +80,12 @@ async fn a_member_of_another_cluster_sharing_the_secret_is_refused() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(cluster_id(&cluster.nodes[joined].data), own);
+        // It takes replicas (its calls name the right cluster), and the others close theirs.
+        cluster
+            .wait_cluster(0, Duration::from_secs(90), "settled on four nodes", |s| {
+                fully_settled(s) && member_state(s, 4).as_deref() == Some("active")
+            })
+            .await;
 
         // The check itself, on a real node: another cluster's id is refused by name; its own id,
         // and no id (the operators' CLI), go through.

@@ -34,13 +34,7 @@ async fn a_caller_of_another_protocol_version_is_refused_by_name() {
     let run = async {
         let node = Cluster::single(Path::new(BIN), 2);
         node.wait_healthy(Duration::from_secs(60)).await;
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", node.nodes[0].addr))
-            .expect("endpoint")
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(10))
-            .connect()
-            .await
-            .expect("connect");
+        let channel = ivory_tests::grpc_channel(node.nodes[0].addr).await;
         let mut current = ClusterClient::with_interceptor(channel.clone(), Speaks("1"));
         let status = current
             .status(proto::ClusterStatusRequest {})

@@ -207,13 +207,7 @@ async fn public_grpc_of_ivory_serve_answers_as_rest() {
         let cluster = Cluster::single(std::path::Path::new(BIN), 4);
         cluster.wait_healthy(Duration::from_secs(30)).await;
         let c = cluster.client(0, ENV).await;
-        let channel = Channel::from_shared(format!("http://{}", cluster.nodes[0].addr))
-            .expect("endpoint")
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(20))
-            .connect()
-            .await
-            .expect("gRPC connects");
+        let channel = ivory_tests::grpc_channel(cluster.nodes[0].addr).await;
         scenario(&c, channel).await;
     })
     .await
