@@ -174,6 +174,7 @@ impl Node {
         Ok(proto::ClusterStatusReply {
             error: None,
             placement_version: meta.version,
+            cluster_id: self.config().cluster_id.clone().unwrap_or_default(),
             shard_count: meta.shard_count(),
             replication: meta.replication,
             hash_scheme: meta.layout.as_ref().map(|l| l.hash_scheme.clone()).unwrap_or_default(),

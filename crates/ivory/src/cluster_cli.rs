@@ -270,7 +270,12 @@ pub fn status_table(r: &proto::ClusterStatusReply) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "cluster: {} shards, replication {}, placement version {}, metadata leader {}, {}",
+        "cluster {}: {} shards, replication {}, placement version {}, metadata leader {}, {}",
+        if r.cluster_id.is_empty() {
+            "(no id)"
+        } else {
+            &r.cluster_id
+        },
         r.shard_count,
         r.replication,
         r.placement_version,
@@ -343,6 +348,7 @@ pub fn status_json(r: &proto::ClusterStatusReply) -> Value {
         "shardCount": r.shard_count,
         "replication": r.replication,
         "hashScheme": r.hash_scheme,
+        "clusterId": r.cluster_id,
         "metaLeader": r.meta_leader,
         "settled": r.settled,
         "members": r.members.iter().map(|m| json!({

@@ -66,6 +66,8 @@ async fn a_member_of_another_cluster_sharing_the_secret_is_refused() {
         assert!(ids.iter().all(|id| *id == ids[0]), "initial members agree: {ids:?}");
         let own = ids[0].clone();
         let own = own.as_str();
+        let status = cluster.cluster_status(0).await.expect("ivory cluster status --json");
+        assert_eq!(status["clusterId"], own, "operators see the id: {status:#}");
 
         // A node that joins takes its seed's id.
         let joined = cluster.join(4, 0);
