@@ -297,10 +297,9 @@ impl Config {
             if value.is_empty() {
                 continue;
             }
-            if base.contains_key(&dim) {
+            if let Some((dim, _)) = base.try_insert(dim, value.to_string()) {
                 return Err(format!("dimensions.{name}: dimension '{dim}' is given twice"));
             }
-            base.insert(dim, value.to_string());
         }
         let site = base.remove(SITE_ID).unwrap_or_default();
         let location = base.remove(LOCATION_ID).unwrap_or_default();
@@ -806,6 +805,21 @@ mod tests {
         assert_eq!(c.reservation_hierarchy, ["colorid", "sizeid", "styleid"]);
         // The document round-trips through its own JSON.
         assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
+    }
+
+    #[test]
+    fn a_dimension_given_twice_under_two_names_is_refused() {
+        let c = Config::default_config();
+        let dims = [("siteId", "1"), ("CustomDimension1", "a"), ("InventDimension1", "b")];
+        let e = c.normalize_dimensions_lenient(None, dims).unwrap_err();
+        assert!(e.contains("dimension 'inventdimension1' is given twice"), "{e}");
+        let (site, _, dims) = c
+            .normalize_dimensions_lenient(None, [("siteId", "1"), ("CustomDimension1", "a")])
+            .unwrap();
+        assert_eq!(
+            (site.as_str(), dims.get("inventdimension1").map(String::as_str)),
+            ("1", Some("a"))
+        );
     }
 
     fn with(edit: impl FnOnce(&mut serde_json::Value)) -> Result<Config, ConfigError> {

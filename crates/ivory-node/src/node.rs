@@ -90,7 +90,7 @@ struct Group {
     shard: SharedShard,
     digest: SharedDigest,
     /// The state machine's liveness: its worker outlives `Raft::shutdown`.
-    state_machine: std::sync::Weak<()>,
+    state_machine: tokio::sync::watch::Receiver<()>,
 }
 
 /// The last leader seen per group, learned from answers and hints, so that a node that does not
@@ -296,7 +296,7 @@ impl Node {
         let shard_state = sm.shard();
         let digest = sm.digest();
         let snapshot_trigger = sm.snapshot_trigger();
-        let state_machine = sm.in_use();
+        let state_machine = sm.alive();
         let network = GroupNetworkFactory {
             group: shard,
             id: self.id(),
@@ -333,17 +333,13 @@ impl Node {
             tracing::warn!(shard, error = %e, "raft shutdown failed");
         }
         // The state-machine worker may still be applying entries it reads from the log.
-        tracing::warn!(shard, alive = group.state_machine.strong_count(),);
-        let deadline = tokio::time::Instant::now() + STATE_MACHINE_STOP_WAIT;
-        while group.state_machine.strong_count() > 0 {
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(
-                    shard,
-                    "the state machine did not stop in time; dropping the storage anyway"
-                );
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut alive = group.state_machine.clone();
+        let stopped = async { while alive.changed().await.is_ok() {} };
+        if tokio::time::timeout(STATE_MACHINE_STOP_WAIT, stopped).await.is_err() {
+            tracing::warn!(
+                shard,
+                "the state machine did not stop in time; dropping the storage anyway"
+            );
         }
         drop(group);
         self.inner.storage.drop_group(shard).await?;

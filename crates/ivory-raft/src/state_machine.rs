@@ -73,8 +73,8 @@ pub struct ShardStateMachine {
     /// §3 keep flat, set after every apply.
     event_ids_gauge: metrics::Gauge,
     holds_gauge: metrics::Gauge,
-    /// Held for as long as this state machine lives; see [`ShardStateMachine::in_use`].
-    in_use: Arc<()>,
+    /// Dropped with this state machine; see [`ShardStateMachine::alive`].
+    alive: tokio::sync::watch::Sender<()>,
 }
 
 fn poisoned() -> io::Error {
@@ -105,7 +105,7 @@ impl ShardStateMachine {
             snapshot_requested: false,
             event_ids_gauge,
             holds_gauge,
-            in_use: Arc::default(),
+            alive: tokio::sync::watch::Sender::new(()),
         };
         if let Some(stored) = stored {
             sm.load(&stored)?;
@@ -123,11 +123,12 @@ impl ShardStateMachine {
         self.meta.clone()
     }
 
-    /// Dead once this state machine is dropped. openraft's state-machine worker owns it and may
-    /// still apply queued entries after `Raft::shutdown` returns (the worker is not joined), reading
-    /// them from the group's log: a group's storage may go only after this is dead.
-    pub fn in_use(&self) -> std::sync::Weak<()> {
-        Arc::downgrade(&self.in_use)
+    /// A receiver whose `changed()` fails once this state machine is dropped. openraft's
+    /// state-machine worker owns it and may still apply queued entries after `Raft::shutdown`
+    /// returns (the worker is not joined), reading them from the group's log: a group's storage
+    /// may go only after that.
+    pub fn alive(&self) -> tokio::sync::watch::Receiver<()> {
+        self.alive.subscribe()
     }
 
     /// Where the node puts the group's Raft handle once it runs.
@@ -427,6 +428,22 @@ impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
 mod tests {
     use super::*;
     use crate::{NodeStorage, StorageOptions};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn alive_ends_exactly_when_the_state_machine_is_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = NodeStorage::open_async(dir.path().to_path_buf(), StorageOptions::default())
+            .await
+            .expect("open");
+        let (_log, sm) = storage.open_group(1).await.expect("group");
+        let mut alive = sm.alive();
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(50), alive.changed()).await;
+        assert!(waited.is_err(), "no end while the state machine lives");
+        let worker = tokio::spawn(async move { drop(sm) });
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(10), alive.changed()).await;
+        assert!(matches!(ended, Ok(Err(_))), "the end is seen once it is dropped");
+        worker.await.expect("dropped");
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_snapshot_with_a_wrong_hash_is_refused_before_it_is_stored() {
