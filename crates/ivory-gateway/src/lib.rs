@@ -2,7 +2,7 @@
 //! bulk split by shard, query fan-out and merge. Every stock rule lives in `ivory-core`; this crate
 //! only parses, validates shapes and limits, routes to shards and merges answers.
 //!
-//! Read in this order: [`router`] (the routes and middleware), `service` (the typed service layer
+//! Read in this order: `front` (what every request passes), `rest_router` (the routes), `service` (the typed service layer
 //! REST and gRPC both call), `writes` (on-hand change, set, reserve, unreserve, change schedule,
 //! allocate, unallocate, reallocate, consume), `queries` (index, exact and GET queries with ATP,
 //! allocation query), `holds` and `events`, `admin` (configuration, partitions, clean-up), `auth`
@@ -17,6 +17,7 @@ mod allocation_query;
 pub mod auth;
 mod error;
 mod events;
+mod front;
 /// Every request's parser on arbitrary bytes, for fuzzers (`fuzz/`); not part of the API.
 #[doc(hidden)]
 pub mod fuzzing;
@@ -49,16 +50,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, patch, post};
 use futures::future::BoxFuture;
 use ivory_core::{CmdResult, Command, Config, PartitionKey, ReadRequest, ReadResponse};
-use tracing::Instrument;
 
 pub use error::ApiError;
+pub use front::Api;
 pub use grpc::{CODE_METADATA, grpc_code, grpc_service};
 
 /// The generated messages, server and client of proto/ivory/v1/inventory.proto.
@@ -283,20 +283,19 @@ pub(crate) fn open_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     ]
 }
 
-/// The whole REST surface. Paths are matched case-insensitively (the environment id keeps its
-/// case) and with or without a trailing slash.
-///
-/// To serve it next to tonic's gRPC routes on one port, make it the gRPC router's fallback:
-/// `grpc_router.fallback_service(ivory_gateway::router(backend, config))`.
+/// The whole public surface (REST, and the gRPC services under `/ivory.v1.`) as a router, with no
+/// bound on requests in flight. REST paths are matched case-insensitively (the environment id
+/// keeps its case) and with or without a trailing slash.
 pub fn router(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
-    rest_router(gateway(backend, config))
+    Router::new().fallback_service(api(backend, config, None))
 }
 
 /// The public gRPC API and REST on one port over one gateway (one configuration cache, one cap
-/// on event followers for both): gRPC's routes, REST as their fallback.
-pub fn api(backend: Arc<dyn Backend>, config: GatewayConfig) -> Router {
+/// on event followers for both), at most `in_flight_max` requests at a time ([`Api`]). A node
+/// serves it as the fallback of its own routes.
+pub fn api(backend: Arc<dyn Backend>, config: GatewayConfig, in_flight_max: Option<usize>) -> Api {
     let state = gateway(backend, config);
-    grpc::grpc_router(state.clone()).fallback_service(rest_router(state))
+    Api::new(grpc::grpc_router(state.clone()), rest_router(state), in_flight_max)
 }
 
 pub(crate) fn gateway(backend: Arc<dyn Backend>, config: GatewayConfig) -> AppState {
@@ -314,25 +313,17 @@ fn rest_router(state: AppState) -> Router {
     for (path, handlers) in api_routes() {
         api = api.route(&format!("{API_PREFIX}{path}"), handlers);
     }
-    let api = api.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+    let api = api.route_layer(auth::RequireTokenLayer(state.clone()));
     let mut open = Router::new();
     for (path, handlers) in open_routes() {
         open = open.route(path, handlers);
     }
-    let request_metrics = Arc::new(RequestMetrics::default());
-    let inner = open
-        .merge(api)
+    open.merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(move |request, next| {
-            track(Arc::clone(&request_metrics), request, next)
-        }))
+        .layer(front::TrackLayer::default())
         .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(state);
-    Router::new()
-        .fallback_service(inner)
-        .layer(middleware::from_fn(canonical_path))
-        .layer(middleware::from_fn(request_id))
+        .with_state(state)
 }
 
 async fn not_found() -> ApiError {
@@ -345,134 +336,6 @@ async fn method_not_allowed() -> ApiError {
         "route.method_not_allowed",
         "this endpoint does not take that method",
     )
-}
-
-/// The canonical form of a path: lower case except the environment id, no trailing slash.
-pub(crate) fn canonical_path_of(path: &str) -> String {
-    let trimmed = path.trim_end_matches('/');
-    let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
-    let segments: Vec<&str> = trimmed.split('/').collect();
-    let is_api = segments.len() > 3
-        && segments[1].eq_ignore_ascii_case("api")
-        && segments[2].eq_ignore_ascii_case("environment");
-    segments
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            // The environment id and a hold id keep their case.
-            let is_hold_id = is_api && i == 5 && segments[4].eq_ignore_ascii_case("holds");
-            if is_api && i == 3 || is_hold_id {
-                (*s).to_string()
-            } else {
-                s.to_ascii_lowercase()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// Whether `canonical_path_of(path) == path`, without allocating: what clients send nearly always.
-pub(crate) fn is_canonical_path(path: &str) -> bool {
-    if path.is_empty() || path.len() > 1 && path.ends_with('/') {
-        return false;
-    }
-    let mut segments = path.split('/');
-    let count = path.split('/').count();
-    let second = segments.nth(1).unwrap_or("");
-    let third = segments.next().unwrap_or("");
-    let is_api = count > 3 && second.eq_ignore_ascii_case("api") && third.eq_ignore_ascii_case("environment");
-    let is_holds = is_api && path.split('/').nth(4).is_some_and(|s| s.eq_ignore_ascii_case("holds"));
-    path.split('/').enumerate().all(|(i, segment)| {
-        let keeps_case = is_api && i == 3 || is_holds && i == 5;
-        keeps_case || !segment.bytes().any(|b| b.is_ascii_uppercase())
-    })
-}
-
-async fn canonical_path(mut request: Request, next: Next) -> Response {
-    if is_canonical_path(request.uri().path()) {
-        return next.run(request).await;
-    }
-    let uri = request.uri();
-    let path = canonical_path_of(uri.path());
-    if path != uri.path() {
-        let path_and_query = match uri.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        };
-        let mut parts = uri.clone().into_parts();
-        if let Ok(pq) = path_and_query.parse() {
-            parts.path_and_query = Some(pq);
-            if let Ok(new_uri) = axum::http::Uri::from_parts(parts) {
-                *request.uri_mut() = new_uri;
-            }
-        }
-    }
-    next.run(request).await
-}
-
-const REQUEST_ID_HEADER: &str = "x-request-id";
-/// Longest client request id echoed; longer ones are replaced by a generated id.
-const REQUEST_ID_LEN_MAX: usize = 128;
-
-async fn request_id(request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= REQUEST_ID_LEN_MAX)
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
-    let span =
-        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
-    let mut response = next.run(request).instrument(span).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
-    }
-    response
-}
-
-/// The request metrics' handles, registered once per route, method and status: a labelled key
-/// built and looked up in the registry cost every request a few allocations and a hash.
-#[derive(Default)]
-struct RequestMetrics {
-    by_route: Mutex<HashMap<String, ByMethodAndStatus>>,
-}
-
-type ByMethodAndStatus = HashMap<(&'static str, u16), RequestHandles>;
-
-/// Requests counted, and their durations.
-type RequestHandles = (metrics::Counter, metrics::Histogram);
-
-impl RequestMetrics {
-    fn handles(&self, route: &str, method: &'static str, status: u16) -> RequestHandles {
-        let register = || {
-            let counter = metrics::counter!("ivory_http_requests_total", "route" => route.to_string(), "method" => method, "status" => status.to_string());
-            let histogram = metrics::histogram!("ivory_http_request_duration_seconds", "route" => route.to_string(), "method" => method);
-            (counter, histogram)
-        };
-        let Ok(mut by_route) = self.by_route.lock() else {
-            return register();
-        };
-        if !by_route.contains_key(route) {
-            by_route.insert(route.to_string(), HashMap::new());
-        }
-        let Some(by_status) = by_route.get_mut(route) else {
-            return register();
-        };
-        by_status.entry((method, status)).or_insert_with(register).clone()
-    }
-}
-
-async fn track(metrics: Arc<RequestMetrics>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = limits::method_label(request.method());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let (requests, duration) = metrics.handles(route, method, response.status().as_u16());
-    requests.increment(1);
-    duration.record(started.elapsed().as_secs_f64());
-    response
 }
 
 pub(crate) fn json_response(status: StatusCode, body: serde_json::Value) -> Response {

@@ -1,15 +1,12 @@
-//! Overload protection: a bounded number of requests in flight per node (past it an immediate 429
-//! with Retry-After, before the body is read), a cap on event-stream followers per environment,
-//! and metric labels only from a fixed set.
+//! Overload protection: a bounded number of requests in flight per node (held by `front::Api`;
+//! past it an immediate 429 with Retry-After, before the body is read), a cap on event-stream
+//! followers per environment, and metric labels only from a fixed set.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::ApiError;
 
@@ -73,36 +70,6 @@ pub(crate) fn overloaded(code: &str, message: impl Into<String>) -> Response {
     let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message);
     e.retry_after_s = Some(1);
     e.into_response()
-}
-
-/// Bounds `app` (the node's REST and public gRPC surface: one bound for both) to `max` requests
-/// in flight. Wrap only the client-facing part: the cluster plane keeps its own capacity.
-pub fn limit_in_flight(app: axum::Router, max: usize) -> axum::Router {
-    let places = Arc::new(Semaphore::new(max.max(1)));
-    app.layer(axum::middleware::from_fn_with_state(places, take_place))
-}
-
-/// Takes a place or answers 429 at once. Health and metrics stay outside the bound so that an
-/// overloaded node can still be watched. The place is held until the response's head is ready
-/// (a stream's body runs on without it).
-async fn take_place(State(places): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    if path == "/healthz" || path == "/metrics" {
-        return next.run(request).await;
-    }
-    let permit: OwnedSemaphorePermit = match places.try_acquire_owned() {
-        Ok(p) => p,
-        Err(_) => {
-            metrics::counter!("ivory_http_overload_refused_total").increment(1);
-            return overloaded(
-                "overload.too_many_requests",
-                "this node has too many requests in flight; retry after the Retry-After seconds",
-            );
-        }
-    };
-    let response = next.run(request).await;
-    drop(permit);
-    response
 }
 
 /// The `method` metric label: a client cannot invent new label values.

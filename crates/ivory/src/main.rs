@@ -459,8 +459,6 @@ async fn run(
         event_followers_max: common.max_event_followers,
         ..credentials.gateway_config()
     };
-    // The public gRPC API and REST over one gateway (`ivory_gateway::api`).
-    let gateway = ivory_gateway::api(backend.clone(), gateway_config);
     let status_node = node.clone();
     let status_secret = cluster_secret.clone();
     // Node gRPC routes first (a merge would clash on the routers' fallbacks).
@@ -493,7 +491,7 @@ async fn run(
     let in_flight_max = common
         .max_requests_in_flight
         .unwrap_or_else(ivory_gateway::limits::requests_in_flight_default);
-    let app = app.fallback_service(ivory_gateway::limits::limit_in_flight(gateway, in_flight_max));
+    let app = app.fallback_service(ivory_gateway::api(backend.clone(), gateway_config, Some(in_flight_max)));
     if let Some(json) = default_config {
         tokio::spawn(backend::put_default_config(backend.clone(), json));
     }

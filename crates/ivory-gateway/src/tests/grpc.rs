@@ -33,7 +33,7 @@ fn config() -> GatewayConfig {
 pub(super) async fn serve() -> (Channel, Router, Arc<LocalBackend>) {
     let backend = Arc::new(LocalBackend::new(4));
     let dyn_backend: Arc<dyn Backend> = backend.clone();
-    let app = crate::api(dyn_backend, config());
+    let app = crate::router(dyn_backend, config());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let served = app.clone();

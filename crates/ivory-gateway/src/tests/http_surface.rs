@@ -330,11 +330,11 @@ async fn admin_request_id_health_metrics() {
 #[test]
 fn canonical_paths() {
     assert_eq!(
-        crate::canonical_path_of("/API/Environment/EnvX/OnHand/IndexQuery/"),
+        crate::front::canonical_path_of("/API/Environment/EnvX/OnHand/IndexQuery/"),
         "/api/environment/EnvX/onhand/indexquery"
     );
-    assert_eq!(crate::canonical_path_of("/Token/"), "/token");
-    assert_eq!(crate::canonical_path_of("/"), "/");
+    assert_eq!(crate::front::canonical_path_of("/Token/"), "/token");
+    assert_eq!(crate::front::canonical_path_of("/"), "/");
     for path in [
         "",
         "/",
@@ -354,8 +354,8 @@ fn canonical_paths() {
         "/api/x/EnvX/y",
     ] {
         assert_eq!(
-            crate::is_canonical_path(path),
-            crate::canonical_path_of(path) == path,
+            crate::front::is_canonical_path(path),
+            crate::front::canonical_path_of(path) == path,
             "{path}"
         );
     }
