@@ -158,7 +158,7 @@ pub(crate) struct Caller<'a> {
     pub read_only: bool,
 }
 
-/// The one access rule of the data plane, for REST (`require_token`) and gRPC: `*` (the
+/// The one access rule of the data plane, for REST (`RequireToken`) and gRPC: `*` (the
 /// cluster-wide default configuration) is changed only with the cluster secret (an API client
 /// token may read it); every other environment takes a bearer token issued for it.
 ///
