@@ -3,10 +3,11 @@
 //! gives REST its request id, log span and canonical path before routing; [`Track`] counts each
 //! REST request by route once it is routed.
 //!
-//! These were four `from_fn` middlewares and two routers falling back to one another. Each
-//! `from_fn` layer cloned its inner service, boxed a `Next` and boxed a future per request; with the
-//! routers that was about a fifth of a single reserve's server CPU (bench/README.md). Here a request
-//! costs one boxed future in [`Api`] and one in [`Track`].
+//! These were four `from_fn` middlewares (a fifth checked the token: now `auth::RequireToken`)
+//! and two routers falling back to one another. Each `from_fn` layer cloned its inner service,
+//! boxed a `Next` and boxed a future per request; with the routers that was about a fifth of a
+//! single reserve's server CPU (bench/README.md). Here a request costs one boxed future in [`Api`]
+//! and one in [`Track`].
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -56,7 +57,7 @@ impl Api {
     }
 
     /// A place among the requests in flight, held until the response's head is ready (a stream's
-    /// body runs on without it); `None` where there is no bound.
+    /// body runs on without it); `Ok(None)` where none is needed.
     fn take_place(&self, path: &str) -> Result<Option<OwnedSemaphorePermit>, Full> {
         let Some(places) = &self.places else { return Ok(None) };
         if UNBOUNDED_PATHS.contains(&path) {
