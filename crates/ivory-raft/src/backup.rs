@@ -145,10 +145,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_restored_group_starts_after_the_snapshot_with_one_voter() {
-        let from = tempfile::tempdir().expect("tempdir");
-        let storage = NodeStorage::open_async(from.path().to_path_buf(), StorageOptions::default())
-            .await
-            .expect("open");
+        let (_from, storage) = crate::storage::open_in_temp_dir().await;
         let (_log, mut sm) = storage.open_group(2).await.expect("group");
         sm.get_snapshot_builder().await.build_snapshot().await.expect("built");
         let bytes = storage.stored_snapshot(2).expect("read").expect("stored");

@@ -427,14 +427,10 @@ impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{NodeStorage, StorageOptions};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn alive_ends_exactly_when_the_state_machine_is_dropped() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let storage = NodeStorage::open_async(dir.path().to_path_buf(), StorageOptions::default())
-            .await
-            .expect("open");
+        let (_dir, storage) = crate::storage::open_in_temp_dir().await;
         let (_log, sm) = storage.open_group(1).await.expect("group");
         let mut alive = sm.alive();
         let waited = tokio::time::timeout(std::time::Duration::from_millis(50), alive.changed()).await;
@@ -447,10 +443,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_snapshot_with_a_wrong_hash_is_refused_before_it_is_stored() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let storage = NodeStorage::open_async(dir.path().to_path_buf(), StorageOptions::default())
-            .await
-            .expect("open");
+        let (_dir, storage) = crate::storage::open_in_temp_dir().await;
         let (_log, mut sm) = storage.open_group(1).await.expect("group");
         let good = sm.get_snapshot_builder().await.build_snapshot().await.expect("built");
         let mut payload = decode_payload(&good.snapshot).expect("payload");
@@ -467,10 +460,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_snapshot_of_an_unknown_format_version_is_refused_by_name_and_an_unversioned_one_read() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let storage = NodeStorage::open_async(dir.path().to_path_buf(), StorageOptions::default())
-            .await
-            .expect("open");
+        let (_dir, storage) = crate::storage::open_in_temp_dir().await;
         let (_log, mut sm) = storage.open_group(1).await.expect("group");
         let good = sm.get_snapshot_builder().await.build_snapshot().await.expect("built");
         assert!(good.snapshot.starts_with(b"IVSNAP01"), "written with its version");
@@ -510,10 +500,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn snapshots_replace_each_other_on_disk_and_survive_a_reopen() {
         use ivory_core::{Batch, Cell, Command, Dims, OnHandChange, PartitionKey, Qty};
-        let dir = tempfile::tempdir().expect("tempdir");
-        let storage = NodeStorage::open_async(dir.path().to_path_buf(), StorageOptions::default())
-            .await
-            .expect("open");
+        let (dir, storage) = crate::storage::open_in_temp_dir().await;
         let (_log, mut sm) = storage.open_group(1).await.expect("group");
         let commands = (0..4_000)
             .map(|i| {

@@ -497,6 +497,17 @@ impl NodeStorage {
     }
 }
 
+/// A node's storage in a new temporary directory, for unit tests; the directory lives as long as
+/// the returned guard.
+#[cfg(test)]
+pub(crate) async fn open_in_temp_dir() -> (tempfile::TempDir, NodeStorage) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = NodeStorage::open_async(dir.path().to_path_buf(), crate::StorageOptions::default())
+        .await
+        .expect("open");
+    (dir, storage)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,10 +529,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_flush_requests_share_fsyncs() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let storage = NodeStorage::open_async(dir.path().to_path_buf(), StorageOptions::default())
-            .await
-            .expect("open");
+        let (_dir, storage) = crate::storage::open_in_temp_dir().await;
         let before = storage.flusher().flush_count();
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..200 {
@@ -614,10 +622,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_injected_sync_failure_fails_that_round_and_every_later_one() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let storage = NodeStorage::open_async(dir.path().to_path_buf(), StorageOptions::default())
-            .await
-            .expect("open");
+        let (_dir, storage) = crate::storage::open_in_temp_dir().await;
         storage.flusher().flush_log().await.expect("a healthy round");
         storage.flusher().fail_next_sync(true);
         assert!(
