@@ -112,6 +112,23 @@ pub fn snapshot_logs_to_keep() -> u64 {
     TEST_SNAPSHOT_COMMANDS.map_or(SNAPSHOT_LOGS_TO_KEEP, |n| n.min(SNAPSHOT_LOGS_TO_KEEP))
 }
 
+/// Test hook: `IVORY_TEST_WAL_SEGMENT_BYTES=N` makes the log's segments N bytes (at least 64 KiB,
+/// at most [`wal::SEGMENT_BYTES`]), so that a test filling a small disk reaches the end of the
+/// preallocated segment, where appends meet the full disk, within seconds. Read once per process.
+pub const TEST_WAL_SEGMENT_ENV: &str = "IVORY_TEST_WAL_SEGMENT_BYTES";
+
+static TEST_WAL_SEGMENT_BYTES: std::sync::LazyLock<Option<u64>> = std::sync::LazyLock::new(|| {
+    std::env::var(TEST_WAL_SEGMENT_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|n| n.clamp(64 << 10, wal::SEGMENT_BYTES))
+});
+
+/// The size of a log segment: [`wal::SEGMENT_BYTES`] unless set by [`TEST_WAL_SEGMENT_ENV`].
+pub fn wal_segment_bytes() -> u64 {
+    TEST_WAL_SEGMENT_BYTES.unwrap_or(wal::SEGMENT_BYTES)
+}
+
 /// The one place where Raft timing is decided.
 ///
 /// # Errors

@@ -378,7 +378,7 @@ impl NodeStorage {
             }
         };
         let file = File::open(dir.join("db"))?;
-        let wal = Wal::open(&dir.join("wal"))?;
+        let wal = Wal::open_with(&dir.join("wal"), crate::wal_segment_bytes())?;
         // sled made its files (and Wal::open `wal/`) in `dir` without syncing it.
         crate::durable::sync_dir(dir)?;
         let flusher = Flusher::start(db.clone(), file, dir.join("blobs"), wal.clone(), options)?;

@@ -210,7 +210,12 @@ async fn the_supervisor_restarts_a_node_whose_disk_was_full_until_there_is_space
         return;
     }
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let env = [("IVORY_TEST_SNAPSHOT_COMMANDS", "20")];
+        // Small log segments: past the preallocated one, appends meet the full disk within
+        // seconds, whatever room sled still has inside its own file.
+        let env = [
+            ("IVORY_TEST_SNAPSHOT_COMMANDS", "20"),
+            ("IVORY_TEST_WAL_SEGMENT_BYTES", "262144"),
+        ];
         let mut cluster =
             Cluster::start_on(Path::new(BIN), 1, 2, &env, DataStorage::Tmpfs(96 << 20)).expect("cluster on a tmpfs");
         cluster.wait_healthy(Duration::from_secs(60)).await.expect("healthy");
