@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, triples};
 use crate::model::{Dims, LOCATION_ID, PartitionKey, Quantities, SITE_ID};
 use crate::qty::Qty;
-use crate::state::{Cells, PartitionState, get_or_insert_exact};
+use crate::state::{CellDims, Cells, PartitionState, get_or_insert_exact};
 
 /// IV: at most 5,000 product ids per query.
 pub const QUERY_PRODUCTS_MAX: usize = 5_000;
@@ -101,16 +101,16 @@ pub struct Record {
     pub atp_quantities: BTreeMap<i64, Quantities>,
 }
 
-fn dim_value<'a>(partition: &'a PartitionKey, dims: &'a Dims, name: &str) -> Option<&'a str> {
+fn dim_value<'a>(partition: &'a PartitionKey, dims: &'a CellDims, name: &str) -> Option<&'a str> {
     // By product, site and location are dimensions of the cell.
     match name {
         SITE_ID if partition.product.is_empty() => Some(&partition.site),
         LOCATION_ID if partition.product.is_empty() => Some(&partition.location),
-        _ => dims.get(name).map(String::as_str),
+        _ => dims.get(name),
     }
 }
 
-fn cell_matches(q: &Query, partition: &PartitionKey, dims: &Dims) -> bool {
+fn cell_matches(q: &Query, partition: &PartitionKey, dims: &CellDims) -> bool {
     let filters_ok = q.filters.iter().all(|(name, values)| {
         let have = dim_value(partition, dims, name).unwrap_or("");
         values.iter().any(|v| v == have)
@@ -183,8 +183,7 @@ pub(crate) fn evaluate(partitions: &BTreeMap<PartitionKey, PartitionState>, conf
                 }
                 let key: Dims = group_by
                     .iter()
-                    .filter_map(|d| dims.find_index(*d).ok().and_then(|i| dims.get_indexed(i)))
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .filter_map(|d| dims.get(d).map(|v| (d.to_string(), v.to_string())))
                     .collect();
                 let (sums, scheduled) = groups.entry(key).or_default();
                 add_into(sums, cell.quantities.iter());

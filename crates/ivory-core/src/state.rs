@@ -8,13 +8,16 @@ use std::collections::{BTreeMap, HashMap};
 use litemap::LiteMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use smallvec::SmallVec;
 
 use crate::command::{CmdResult, Command, OpCode, Outcome};
 use crate::config::Formula;
 use crate::model::{Cell, Dims, MeasureRef, PartitionKey, Quantities};
 use crate::qty::Qty;
 
+mod cell_dims;
 mod remembered;
+pub(crate) use cell_dims::CellDims;
 pub(crate) use remembered::RememberedEvents;
 
 /// A data source's or a measure's name inside the state: up to 24 bytes kept inline, so that an
@@ -25,9 +28,16 @@ pub(crate) type Name = compact_str::CompactString;
 /// A cell's physical quantities, sorted by (data source, measure), in one vector: an availability
 /// check over a cold cell follows one pointer to all of them, where a map of maps cost one more
 /// cache miss per data source (the formula's walk over them was a tenth of a bulk reserve's CPU).
-/// Encoded as that map of maps, data source -> measure -> quantity.
+/// The first [`CELL_QUANTITIES_INLINE`] are inside the cell itself: a check reads every cell of
+/// the product, which lie side by side, and a pointer per cell to its quantities was a cache miss
+/// each (two thirds of the formula's time). Encoded as that map of maps, data source -> measure
+/// -> quantity.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct CellQuantities(Vec<(Name, Name, Qty)>);
+pub(crate) struct CellQuantities(SmallVec<[(Name, Name, Qty); CELL_QUANTITIES_INLINE]>);
+
+/// Quantities kept inside a cell: a stock measure and a reservation's, as most cells have. A cell
+/// with more keeps them all on the heap and these 128 bytes unused.
+pub(crate) const CELL_QUANTITIES_INLINE: usize = 2;
 
 impl CellQuantities {
     fn find(&self, data_source: &str, measure: &str) -> Result<usize, usize> {
@@ -81,7 +91,7 @@ impl Serialize for CellQuantities {
 impl<'de> Deserialize<'de> for CellQuantities {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let nested = LiteMap::<Name, LiteMap<Name, Qty>>::deserialize(deserializer)?;
-        let mut flat = Vec::with_capacity(nested.values().map(LiteMap::len).sum());
+        let mut flat = SmallVec::with_capacity(nested.values().map(LiteMap::len).sum());
         for (data_source, measures) in nested.iter() {
             for (measure, q) in measures.iter() {
                 flat.push((data_source.clone(), measure.clone(), *q));
@@ -183,7 +193,12 @@ impl<'de> Deserialize<'de> for ReservationKey {
 
 /// A product's cells by their dimensions. Most products have one cell or a few per partition,
 /// so a sorted vector, not a BTreeMap (whose first node has room, and bytes, for eleven).
-pub(crate) type Cells = LiteMap<Dims, CellState>;
+pub(crate) type Cells = LiteMap<CellDims, CellState>;
+
+/// The cell of `cells` at exactly `dims`.
+pub(crate) fn cell_at<'a>(cells: &'a Cells, dims: &Dims) -> Option<&'a CellState> {
+    cells.get_by(|stored| stored.cmp_dims(dims))
+}
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct PartitionState {
@@ -260,7 +275,25 @@ pub(crate) fn cell_in<'a>(partition: &'a mut PartitionState, cell: &Cell) -> &'a
         .products
         .get_mut(cell.product.as_str())
         .expect("inserted above");
-    get_or_insert_exact(cells, &cell.dims, || (cell.dims.clone(), CellState::default()))
+    let at = match cells
+        .as_slice()
+        .binary_search_by(|(stored, _)| stored.cmp_dims(&cell.dims))
+    {
+        Ok(at) => at,
+        Err(at) => {
+            // Grown by exactly one slot, as in get_or_insert_exact.
+            let mut pairs = std::mem::take(cells).into_tuple_vec();
+            pairs.reserve_exact(1);
+            pairs.insert(at, (CellDims::of(&cell.dims), CellState::default()));
+            *cells = LiteMap::from_sorted_store_unchecked(pairs);
+            at
+        }
+    };
+    cells
+        .iter_mut()
+        .nth(at)
+        .map(|(_, state)| state)
+        .expect("found or inserted above")
 }
 
 /// The cell, created on first use.
@@ -277,7 +310,7 @@ pub(crate) fn cell_ref<'a>(
     p: &PartitionKey,
     cell: &Cell,
 ) -> Option<&'a CellState> {
-    partitions.get(p)?.products.get(cell.product.as_str())?.get(&cell.dims)
+    cell_at(partitions.get(p)?.products.get(cell.product.as_str())?, &cell.dims)
 }
 
 /// A calculated measure summed over the cells of one product whose dimensions contain `filter`.
@@ -285,7 +318,7 @@ pub(crate) fn calculated_over(cells: Option<&Cells>, formula: &Formula, filter: 
     let Some(cells) = cells else { return Qty::ZERO };
     cells
         .iter()
-        .filter(|(dims, _)| filter.iter().all(|(k, v)| dims.get(*k) == Some(*v)))
+        .filter(|(dims, _)| dims.contains_all(filter))
         .map(|(_, cell)| formula.value(cell.quantities.iter()))
         .sum()
 }
@@ -302,7 +335,7 @@ pub(crate) fn calculated_min_over<'a, F: AsRef<[(&'a String, &'a String)]>>(
     for (dims, cell) in cells.iter() {
         let mut value = None;
         for (sum, filter) in sums.iter_mut().zip(filters) {
-            if filter.as_ref().iter().all(|(k, v)| dims.get(*k) == Some(*v)) {
+            if dims.contains_all(filter.as_ref()) {
                 *sum = *sum + *value.get_or_insert_with(|| formula.value(cell.quantities.iter()));
             }
         }
@@ -422,7 +455,7 @@ pub(crate) fn save_cells<'a>(
                 cell.clone(),
                 partition.is_some(),
                 product.is_some(),
-                product.and_then(|cells| cells.get(&cell.dims)).cloned(),
+                product.and_then(|cells| cell_at(cells, &cell.dims)).cloned(),
             )
         })
         .collect()
@@ -448,10 +481,10 @@ pub(crate) fn restore_cells(partitions: &mut BTreeMap<PartitionKey, PartitionSta
         };
         match before {
             Some(state) => {
-                cells.insert(cell.dims, state);
+                cells.insert(CellDims::of(&cell.dims), state);
             }
             None => {
-                cells.remove(&cell.dims);
+                cells.remove(&CellDims::of(&cell.dims));
             }
         }
     }
@@ -484,6 +517,72 @@ mod tests {
         assert_eq!(cell.get(&MeasureRef::new("iv", "nosuch")), Qty::ZERO);
     }
 
+    /// Cells keyed by inline names encode, sort and are found as when keyed by [`Dims`].
+    #[test]
+    fn cell_dimensions_kept_inline_encode_and_order_as_dims_did() {
+        let dims_of =
+            |pairs: &[(&str, &str)]| -> Dims { pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
+        let all = [
+            dims_of(&[("colorid", "red"), ("sizeid", "m")]),
+            dims_of(&[("colorid", "blue")]),
+            dims_of(&[]),
+            dims_of(&[("colorid", "red")]),
+            dims_of(&[
+                ("colorid", "blue"),
+                ("sizeid", "a-size-name-longer-than-twenty-four-bytes"),
+            ]),
+        ];
+        let mut before: LiteMap<Dims, CellState> = LiteMap::new();
+        let mut partition = PartitionState::default();
+        for (i, dims) in all.iter().enumerate() {
+            let mut cell = CellState::default();
+            cell.set(&MeasureRef::new("pos", "inbound"), Qty::from_i64(i as i64));
+            before.insert(dims.clone(), cell.clone());
+            *cell_in(
+                &mut partition,
+                &Cell {
+                    product: "p".into(),
+                    dims: dims.clone(),
+                },
+            ) = cell;
+        }
+        let after = &partition.products["p"];
+        assert_eq!(
+            postcard::to_stdvec(after).expect("encode"),
+            postcard::to_stdvec(&before).expect("encode")
+        );
+        for (i, dims) in all.iter().enumerate() {
+            assert_eq!(
+                cell_at(after, dims).map(|c| c.get(&MeasureRef::new("pos", "inbound"))),
+                Some(Qty::from_i64(i as i64))
+            );
+        }
+        assert!(cell_at(after, &dims_of(&[("colorid", "green")])).is_none());
+        let decoded: Cells = postcard::from_bytes(&postcard::to_stdvec(&before).expect("encode")).expect("decode");
+        assert_eq!(&decoded, after);
+    }
+
+    /// Two quantities inside the cell, in no more room than the vector and its heap block took.
+    #[test]
+    fn a_cell_keeps_two_quantities_inline() {
+        assert!(std::mem::size_of::<CellQuantities>() <= 136);
+        let mut cell = CellState::default();
+        cell.set(&MeasureRef::new("pos", "inbound"), Qty::from_i64(5));
+        cell.set(&MeasureRef::new("iv", "softreservphysical"), Qty::from_i64(1));
+        assert!(!cell.quantities.0.spilled());
+        cell.set(&MeasureRef::new("iv", "ordered"), Qty::from_i64(2));
+        assert!(cell.quantities.0.spilled());
+        let names: Vec<(&str, &str, Qty)> = cell.quantities.iter().collect();
+        assert_eq!(
+            names,
+            [
+                ("iv", "ordered", Qty::from_i64(2)),
+                ("iv", "softreservphysical", Qty::from_i64(1)),
+                ("pos", "inbound", Qty::from_i64(5))
+            ]
+        );
+    }
+
     #[test]
     fn hash_maps_encode_sorted_as_btreemaps_did() {
         let products = ["p9", "p1", "p5", "p3", "p7", "p2"];
@@ -492,7 +591,7 @@ mod tests {
         for (i, p) in products.iter().enumerate() {
             let mut cell = CellState::default();
             cell.set(&MeasureRef::new("pos", "inbound"), Qty::from_i64(i as i64 + 1));
-            let cells: Cells = [(Dims::new(), cell)].into_iter().collect();
+            let cells: Cells = [(CellDims::default(), cell)].into_iter().collect();
             state.products.insert(Name::from(*p), cells.clone());
             sorted.insert(p.to_string(), cells);
         }

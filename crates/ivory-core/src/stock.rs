@@ -15,7 +15,8 @@ use crate::config::Config;
 use crate::model::{Cell, Dims, MeasureRef, PartitionKey};
 use crate::qty::Qty;
 use crate::state::{
-    Name, PartitionState, Reservation, ReservationKey, calculated_min_over, cell_in, cell_mut, cell_ref, partition_mut,
+    Name, PartitionState, Reservation, ReservationKey, calculated_min_over, cell_at, cell_in, cell_mut, cell_ref,
+    partition_mut,
 };
 
 pub(crate) fn on_hand_change(
@@ -231,7 +232,7 @@ pub(crate) fn reserve(
         }
     }
     let before = cells
-        .and_then(|cells| cells.get(&c.cell.dims))
+        .and_then(|cells| cell_at(cells, &c.cell.dims))
         .map_or(Qty::ZERO, |cell| cell.get(&c.measure));
     let Some(after) = before.checked_add(c.quantity) else {
         return out_of_range(&c.measure);
