@@ -12,6 +12,7 @@ pub mod command;
 pub mod config;
 mod config_doc;
 pub mod date;
+pub mod digest;
 pub mod hold;
 pub mod json;
 pub mod model;

@@ -293,9 +293,7 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
                     let mut h = Sha256::new();
                     h.update(digest.digest);
                     h.update(entry.log_id.index().to_be_bytes());
-                    let encoded = encode(&entry_data)?;
-                    h.update(&encoded);
-                    log_bytes += encoded.len();
+                    log_bytes += ivory_core::digest::hash_encoding(&entry_data, &mut h).map_err(io_err)?;
                     *digest = ApplyDigest {
                         index: Some(entry.log_id.index()),
                         digest: h.finalize().into(),
