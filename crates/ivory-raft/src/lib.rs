@@ -30,9 +30,13 @@ pub use storage::{EXIT_STORAGE_FAILED, GROUP_COMMIT_WINDOW_DEFAULT, NodeStorage,
 
 /// One log entry's application data: a batch of commands for a shard group, or one change of
 /// the cluster's metadata for the metadata group ([`ivory_cluster::META_GROUP`]).
+///
+/// A shard's batch is shared (encoded as the batch itself): the log keeps its newest entries
+/// decoded, and every reader (the apply path, replication to each follower) takes a reference,
+/// not a copy of every command's strings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum GroupEntry {
-    Shard(ivory_core::Batch),
+    Shard(Arc<ivory_core::Batch>),
     Meta(ivory_cluster::MetaCommand),
 }
 

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::log_store::{decode, encode};
 use crate::snapshot_store::SnapshotStore;
 use crate::storage::Flusher;
-use crate::{GroupEntry, GroupReply, TypeConfig, io_err};
+use crate::{GroupEntry, GroupId, GroupReply, TypeConfig, io_err};
 
 /// The shard state, shared between the state machine task (writer) and the read path.
 pub type SharedShard = Arc<RwLock<Shard>>;
@@ -57,6 +57,7 @@ pub(crate) struct StoredSnapshot {
 }
 
 pub struct ShardStateMachine {
+    group: GroupId,
     shard: SharedShard,
     meta: SharedMeta,
     digest: SharedDigest,
@@ -82,7 +83,12 @@ fn poisoned() -> io::Error {
 }
 
 impl ShardStateMachine {
-    pub(crate) fn open(tree: sled::Tree, snapshots: SnapshotStore, flusher: Flusher) -> io::Result<ShardStateMachine> {
+    pub(crate) fn open(
+        group: GroupId,
+        tree: sled::Tree,
+        snapshots: SnapshotStore,
+        flusher: Flusher,
+    ) -> io::Result<ShardStateMachine> {
         let stored: Option<StoredSnapshot> = match snapshots.get()? {
             Some(bytes) => Some(decode(&bytes)?),
             None => None,
@@ -91,6 +97,7 @@ impl ShardStateMachine {
         let event_ids_gauge = metrics::gauge!("ivory_state_event_ids", "tree" => name.clone());
         let holds_gauge = metrics::gauge!("ivory_state_holds", "tree" => name);
         let mut sm = ShardStateMachine {
+            group,
             shard: Arc::new(RwLock::new(Shard::new(EVENT_RETENTION_MS_DEFAULT))),
             meta: Arc::default(),
             digest: Arc::default(),
@@ -325,6 +332,9 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
             }
         }
         self.note_applied(commands, log_bytes);
+        if let Some(applied) = self.applied {
+            self.flusher.release_decoded(self.group, applied.index())?;
+        }
         Ok(())
     }
 

@@ -110,6 +110,11 @@ struct FlusherCtx {
 }
 
 impl Flusher {
+    /// [`Wal::release_decoded`], for the state machine after an apply.
+    pub(crate) fn release_decoded(&self, group: GroupId, upto: u64) -> io::Result<()> {
+        self.wal.release_decoded(group, upto)
+    }
+
     fn start(db: sled::Db, file: File, blobs: PathBuf, wal: Wal, options: &StorageOptions) -> io::Result<Flusher> {
         let (tx, rx) = mpsc::sync_channel::<FlushRequest>(FLUSH_QUEUE_MAX);
         let ctx = FlusherCtx {
@@ -427,7 +432,8 @@ impl NodeStorage {
         self.note_hosted(group)?;
         self.inner.flusher.flush().await?;
         let log_store = GroupLogStore::new(group, self.inner.wal.clone(), self.inner.flusher.clone());
-        let state_machine = ShardStateMachine::open(sm, self.snapshot_store(group)?, self.inner.flusher.clone())?;
+        let state_machine =
+            ShardStateMachine::open(group, sm, self.snapshot_store(group)?, self.inner.flusher.clone())?;
         Ok((log_store, state_machine))
     }
 

@@ -5,6 +5,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use ivory_core::Batch;
 use ivory_raft::wal::{SEGMENT_MAGIC, Wal};
@@ -16,10 +17,10 @@ use openraft::testing::log_id;
 fn entry(term: u64, index: u64, ts_ms: u64) -> EntryOf<TypeConfig> {
     EntryOf::<TypeConfig>::new_normal(
         log_id::<TypeConfig>(term, 1, index),
-        GroupEntry::Shard(Batch {
+        GroupEntry::Shard(Arc::new(Batch {
             ts_ms,
             commands: Vec::new(),
-        }),
+        })),
     )
 }
 
@@ -191,7 +192,7 @@ fn old_entries_are_read_back_from_disk() {
     let big = |i: u64| {
         EntryOf::<TypeConfig>::new_normal(
             log_id::<TypeConfig>(1, 1, i),
-            GroupEntry::Shard(Batch {
+            GroupEntry::Shard(Arc::new(Batch {
                 ts_ms: i,
                 commands: vec![
                     ivory_core::Command::PutConfig {
@@ -200,7 +201,7 @@ fn old_entries_are_read_back_from_disk() {
                     };
                     1
                 ],
-            }),
+            })),
         )
     };
     for i in 1..=40 {

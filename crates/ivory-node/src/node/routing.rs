@@ -7,6 +7,7 @@
 //! [`Node::read_local_stale`] answers from this replica's state as it is, without asking anyone.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ivory_cluster::META_GROUP;
@@ -278,10 +279,10 @@ impl Node {
             .group(shard)
             .and_then(|g| g.shard.read().ok().map(|s| s.clock_ms()))
             .unwrap_or(0);
-        let batch = GroupEntry::Shard(Batch {
+        let batch = GroupEntry::Shard(Arc::new(Batch {
             ts_ms: crate::clock::stamp_ms(shard_clock),
             commands,
-        });
+        }));
         match self.write_local(shard, batch).await? {
             GroupReply::Shard(results) => Ok(results),
             GroupReply::Meta(_) => Err(NodeError::Storage(format!("shard {shard} answered as metadata"))),
