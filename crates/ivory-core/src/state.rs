@@ -331,9 +331,10 @@ pub(crate) fn calculated_min_over<'a, F: AsRef<[(&'a String, &'a String)]>>(
     filters: &[F],
 ) -> Qty {
     let Some(cells) = cells else { return Qty::ZERO };
-    let mut sums = vec![Qty::ZERO; filters.len()];
+    let mut sums: SmallVec<[Qty; 4]> = smallvec::smallvec![Qty::ZERO; filters.len()];
     for (dims, cell) in cells.iter() {
         let mut value = None;
+        let dims = dims.read();
         for (sum, filter) in sums.iter_mut().zip(filters) {
             if dims.contains_all(filter.as_ref()) {
                 *sum = *sum + *value.get_or_insert_with(|| formula.value(cell.quantities.iter()));

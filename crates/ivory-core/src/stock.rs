@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
+use smallvec::SmallVec;
 
 use crate::command::{
     Availability, CmdResult, OnHandChange, Outcome, Reserve, SetOnHand, Unreserve, out_of_range, writable_measures,
@@ -142,7 +143,10 @@ pub(crate) fn reservation_id_bytes(text: &str) -> Option<[u8; 16]> {
 /// each prefix of the reservation hierarchy that the request names, and finally its exact
 /// dimensions. Checking every level keeps a fine-grained reservation from taking stock that a
 /// coarser one already counted on.
-fn reservation_levels<'a>(config: &'a Config, dims: &'a Dims) -> Result<Vec<Vec<(&'a String, &'a String)>>, String> {
+/// A level's (dimension, value) pairs; a few levels of a few pairs each, kept off the heap.
+type Level<'a> = SmallVec<[(&'a String, &'a String); 4]>;
+
+fn reservation_levels<'a>(config: &'a Config, dims: &'a Dims) -> Result<SmallVec<[Level<'a>; 4]>, String> {
     let hierarchy = &config.reservation_hierarchy;
     let named = hierarchy.iter().take_while(|d| dims.contains_key(*d)).count();
     if let Some(skipped) = hierarchy.iter().skip(named).find(|d| dims.contains_key(*d)) {
@@ -158,7 +162,7 @@ fn reservation_levels<'a>(config: &'a Config, dims: &'a Dims) -> Result<Vec<Vec<
             hierarchy.join(", ")
         ));
     }
-    let mut levels: Vec<Vec<(&String, &String)>> = (0..=named)
+    let mut levels: SmallVec<[Level; 4]> = (0..=named)
         .map(|n| {
             hierarchy[..n]
                 .iter()

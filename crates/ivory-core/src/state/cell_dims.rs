@@ -11,6 +11,7 @@ use std::cmp::Ordering;
 use compact_str::CompactString;
 use litemap::LiteMap;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::model::Dims;
 
@@ -47,12 +48,32 @@ impl CellDims {
 
     /// Whether every (dimension, value) of `filter` is among the pairs.
     pub fn contains_all(&self, filter: &[(&String, &String)]) -> bool {
-        filter.iter().all(|(k, v)| self.get(k) == Some(v.as_str()))
+        self.read().contains_all(filter)
+    }
+
+    /// The pairs read once, to check several filters against them (an availability check has
+    /// one per level of the reservation hierarchy).
+    pub fn read(&self) -> ReadDims<'_> {
+        ReadDims(self.iter().collect())
     }
 
     /// This against `dims`, in the order [`Dims`] has (pairs compared in turn).
     pub fn cmp_dims(&self, dims: &Dims) -> Ordering {
         self.iter().cmp(dims.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+}
+
+/// A [`CellDims`]' pairs, read.
+pub(crate) struct ReadDims<'a>(SmallVec<[(&'a str, &'a str); 4]>);
+
+impl ReadDims<'_> {
+    /// Whether every (dimension, value) of `filter` is among the pairs.
+    pub fn contains_all(&self, filter: &[(&String, &String)]) -> bool {
+        filter.iter().all(|(k, v)| {
+            self.0
+                .iter()
+                .any(|(name, value)| *name == k.as_str() && *value == v.as_str())
+        })
     }
 }
 
