@@ -114,15 +114,19 @@ struct GroupLog {
     decoded_bytes: usize,
 }
 
-/// A cached entry: its bytes, and the entry itself while it is among the newest.
+/// A cached entry: its bytes, and the entry itself as appended until it is applied (or falls
+/// out of [`GROUP_DECODED_BYTES`]).
 struct Cached {
     bytes: Arc<[u8]>,
     entry: Option<Entry>,
 }
 
 impl Cached {
-    fn new(bytes: Arc<[u8]>, entry: Option<Entry>) -> Cached {
-        Cached { bytes, entry }
+    fn new(bytes: Arc<[u8]>, entry: Entry) -> Cached {
+        Cached {
+            bytes,
+            entry: Some(entry),
+        }
     }
 }
 
@@ -283,22 +287,11 @@ impl GroupLog {
         };
         self.entries.push_back(EntrySlot { offset: relative, len });
         match cached {
+            // Appended, so decoded: the newest of the decoded ones.
             Some(c) => {
                 self.cached_bytes += c.bytes.len();
-                match c.entry {
-                    Some(_) => {
-                        self.decoded += 1;
-                        self.decoded_bytes += c.bytes.len();
-                    }
-                    // The decoded entries are the newest: an entry without one ends them.
-                    None => {
-                        for older in self.cached.iter_mut().rev().take(self.decoded) {
-                            older.entry = None;
-                        }
-                        self.decoded = 0;
-                        self.decoded_bytes = 0;
-                    }
-                }
+                self.decoded += 1;
+                self.decoded_bytes += c.bytes.len();
                 self.cached.push_back(c);
                 self.evict_decoded();
             }
@@ -497,7 +490,7 @@ impl Wal {
                 segment,
                 offset,
                 bytes.len() as u32,
-                Some(Cached::new(bytes.into(), Some(entry))),
+                Some(Cached::new(bytes.into(), entry)),
             )?;
         }
         state.evict_cache(group);
@@ -763,6 +756,17 @@ impl Wal {
             && state.failed.is_none()
         {
             state.failed = Some(why.to_string());
+        }
+    }
+
+    /// Waits (up to 10 s) until no spare segment is being prepared: without a spare ready a
+    /// segment grows past its size instead of rotating, so a test counting rotations on a loaded
+    /// machine waits for it.
+    #[cfg(test)]
+    fn wait_for_spare(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.shared.state.lock().is_ok_and(|s| s.preparing) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 
@@ -1091,10 +1095,9 @@ mod tests {
 
     fn push(g: &mut GroupLog, model: &mut Vec<Model>, m: Model) {
         // Every cached entry comes decoded: `push` keeps only the newest so.
-        let cached = m.cached.then(|| {
-            let entry = Entry::new_blank(m.log_id);
-            Cached::new(Arc::<[u8]>::from(vec![7u8; m.len as usize]), Some(entry))
-        });
+        let cached = m
+            .cached
+            .then(|| Cached::new(Arc::<[u8]>::from(vec![7u8; m.len as usize]), Entry::new_blank(m.log_id)));
         g.push(m.log_id, m.segment, m.offset, m.len, cached).expect("push");
         model.retain(|e| e.log_id.index() < m.log_id.index());
         if !m.cached {
@@ -1362,6 +1365,7 @@ mod tests {
             for e in entries {
                 wal.append(1, [e]).expect("append");
                 wal.write_and_sync(true).expect("sync");
+                wal.wait_for_spare();
             }
         };
         {
