@@ -136,12 +136,17 @@ where
     Q: Ord + ?Sized,
 {
     if let Err(at) = map.find_index(key) {
-        let mut pairs = std::mem::take(map).into_tuple_vec();
-        pairs.reserve_exact(1);
-        pairs.insert(at, make());
-        *map = LiteMap::from_sorted_store_unchecked(pairs);
+        insert_exact(map, at, make());
     }
     map.get_mut(key).expect("present or inserted above")
+}
+
+/// Inserts `pair` at position `at` (where it sorts), growing the vector by exactly one slot.
+fn insert_exact<K, V>(map: &mut LiteMap<K, V>, at: usize, pair: (K, V)) {
+    let mut pairs = std::mem::take(map).into_tuple_vec();
+    pairs.reserve_exact(1);
+    pairs.insert(at, pair);
+    *map = LiteMap::from_sorted_store_unchecked(pairs);
 }
 
 /// A reservation: a product + dimensions + holding measure, with its open quantity. Kept once
@@ -281,14 +286,11 @@ pub(crate) fn cell_in<'a>(partition: &'a mut PartitionState, cell: &Cell) -> &'a
     {
         Ok(at) => at,
         Err(at) => {
-            // Grown by exactly one slot, as in get_or_insert_exact.
-            let mut pairs = std::mem::take(cells).into_tuple_vec();
-            pairs.reserve_exact(1);
-            pairs.insert(at, (CellDims::of(&cell.dims), CellState::default()));
-            *cells = LiteMap::from_sorted_store_unchecked(pairs);
+            insert_exact(cells, at, (CellDims::of(&cell.dims), CellState::default()));
             at
         }
     };
+    // LiteMap has no mutable access by position: its iterator steps there (a product has a few cells).
     cells
         .iter_mut()
         .nth(at)

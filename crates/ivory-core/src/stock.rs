@@ -139,13 +139,13 @@ pub(crate) fn reservation_id_bytes(text: &str) -> Option<[u8; 16]> {
     (at == text.len()).then_some(bytes)
 }
 
+/// A level's (dimension, value) pairs; a few levels of a few pairs each, kept off the heap.
+type Level<'a> = SmallVec<[(&'a String, &'a String); 4]>;
+
 /// The dimension filters a reservation must pass, coarsest first: the partition (no filter),
 /// each prefix of the reservation hierarchy that the request names, and finally its exact
 /// dimensions. Checking every level keeps a fine-grained reservation from taking stock that a
 /// coarser one already counted on.
-/// A level's (dimension, value) pairs; a few levels of a few pairs each, kept off the heap.
-type Level<'a> = SmallVec<[(&'a String, &'a String); 4]>;
-
 fn reservation_levels<'a>(config: &'a Config, dims: &'a Dims) -> Result<SmallVec<[Level<'a>; 4]>, String> {
     let hierarchy = &config.reservation_hierarchy;
     let named = hierarchy.iter().take_while(|d| dims.contains_key(*d)).count();

@@ -759,13 +759,20 @@ impl Wal {
         }
     }
 
-    /// Waits (up to 10 s) until no spare segment is being prepared: without a spare ready a
-    /// segment grows past its size instead of rotating, so a test counting rotations on a loaded
-    /// machine waits for it.
+    /// Waits (up to 10 s) until no spare segment is being prepared; false if one still is.
+    /// Without a spare ready a segment grows past its size instead of rotating, so a test counting
+    /// rotations on a loaded machine waits for it.
     #[cfg(test)]
-    fn wait_for_spare(&self) {
+    fn wait_for_spare(&self) -> bool {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while self.shared.state.lock().is_ok_and(|s| s.preparing) && std::time::Instant::now() < deadline {
+        loop {
+            let preparing = self.shared.state.lock().is_ok_and(|s| s.preparing);
+            if !preparing {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
@@ -1365,7 +1372,7 @@ mod tests {
             for e in entries {
                 wal.append(1, [e]).expect("append");
                 wal.write_and_sync(true).expect("sync");
-                wal.wait_for_spare();
+                assert!(wal.wait_for_spare(), "the next segment was prepared within 10 s");
             }
         };
         {
