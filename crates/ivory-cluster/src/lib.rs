@@ -9,9 +9,11 @@ use std::collections::BTreeSet;
 
 pub mod auth;
 pub mod meta;
+pub mod write_affinity;
 
 pub use auth::{ClusterAuthError, ClusterSecret};
 pub use meta::{ClusterMeta, META_GROUP, Member, MemberState, MetaCommand, MetaReply, Move};
+pub use write_affinity::WriteAffinity;
 
 use hashring::HashRing;
 use ivory_core::PartitionKey;

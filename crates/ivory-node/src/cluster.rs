@@ -40,6 +40,7 @@ pub(crate) fn group_status(s: crate::ShardStatus) -> proto::GroupStatus {
         lag: lag_of(&s.lag),
         voters: s.voters,
         learners: s.learners,
+        client_writes: s.client_writes,
     }
 }
 

@@ -15,6 +15,7 @@ pub use sweeper::SWEEP_INTERVAL;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -82,6 +83,8 @@ pub struct ShardStatus {
     pub learners: Vec<u64>,
     /// On the leader: log entries each replica is behind it (from openraft's replication metrics).
     pub lag: BTreeMap<u64, u64>,
+    /// Commands proposed to the shard through this node since its replica opened.
+    pub client_writes: u64,
 }
 
 #[derive(Clone)]
@@ -91,6 +94,8 @@ struct Group {
     digest: SharedDigest,
     /// The state machine's liveness: its worker outlives `Raft::shutdown`.
     state_machine: tokio::sync::watch::Receiver<()>,
+    /// Commands proposed through this node (see [`ShardStatus::client_writes`]).
+    client_writes: Arc<AtomicU64>,
 }
 
 /// The last leader seen per group, learned from answers and hints, so that a node that does not
@@ -129,6 +134,9 @@ pub(crate) struct Inner {
     /// The metadata version this node applied, refreshed every rebalancer round: carried in every
     /// answer without taking the metadata lock on the hot path.
     pub(crate) placement_version: std::sync::atomic::AtomicU64,
+    /// Where each shard's writes come from, as this node's rebalancer saw it (it acts only while
+    /// this node leads the metadata group).
+    pub(crate) write_affinity: std::sync::Mutex<ivory_cluster::WriteAffinity>,
 }
 
 /// A node handle; cheap to clone.
@@ -199,6 +207,7 @@ impl Node {
                 meta: std::sync::OnceLock::new(),
                 moving: Default::default(),
                 placement_version: Default::default(),
+                write_affinity: Default::default(),
             }),
         };
         if let Err(e) = node.open_hosted_groups(bootstrap).await {
@@ -312,6 +321,7 @@ impl Node {
             shard: shard_state,
             digest,
             state_machine,
+            client_writes: Arc::default(),
         };
         self.groups_write().insert(shard, group);
         Ok(raft)
@@ -359,6 +369,13 @@ impl Node {
             .iter()
             .map(|(k, v)| (*k, v.clone()))
             .collect()
+    }
+
+    /// Counts `commands` proposed to `shard` through this node, when it hosts the shard.
+    pub(crate) fn note_client_writes(&self, shard: u32, commands: usize) {
+        if let Some(group) = self.inner.groups.read().unwrap_or_else(|p| p.into_inner()).get(&shard) {
+            group.client_writes.fetch_add(commands as u64, Ordering::Relaxed);
+        }
     }
 
     fn group(&self, shard: u32) -> Option<Group> {
@@ -439,6 +456,7 @@ impl Node {
                     voters,
                     learners,
                     lag,
+                    client_writes: g.client_writes.load(Ordering::Relaxed),
                 }
             })
             .collect()

@@ -33,6 +33,10 @@ const TICK: Duration = Duration::from_millis(500);
 const ORPHAN_SCAN_EVERY: u64 = 20;
 /// A node must answer a status call this fast to count as reachable.
 pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Leaderships moved to where their shard's writes come from, per round at most: each is a
+/// short pause in the shard's writes (an election), so a whole cluster's moves are spread over
+/// a few seconds.
+pub const AFFINITY_MOVES_PER_ROUND: usize = 4;
 /// A failed move is retried after this.
 const MOVE_BACKOFF: Duration = Duration::from_secs(2);
 /// Test hook (off unless set): pause this long between recording a move and executing it, so
@@ -144,24 +148,80 @@ impl Node {
         }
     }
 
-    /// Moves one shard's leadership per round from the node leading the most shards to a
-    /// replica leading the fewest, until no node leads more than its share (rounded up): a
-    /// leader does the writes' work (stamping, fsync first, apply, answers), so it is spread.
+    /// Leadership follows the writes ([`ivory_cluster::write_affinity`]): a shard whose writes
+    /// come mostly through one node moves to it, up to [`AFFINITY_MOVES_PER_ROUND`] per round.
+    /// Then, among the other shards, one leadership per round moves from the node leading the
+    /// most to a replica leading the fewest, until no node leads more than its share (rounded
+    /// up): a leader does the writes' work (stamping, fsync first, apply, answers), so it is spread.
     async fn balance_leaders(&self, meta: &ClusterMeta) {
         let active = meta.members_in(MemberState::Active);
         let calls = active.iter().map(|id| async move {
             let addr = meta.addr_of(*id).unwrap_or_default().to_string();
             (*id, self.status_of(&addr).await)
         });
-        let mut led: BTreeMap<u64, Vec<u32>> = active.iter().map(|id| (*id, Vec::new())).collect();
+        let mut statuses = Vec::with_capacity(active.len());
         for (id, status) in futures::future::join_all(calls).await {
             // Balance only with a full picture: an unreachable node's shards lead elsewhere anyway.
             let Some(status) = status else { return };
+            statuses.push((id, status));
+        }
+        // Each shard's leader and voters, as its leader reports them.
+        let mut leaders: BTreeMap<u32, (u64, Vec<u64>)> = BTreeMap::new();
+        for (id, status) in &statuses {
             for g in status.groups.iter().filter(|g| g.is_leader && g.group_id != META_GROUP) {
-                led.entry(id).or_default().push(g.group_id);
+                leaders.insert(g.group_id, (*id, g.voters.clone()));
             }
         }
-        let share = (meta.shard_count() as usize).div_ceil(active.len().max(1));
+        let pins: BTreeMap<u32, u64> = {
+            let mut affinity = self.inner.write_affinity.lock().unwrap_or_else(|p| p.into_inner());
+            affinity.observe(statuses.iter().flat_map(|(id, status)| {
+                status
+                    .groups
+                    .iter()
+                    .filter(|g| g.group_id != META_GROUP)
+                    .map(|g| (*id, g.group_id, g.client_writes))
+            }));
+            // A pin to a node that cannot lead the shard (not its voter, or leaving) is dropped.
+            let unfit: Vec<u32> = affinity
+                .pins()
+                .filter(|(shard, node)| {
+                    !active.contains(node) || leaders.get(shard).is_some_and(|(_, voters)| !voters.contains(node))
+                })
+                .map(|(shard, _)| shard)
+                .collect();
+            for shard in unfit {
+                affinity.unpin(shard);
+            }
+            affinity.pins().collect()
+        };
+        let mut moved = 0;
+        for (shard, to) in &pins {
+            let Some((leader, _)) = leaders.get(shard) else {
+                continue;
+            };
+            if leader == to || moved == AFFINITY_MOVES_PER_ROUND {
+                continue;
+            }
+            moved += 1;
+            match self.transfer_leader(*shard, *leader, *to).await {
+                Ok(()) => {
+                    metrics::counter!("ivory_rebalance_leader_follows_writes_total").increment(1);
+                    tracing::info!(shard, from = leader, to, "leadership follows the writes");
+                }
+                Err(e) => tracing::debug!(shard, error = %e, "leadership not moved to the writes"),
+            }
+        }
+        if moved > 0 {
+            return;
+        }
+        let mut led: BTreeMap<u64, Vec<u32>> = active.iter().map(|id| (*id, Vec::new())).collect();
+        for (shard, (leader, _)) in &leaders {
+            if !pins.contains_key(shard) {
+                led.entry(*leader).or_default().push(*shard);
+            }
+        }
+        let unpinned = (meta.shard_count() as usize).saturating_sub(pins.len());
+        let share = unpinned.div_ceil(active.len().max(1));
         let Some((busiest, shards)) = led.iter().max_by_key(|(_, s)| s.len()) else {
             return;
         };

@@ -486,3 +486,78 @@ async fn whole_cluster_restart_keeps_acknowledged_writes() {
     .await
     .expect("test timed out");
 }
+
+/// Leadership follows the writes: when every write of a shard comes through one node, that node
+/// comes to lead the shard (it was forwarding each of them), and nothing written during the
+/// moves is lost. Once the writes come through every node alike, leaderships are balanced by
+/// count again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_follows_the_writes_and_is_balanced_again_when_they_spread() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        const SHARDS: u32 = 4;
+        let cluster = TestCluster::start(3, SHARDS, 3).await;
+        let mut leaders = Vec::new();
+        for shard in 0..SHARDS {
+            leaders.push(cluster.wait_leader(shard, T).await);
+        }
+        // The node leading the fewest shards, so that most must move to it.
+        let via = (1..=3u64)
+            .min_by_key(|id| leaders.iter().filter(|l| *l == id).count())
+            .expect("a node");
+        let all_led_by = |node: u64| (0..SHARDS).all(|s| cluster.leader(s) == Some(node));
+        let mut written = [0i64; SHARDS as usize];
+        let mut round = 0u32;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+        while !all_led_by(via) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "writes all came through node {via}, yet shards are led by {:?}",
+                (0..SHARDS).map(|s| cluster.leader(s)).collect::<Vec<_>>()
+            );
+            for shard in 0..SHARDS {
+                let commands = (0..40).map(|k| add_one(&format!("w{round}-{shard}-{k}"))).collect();
+                cluster.propose_retrying(via, shard, commands, T).await;
+                written[shard as usize] += 40;
+            }
+            round += 1;
+        }
+        // Now through every node in turn: the pins go and leaderships spread out again.
+        let most_led = || {
+            (1..=3u64)
+                .map(|id| (0..SHARDS).filter(|s| cluster.leader(*s) == Some(id)).count())
+                .max()
+                .unwrap_or(0)
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+        while most_led() > SHARDS.div_ceil(3) as usize {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "writes came through every node, yet one leads {} of {SHARDS} shards",
+                most_led()
+            );
+            for via in 1..=3u64 {
+                for shard in 0..SHARDS {
+                    let commands = (0..20)
+                        .map(|k| add_one(&format!("s{round}-{via}-{shard}-{k}")))
+                        .collect();
+                    cluster.propose_retrying(via, shard, commands, T).await;
+                    written[shard as usize] += 20;
+                }
+            }
+            round += 1;
+        }
+        for shard in 0..SHARDS {
+            cluster.wait_converged(shard, T).await;
+            cluster.assert_replicas_equal(shard, 3);
+            let onhand = read_onhand(cluster.node(via), shard).await.expect("read");
+            assert_eq!(
+                onhand,
+                Qty::from_i64(written[shard as usize]),
+                "shard {shard}: no write lost"
+            );
+        }
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}

@@ -251,6 +251,7 @@ impl Node {
                 commands.len()
             )));
         }
+        self.note_client_writes(shard, commands.len());
         // The first attempt takes the commands; a retry reads them back from this copy, which
         // costs one buffer where a clone per attempt cost every string of every command.
         let copy = encode(&commands).map_err(NodeError::Invalid)?;
