@@ -24,7 +24,8 @@ rules=[
  ('sled IO threads', lambda s: s['comm'].startswith('sled')),
 ]
 stage_markers=[
- ('apply (state machine)', ['ivory_raft::state_machine::{impl','ShardStateMachine as openraft::storage','ivory_core::shard::Shard::apply','ivory_core::stock','ivory_core::hold','ivory_core::shard::fingerprint','ivory_core::shard::event_key']),
+ # With LTO the apply is inlined into openraft's state-machine worker: its frame is the marker.
+ ('apply (state machine)', ['ivory_raft::state_machine::{impl','ShardStateMachine as openraft::storage','ivory_core::shard::Shard::apply','ivory_core::stock','ivory_core::hold','ivory_core::shard::fingerprint','ivory_core::shard::event_key','openraft::core::sm::worker']),
  ('log append (WAL or sled insert)', ['ivory_raft::wal','GroupLogStore','SledLogStore','sled::']),
  ('raft core (openraft)', ['openraft::']),
  ('parse request (JSON -> command)', ['ivory_gateway::parse','serde_json::de','ivory_core::json','write_command','json_body']),
