@@ -34,6 +34,8 @@ pub struct NodeProc {
     env: Vec<(String, String)>,
     /// The exit codes of every time the process ended by itself (`None`: by a signal).
     pub exits: Vec<Option<i32>>,
+    /// The signal that ended it, for each of those (`None`: it exited with a code).
+    pub exit_signals: Vec<Option<i32>>,
     /// Of those, how many ended while its disk was full (or just after), with their codes.
     pub exits_disk_full: Vec<Option<i32>>,
     /// While the `disk-full` nemesis has filled the node's disk (and a moment after).
@@ -113,6 +115,8 @@ impl NodeProc {
         self.child = None;
         self.paused = false;
         self.exits.push(status.code());
+        self.exit_signals
+            .push(std::os::unix::process::ExitStatusExt::signal(&status));
         if self.disk_full_until.is_some_and(|t| Instant::now() <= t) {
             self.exits_disk_full.push(status.code());
         }
@@ -299,6 +303,7 @@ impl Cluster {
                 args,
                 env: cluster.env.clone(),
                 exits: Vec::new(),
+                exit_signals: Vec::new(),
                 exits_disk_full: Vec::new(),
                 disk_full_until: None,
                 child: None,
@@ -330,6 +335,7 @@ impl Cluster {
             data,
             env: self.env.clone(),
             exits: Vec::new(),
+            exit_signals: Vec::new(),
             exits_disk_full: Vec::new(),
             disk_full_until: None,
             child: None,
@@ -398,8 +404,10 @@ impl Cluster {
                     BACKOFF_FIRST
                 };
                 node.restart_at = Some(now + delay);
+                let signal = node.exit_signals.last().copied().flatten();
+                let by = signal.map_or(String::new(), |s| format!(" (signal {s})"));
                 events.push(format!(
-                    "supervisor: node {} exited with {code:?}; restart in {delay:?}",
+                    "supervisor: node {} exited with {code:?}{by}; restart in {delay:?}",
                     node.id
                 ));
             }
@@ -671,5 +679,29 @@ mod tests {
             gaps.windows(2).all(|g| g[1] + Duration::from_millis(100) >= g[0]),
             "{gaps:?}"
         );
+    }
+
+    /// A node that a signal ended is reported with the signal, so that an exit no fault explains
+    /// says what ended it (a process kills itself here, as nothing in a run should).
+    #[tokio::test]
+    async fn the_supervisor_reports_the_signal_that_ended_a_node() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bin = dir.path().join("killed");
+        std::fs::write(&bin, "#!/bin/sh\nkill -9 $$\n").expect("script");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let mut cluster = Cluster::start_on(&bin, 1, 1, &[], DataStorage::Plain).expect("started");
+        let started = Instant::now();
+        let mut events = Vec::new();
+        while !events.iter().any(|e: &String| e.contains("exited")) {
+            assert!(started.elapsed() < Duration::from_secs(10), "no exit seen: {events:?}");
+            events.extend(cluster.supervise());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(cluster.nodes[0].exits.first(), Some(&None));
+        assert_eq!(cluster.nodes[0].exit_signals.first(), Some(&Some(libc::SIGKILL)));
+        assert!(events.iter().any(|e| e.contains("(signal 9)")), "{events:?}");
     }
 }

@@ -386,8 +386,9 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
     for node in &cluster.lock().await.nodes {
         full_exits += node.exits_disk_full.len();
         let mut while_full = node.exits_disk_full.clone();
-        for code in &node.exits {
+        for (i, code) in node.exits.iter().enumerate() {
             exits += 1;
+            let signal = node.exit_signals.get(i).copied().flatten();
             if *code == Some(EXIT_STORAGE_FAILED) {
                 continue;
             }
@@ -400,8 +401,9 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
                     checker: "crash",
                     key: None,
                     message: format!(
-                        "node {} exited by itself with {code:?} (only a storage fault may end a node, with {EXIT_STORAGE_FAILED})",
-                        node.id
+                        "node {} exited by itself with {code:?}{} (only a storage fault may end a node, with {EXIT_STORAGE_FAILED})",
+                        node.id,
+                        signal.map_or(String::new(), |s| format!(", by signal {s}")),
                     ),
                     ops: vec![],
                 });
