@@ -649,18 +649,24 @@ impl Cluster {
 mod tests {
     use super::*;
 
-    /// The supervisor's back-off, with a real process that exits 74 at once (as a start on a
-    /// disk that is still full may): the first restart comes at once, the next ones wait longer.
-    #[tokio::test]
-    async fn the_supervisor_waits_longer_for_a_node_that_keeps_failing() {
+    /// A one-node cluster whose node is the shell script `body` (the directory holds it).
+    fn scripted_node(body: &str) -> (tempfile::TempDir, Cluster) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let bin = dir.path().join("fails");
-        std::fs::write(&bin, "#!/bin/sh\nexit 74\n").expect("script");
+        let bin = dir.path().join("node");
+        std::fs::write(&bin, format!("#!/bin/sh\n{body}\n")).expect("script");
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
-        let mut cluster = Cluster::start_on(&bin, 1, 1, &[], DataStorage::Plain).expect("started");
+        let cluster = Cluster::start_on(&bin, 1, 1, &[], DataStorage::Plain).expect("started");
+        (dir, cluster)
+    }
+
+    /// The supervisor's back-off, with a real process that exits 74 at once (as a start on a
+    /// disk that is still full may): the first restart comes at once, the next ones wait longer.
+    #[tokio::test]
+    async fn the_supervisor_waits_longer_for_a_node_that_keeps_failing() {
+        let (_dir, mut cluster) = scripted_node("exit 74");
         let started = Instant::now();
         let mut restarts = Vec::new();
         while started.elapsed() < Duration::from_secs(5) {
@@ -685,14 +691,7 @@ mod tests {
     /// says what ended it (a process kills itself here, as nothing in a run should).
     #[tokio::test]
     async fn the_supervisor_reports_the_signal_that_ended_a_node() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let bin = dir.path().join("killed");
-        std::fs::write(&bin, "#!/bin/sh\nkill -9 $$\n").expect("script");
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        }
-        let mut cluster = Cluster::start_on(&bin, 1, 1, &[], DataStorage::Plain).expect("started");
+        let (_dir, mut cluster) = scripted_node("kill -9 $$");
         let started = Instant::now();
         let mut events = Vec::new();
         while !events.iter().any(|e: &String| e.contains("exited")) {
