@@ -1,7 +1,7 @@
 //! The shard state machine: every partition a shard owns, its remembered event ids, and the
 //! environments' configurations. `apply` is a pure function of (state, batch).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -155,7 +155,7 @@ pub struct Shard {
     /// [`crate::state::scope_tags`] of the partitions seen lately: two SHA-256 digests that every
     /// remembered command would otherwise pay again. A cache of a pure function, cleared past
     /// [`SCOPE_TAGS_CACHED_MAX`] entries; not part of the snapshot.
-    scope_tags: HashMap<PartitionKey, (u64, u64)>,
+    scope_tags: crate::state::FastMap<PartitionKey, (u64, u64)>,
 }
 
 /// Partitions whose scope tags a shard keeps at most (a shard owns a few hundred at most).
@@ -174,7 +174,7 @@ impl Shard {
             partition_events_max: EVENTS_PER_PARTITION_MAX,
             events_by_partition: BTreeMap::new(),
             time_front: 0,
-            scope_tags: HashMap::new(),
+            scope_tags: Default::default(),
         }
     }
 
@@ -385,7 +385,7 @@ impl Shard {
             partition_events_max: EVENTS_PER_PARTITION_MAX,
             events_by_partition: BTreeMap::new(),
             time_front: 0,
-            scope_tags: HashMap::new(),
+            scope_tags: Default::default(),
         };
         shard.index_events_by_partition();
         Ok(shard)

@@ -7,6 +7,7 @@
 //! success (nearly all), with the rare other results kept aside. Encoded exactly as the map of
 //! [`EventRecord`]s it replaced (sorted by key), so snapshots and state hashes keep their bytes.
 
+#[cfg(test)]
 use std::collections::HashMap;
 use std::fmt;
 
@@ -14,7 +15,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{EventKey, EventRecord, RememberedResult};
+use super::{EventKey, EventRecord, FastMap, RememberedResult};
 use crate::command::CmdResult;
 
 /// `Compact::reservation` of a plain success without a reservation id.
@@ -47,11 +48,11 @@ struct Scope {
 /// Remembered event ids: key -> fingerprint, timestamp, scope and result.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct RememberedEvents {
-    events: HashMap<EventKey, Compact>,
+    events: FastMap<EventKey, Compact>,
     /// Results that are not a plain success (refusals, conflicts, odd ids), by key.
-    others: HashMap<EventKey, Box<CmdResult>>,
+    others: FastMap<EventKey, Box<CmdResult>>,
     scopes: Vec<Scope>,
-    scope_ids: HashMap<(u64, u64), u32>,
+    scope_ids: FastMap<(u64, u64), u32>,
     /// Slots of `scopes` no event uses.
     free: Vec<u32>,
 }
