@@ -221,8 +221,8 @@ impl PartitionState {
 }
 
 /// The hash map of the replicated state: foldhash, seeded at random per process as std's SipHash
-/// is (keys are client-chosen, so a fixed seed would let a client pick colliding ones), at about
-/// a third of SipHash's cost per lookup of a short key.
+/// is (keys are client-chosen, so a fixed seed would let a client pick colliding ones). A reserve's
+/// apply took 6% less than with SipHash (`examples/apply_cost.rs`).
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The large maps of the replicated state (a partition's products and reservations, a shard's

@@ -7,8 +7,6 @@
 //! success (nearly all), with the rare other results kept aside. Encoded exactly as the map of
 //! [`EventRecord`]s it replaced (sorted by key), so snapshots and state hashes keep their bytes.
 
-#[cfg(test)]
-use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{MapAccess, Visitor};
@@ -329,6 +327,8 @@ impl PartialEq for RememberedEvents {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use crate::command::Outcome;
 
