@@ -32,10 +32,9 @@ pub struct NodeProc {
     args: Vec<String>,
     /// Extra environment (test hooks such as a low snapshot threshold).
     env: Vec<(String, String)>,
-    /// The exit codes of every time the process ended by itself (`None`: by a signal).
-    pub exits: Vec<Option<i32>>,
-    /// The signal that ended it, for each of those (`None`: it exited with a code).
-    pub exit_signals: Vec<Option<i32>>,
+    /// How the process ended, every time it ended by itself: an exit code, or the signal that
+    /// ended it (`ExitStatusExt::signal`).
+    pub exits: Vec<std::process::ExitStatus>,
     /// Of those, how many ended while its disk was full (or just after), with their codes.
     pub exits_disk_full: Vec<Option<i32>>,
     /// While the `disk-full` nemesis has filled the node's disk (and a moment after).
@@ -108,19 +107,17 @@ impl NodeProc {
         self.child.is_some()
     }
 
-    /// When the process ended by itself (not by [`NodeProc::kill9`]): reaps it and gives its
-    /// exit code (`None` inside when a signal ended it).
-    pub fn reap(&mut self) -> Option<Option<i32>> {
+    /// When the process ended by itself (not by [`NodeProc::kill9`]): reaps it and says how it
+    /// ended.
+    pub fn reap(&mut self) -> Option<std::process::ExitStatus> {
         let status = self.child.as_mut()?.try_wait().ok()??;
         self.child = None;
         self.paused = false;
-        self.exits.push(status.code());
-        self.exit_signals
-            .push(std::os::unix::process::ExitStatusExt::signal(&status));
+        self.exits.push(status);
         if self.disk_full_until.is_some_and(|t| Instant::now() <= t) {
             self.exits_disk_full.push(status.code());
         }
-        Some(status.code())
+        Some(status)
     }
 
     /// Waits until the process ends by itself: its exit code (`None` when a signal ended it).
@@ -303,7 +300,6 @@ impl Cluster {
                 args,
                 env: cluster.env.clone(),
                 exits: Vec::new(),
-                exit_signals: Vec::new(),
                 exits_disk_full: Vec::new(),
                 disk_full_until: None,
                 child: None,
@@ -335,7 +331,6 @@ impl Cluster {
             data,
             env: self.env.clone(),
             exits: Vec::new(),
-            exit_signals: Vec::new(),
             exits_disk_full: Vec::new(),
             disk_full_until: None,
             child: None,
@@ -395,7 +390,7 @@ impl Cluster {
         let mut events = Vec::new();
         let now = Instant::now();
         for node in &mut self.nodes {
-            if let Some(code) = node.reap() {
+            if let Some(status) = node.reap() {
                 let quick = node.spawned_at.is_some_and(|t| now.duration_since(t) < QUICK_EXIT);
                 let delay = if quick { node.backoff } else { Duration::ZERO };
                 node.backoff = if quick {
@@ -404,8 +399,7 @@ impl Cluster {
                     BACKOFF_FIRST
                 };
                 node.restart_at = Some(now + delay);
-                let signal = node.exit_signals.last().copied().flatten();
-                let by = signal.map_or(String::new(), |s| format!(" (signal {s})"));
+                let (code, by) = (status.code(), by_signal(status));
                 events.push(format!(
                     "supervisor: node {} exited with {code:?}{by}; restart in {delay:?}",
                     node.id
@@ -645,6 +639,11 @@ impl Cluster {
     }
 }
 
+/// " (signal N)" when a signal ended the process, "" when it exited with a code.
+pub fn by_signal(status: std::process::ExitStatus) -> String {
+    std::os::unix::process::ExitStatusExt::signal(&status).map_or(String::new(), |s| format!(" (signal {s})"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -677,7 +676,7 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(cluster.nodes[0].exits.iter().all(|c| *c == Some(74)));
+        assert!(cluster.nodes[0].exits.iter().all(|s| s.code() == Some(74)));
         // Delays 0, 0.25, 0.5, 1, 2 s: about five restarts in 5 s, not one per tick (100).
         assert!((3..=7).contains(&restarts.len()), "{restarts:?}");
         let gaps: Vec<Duration> = restarts.windows(2).map(|w| w[1] - w[0]).collect();
@@ -699,8 +698,9 @@ mod tests {
             events.extend(cluster.supervise());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(cluster.nodes[0].exits.first(), Some(&None));
-        assert_eq!(cluster.nodes[0].exit_signals.first(), Some(&Some(libc::SIGKILL)));
+        let exit = cluster.nodes[0].exits.first().expect("an exit");
+        assert_eq!(exit.code(), None);
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(exit), Some(libc::SIGKILL));
         assert!(events.iter().any(|e| e.contains("(signal 9)")), "{events:?}");
     }
 }

@@ -386,9 +386,9 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
     for node in &cluster.lock().await.nodes {
         full_exits += node.exits_disk_full.len();
         let mut while_full = node.exits_disk_full.clone();
-        for (i, code) in node.exits.iter().enumerate() {
+        for status in &node.exits {
             exits += 1;
-            let signal = node.exit_signals.get(i).copied().flatten();
+            let code = &status.code();
             if *code == Some(EXIT_STORAGE_FAILED) {
                 continue;
             }
@@ -403,7 +403,7 @@ pub async fn run_once(cfg: &RunConfig) -> Result<RunReport, String> {
                     message: format!(
                         "node {} exited by itself with {code:?}{} (only a storage fault may end a node, with {EXIT_STORAGE_FAILED})",
                         node.id,
-                        signal.map_or(String::new(), |s| format!(", by signal {s}")),
+                        crate::cluster::by_signal(*status),
                     ),
                     ops: vec![],
                 });
