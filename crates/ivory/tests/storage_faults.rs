@@ -280,7 +280,7 @@ async fn the_supervisor_restarts_a_node_whose_disk_was_full_until_there_is_space
         }
         let exits = &cluster.nodes[0].exits;
         assert!(
-            exits.len() >= 2 && exits.iter().all(|code| *code == Some(EXIT_STORAGE_FAILED)),
+            exits.len() >= 2 && exits.iter().all(|status| status.code() == Some(EXIT_STORAGE_FAILED)),
             "the full disk's exit, then refused starts: {exits:?} {events:?}\n{}",
             cluster.logs(30)
         );
